@@ -1,0 +1,506 @@
+//! The agent's logic: desired state in, kernel maps out.
+//!
+//! Invariants:
+//! - the state file is written before the maps, and a failed map write
+//!   restores the previous state file, so an error changes nothing;
+//! - no two publications overlap: same protocol and port on the same host
+//!   address, or on any address when either is the wildcard (Docker's rule);
+//! - counter slots are unique among live publications and zeroed on reuse.
+
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use datapath_common::{Event, MAX_PUBLICATIONS, PubKey, PubStats, PubValue};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info};
+
+use crate::{
+    datapath::{Datapath, DatapathError},
+    spec::{PortSpec, SpecError},
+    state::{DesiredState, Publication, StateError, StateStore},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Docker's wording, which users and scripts know.
+    #[error("Bind for {ip}:{port} failed: port is already allocated ({existing} is published)")]
+    AlreadyAllocated {
+        ip: Ipv4Addr,
+        port: u16,
+        existing: PortSpec,
+    },
+    #[error("no publication {0}")]
+    NotPublished(PortSpec),
+    #[error("{published} is published, not {requested}")]
+    Mismatch {
+        published: PortSpec,
+        requested: PortSpec,
+    },
+    #[error("publication table is full ({MAX_PUBLICATIONS} entries)")]
+    Full,
+    #[error("saving state: {0}")]
+    State(#[from] StateError),
+    #[error("datapath: {0}")]
+    Datapath(#[from] DatapathError),
+}
+
+/// The datapath's key for a publication.
+pub fn pub_key(spec: &PortSpec) -> PubKey {
+    PubKey {
+        addr_be: u32::from_ne_bytes(spec.host_ip.octets()),
+        port_be: spec.host_port.to_be(),
+        proto: spec.proto.number(),
+        _pad: 0,
+    }
+}
+
+/// The datapath's value for a publication.
+pub fn pub_value(p: &Publication) -> PubValue {
+    PubValue {
+        addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
+        port_be: p.spec.container_port.to_be(),
+        _pad: 0,
+        stats_slot: p.stats_slot,
+    }
+}
+
+/// What [`Agent::reconcile`] changed in the kernel.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+}
+
+/// One publication's counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationStats {
+    pub publication: PortSpec,
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+}
+
+/// Everything `netagent stats` shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub publications: Vec<PublicationStats>,
+    /// Datapath events by name, in `Event::ALL` order.
+    pub events: Vec<(String, u64)>,
+}
+
+pub struct Agent<D> {
+    store: StateStore,
+    state: DesiredState,
+    datapath: D,
+}
+
+impl<D: Datapath> Agent<D> {
+    /// Loads the desired state; call [`Agent::reconcile`] before serving.
+    pub fn new(store: StateStore, datapath: D) -> Result<Self, AgentError> {
+        let state = store.load()?;
+        Ok(Self {
+            store,
+            state,
+            datapath,
+        })
+    }
+
+    pub fn datapath_mut(&mut self) -> &mut D {
+        &mut self.datapath
+    }
+
+    /// Makes the publication map equal the desired state: adds what is
+    /// missing, fixes what differs, removes what nobody asked for. Entries
+    /// already right are not touched (no counter reset, no map write).
+    pub fn reconcile(&mut self) -> Result<ReconcileReport, AgentError> {
+        let mut report = ReconcileReport::default();
+        let actual: std::collections::HashMap<PubKey, PubValue> =
+            self.datapath.publications()?.into_iter().collect();
+        let mut wanted = std::collections::HashSet::new();
+        for p in &self.state.publications {
+            let key = pub_key(&p.spec);
+            let value = pub_value(p);
+            wanted.insert(key);
+            match actual.get(&key) {
+                Some(v) if *v == value => {}
+                Some(_) => {
+                    self.datapath.upsert_publication(&key, &value)?;
+                    report.updated += 1;
+                }
+                None => {
+                    self.datapath.reset_stats(p.stats_slot)?;
+                    self.datapath.upsert_publication(&key, &value)?;
+                    report.added += 1;
+                }
+            }
+        }
+        for key in actual.keys().filter(|k| !wanted.contains(k)) {
+            self.datapath.remove_publication(key)?;
+            report.removed += 1;
+        }
+        Ok(report)
+    }
+
+    /// Publishes `spec`. On any error nothing has changed.
+    pub fn publish(&mut self, spec: PortSpec) -> Result<Publication, AgentError> {
+        if let Some(existing) = self
+            .state
+            .publications
+            .iter()
+            .find(|p| overlaps(&p.spec, &spec))
+        {
+            return Err(AgentError::AlreadyAllocated {
+                ip: spec.host_ip,
+                port: spec.host_port,
+                existing: existing.spec,
+            });
+        }
+        let stats_slot = self.free_slot().ok_or(AgentError::Full)?;
+        let publication = Publication { spec, stats_slot };
+        let mut next = self.state.clone();
+        next.publications.push(publication);
+        self.store.save(&next)?;
+        let key = pub_key(&spec);
+        let applied = self.datapath.reset_stats(stats_slot).and_then(|()| {
+            self.datapath
+                .upsert_publication(&key, &pub_value(&publication))
+        });
+        if let Err(e) = applied {
+            self.restore_state_file();
+            return Err(e.into());
+        }
+        self.state = next;
+        info!(%spec, stats_slot, "published");
+        Ok(publication)
+    }
+
+    /// Unpublishes `spec`, which must match a publication exactly. New and
+    /// established flows stop at once (see the datapath's ct.rs).
+    pub fn unpublish(&mut self, spec: PortSpec) -> Result<Publication, AgentError> {
+        let index = self
+            .state
+            .publications
+            .iter()
+            .position(|p| {
+                p.spec.host_ip == spec.host_ip
+                    && p.spec.host_port == spec.host_port
+                    && p.spec.proto == spec.proto
+            })
+            .ok_or(AgentError::NotPublished(spec))?;
+        let publication = self.state.publications[index];
+        if publication.spec != spec {
+            return Err(AgentError::Mismatch {
+                published: publication.spec,
+                requested: spec,
+            });
+        }
+        let mut next = self.state.clone();
+        next.publications.remove(index);
+        self.store.save(&next)?;
+        if let Err(e) = self.datapath.remove_publication(&pub_key(&spec)) {
+            self.restore_state_file();
+            return Err(e.into());
+        }
+        self.state = next;
+        info!(%spec, "unpublished");
+        Ok(publication)
+    }
+
+    /// Publications, optionally only those to `container_ip`, in natural
+    /// order (container address, port, protocol, then host side).
+    pub fn list(&self, container_ip: Option<Ipv4Addr>) -> Vec<Publication> {
+        let mut list: Vec<Publication> = self
+            .state
+            .publications
+            .iter()
+            .filter(|p| container_ip.is_none_or(|ip| p.spec.container_ip == ip))
+            .copied()
+            .collect();
+        list.sort_by_key(|p| {
+            let s = p.spec;
+            (
+                s.container_ip,
+                s.container_port,
+                s.proto,
+                s.host_ip,
+                s.host_port,
+            )
+        });
+        list
+    }
+
+    pub fn stats(&self) -> Result<Stats, AgentError> {
+        let publications = self
+            .list(None)
+            .into_iter()
+            .map(|p| {
+                let PubStats {
+                    fwd_packets,
+                    fwd_bytes,
+                    rev_packets,
+                    rev_bytes,
+                } = self.datapath.stats(p.stats_slot)?;
+                Ok(PublicationStats {
+                    publication: p.spec,
+                    fwd_packets,
+                    fwd_bytes,
+                    rev_packets,
+                    rev_bytes,
+                })
+            })
+            .collect::<Result<Vec<_>, AgentError>>()?;
+        let events = self
+            .datapath
+            .events()?
+            .into_iter()
+            .map(|(e, n): (Event, u64)| (e.name().to_owned(), n))
+            .collect();
+        Ok(Stats {
+            publications,
+            events,
+        })
+    }
+
+    fn free_slot(&self) -> Option<u32> {
+        let used: BTreeSet<u32> = self
+            .state
+            .publications
+            .iter()
+            .map(|p| p.stats_slot)
+            .collect();
+        (0..MAX_PUBLICATIONS).find(|s| !used.contains(s))
+    }
+
+    /// Puts the in-memory (previous) state back on disk after a failed
+    /// kernel write. If even that fails, the next start's reconcile still
+    /// converges on whatever the file says; say so loudly.
+    fn restore_state_file(&self) {
+        if let Err(e) = self.store.save(&self.state) {
+            error!(error = %e, "could not restore the state file after a failed datapath write");
+        }
+    }
+}
+
+/// Docker's overlap rule: same protocol and port, and the same host address
+/// or either one the wildcard.
+fn overlaps(a: &PortSpec, b: &PortSpec) -> bool {
+    a.proto == b.proto
+        && a.host_port == b.host_port
+        && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::fake::FakeDatapath;
+
+    fn spec(s: &str) -> PortSpec {
+        s.parse().unwrap()
+    }
+
+    fn agent(dir: &tempfile::TempDir) -> Agent<FakeDatapath> {
+        let store = StateStore::open(dir.path()).unwrap();
+        Agent::new(store, FakeDatapath::default()).unwrap()
+    }
+
+    fn reopen(dir: &tempfile::TempDir, dp: FakeDatapath) -> Agent<FakeDatapath> {
+        let store = StateStore::open(dir.path()).unwrap();
+        Agent::new(store, dp).unwrap()
+    }
+
+    #[test]
+    fn publish_writes_key_and_value_in_network_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let p = a.publish(spec("10.0.0.1:5000->172.17.0.2:80/udp")).unwrap();
+        let entries = a.datapath.publications().unwrap();
+        assert_eq!(entries.len(), 1);
+        let (key, value) = entries[0];
+        assert_eq!(key.addr_be.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(key.port_be.to_ne_bytes(), 5000u16.to_be_bytes());
+        assert_eq!(key.proto, 17);
+        assert_eq!(value.addr_be.to_ne_bytes(), [172, 17, 0, 2]);
+        assert_eq!(value.port_be.to_ne_bytes(), 80u16.to_be_bytes());
+        assert_eq!(value.stats_slot, p.stats_slot);
+    }
+
+    #[test]
+    fn overlapping_publications_are_refused_with_dockers_wording() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        for clash in [
+            "5000->172.17.0.3:81",
+            "10.0.0.1:5000->172.17.0.3:81",
+            "0.0.0.0:5000->172.17.0.2:80/tcp",
+        ] {
+            let err = a.publish(spec(clash)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("Bind for ")
+                    && err.contains(":5000 failed: port is already allocated"),
+                "{clash}: {err}"
+            );
+        }
+        // Other protocol, other port: fine.
+        a.publish(spec("5000->172.17.0.2:80/udp")).unwrap();
+        a.publish(spec("5001->172.17.0.2:80")).unwrap();
+        // A specific address clashes with a later wildcard too.
+        a.publish(spec("10.0.0.1:6000->172.17.0.2:80")).unwrap();
+        assert!(a.publish(spec("6000->172.17.0.9:80")).is_err());
+        a.publish(spec("10.0.0.2:6000->172.17.0.2:80")).unwrap();
+        assert_eq!(a.datapath.publications.len(), 5);
+    }
+
+    #[test]
+    fn a_failed_datapath_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        let before = std::fs::read(dir.path().join("state.json")).unwrap();
+        a.datapath.fail_writes = true;
+        assert!(a.publish(spec("5001->172.17.0.2:81")).is_err());
+        assert!(a.unpublish(spec("5000->172.17.0.2:80")).is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("state.json")).unwrap(),
+            before
+        );
+        assert_eq!(a.list(None).len(), 1);
+        a.datapath.fail_writes = false;
+        assert_eq!(a.datapath.publications.len(), 1);
+    }
+
+    #[test]
+    fn a_full_map_is_a_clear_error_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.datapath.capacity = Some(1);
+        a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        let err = a.publish(spec("5001->172.17.0.2:80")).unwrap_err();
+        assert!(err.to_string().contains("map full"), "{err}");
+        assert_eq!(a.list(None).len(), 1);
+    }
+
+    #[test]
+    fn unpublish_needs_the_exact_publication() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        let err = a
+            .unpublish(spec("5000->172.17.0.9:80"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is published, not"), "{err}");
+        let err = a
+            .unpublish(spec("5001->172.17.0.2:80"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("no publication"), "{err}");
+        a.unpublish(spec("5000->172.17.0.2:80")).unwrap();
+        assert!(a.datapath.publications.is_empty());
+        assert!(a.list(None).is_empty());
+    }
+
+    #[test]
+    fn slots_are_unique_reused_and_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let p0 = a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        let p1 = a.publish(spec("5001->172.17.0.2:80")).unwrap();
+        assert_ne!(p0.stats_slot, p1.stats_slot);
+        a.datapath.stats.insert(
+            p0.stats_slot,
+            PubStats {
+                fwd_packets: 9,
+                ..Default::default()
+            },
+        );
+        a.unpublish(p0.spec).unwrap();
+        let p2 = a.publish(spec("5002->172.17.0.2:80")).unwrap();
+        assert_eq!(p2.stats_slot, p0.stats_slot, "lowest free slot is reused");
+        assert_eq!(a.datapath.stats(p2.stats_slot).unwrap().fwd_packets, 0);
+    }
+
+    #[test]
+    fn reconcile_converges_the_map_on_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let kept = a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        let changed = a.publish(spec("5001->172.17.0.2:81")).unwrap();
+        let missing = a.publish(spec("5002->172.17.0.2:82/udp")).unwrap();
+        let mut dp = std::mem::take(&mut a.datapath);
+        drop(a);
+        // The kernel drifted while the agent was away.
+        dp.publications.remove(&{
+            let k = pub_key(&missing.spec);
+            (k.addr_be, k.port_be, k.proto)
+        });
+        let k = pub_key(&changed.spec);
+        dp.publications
+            .get_mut(&(k.addr_be, k.port_be, k.proto))
+            .unwrap()
+            .port_be = 1;
+        let stray = pub_key(&spec("9999->172.17.0.2:99"));
+        dp.upsert_publication(&stray, &PubValue::default()).unwrap();
+        dp.stats.insert(
+            kept.stats_slot,
+            PubStats {
+                fwd_packets: 5,
+                ..Default::default()
+            },
+        );
+
+        let mut a = reopen(&dir, dp);
+        let report = a.reconcile().unwrap();
+        assert_eq!(
+            report,
+            ReconcileReport {
+                added: 1,
+                updated: 1,
+                removed: 1
+            }
+        );
+        let mut want: Vec<(PubKey, PubValue)> = [kept, changed, missing]
+            .iter()
+            .map(|p| (pub_key(&p.spec), pub_value(p)))
+            .collect();
+        want.sort_by_key(|(k, _)| (k.addr_be, k.port_be, k.proto));
+        assert_eq!(a.datapath.publications().unwrap(), want);
+        assert_eq!(
+            a.datapath.stats(kept.stats_slot).unwrap().fwd_packets,
+            5,
+            "an entry already right is left alone, counters included"
+        );
+        assert_eq!(a.reconcile().unwrap(), ReconcileReport::default());
+    }
+
+    #[test]
+    fn list_filters_and_sorts_naturally() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        for s in [
+            "8080->172.17.0.3:80",
+            "10000->172.17.0.2:1000/udp",
+            "9000->172.17.0.2:90",
+            "10001->172.17.0.2:1000",
+        ] {
+            a.publish(spec(s)).unwrap();
+        }
+        let got: Vec<String> = a
+            .list(Some("172.17.0.2".parse().unwrap()))
+            .iter()
+            .map(|p| p.spec.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "0.0.0.0:9000->172.17.0.2:90/tcp",
+                "0.0.0.0:10001->172.17.0.2:1000/tcp",
+                "0.0.0.0:10000->172.17.0.2:1000/udp",
+            ]
+        );
+        assert_eq!(a.list(None).len(), 4);
+    }
+}

@@ -1,0 +1,454 @@
+//! The real [`Datapath`]: the embedded eBPF object, loaded with its maps and
+//! program links pinned under a bpffs directory.
+//!
+//! Pin layout under `<bpffs>` (default `/sys/fs/bpf/netagent`):
+//! - `maps/<MAP_NAME>`: every map of `datapath_common::map_names`;
+//! - `links/<iface>/{xdp,tc_ingress,tc_egress}`: the program links.
+//!
+//! Pins are what let the datapath outlive the agent: a restarted agent
+//! reopens the maps (keeping publications, counters and conntrack) and
+//! swaps its freshly loaded programs into the existing links with
+//! `bpf_link_update`, which is atomic, so no packet sees a gap.
+
+use std::{
+    ffi::{CStr, CString},
+    fs, io,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttach},
+        xdp::XdpLink,
+    },
+};
+use datapath_common::{
+    Event, LocalAddr, PubKey, PubStats, PubValue,
+    map_names::{CONNTRACK, EVENTS, LOCAL_ADDRS, PUB_STATS, PUBLICATIONS},
+    prog_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS},
+};
+use tracing::{info, warn};
+
+use super::{Datapath, DatapathError};
+
+/// The eBPF object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
+pub static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
+
+/// Every map, for pinning.
+pub const MAP_NAMES: [&str; 5] = [PUBLICATIONS, CONNTRACK, LOCAL_ADDRS, PUB_STATS, EVENTS];
+
+/// Link pin names under `links/<iface>/`.
+const LINK_XDP: &str = "xdp";
+const LINK_TC_INGRESS: &str = "tc_ingress";
+const LINK_TC_EGRESS: &str = "tc_egress";
+
+fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> DatapathError {
+    let op = op.into();
+    move |source| DatapathError::Map { op, source }
+}
+
+fn prog_err(op: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+    let op = op.into();
+    move |source| DatapathError::Program { op, source }
+}
+
+fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> DatapathError {
+    let op = op.into();
+    move |source| DatapathError::Io { op, source }
+}
+
+/// Paths of the pins under one bpffs directory.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps().join(name)
+    }
+
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    fn link(&self, iface: &str, which: &str) -> PathBuf {
+        self.links().join(iface).join(which)
+    }
+}
+
+/// The loaded datapath. Dropping it closes the agent's descriptors only:
+/// pinned maps and links stay, and forwarding goes on.
+pub struct BpfDatapath {
+    ebpf: Ebpf,
+    pins: PinDir,
+    publications: HashMap<MapData, PubKey, PubValue>,
+    local_addrs: HashMap<MapData, u32, LocalAddr>,
+    pub_stats: PerCpuArray<MapData, PubStats>,
+    events: PerCpuArray<MapData, u64>,
+    /// Held so their descriptors stay open while the agent runs.
+    links: Vec<PinnedLink>,
+}
+
+impl BpfDatapath {
+    /// Loads the programs, reusing the maps pinned under `pins` or creating
+    /// and pinning them on first start.
+    pub fn load(pins: PinDir) -> Result<Self, DatapathError> {
+        if OBJECT.is_empty() {
+            return Err(DatapathError::Other(
+                "this netagent was built with AYA_BUILD_SKIP=1 and carries no eBPF object".into(),
+            ));
+        }
+        ensure_bpffs(pins.root())?;
+        fs::create_dir_all(pins.maps()).map_err(io_err(format!(
+            "creating pin directory {}",
+            pins.maps().display()
+        )))?;
+        let map_paths: Vec<(&str, PathBuf)> = MAP_NAMES.iter().map(|&n| (n, pins.map(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|source| DatapathError::Load {
+            op: "loading the eBPF object".into(),
+            source,
+        })?;
+        program::<Xdp>(&mut ebpf, XDP_INGRESS)?
+            .load()
+            .map_err(prog_err(format!(
+                "loading program {XDP_INGRESS} (verifier)"
+            )))?;
+        for name in [TC_INGRESS, TC_EGRESS] {
+            program::<SchedClassifier>(&mut ebpf, name)?
+                .load()
+                .map_err(prog_err(format!("loading program {name} (verifier)")))?;
+        }
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| DatapathError::Other(format!("map {name} missing from object")))
+        };
+        let publications = HashMap::try_from(take(PUBLICATIONS)?).map_err(map_err(PUBLICATIONS))?;
+        let local_addrs = HashMap::try_from(take(LOCAL_ADDRS)?).map_err(map_err(LOCAL_ADDRS))?;
+        let pub_stats = PerCpuArray::try_from(take(PUB_STATS)?).map_err(map_err(PUB_STATS))?;
+        let events = PerCpuArray::try_from(take(EVENTS)?).map_err(map_err(EVENTS))?;
+        Ok(Self {
+            ebpf,
+            pins,
+            publications,
+            local_addrs,
+            pub_stats,
+            events,
+            links: Vec::new(),
+        })
+    }
+
+    /// Attaches XDP and both TC programs to `iface` (in the calling
+    /// thread's network namespace). Existing pinned links are updated in
+    /// place; defunct ones (their interface was deleted) are replaced.
+    pub fn attach(&mut self, iface: &str) -> Result<(), DatapathError> {
+        let c_iface = CString::new(iface)
+            .map_err(|_| DatapathError::Other(format!("bad interface name {iface:?}")))?;
+        let c_iface = c_iface.as_c_str();
+        let dir = self.pins.links().join(iface);
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+
+        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_INGRESS)?;
+        let link = attach_pinned(
+            &self.pins.link(iface, LINK_XDP),
+            xdp,
+            |xdp, fd| {
+                let link =
+                    XdpLink::try_from(fd).map_err(|e| DatapathError::Other(e.to_string()))?;
+                xdp.attach_to_link(link)
+                    .map_err(prog_err(format!("replacing XDP program on {iface}")))?;
+                Ok(())
+            },
+            |xdp| attach_xdp(xdp, iface, c_iface),
+        )?;
+        self.links.push(link);
+
+        for (name, which, attach_type) in [
+            (TC_INGRESS, LINK_TC_INGRESS, TcAttachType::Ingress),
+            (TC_EGRESS, LINK_TC_EGRESS, TcAttachType::Egress),
+        ] {
+            let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            let link = attach_pinned(
+                &self.pins.link(iface, which),
+                tc,
+                |tc, fd| {
+                    let link = SchedClassifierLink::try_from(fd)
+                        .map_err(|e| DatapathError::Other(e.to_string()))?;
+                    tc.attach_to_link(link)
+                        .map_err(prog_err(format!("replacing {name} on {iface}")))?;
+                    Ok(())
+                },
+                |tc| {
+                    let id = tc
+                        .attach(
+                            c_iface,
+                            TcAttach::Tcx {
+                                attach_type,
+                                order: LinkOrder::default(),
+                            },
+                        )
+                        .map_err(prog_err(format!("attaching {name} (TCX) to {iface}")))?;
+                    let link = tc.take_link(id).map_err(prog_err("taking TC link"))?;
+                    FdLink::try_from(link).map_err(|e| DatapathError::Other(e.to_string()))
+                },
+            )?;
+            self.links.push(link);
+        }
+        info!(iface, "datapath attached");
+        Ok(())
+    }
+
+    /// Detaches the datapath from interfaces that are no longer served:
+    /// removing a link's last pin (with no descriptor open) detaches it.
+    pub fn detach_except(&mut self, keep: &[String]) -> Result<(), DatapathError> {
+        let links = self.pins.links();
+        let entries = match fs::read_dir(&links) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(format!("reading {}", links.display()))(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("reading link pins"))?;
+            let iface = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&iface) {
+                fs::remove_dir_all(entry.path())
+                    .map_err(io_err(format!("unpinning links of {iface}")))?;
+                info!(iface, "datapath detached (interface no longer served)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The program `name`, typed.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, DatapathError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| DatapathError::Other(format!("program {name} missing")))?
+        .try_into()
+        .map_err(prog_err(format!("program {name} has the wrong type")))
+}
+
+/// Native XDP first; generic (skb) mode where the driver has no XDP support.
+fn attach_xdp(xdp: &mut Xdp, iface: &str, c_iface: &CStr) -> Result<FdLink, DatapathError> {
+    let id = match xdp.attach(c_iface, XdpMode::Driver) {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(iface, error = %e, "native XDP unavailable, using generic (skb) mode");
+            xdp.attach(c_iface, XdpMode::Skb)
+                .map_err(prog_err(format!("attaching XDP to {iface}")))?
+        }
+    };
+    let link = xdp.take_link(id).map_err(prog_err("taking XDP link"))?;
+    FdLink::try_from(link).map_err(|e| {
+        DatapathError::Other(format!(
+            "XDP on {iface} was attached without a bpf_link ({e}); cannot pin it"
+        ))
+    })
+}
+
+/// Updates the link pinned at `path` with `replace`, or (no pin, or a
+/// defunct link) creates one with `create` and pins it.
+fn attach_pinned<P>(
+    path: &Path,
+    prog: &mut P,
+    replace: impl FnOnce(&mut P, FdLink) -> Result<(), DatapathError>,
+    create: impl FnOnce(&mut P) -> Result<FdLink, DatapathError>,
+) -> Result<PinnedLink, DatapathError> {
+    if path.exists() {
+        let pinned = PinnedLink::from_pin(path)
+            .map_err(|e| DatapathError::Other(format!("opening {}: {e}", path.display())))?;
+        // Keep a second handle on the pin: `replace` consumes its FdLink.
+        let held = PinnedLink::from_pin(path)
+            .map_err(|e| DatapathError::Other(format!("opening {}: {e}", path.display())))?;
+        match replace(prog, FdLink::from(pinned)) {
+            Ok(()) => return Ok(held),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "pinned link unusable, attaching anew");
+                drop(held);
+                fs::remove_file(path).map_err(io_err(format!("unpinning {}", path.display())))?;
+            }
+        }
+    }
+    let link = create(prog)?;
+    link.pin(path)
+        .map_err(|e| DatapathError::Other(format!("pinning {}: {e}", path.display())))
+}
+
+/// Makes sure `dir` is on a bpffs, mounting one there if not (for example
+/// when the agent runs under `ip netns exec`, which remounts /sys).
+fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let cpath = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| DatapathError::Other(format!("bad path {}", dir.display())))?;
+    // SAFETY: statfs into a zeroed struct with a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(cpath.as_ptr(), &mut st) } != 0 {
+        return Err(io_err(format!("statfs {}", dir.display()))(
+            io::Error::last_os_error(),
+        ));
+    }
+    if st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    warn!(dir = %dir.display(), "not on a bpffs; mounting one there");
+    // SAFETY: plain mount(2) with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            cpath.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io_err(format!("mounting bpffs on {}", dir.display()))(
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes every pin under `pins` (links first, which detaches the
+/// programs, then maps). Collects every failure instead of stopping at the
+/// first, so one stuck pin does not hide the others.
+pub fn teardown(pins: &PinDir) -> Result<(), DatapathError> {
+    let mut errors = Vec::new();
+    for dir in [pins.links(), pins.maps()] {
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DatapathError::Other(format!(
+            "teardown incomplete: {}",
+            errors.join("; ")
+        )))
+    }
+}
+
+fn sum_per_cpu<T: aya::Pod>(values: &PerCpuValues<T>, mut add: impl FnMut(&T)) {
+    values.iter().for_each(&mut add);
+}
+
+impl Datapath for BpfDatapath {
+    fn publications(&self) -> Result<Vec<(PubKey, PubValue)>, DatapathError> {
+        self.publications
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the publication map"))
+    }
+
+    fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> Result<(), DatapathError> {
+        self.publications
+            .insert(key, value, 0)
+            .map_err(map_err("writing the publication map"))
+    }
+
+    fn remove_publication(&mut self, key: &PubKey) -> Result<(), DatapathError> {
+        match self.publications.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(e) => Err(map_err("removing from the publication map")(e)),
+        }
+    }
+
+    fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(op, source)| io_err(op)(source))?
+            .get() as usize;
+        let zeroes = PerCpuValues::try_from(vec![PubStats::default(); cpus])
+            .map_err(io_err("building per-CPU zeroes"))?;
+        self.pub_stats
+            .set(slot, zeroes, 0)
+            .map_err(map_err("resetting publication counters"))
+    }
+
+    fn stats(&self, slot: u32) -> Result<PubStats, DatapathError> {
+        let values = self
+            .pub_stats
+            .get(&slot, 0)
+            .map_err(map_err("reading publication counters"))?;
+        let mut total = PubStats::default();
+        sum_per_cpu(&values, |s| {
+            total.fwd_packets += s.fwd_packets;
+            total.fwd_bytes += s.fwd_bytes;
+            total.rev_packets += s.rev_packets;
+            total.rev_bytes += s.rev_bytes;
+        });
+        Ok(total)
+    }
+
+    fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
+        Event::ALL
+            .iter()
+            .map(|&event| {
+                let values = self
+                    .events
+                    .get(&(event as u32), 0)
+                    .map_err(map_err("reading event counters"))?;
+                let mut total = 0;
+                sum_per_cpu(&values, |v| total += v);
+                Ok((event, total))
+            })
+            .collect()
+    }
+
+    fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
+        let wanted: std::collections::HashMap<u32, u32> = addrs
+            .iter()
+            .map(|(ip, ifindex)| (u32::from_ne_bytes(ip.octets()), *ifindex))
+            .collect();
+        let present = self
+            .local_addrs
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the local-address map"))?;
+        for key in present {
+            if !wanted.contains_key(&key) {
+                match self.local_addrs.remove(&key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err("pruning the local-address map")(e)),
+                }
+            }
+        }
+        for (key, ifindex) in wanted {
+            self.local_addrs
+                .insert(&key, &LocalAddr { ifindex }, 0)
+                .map_err(map_err("writing the local-address map"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! The kernel datapath behind a trait, so the agent's logic is tested
+//! without root against [`fake::FakeDatapath`].
+
+pub mod bpf;
+pub mod fake;
+
+use std::net::Ipv4Addr;
+
+use datapath_common::{Event, PubKey, PubStats, PubValue};
+
+/// Errors from the datapath. `op` names what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("{op}: {source}")]
+    Map {
+        op: String,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("{op}: {source}")]
+    Program {
+        op: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("{op}: {source}")]
+    Load {
+        op: String,
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the agent needs from the kernel. Keys and values are the ABI types
+/// of `datapath_common`; implementations never interpret them.
+pub trait Datapath: Send {
+    /// Every publication in the map.
+    fn publications(&self) -> Result<Vec<(PubKey, PubValue)>, DatapathError>;
+    /// Inserts or replaces one publication (a single map write).
+    fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> Result<(), DatapathError>;
+    /// Removes one publication; removing an absent key is not an error.
+    fn remove_publication(&mut self, key: &PubKey) -> Result<(), DatapathError>;
+    /// Zeroes a counter slot (before it is handed to a new publication).
+    fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError>;
+    /// A counter slot summed over CPUs.
+    fn stats(&self, slot: u32) -> Result<PubStats, DatapathError>;
+    /// Datapath event counters summed over CPUs, in `Event::ALL` order.
+    fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError>;
+    /// Makes the local-address map hold exactly `addrs` (address, ifindex).
+    fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError>;
+}

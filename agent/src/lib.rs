@@ -1,0 +1,12 @@
+//! netagent: the agent that drives the eBPF datapath, as a library so the
+//! integration tests can load the same object and reuse the same types.
+
+pub mod agent;
+pub mod api;
+pub mod client;
+pub mod datapath;
+pub mod localaddr;
+pub mod output;
+pub mod server;
+pub mod spec;
+pub mod state;

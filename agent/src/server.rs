@@ -1,0 +1,254 @@
+//! `netagent daemon`: loads the datapath, reconciles it with the state file,
+//! keeps the local-address map in step with netlink, and serves the API.
+//!
+//! Stopping the daemon (SIGTERM/SIGINT, or a crash) leaves the pinned maps
+//! and links in place, so established and new flows keep being forwarded;
+//! `netagent teardown` removes the datapath for good.
+
+use std::{
+    fs, io,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    agent::{Agent, AgentError},
+    api::{Request, Response},
+    datapath::{
+        Datapath,
+        bpf::{BpfDatapath, PinDir},
+    },
+    localaddr,
+    spec::PortSpec,
+    state::StateStore,
+};
+
+/// Default state directory (desired state, lock).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netagent";
+/// Default bpffs directory for pins.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netagent";
+/// Longest request line accepted, so a runaway client cannot exhaust memory.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub socket: PathBuf,
+    pub ifaces: Vec<String>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+    let store = StateStore::open(&config.state_dir)?;
+    enable_ip_forward()?;
+    let mut datapath = BpfDatapath::load(PinDir::new(&config.bpffs))
+        .with_context(|| format!("loading the datapath (pins in {})", config.bpffs.display()))?;
+
+    let (connection, netlink, mut addr_events) =
+        rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])
+            .context("opening rtnetlink")?;
+    tokio::spawn(connection);
+    let addrs = localaddr::dump(&netlink)
+        .await
+        .context("listing local addresses")?;
+    datapath.set_local_addrs(&addrs)?;
+
+    let mut agent = Agent::new(store, datapath)?;
+    let report = agent.reconcile()?;
+    info!(?report, "publication map reconciled with the state file");
+    for iface in &config.ifaces {
+        agent.datapath_mut().attach(iface)?;
+    }
+    agent.datapath_mut().detach_except(&config.ifaces)?;
+
+    let listener = bind_socket(&config.socket)?;
+    let agent = Arc::new(Mutex::new(agent));
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    info!(socket = %config.socket.display(), ifaces = ?config.ifaces, "netagent ready");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.context("accepting an API connection")?;
+                let agent = Arc::clone(&agent);
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, agent).await {
+                        warn!(error = %e, "API connection failed");
+                    }
+                });
+            }
+            event = addr_events.next() => {
+                if event.is_none() {
+                    bail!("the netlink address monitor closed");
+                }
+                let addrs = localaddr::dump(&netlink).await.context("listing local addresses")?;
+                debug!(?addrs, "local addresses changed");
+                let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
+                agent.datapath_mut().set_local_addrs(&addrs)?;
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    let _ = fs::remove_file(&config.socket);
+    info!("netagent stopping; the pinned datapath keeps forwarding");
+    Ok(())
+}
+
+/// The datapath translates and passes packets to the stack, which must
+/// forward them to the container (Docker enables this too).
+fn enable_ip_forward() -> anyhow::Result<()> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    let current = fs::read_to_string(PATH).with_context(|| format!("reading {PATH}"))?;
+    if current.trim() != "1" {
+        fs::write(PATH, "1").with_context(|| format!("enabling IPv4 forwarding ({PATH})"))?;
+        info!("enabled IPv4 forwarding");
+    }
+    Ok(())
+}
+
+/// Binds the API socket, root-only (mode 0600). A stale socket file is
+/// replaced; a live one (another daemon) is an error.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another netagent daemon is listening on {}", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves one connection: any number of request lines, one response each.
+async fn serve_connection<D: Datapath>(
+    stream: UnixStream,
+    agent: Arc<Mutex<Agent<D>>>,
+) -> io::Result<()> {
+    let peer = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    if peer.uid() != 0 {
+        let response = Response::Error {
+            message: format!(
+                "permission denied: the netagent API is root only (uid {})",
+                peer.uid()
+            ),
+        };
+        return write_response(&mut write, &response).await;
+    }
+    let mut reader = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64)
+            .read_line(&mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let response = if !line.ends_with('\n') && n >= MAX_REQUEST_BYTES {
+            Response::Error {
+                message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+            }
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(request) => match agent.lock() {
+                    Ok(mut agent) => dispatch(&mut agent, request),
+                    Err(_) => Response::Error {
+                        message: "internal error: agent lock poisoned".into(),
+                    },
+                },
+                Err(e) => Response::Error {
+                    message: format!("malformed request: {e}"),
+                },
+            }
+        };
+        write_response(&mut write, &response).await?;
+    }
+}
+
+async fn write_response(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(response).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+/// Carries out one API request.
+pub fn dispatch<D: Datapath>(agent: &mut Agent<D>, request: Request) -> Response {
+    let result = match request {
+        Request::Publish { spec } => parse(&spec)
+            .and_then(|s| agent.publish(s))
+            .map(|publication| Response::Published { publication }),
+        Request::Unpublish { spec } => parse(&spec)
+            .and_then(|s| agent.unpublish(s))
+            .map(|publication| Response::Unpublished { publication }),
+        Request::List { container_ip } => Ok(Response::Publications {
+            publications: agent.list(container_ip),
+        }),
+        Request::Stats => agent.stats().map(|stats| Response::Stats { stats }),
+    };
+    result.unwrap_or_else(|e| Response::Error {
+        message: e.to_string(),
+    })
+}
+
+fn parse(spec: &str) -> Result<PortSpec, AgentError> {
+    Ok(spec.parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::fake::FakeDatapath;
+
+    #[test]
+    fn dispatch_reports_errors_as_messages_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut agent = Agent::new(store, FakeDatapath::default()).unwrap();
+        let publish = |spec: &str| Request::Publish { spec: spec.into() };
+        assert!(matches!(
+            dispatch(&mut agent, publish("5000->10.0.0.2:80/udp")),
+            Response::Published { .. }
+        ));
+        for bad in ["5000->10.0.0.2:80/udp", "nonsense", "99999->10.0.0.2:80"] {
+            match dispatch(&mut agent, publish(bad)) {
+                Response::Error { message } => assert!(!message.is_empty(), "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        match dispatch(&mut agent, Request::List { container_ip: None }) {
+            Response::Publications { publications } => assert_eq!(publications.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}

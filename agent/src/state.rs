@@ -1,0 +1,202 @@
+//! Desired state and its crash-safe store.
+//!
+//! The state file is the truth: the daemon reconciles the kernel maps with
+//! it at start and after every change. Writes are atomic (temp file, fsync,
+//! rename, fsync of the directory), so a `kill -9` at any instant leaves
+//! either the old or the new state, never a torn one.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::PortSpec;
+
+/// Bumped when the file's meaning changes; older files are migrated or refused.
+pub const STATE_VERSION: u32 = 1;
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+
+/// One published port and the counter slot the datapath uses for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    #[serde(flatten)]
+    pub spec: PortSpec,
+    /// Index into the per-publication counter map; unique among publications.
+    pub stats_slot: u32,
+}
+
+/// Everything the agent has been asked to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub version: u32,
+    pub publications: Vec<Publication>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path} has version {found}, this netagent understands {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("another netagent daemon holds {path}")]
+    Locked { path: PathBuf },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
+    let path = path.to_owned();
+    move |source| StateError::Io { op, path, source }
+}
+
+/// The state directory, locked for the lifetime of this value so that two
+/// daemons never share one.
+#[derive(Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+    /// Held open: the flock lives as long as the descriptor.
+    _lock: File,
+}
+
+impl StateStore {
+    /// Creates the directory if needed (mode 0700) and takes its lock.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("creating state directory", dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StateError::Locked { path: lock_path });
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Loads the state; a missing file is an empty state (first start).
+    pub fn load(&self) -> Result<DesiredState, StateError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(DesiredState {
+                    version: STATE_VERSION,
+                    publications: Vec::new(),
+                });
+            }
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let state: DesiredState =
+            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                path,
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state file atomically and durably.
+    pub fn save(&self, state: &DesiredState) -> Result<(), StateError> {
+        let path = self.path();
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        file.write_all(&json).map_err(io_err("writing", &tmp))?;
+        file.sync_all().map_err(io_err("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing directory", &self.dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::PortSpec;
+
+    fn publication(spec: &str, slot: u32) -> Publication {
+        Publication {
+            spec: spec.parse::<PortSpec>().unwrap(),
+            stats_slot: slot,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(store.load().unwrap().publications.is_empty());
+        let state = DesiredState {
+            version: STATE_VERSION,
+            publications: vec![
+                publication("8080->10.0.0.2:80", 0),
+                publication("127.0.0.1:53->10.0.0.3:53/udp", 7),
+            ],
+        };
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateStore::open(dir.path()).unwrap();
+        let err = StateStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_future_files_are_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join("state.json"), b"{not json").unwrap();
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+        fs::write(
+            dir.path().join("state.json"),
+            br#"{"version": 99, "publications": []}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            store.load(),
+            Err(StateError::Version { found: 99, .. })
+        ));
+    }
+}

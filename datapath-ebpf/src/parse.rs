@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! Header walk: Ethernet -> IPv4 (any IHL) -> TCP/UDP ports and checksum.
+//!
+//! Works on the linear packet area `[data, data_end)` of either an XDP buffer
+//! or an skb (after `bpf_skb_pull_data`). Every read goes through [`ptr_at`],
+//! the single bounds check the verifier needs. Header structs use byte
+//! arrays only (alignment 1), so no read depends on packet alignment.
+
+use core::mem::size_of;
+
+use datapath_common::{IPPROTO_TCP, IPPROTO_UDP};
+
+/// Ethernet header length; programs attach to Ethernet devices only.
+pub const ETH_HLEN: usize = 14;
+/// Offset of the IPv4 header checksum from the frame start.
+pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+/// Offset of the IPv4 source address from the frame start.
+pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
+/// Offset of the IPv4 destination address from the frame start.
+pub const IP_DST_OFF: usize = ETH_HLEN + 16;
+/// Offset of the checksum inside a TCP header.
+const TCP_CSUM_OFF: usize = 16;
+/// Offset of the checksum inside a UDP header.
+const UDP_CSUM_OFF: usize = 6;
+/// Minimum header lengths.
+const TCP_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+/// IPv4 "more fragments" flag and fragment offset bits of `frag_off`.
+const IP_MF_OFFSET_MASK: u16 = 0x3fff;
+
+#[repr(C)]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub proto: [u8; 2],
+}
+
+#[repr(C)]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub tot_len: [u8; 2],
+    pub id: [u8; 2],
+    pub frag_off: [u8; 2],
+    pub ttl: u8,
+    pub proto: u8,
+    pub check: [u8; 2],
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+}
+
+/// The first four bytes of TCP and UDP headers.
+#[repr(C)]
+pub struct Ports {
+    pub src: [u8; 2],
+    pub dst: [u8; 2],
+}
+
+/// A TCP header without options.
+#[repr(C)]
+pub struct TcpHdr {
+    pub ports: Ports,
+    pub seq: [u8; 4],
+    pub ack: [u8; 4],
+    pub off_flags: [u8; 2],
+    pub window: [u8; 2],
+    pub check: [u8; 2],
+    pub urgent: [u8; 2],
+}
+
+#[repr(C)]
+pub struct UdpHdr {
+    pub ports: Ports,
+    pub len: [u8; 2],
+    pub check: [u8; 2],
+}
+
+/// A TCP or UDP packet over IPv4, as the NAT code needs it. Addresses, ports
+/// and the checksum are raw wire-order values (`from_ne_bytes` of the wire
+/// bytes): they go straight into map keys and checksum arithmetic.
+pub struct Packet {
+    pub proto: u8,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// Offset of the L4 header from the frame start.
+    pub l4_off: usize,
+    /// Offset of the L4 checksum from the frame start.
+    pub l4_csum_off: usize,
+    /// The L4 checksum field as found.
+    pub l4_csum: u16,
+    /// L4 length used in the pseudo-header (host order).
+    pub l4_len: u16,
+    /// IPv4 total length (host order), for byte counters.
+    pub ip_len: u16,
+}
+
+/// Why a packet is left alone.
+pub enum Skip {
+    /// Not IPv4 TCP/UDP: none of our business, not counted.
+    NotOurs,
+    /// An IPv4 fragment: never translated (later fragments carry no ports).
+    Fragment,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+/// Returns a pointer to a `T` at `off` bytes into the packet, or `None` if
+/// it would cross `data_end`.
+#[inline(always)]
+pub fn ptr_at<T>(data: usize, data_end: usize, off: usize) -> Option<*const T> {
+    let start = data + off;
+    if start + size_of::<T>() > data_end {
+        return None;
+    }
+    Some(start as *const T)
+}
+
+/// Mutable twin of [`ptr_at`].
+#[inline(always)]
+pub fn ptr_at_mut<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
+    ptr_at::<T>(data, data_end, off).map(|p| p.cast_mut())
+}
+
+/// Parses the linear area `[data, data_end)`. `frame_len` is the whole
+/// frame's length (for an skb it may exceed the linear area), used to reject
+/// an IPv4 total length that claims more bytes than arrived.
+#[inline(always)]
+pub fn parse(data: usize, data_end: usize, frame_len: usize) -> Result<Packet, Skip> {
+    let eth = ptr_at::<EthHdr>(data, data_end, 0).ok_or(Skip::NotOurs)?;
+    // SAFETY: ptr_at checked the bounds; byte arrays need no alignment.
+    if unsafe { (*eth).proto } != [0x08, 0x00] {
+        return Err(Skip::NotOurs);
+    }
+    let ip = ptr_at::<Ipv4Hdr>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
+    // SAFETY: as above.
+    let ip = unsafe { &*ip };
+    let proto = ip.proto;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Skip::NotOurs);
+    }
+    let ihl = (ip.version_ihl & 0x0f) as usize * 4;
+    if ip.version_ihl >> 4 != 4 || ihl < size_of::<Ipv4Hdr>() {
+        return Err(Skip::Malformed);
+    }
+    let ip_len = u16::from_be_bytes(ip.tot_len);
+    if u16::from_be_bytes(ip.frag_off) & IP_MF_OFFSET_MASK != 0 {
+        return Err(Skip::Fragment);
+    }
+    let (l4_hlen, csum_off) = if proto == IPPROTO_TCP {
+        (TCP_HLEN, TCP_CSUM_OFF)
+    } else {
+        (UDP_HLEN, UDP_CSUM_OFF)
+    };
+    if (ip_len as usize) < ihl + l4_hlen || ETH_HLEN + ip_len as usize > frame_len {
+        return Err(Skip::Malformed);
+    }
+    let l4_off = ETH_HLEN + ihl;
+    let ports = ptr_at::<Ports>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
+    let csum = ptr_at::<[u8; 2]>(data, data_end, l4_off + csum_off).ok_or(Skip::Malformed)?;
+    let mut l4_len = ip_len - ihl as u16;
+    if proto == IPPROTO_UDP {
+        // The UDP length field must fit in the IP payload; the pseudo-header
+        // uses it (that is what the sender summed).
+        let ulen = ptr_at::<[u8; 2]>(data, data_end, l4_off + 4).ok_or(Skip::Malformed)?;
+        // SAFETY: bounds checked above.
+        let ulen = u16::from_be_bytes(unsafe { *ulen });
+        if (ulen as usize) < UDP_HLEN || ulen > l4_len {
+            return Err(Skip::Malformed);
+        }
+        l4_len = ulen;
+    }
+    // SAFETY: bounds checked above.
+    let (ports, l4_csum) = unsafe { (&*ports, *csum) };
+    Ok(Packet {
+        proto,
+        saddr: u32::from_ne_bytes(ip.saddr),
+        daddr: u32::from_ne_bytes(ip.daddr),
+        sport: u16::from_ne_bytes(ports.src),
+        dport: u16::from_ne_bytes(ports.dst),
+        l4_off,
+        l4_csum_off: l4_off + csum_off,
+        l4_csum: u16::from_ne_bytes(l4_csum),
+        l4_len,
+        ip_len,
+    })
+}
+
+/// Linear bytes TC must pull so that [`parse`] sees every header it reads:
+/// Ethernet + the largest IPv4 header + a TCP header.
+pub const MAX_HDR_LEN: u32 = (ETH_HLEN + 60 + TCP_HLEN) as u32;

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! TC programs: DNAT of what XDP deferred, and reverse NAT of replies.
+//!
+//! Rewrites use the kernel's `l3_csum_replace`/`l4_csum_replace` helpers:
+//! they know `skb->ip_summed`, so a CHECKSUM_PARTIAL seed absorbs only the
+//! address change, a complete checksum absorbs address and port, and a
+//! CHECKSUM_COMPLETE `skb->csum` is kept in step. `BPF_F_MARK_MANGLED_0`
+//! keeps a zero (absent) UDP checksum zero.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_PIPE, TC_ACT_SHOT},
+    cty::c_long,
+    programs::TcContext,
+};
+use datapath_common::{Event, IPPROTO_UDP};
+
+use crate::{
+    ct, nat,
+    parse::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, MAX_HDR_LEN, Packet, parse},
+    stats::{self, Direction},
+};
+
+/// Continue with the next program / normal processing (TCX_NEXT under TCX).
+const PASS: i32 = TC_ACT_PIPE as i32;
+const DROP: i32 = TC_ACT_SHOT as i32;
+
+/// Parses the skb, pulling the headers into the linear area first if needed.
+#[inline(always)]
+fn parse_skb(ctx: &TcContext) -> Option<Packet> {
+    let len = ctx.len();
+    let want = if len < MAX_HDR_LEN { len } else { MAX_HDR_LEN };
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        // Failure leaves the area short; parse then reports it malformed.
+        let _ = ctx.pull_data(want);
+    }
+    match parse(ctx.data(), ctx.data_end(), len as usize) {
+        Ok(pkt) => Some(pkt),
+        Err(skip) => {
+            stats::count_skip(skip);
+            None
+        }
+    }
+}
+
+/// DNAT at TC ingress for packets XDP left alone (see `csum::partial_seed`).
+/// Packets XDP translated arrive addressed to the container and miss here.
+#[inline(always)]
+pub fn ingress(ctx: &TcContext) -> i32 {
+    let Some(pkt) = parse_skb(ctx) else {
+        return PASS;
+    };
+    let target = match nat::lookup(&pkt) {
+        Ok(target) => target,
+        Err(event) => {
+            if let Some(event) = event {
+                stats::count(event);
+            }
+            return PASS;
+        }
+    };
+    let rewrite = Rewrite {
+        addr_off: IP_DST_OFF,
+        port_off: pkt.l4_off + 2,
+        old_addr: pkt.daddr,
+        new_addr: target.addr_be,
+        old_port: pkt.dport,
+        new_port: target.port_be,
+    };
+    if rewrite.apply(ctx, &pkt).is_err() {
+        stats::count(Event::DropRewriteFailed);
+        return DROP;
+    }
+    ct::record(&pkt, &target);
+    stats::count(Event::TcDnat);
+    stats::count_publication(target.stats_slot, Direction::Forward, u64::from(pkt.ip_len));
+    PASS
+}
+
+/// Reverse NAT at TC egress: a reply from a container endpoint to a tracked
+/// client gets the published address and port as its source.
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> i32 {
+    let Some(pkt) = parse_skb(ctx) else {
+        return PASS;
+    };
+    let Some(orig) = ct::lookup_reply(&pkt) else {
+        return PASS;
+    };
+    let rewrite = Rewrite {
+        addr_off: IP_SRC_OFF,
+        port_off: pkt.l4_off,
+        old_addr: pkt.saddr,
+        new_addr: orig.orig_addr_be,
+        old_port: pkt.sport,
+        new_port: orig.orig_port_be,
+    };
+    if rewrite.apply(ctx, &pkt).is_err() {
+        stats::count(Event::DropRewriteFailed);
+        return DROP;
+    }
+    stats::count(Event::RevNat);
+    stats::count_publication(orig.stats_slot, Direction::Reverse, u64::from(pkt.ip_len));
+    PASS
+}
+
+/// One address and one port replaced, with every checksum that covers them.
+struct Rewrite {
+    addr_off: usize,
+    port_off: usize,
+    old_addr: u32,
+    new_addr: u32,
+    old_port: u16,
+    new_port: u16,
+}
+
+impl Rewrite {
+    /// Checksums first, then the fields. A failure part-way leaves the
+    /// packet inconsistent, so the caller must drop it.
+    #[inline(always)]
+    fn apply(&self, ctx: &TcContext, pkt: &Packet) -> Result<(), c_long> {
+        let mangled0 = if pkt.proto == IPPROTO_UDP {
+            u64::from(BPF_F_MARK_MANGLED_0)
+        } else {
+            0
+        };
+        ctx.l4_csum_replace(
+            pkt.l4_csum_off,
+            u64::from(self.old_addr),
+            u64::from(self.new_addr),
+            u64::from(BPF_F_PSEUDO_HDR) | mangled0 | 4,
+        )?;
+        ctx.l4_csum_replace(
+            pkt.l4_csum_off,
+            u64::from(self.old_port),
+            u64::from(self.new_port),
+            mangled0 | 2,
+        )?;
+        ctx.l3_csum_replace(
+            IP_CSUM_OFF,
+            u64::from(self.old_addr),
+            u64::from(self.new_addr),
+            4,
+        )?;
+        ctx.store(self.addr_off, &self.new_addr, 0)?;
+        ctx.store(self.port_off, &self.new_port, 0)?;
+        Ok(())
+    }
+}
