@@ -1,1 +1,6 @@
+//! Shared helpers of netagent's integration tests: frames built and
+//! verified from scratch, and RAII guards for namespaces, bpffs and the
+//! daemon.
 
+pub mod netns;
+pub mod packet;

@@ -1,0 +1,429 @@
+//! Network namespaces, veths, a private bpffs and the daemon, each behind an
+//! RAII guard so every test cleans up in every outcome (panics included)
+//! and can run twice in a row.
+//!
+//! Names carry the prefix `nat` plus a per-process counter, so parallel
+//! tests and leftovers of a killed run never collide with anything else.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Panics unless running as root: these tests must fail loudly, never skip.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (netns, bpffs, eBPF); run it through `./x test` as root"
+    );
+}
+
+/// Runs a command and panics with its output if it fails.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A unique short prefix for this test's objects (interface names must fit
+/// in 15 bytes: prefix + a 3-byte suffix).
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("nat{}{n}", std::process::id() % 100_000)
+}
+
+/// A named network namespace, deleted on drop (with every interface in it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Self {
+        run(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> ...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// `ip netns exec <ns> ...`
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace. Sockets made
+    /// there stay in this namespace when handed back to other threads.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        thread::spawn(move || {
+            let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns on this thread only, with a namespace fd we own.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// A counter from `/proc/net/snmp` in this namespace, e.g. ("Udp", "InCsumErrors").
+    pub fn snmp(&self, group: &'static str, field: &'static str) -> u64 {
+        self.enter(move || {
+            let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
+            let mut lines = text.lines().filter(|l| l.starts_with(&format!("{group}:")));
+            let names: Vec<&str> = lines
+                .next()
+                .expect("snmp header")
+                .split_whitespace()
+                .collect();
+            let values: Vec<&str> = lines
+                .next()
+                .expect("snmp values")
+                .split_whitespace()
+                .collect();
+            let i = names.iter().position(|n| *n == field).expect("snmp field");
+            values[i].parse().expect("snmp number")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Never panic in drop: report and go on.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A bpffs mounted on a temporary directory in the root mount namespace, so
+/// pins outlive the daemon processes (each `ip netns exec` gets a private
+/// mount namespace; TOOLCHAIN.md 6.9). Unmounting drops every pin.
+pub struct Bpffs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bpffs {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("netagent-test-bpffs")
+            .tempdir()
+            .expect("tempdir");
+        run(&[
+            "mount",
+            "-t",
+            "bpf",
+            "bpf",
+            dir.path().to_str().expect("utf-8 path"),
+        ]);
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Bpffs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// The three-namespace topology of the tests:
+///
+/// ```text
+///  client 10.77.1.2/24 [c0] ── [h0] 10.77.1.1/24  host  10.77.2.1/24 [h1] ── [t0] 10.77.2.2/24 container
+/// ```
+///
+/// The agent runs in `host` and serves `h0`. MACs are fixed so raw frames
+/// can be addressed without ARP.
+pub struct Topology {
+    pub prefix: String,
+    pub client: Netns,
+    pub host: Netns,
+    pub container: Netns,
+}
+
+pub const CLIENT_IP: &str = "10.77.1.2";
+pub const HOST_IP: &str = "10.77.1.1";
+pub const HOST_CT_IP: &str = "10.77.2.1";
+pub const CONTAINER_IP: &str = "10.77.2.2";
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 2];
+pub const HOST_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 1];
+
+fn mac(m: [u8; 6]) -> String {
+    m.map(|b| format!("{b:02x}")).join(":")
+}
+
+impl Topology {
+    pub fn new() -> Self {
+        require_root();
+        let prefix = unique_prefix();
+        let client = Netns::new(format!("{prefix}cl"));
+        let host = Netns::new(format!("{prefix}h"));
+        let container = Netns::new(format!("{prefix}ct"));
+        let t = Self {
+            prefix,
+            client,
+            host,
+            container,
+        };
+        let (c0, h0, h1, t0) = (t.iface("c0"), t.iface("h0"), t.iface("h1"), t.iface("t0"));
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &c0,
+            "netns",
+            &t.client.name,
+            "address",
+            &mac(CLIENT_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &h0,
+            "netns",
+            &t.host.name,
+            "address",
+            &mac(HOST_MAC),
+        ]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &h1,
+            "netns",
+            &t.host.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &t0,
+            "netns",
+            &t.container.name,
+        ]);
+        for (ns, dev, addr) in [
+            (&t.client, &c0, "10.77.1.2/24"),
+            (&t.host, &h0, "10.77.1.1/24"),
+            (&t.host, &h1, "10.77.2.1/24"),
+            (&t.container, &t0, "10.77.2.2/24"),
+        ] {
+            ns.ip(&["addr", "add", addr, "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        t.client.ip(&["route", "add", "default", "via", HOST_IP]);
+        t.container
+            .ip(&["route", "add", "default", "via", HOST_CT_IP]);
+        // Raw frames from the client must not wait for ARP replies.
+        t.host.ip(&[
+            "neigh",
+            "replace",
+            CLIENT_IP,
+            "lladdr",
+            &mac(CLIENT_MAC),
+            "dev",
+            &h0,
+        ]);
+        t
+    }
+
+    /// The full name of one of the topology's interfaces ("c0", "h0", ...).
+    pub fn iface(&self, short: &str) -> String {
+        format!("{}{short}", self.prefix)
+    }
+
+    /// `ethtool -K <dev> tx <on|off>` inside `ns` (checksum offload).
+    pub fn set_tx_csum(ns: &Netns, dev: &str, on: bool) {
+        ns.exec(&["ethtool", "-K", dev, "tx", if on { "on" } else { "off" }]);
+    }
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `netagent` binary under test: `NETAGENT_BIN`, or the one cargo built
+/// next to this test binary (`./x test` builds it first).
+pub fn netagent_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NETAGENT_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("netagent");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build --bin netagent`, done by `./x test`) or set NETAGENT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A `netagent daemon` running in a namespace, killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub ns: String,
+    pub ifaces: Vec<String>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until its API answers.
+    pub fn start(ns: &Netns, work: &Path, bpffs: &Path, ifaces: &[String]) -> Self {
+        let mut d = Self {
+            child: None,
+            socket: work.join("netagent.sock"),
+            state_dir: work.join("state"),
+            bpffs: bpffs.to_owned(),
+            ns: ns.name.clone(),
+            ifaces: ifaces.to_vec(),
+            log: work.join("daemon.log"),
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(netagent_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--bpffs")
+            .arg(&self.bpffs);
+        for iface in &self.ifaces {
+            cmd.args(["--iface", iface]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning netagent daemon");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "netagent daemon exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready in 30 s:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the daemon the hard way (a crash) and waits for it to go.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again with the same state, pins and socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs a CLI command against this daemon and returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(netagent_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running netagent");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.cli(args);
+        assert!(
+            ok,
+            "netagent {args:?} failed: {err}\ndaemon log:\n{}",
+            self.log()
+        );
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

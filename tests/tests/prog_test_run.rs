@@ -1,0 +1,476 @@
+//! BPF_PROG_TEST_RUN tables: each case loads the datapath object afresh
+//! (fresh maps), installs its map state, runs one frame through one
+//! program and checks the verdict, the output bytes (checksums verified
+//! from scratch by `netagent_tests::packet`) and the event counters.
+//! Needs root; fails loudly without it.
+
+use std::net::Ipv4Addr;
+
+use aya::{
+    Ebpf, TestRun as _, TestRunOptions,
+    maps::{HashMap, PerCpuArray},
+    programs::{SchedClassifier, Xdp},
+};
+use datapath_common::{
+    CtKey, CtValue, Event, LocalAddr, PubKey, PubStats, PubValue,
+    map_names::{CONNTRACK, EVENTS, LOCAL_ADDRS, PUB_STATS, PUBLICATIONS},
+    prog_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS},
+};
+use netagent_tests::{
+    netns::require_root,
+    packet::{
+        Checked, ETH_P_ARP, ETH_P_IPV6, FrameSpec, IPPROTO_TCP, IPPROTO_UDP, L4Csum,
+        assert_only_nat_fields_changed, non_ip_frame, verify,
+    },
+};
+
+const XDP_PASS: u32 = 2;
+const TC_ACT_PIPE: u32 = 3;
+
+const HOST: &str = "10.0.0.1";
+const CLIENT: &str = "192.0.2.7";
+const CTR: &str = "172.17.0.2";
+const SLOT: u32 = 3;
+
+fn be32(ip: &str) -> u32 {
+    u32::from_ne_bytes(ip.parse::<Ipv4Addr>().expect("ip").octets())
+}
+
+/// A freshly loaded datapath with empty maps.
+struct Dp {
+    ebpf: Ebpf,
+}
+
+impl Dp {
+    fn new() -> Self {
+        require_root();
+        assert!(
+            !netagent::datapath::bpf::OBJECT.is_empty(),
+            "built with AYA_BUILD_SKIP=1: no eBPF object to test"
+        );
+        let mut ebpf = Ebpf::load(netagent::datapath::bpf::OBJECT).expect("loading the object");
+        let xdp: &mut Xdp = ebpf.program_mut(XDP_INGRESS).unwrap().try_into().unwrap();
+        xdp.load().expect("verifier accepts XDP program");
+        for name in [TC_INGRESS, TC_EGRESS] {
+            let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            tc.load()
+                .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
+        }
+        Self { ebpf }
+    }
+
+    fn publish(&mut self, host: &str, hport: u16, proto: u8, ctr: &str, cport: u16) {
+        let mut map: HashMap<_, PubKey, PubValue> =
+            HashMap::try_from(self.ebpf.map_mut(PUBLICATIONS).unwrap()).unwrap();
+        let key = PubKey {
+            addr_be: be32(host),
+            port_be: hport.to_be(),
+            proto,
+            _pad: 0,
+        };
+        let value = PubValue {
+            addr_be: be32(ctr),
+            port_be: cport.to_be(),
+            _pad: 0,
+            stats_slot: SLOT,
+        };
+        map.insert(&key, &value, 0).unwrap();
+    }
+
+    fn add_local(&mut self, ip: &str) {
+        let mut map: HashMap<_, u32, LocalAddr> =
+            HashMap::try_from(self.ebpf.map_mut(LOCAL_ADDRS).unwrap()).unwrap();
+        map.insert(&be32(ip), &LocalAddr { ifindex: 1 }, 0).unwrap();
+    }
+
+    fn ct(&self, key: &CtKey) -> Option<CtValue> {
+        let map: HashMap<_, CtKey, CtValue> =
+            HashMap::try_from(self.ebpf.map(CONNTRACK).unwrap()).unwrap();
+        map.get(key, 0).ok()
+    }
+
+    fn add_ct(&mut self, key: &CtKey, value: &CtValue) {
+        let mut map: HashMap<_, CtKey, CtValue> =
+            HashMap::try_from(self.ebpf.map_mut(CONNTRACK).unwrap()).unwrap();
+        map.insert(key, value, 0).unwrap();
+    }
+
+    fn event(&self, event: Event) -> u64 {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(EVENTS).unwrap()).unwrap();
+        map.get(&(event as u32), 0).unwrap().iter().sum()
+    }
+
+    fn pub_stats(&self) -> PubStats {
+        let map: PerCpuArray<_, PubStats> =
+            PerCpuArray::try_from(self.ebpf.map(PUB_STATS).unwrap()).unwrap();
+        map.get(&SLOT, 0)
+            .unwrap()
+            .iter()
+            .fold(PubStats::default(), |a, s| PubStats {
+                fwd_packets: a.fwd_packets + s.fwd_packets,
+                fwd_bytes: a.fwd_bytes + s.fwd_bytes,
+                rev_packets: a.rev_packets + s.rev_packets,
+                rev_bytes: a.rev_bytes + s.rev_bytes,
+            })
+    }
+
+    fn run_xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(XDP_INGRESS)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = xdp
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("XDP test_run");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn run_tc(&mut self, name: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        let tc: &mut SchedClassifier = self.ebpf.program_mut(name).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = tc
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("TC test_run");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+}
+
+/// Asserts a DNAT to CTR:cport happened, with valid checksums and nothing
+/// else changed.
+fn assert_dnat(before: &[u8], after: &[u8], cport: u16) -> Checked {
+    let checked = verify(after).unwrap_or_else(|e| panic!("output frame: {e}"));
+    assert_eq!(checked.dst, CTR.parse::<Ipv4Addr>().unwrap());
+    assert_eq!(checked.dport, cport);
+    assert_only_nat_fields_changed(before, after, false);
+    checked
+}
+
+#[test]
+fn xdp_dnat_table() {
+    struct Case {
+        name: &'static str,
+        frame: FrameSpec,
+    }
+    let mut with_options = FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b"GET / HTTP/1.0\r\n");
+    with_options.ip_options = vec![0x94, 0x04, 0, 0]; // Router Alert, ihl = 6
+    let mut udp_zero = FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"no checksum");
+    udp_zero.csum = L4Csum::Zero;
+    let cases = [
+        Case {
+            name: "tcp syn",
+            frame: FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b""),
+        },
+        Case {
+            name: "tcp with payload and IPv4 options",
+            frame: with_options,
+        },
+        Case {
+            name: "udp with checksum",
+            frame: FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"query"),
+        },
+        Case {
+            name: "udp odd length, source port 65535",
+            frame: FrameSpec::udp(CLIENT, 65535, HOST, 5353, b"odd"),
+        },
+        Case {
+            name: "udp checksum 0 stays 0",
+            frame: udp_zero,
+        },
+    ];
+    for case in cases {
+        let mut dp = Dp::new();
+        dp.publish(HOST, 8080, IPPROTO_TCP, CTR, 80);
+        dp.publish(HOST, 5353, IPPROTO_UDP, CTR, 53);
+        let before = case.frame.build();
+        let (ret, after) = dp.run_xdp(&before);
+        assert_eq!(ret, XDP_PASS, "{}", case.name);
+        let cport = if case.frame.proto == IPPROTO_TCP {
+            80
+        } else {
+            53
+        };
+        let checked = assert_dnat(&before, &after, cport);
+        if case.frame.csum == L4Csum::Zero {
+            assert_eq!(
+                checked.l4_csum, 0,
+                "{}: zero UDP checksum must stay zero",
+                case.name
+            );
+        }
+        assert_eq!(dp.event(Event::XdpDnat), 1, "{}", case.name);
+        // The reply tuple is tracked, pointing back at the published address.
+        let key = CtKey {
+            src_addr_be: be32(CTR),
+            dst_addr_be: be32(CLIENT),
+            src_port_be: cport.to_be(),
+            dst_port_be: case.frame.sport.to_be(),
+            proto: case.frame.proto,
+            _pad: [0; 3],
+        };
+        let ct = dp
+            .ct(&key)
+            .unwrap_or_else(|| panic!("{}: no conntrack entry", case.name));
+        assert_eq!(ct.orig_addr_be, be32(HOST), "{}", case.name);
+        assert_eq!(ct.orig_port_be, case.frame.dport.to_be(), "{}", case.name);
+        assert_eq!(ct.stats_slot, SLOT);
+        let stats = dp.pub_stats();
+        assert_eq!(stats.fwd_packets, 1, "{}", case.name);
+        assert_eq!(stats.fwd_bytes, (before.len() - 14) as u64, "{}", case.name);
+    }
+}
+
+#[test]
+fn xdp_udp_checksum_that_becomes_zero_is_sent_as_all_ones() {
+    // Pick a payload word so the translated packet's checksum is exactly 0
+    // (its one's complement sum is 0xffff): RFC 768 then sends 0xffff.
+    let mut translated = FrameSpec::udp(CLIENT, 5353, CTR, 53, &[0, 0, 0, 0]);
+    translated.csum = L4Csum::Zero;
+    let frame = translated.build();
+    let l4 = &frame[34..];
+    let sum = netagent_tests::packet::sum16(
+        l4,
+        netagent_tests::packet::pseudo_sum(
+            CLIENT.parse().unwrap(),
+            CTR.parse().unwrap(),
+            IPPROTO_UDP,
+            l4.len() as u16,
+        ),
+    );
+    let filler = 0xffff - netagent_tests::packet::fold(sum);
+    let payload = [filler.to_be_bytes()[0], filler.to_be_bytes()[1], 0, 0];
+
+    let mut dp = Dp::new();
+    dp.publish(HOST, 5353, IPPROTO_UDP, CTR, 53);
+    let before = FrameSpec::udp(CLIENT, 5353, HOST, 5353, &payload).build();
+    let (ret, after) = dp.run_xdp(&before);
+    assert_eq!(ret, XDP_PASS);
+    let checked = assert_dnat(&before, &after, 53);
+    assert_eq!(checked.l4_csum, 0xffff);
+}
+
+#[test]
+fn xdp_leaves_everything_else_byte_identical() {
+    let mut frag_first = FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"first fragment");
+    frag_first.frag_off = 0x2000; // MF
+    let mut frag_later = FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"later fragment");
+    frag_later.frag_off = 0x0010; // offset 128 bytes
+    let tcp = FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b"payload").build();
+    let mut bad_ihl = tcp.clone();
+    bad_ihl[14] = 0x44;
+    let mut not_v4 = tcp.clone();
+    not_v4[14] = 0x65;
+    let mut long_tot_len = tcp.clone();
+    long_tot_len[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    let mut bad_udp_len = FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"x").build();
+    bad_udp_len[38..40].copy_from_slice(&500u16.to_be_bytes());
+    let mut icmp = tcp.clone();
+    icmp[23] = 1;
+    let mut partial = FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b"partial");
+    partial.csum = L4Csum::PartialSeed;
+
+    let cases: Vec<(&str, Vec<u8>, Option<Event>)> = vec![
+        (
+            "unpublished port",
+            FrameSpec::tcp(CLIENT, 40000, HOST, 8081, b"").build(),
+            None,
+        ),
+        (
+            "unpublished address",
+            FrameSpec::tcp(CLIENT, 40000, "10.0.0.9", 8080, b"").build(),
+            None,
+        ),
+        (
+            "other protocol",
+            FrameSpec::udp(CLIENT, 40000, HOST, 8080, b"").build(),
+            None,
+        ),
+        ("icmp", icmp, None),
+        ("arp", non_ip_frame(ETH_P_ARP, 42), None),
+        ("ipv6", non_ip_frame(ETH_P_IPV6, 80), None),
+        ("runt ethernet", non_ip_frame(0x0800, 10), None),
+        (
+            "first fragment",
+            frag_first.build(),
+            Some(Event::PassFragment),
+        ),
+        (
+            "later fragment",
+            frag_later.build(),
+            Some(Event::PassFragment),
+        ),
+        (
+            "ip header cut",
+            tcp[..30].to_vec(),
+            Some(Event::PassMalformed),
+        ),
+        (
+            "tcp header cut",
+            tcp[..40].to_vec(),
+            Some(Event::PassMalformed),
+        ),
+        ("ihl 4", bad_ihl, Some(Event::PassMalformed)),
+        (
+            "version 6 in an IPv4 frame",
+            not_v4,
+            Some(Event::PassMalformed),
+        ),
+        (
+            "total length past the frame",
+            long_tot_len,
+            Some(Event::PassMalformed),
+        ),
+        (
+            "udp length past the datagram",
+            bad_udp_len,
+            Some(Event::PassMalformed),
+        ),
+        (
+            "checksum-partial seed, left to TC",
+            partial.build(),
+            Some(Event::XdpDeferred),
+        ),
+    ];
+    for (name, before, event) in cases {
+        let mut dp = Dp::new();
+        dp.publish(HOST, 8080, IPPROTO_TCP, CTR, 80);
+        dp.publish(HOST, 5353, IPPROTO_UDP, CTR, 53);
+        let (ret, after) = dp.run_xdp(&before);
+        assert_eq!(ret, XDP_PASS, "{name}");
+        assert_eq!(after, before, "{name}: frame must be byte-identical");
+        assert_eq!(dp.event(Event::XdpDnat), 0, "{name}");
+        if let Some(event) = event {
+            assert_eq!(dp.event(event), 1, "{name}: {event:?} not counted");
+        }
+        assert_eq!(dp.pub_stats().fwd_packets, 0, "{name}");
+    }
+}
+
+#[test]
+fn xdp_wildcard_matches_only_local_addresses_and_exact_wins() {
+    let mut dp = Dp::new();
+    dp.publish("0.0.0.0", 8080, IPPROTO_TCP, CTR, 80);
+    dp.add_local(HOST);
+    let to_host = FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b"").build();
+    let (_, after) = dp.run_xdp(&to_host);
+    assert_dnat(&to_host, &after, 80);
+
+    let elsewhere = FrameSpec::tcp(CLIENT, 40000, "10.0.0.99", 8080, b"").build();
+    let (_, after) = dp.run_xdp(&elsewhere);
+    assert_eq!(after, elsewhere, "a non-local destination is not ours");
+    assert_eq!(dp.event(Event::PassNotLocal), 1);
+
+    // An exact publication on the same port wins over the wildcard.
+    dp.publish(HOST, 8080, IPPROTO_TCP, "172.17.0.3", 8000);
+    let (_, after) = dp.run_xdp(&to_host);
+    let checked = verify(&after).unwrap();
+    assert_eq!(checked.dst, "172.17.0.3".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(checked.dport, 8000);
+}
+
+#[test]
+fn xdp_never_translates_loopback_destinations() {
+    let mut dp = Dp::new();
+    dp.publish("127.0.0.1", 5000, IPPROTO_UDP, CTR, 5000);
+    dp.publish("0.0.0.0", 5001, IPPROTO_UDP, CTR, 5001);
+    dp.add_local("127.0.0.1");
+    for port in [5000, 5001] {
+        let forged = FrameSpec::udp(CLIENT, 1234, "127.0.0.1", port, b"forged").build();
+        let (_, after) = dp.run_xdp(&forged);
+        assert_eq!(after, forged, "port {port}: a loopback publication leaked");
+    }
+    assert_eq!(dp.event(Event::PassLoopbackDst), 2);
+}
+
+#[test]
+fn tc_ingress_dnat_with_helpers() {
+    for (name, frame) in [
+        ("tcp", FrameSpec::tcp(CLIENT, 40000, HOST, 8080, b"hello")),
+        ("udp", FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"odd")),
+        ("udp zero checksum", {
+            let mut f = FrameSpec::udp(CLIENT, 5353, HOST, 5353, b"zero");
+            f.csum = L4Csum::Zero;
+            f
+        }),
+    ] {
+        let mut dp = Dp::new();
+        dp.publish(HOST, 8080, IPPROTO_TCP, CTR, 80);
+        dp.publish(HOST, 5353, IPPROTO_UDP, CTR, 53);
+        let before = frame.build();
+        let (ret, after) = dp.run_tc(TC_INGRESS, &before);
+        assert_eq!(ret, TC_ACT_PIPE, "{name}");
+        let cport = if frame.proto == IPPROTO_TCP { 80 } else { 53 };
+        let checked = assert_dnat(&before, &after, cport);
+        if frame.csum == L4Csum::Zero {
+            assert_eq!(checked.l4_csum, 0, "{name}");
+        }
+        assert_eq!(dp.event(Event::TcDnat), 1, "{name}");
+        // Already translated (by XDP): a second pass must not touch it.
+        let (_, again) = dp.run_tc(TC_INGRESS, &after);
+        assert_eq!(again, after, "{name}: translated twice");
+    }
+}
+
+#[test]
+fn tc_egress_reverse_nat() {
+    let mut dp = Dp::new();
+    let key = CtKey {
+        src_addr_be: be32(CTR),
+        dst_addr_be: be32(CLIENT),
+        src_port_be: 80u16.to_be(),
+        dst_port_be: 40000u16.to_be(),
+        proto: IPPROTO_TCP,
+        _pad: [0; 3],
+    };
+    dp.add_ct(
+        &key,
+        &CtValue {
+            orig_addr_be: be32(HOST),
+            orig_port_be: 8080u16.to_be(),
+            _pad: 0,
+            stats_slot: SLOT,
+        },
+    );
+    let reply = FrameSpec::tcp(CTR, 80, CLIENT, 40000, b"HTTP/1.0 200 OK\r\n").build();
+    let (ret, after) = dp.run_tc(TC_EGRESS, &reply);
+    assert_eq!(ret, TC_ACT_PIPE);
+    let checked = verify(&after).unwrap();
+    assert_eq!(checked.src, HOST.parse::<Ipv4Addr>().unwrap());
+    assert_eq!(checked.sport, 8080);
+    assert_only_nat_fields_changed(&reply, &after, true);
+    assert_eq!(dp.event(Event::RevNat), 1);
+    assert_eq!(dp.pub_stats().rev_packets, 1);
+
+    for (name, other) in [
+        (
+            "other client port",
+            FrameSpec::tcp(CTR, 80, CLIENT, 40001, b"x").build(),
+        ),
+        (
+            "other protocol",
+            FrameSpec::udp(CTR, 80, CLIENT, 40000, b"x").build(),
+        ),
+        (
+            "other container",
+            FrameSpec::tcp("172.17.0.9", 80, CLIENT, 40000, b"x").build(),
+        ),
+    ] {
+        let (ret, after) = dp.run_tc(TC_EGRESS, &other);
+        assert_eq!(ret, TC_ACT_PIPE, "{name}");
+        assert_eq!(after, other, "{name}: untracked reply must be untouched");
+    }
+    assert_eq!(dp.event(Event::RevNat), 1);
+}
