@@ -1,0 +1,204 @@
+//! Real traffic endpoints for the netns tests: echo servers that report the
+//! peer they saw, clients made inside a namespace, and raw frames.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use crate::netns::Netns;
+
+/// How often the servers' accept/recv loops look at their stop flag.
+const POLL: Duration = Duration::from_millis(10);
+/// Longest wait for any single network operation in a test.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP server in a namespace: for each line received on a connection it
+/// answers `<peer ip>:<peer port> <line>`. Stops and joins on drop.
+pub struct TcpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpEcho {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, peer)) => {
+                        thread::spawn(move || echo_lines(conn, peer));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn echo_lines(conn: TcpStream, peer: SocketAddr) {
+    conn.set_nonblocking(false).ok();
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut writer = conn;
+    let mut line = String::new();
+    while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+        if writer
+            .write_all(format!("{peer} {line}").as_bytes())
+            .is_err()
+        {
+            return;
+        }
+        line.clear();
+    }
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A UDP server in a namespace answering each datagram with
+/// `<peer ip>:<peer port> <payload>`. Stops and joins on drop.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let socket = ns.enter(move || UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP"));
+        socket.set_read_timeout(Some(POLL)).expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    let mut reply = format!("{peer} ").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TCP connection made from inside `ns`.
+pub fn tcp_connect(ns: &Netns, to: &str) -> std::io::Result<TcpStream> {
+    let to: SocketAddr = to.parse().expect("socket address");
+    let stream = ns.enter(move || TcpStream::connect_timeout(&to, IO_TIMEOUT))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// Sends one line on `stream` and returns the echo server's answer line.
+pub fn tcp_roundtrip(stream: &mut TcpStream, line: &str) -> std::io::Result<String> {
+    stream.write_all(format!("{line}\n").as_bytes())?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut answer = String::new();
+    let n = reader.read_line(&mut answer)?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(answer.trim_end().to_owned())
+}
+
+/// A UDP socket bound inside `ns`, with the test read timeout.
+pub fn udp_socket(ns: &Netns) -> UdpSocket {
+    let s = ns.enter(|| UdpSocket::bind("0.0.0.0:0").expect("bind UDP"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
+/// Sends raw Ethernet frames out of `iface` in `ns` (AF_PACKET), so the
+/// checksums on the wire are exactly the ones built, with no offload.
+pub struct RawSender {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl RawSender {
+    pub fn new(ns: &Netns, iface: &str) -> Self {
+        let name = std::ffi::CString::new(iface).expect("iface name");
+        let (fd, ifindex) = ns.enter(move || {
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW,
+                    i32::from((libc::ETH_P_ALL as u16).to_be()),
+                )
+            };
+            assert!(
+                raw >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: `raw` is a fresh descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: valid C string; resolved in this thread's namespace.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert_ne!(ifindex, 0, "no interface {name:?}");
+            (fd, ifindex as i32)
+        });
+        Self { fd, ifindex }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: buffer and address are valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! Network-namespace tests with real TCP and UDP traffic:
+//! client namespace -> host namespace (the agent, serving h0) -> container.
+//! Needs root; fails loudly without it.
+
+use std::io::ErrorKind;
+
+use netagent_tests::{
+    netns::{Bpffs, CLIENT_IP, CLIENT_MAC, CONTAINER_IP, Daemon, HOST_IP, HOST_MAC, Topology},
+    packet::{FrameSpec, L4Csum},
+    traffic::{RawSender, TcpEcho, UdpEcho, tcp_connect, tcp_roundtrip, udp_socket},
+};
+use serde_json::Value;
+
+/// One test's world. Fields drop in order: daemon, pins, files, namespaces.
+struct Env {
+    daemon: Daemon,
+    _bpffs: Bpffs,
+    _work: tempfile::TempDir,
+    topo: Topology,
+}
+
+impl Env {
+    fn new() -> Self {
+        let topo = Topology::new();
+        let bpffs = Bpffs::new();
+        let work = tempfile::Builder::new()
+            .prefix("netagent-test")
+            .tempdir()
+            .expect("tempdir");
+        let daemon = Daemon::start(&topo.host, work.path(), bpffs.path(), &[topo.iface("h0")]);
+        Self {
+            daemon,
+            _bpffs: bpffs,
+            _work: work,
+            topo,
+        }
+    }
+
+    fn stats(&self) -> Value {
+        let out = self.daemon.ok(&["--json", "stats"]);
+        serde_json::from_str::<Value>(&out).expect("stats JSON")["stats"].clone()
+    }
+
+    fn event(&self, name: &str) -> u64 {
+        self.stats()["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e[0] == name)
+            .unwrap_or_else(|| panic!("no event {name}"))[1]
+            .as_u64()
+            .expect("count")
+    }
+
+    /// (fwd_packets, rev_packets) of the publication whose host port is `port`.
+    fn counters(&self, port: u16) -> (u64, u64) {
+        let stats = self.stats();
+        let p = stats["publications"]
+            .as_array()
+            .expect("publications")
+            .iter()
+            .find(|p| p["publication"]["host_port"] == port)
+            .unwrap_or_else(|| panic!("no publication on port {port}: {stats}"))
+            .clone();
+        (
+            p["fwd_packets"].as_u64().expect("fwd"),
+            p["rev_packets"].as_u64().expect("rev"),
+        )
+    }
+
+    fn csum_errors(&self) -> (u64, u64) {
+        (
+            self.topo.container.snmp("Tcp", "InCsumErrors"),
+            self.topo.container.snmp("Udp", "InCsumErrors"),
+        )
+    }
+}
+
+/// TCP and UDP through published ports, and what the client and the
+/// container each see.
+fn check_tcp_and_udp(env: &Env) {
+    let mut conn = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("connect");
+    assert_eq!(
+        conn.peer_addr().unwrap().to_string(),
+        format!("{HOST_IP}:8080"),
+        "the client must see the address it connected to"
+    );
+    let local = conn.local_addr().unwrap();
+    let answer = tcp_roundtrip(&mut conn, "hello").expect("TCP roundtrip");
+    assert_eq!(
+        answer,
+        format!("{local} hello"),
+        "the container must see the real client"
+    );
+
+    let udp = udp_socket(&env.topo.client);
+    udp.send_to(b"ping", format!("{HOST_IP}:5353")).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, from) = udp.recv_from(&mut buf).expect("UDP reply");
+    assert_eq!(
+        from.to_string(),
+        format!("{HOST_IP}:5353"),
+        "UDP reply source"
+    );
+    let local = udp.local_addr().unwrap().port();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        format!("{CLIENT_IP}:{local} ping")
+    );
+}
+
+fn publish_echo_ports(env: &Env) -> (TcpEcho, UdpEcho) {
+    env.daemon
+        .ok(&["publish", &format!("8080->{CONTAINER_IP}:80")]);
+    env.daemon
+        .ok(&["publish", &format!("{HOST_IP}:5353->{CONTAINER_IP}:53/udp")]);
+    (
+        TcpEcho::start(&env.topo.container, 80),
+        UdpEcho::start(&env.topo.container, 53),
+    )
+}
+
+/// Offload on at the client (the default): packets reach the host as
+/// CHECKSUM_PARTIAL, XDP leaves them to TC. The host's container-facing
+/// veth has tx offload off, so the host computes the final checksums in
+/// software from the seed TC updated, and the container verifies them.
+#[test]
+fn tcp_and_udp_through_published_ports_checksum_partial_path() {
+    let env = Env::new();
+    Topology::set_tx_csum(&env.topo.host, &env.topo.iface("h1"), false);
+    let _servers = publish_echo_ports(&env);
+    let errors_before = env.csum_errors();
+
+    check_tcp_and_udp(&env);
+
+    assert_eq!(
+        env.csum_errors(),
+        errors_before,
+        "the container saw bad checksums"
+    );
+    assert!(env.event("xdp_deferred_to_tc") > 0, "{}", env.stats());
+    assert!(env.event("tc_dnat") > 0);
+    assert!(env.event("reverse_nat") > 0);
+    let (fwd, rev) = env.counters(8080);
+    assert!(fwd >= 3 && rev >= 2, "TCP counters fwd={fwd} rev={rev}");
+    assert_eq!(env.counters(5353), (1, 1), "UDP counters");
+}
+
+/// Offload off at the sender: complete checksums, translated by XDP. Raw
+/// frames with a corrupted checksum must be dropped by the container (the
+/// negative control that proves checksums are really verified there).
+#[test]
+fn xdp_path_with_offload_off_and_bad_checksum_negative_control() {
+    let env = Env::new();
+    Topology::set_tx_csum(&env.topo.client, &env.topo.iface("c0"), false);
+    let _servers = publish_echo_ports(&env);
+    let (tcp_err, udp_err) = env.csum_errors();
+
+    check_tcp_and_udp(&env);
+    assert!(env.event("xdp_dnat") > 0, "{}", env.stats());
+    assert_eq!(env.event("xdp_deferred_to_tc"), 0);
+    assert_eq!(env.csum_errors(), (tcp_err, udp_err));
+
+    // Raw frames to a plain receiver behind 6000/udp.
+    env.daemon
+        .ok(&["publish", &format!("6000->{CONTAINER_IP}:6000/udp")]);
+    let receiver = udp_socket_in(&env, 6000);
+    let raw = RawSender::new(&env.topo.client, &env.topo.iface("c0"));
+    let frame = |payload: &[u8], csum| {
+        let mut f = FrameSpec::udp(CLIENT_IP, 41000, HOST_IP, 6000, payload);
+        f.eth_src = CLIENT_MAC;
+        f.eth_dst = HOST_MAC;
+        f.csum = csum;
+        f.build()
+    };
+    let mut buf = [0u8; 64];
+
+    raw.send(&frame(b"good-1", L4Csum::Valid));
+    let (n, from) = receiver
+        .recv_from(&mut buf)
+        .expect("good raw frame received");
+    assert_eq!(&buf[..n], b"good-1");
+    assert_eq!(from.to_string(), format!("{CLIENT_IP}:41000"));
+
+    raw.send(&frame(b"bad", L4Csum::Corrupt));
+    raw.send(&frame(b"good-2", L4Csum::Valid));
+    let (n, _) = receiver.recv_from(&mut buf).expect("second good raw frame");
+    assert_eq!(
+        &buf[..n],
+        b"good-2",
+        "the corrupt frame must have been dropped"
+    );
+    assert_eq!(
+        env.csum_errors(),
+        (tcp_err, udp_err + 1),
+        "one UDP checksum error"
+    );
+
+    raw.send(&frame(b"no-checksum", L4Csum::Zero));
+    let (n, _) = receiver.recv_from(&mut buf).expect("zero-checksum frame");
+    assert_eq!(&buf[..n], b"no-checksum");
+}
+
+fn udp_socket_in(env: &Env, port: u16) -> std::net::UdpSocket {
+    let s = env
+        .topo
+        .container
+        .enter(move || std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind"));
+    s.set_read_timeout(Some(netagent_tests::traffic::IO_TIMEOUT))
+        .unwrap();
+    s
+}
+
+/// Unpublishing stops new connections and resets established ones; UDP
+/// stops at once. Documented in README ("Unpublishing").
+#[test]
+fn unpublish_stops_new_and_established_flows() {
+    let env = Env::new();
+    let _servers = publish_echo_ports(&env);
+    let mut conn = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("connect");
+    tcp_roundtrip(&mut conn, "before").expect("roundtrip before unpublish");
+
+    env.daemon
+        .ok(&["unpublish", &format!("8080->{CONTAINER_IP}:80")]);
+    env.daemon.ok(&[
+        "unpublish",
+        &format!("{HOST_IP}:5353->{CONTAINER_IP}:53/udp"),
+    ]);
+    assert_eq!(env.daemon.ok(&["port"]), "");
+
+    let err = tcp_roundtrip(&mut conn, "after").expect_err("established flow must stop");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let err = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080"))
+        .expect_err("new connections must fail");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+
+    // UDP: the host has no socket on 5353, so a connected client gets the
+    // ICMP port-unreachable as ECONNREFUSED, proof the datagram ended there.
+    let udp = udp_socket(&env.topo.client);
+    udp.connect(format!("{HOST_IP}:5353")).unwrap();
+    udp.send(b"after").unwrap();
+    let err = udp
+        .recv(&mut [0u8; 64])
+        .expect_err("no reply after unpublish");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+
+    let (ok, _, stderr) = env
+        .daemon
+        .cli(&["unpublish", &format!("8080->{CONTAINER_IP}:80")]);
+    assert!(!ok && stderr.contains("no publication"), "{stderr}");
+}
+
+/// The datapath keeps forwarding while the daemon is down (crashed) and
+/// after it restarts; the restarted daemon keeps the publications.
+#[test]
+fn daemon_crash_and_restart_keep_established_tcp() {
+    let mut env = Env::new();
+    let _servers = publish_echo_ports(&env);
+    let mut conn = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("connect");
+    let local = conn.local_addr().unwrap();
+    tcp_roundtrip(&mut conn, "one").expect("before the crash");
+    let (fwd_before, _) = env.counters(8080);
+
+    env.daemon.kill();
+    assert_eq!(
+        tcp_roundtrip(&mut conn, "two").expect("while the daemon is down"),
+        format!("{local} two")
+    );
+    let mut fresh = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080"))
+        .expect("new connection while the daemon is down");
+    tcp_roundtrip(&mut fresh, "fresh").unwrap();
+
+    env.daemon.restart();
+    assert_eq!(
+        tcp_roundtrip(&mut conn, "three").expect("after the restart"),
+        format!("{local} three")
+    );
+    let ports = env.daemon.ok(&["port", CONTAINER_IP]);
+    assert_eq!(ports, "53/udp -> 10.77.1.1:5353\n80/tcp -> 0.0.0.0:8080\n");
+    let (fwd_after, _) = env.counters(8080);
+    assert!(
+        fwd_after > fwd_before,
+        "counters survive the restart: {fwd_before} -> {fwd_after}"
+    );
+    assert!(
+        env.daemon
+            .log()
+            .contains("added: 0, updated: 0, removed: 0"),
+        "a restart must not rewrite the maps:\n{}",
+        env.daemon.log()
+    );
+    check_tcp_and_udp(&env);
+}
+
+/// A wildcard publication follows the host's addresses as they change.
+#[test]
+fn wildcard_publication_follows_host_addresses() {
+    let env = Env::new();
+    let _servers = publish_echo_ports(&env);
+    let h0 = env.topo.iface("h0");
+    env.topo
+        .host
+        .ip(&["addr", "add", "10.77.1.100/24", "dev", &h0]);
+    // The daemon learns the address from netlink; poll until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut conn = loop {
+        match tcp_connect(&env.topo.client, "10.77.1.100:8080") {
+            Ok(conn) => break conn,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "never reachable: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    let local = conn.local_addr().unwrap();
+    assert_eq!(
+        tcp_roundtrip(&mut conn, "new").unwrap(),
+        format!("{local} new")
+    );
+    assert_eq!(conn.peer_addr().unwrap().to_string(), "10.77.1.100:8080");
+}
+
+/// Bad input: one clear line on stderr, a non-zero exit, nothing changed.
+#[test]
+fn cli_rejects_bad_input_and_changes_nothing() {
+    let env = Env::new();
+    env.daemon
+        .ok(&["publish", &format!("5000->{CONTAINER_IP}:5000/udp")]);
+    let before = env.daemon.ok(&["--json", "port"]);
+    let cases = [
+        ("5000", "expected [HOSTIP:]HOSTPORT->"),
+        ("70000->10.77.2.2:80", "invalid host port \"70000\""),
+        ("80->10.77.2.2:0", "invalid container port \"0\""),
+        ("80->10.77.2.2:80/sctp", "unknown protocol \"sctp\""),
+        (
+            "5000->10.77.2.3:9/udp",
+            "Bind for 0.0.0.0:5000 failed: port is already allocated",
+        ),
+        (
+            "10.77.1.1:5000->10.77.2.3:9/udp",
+            "port is already allocated",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let (ok, stdout, stderr) = env.daemon.cli(&["publish", spec]);
+        assert!(!ok, "{spec} was accepted");
+        assert!(stdout.is_empty(), "{spec}: stdout {stdout:?}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{spec}: one line please: {stderr:?}"
+        );
+        assert!(stderr.contains(expected), "{spec}: {stderr}");
+    }
+    assert_eq!(env.daemon.ok(&["--json", "port"]), before, "state changed");
+
+    let missing = env._work.path().join("nobody-listens.sock");
+    for args in [vec!["port"], vec!["publish", "1->10.0.0.2:1"]] {
+        let out = std::process::Command::new(netagent_tests::netns::netagent_bin())
+            .arg("--socket")
+            .arg(&missing)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("cannot reach the netagent daemon"),
+            "{stderr}"
+        );
+    }
+    let json: Value =
+        serde_json::from_str(&env.daemon.ok(&["--json", "port", CONTAINER_IP])).unwrap();
+    assert_eq!(json["publications"][0]["host_port"], 5000);
+    assert_eq!(json["publications"][0]["proto"], "udp");
+}
