@@ -8,7 +8,7 @@ set -euo pipefail
 RUST_USER_TOOLCHAIN=1.99.1
 RUST_BPF_TOOLCHAIN=nightly-2026-06-20
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 iputils-ping)
+APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -21,7 +21,12 @@ use crate::{
 };
 
 /// Continue with the next program / normal processing (TCX_NEXT under TCX).
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the generated binding is u32 on the BPF target and i32 on the host clippy runs on"
+)]
 const PASS: i32 = TC_ACT_PIPE as i32;
+#[allow(clippy::unnecessary_cast, reason = "as PASS")]
 const DROP: i32 = TC_ACT_SHOT as i32;
 
 /// Parses the skb, pulling the headers into the linear area first if needed.

@@ -13,11 +13,11 @@ pub const IPPROTO_ICMP: u8 = 1;
 /// RFC 1071 Internet checksum of `data` added to `initial` (not complemented).
 pub fn sum16(data: &[u8], initial: u32) -> u32 {
     let mut sum = initial;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    let (words, rest) = data.as_chunks::<2>();
+    for w in words {
+        sum += u32::from(u16::from_be_bytes(*w));
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest {
         sum += u32::from(u16::from_be_bytes([*last, 0]));
     }
     sum

@@ -1,6 +1,10 @@
 //! Network-namespace tests with real TCP and UDP traffic:
 //! client namespace -> host namespace (the agent, serving h0) -> container.
 //! Needs root; fails loudly without it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests panic on failure, with context from the asserts"
+)]
 
 use std::io::ErrorKind;
 

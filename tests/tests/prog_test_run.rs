@@ -3,6 +3,10 @@
 //! program and checks the verdict, the output bytes (checksums verified
 //! from scratch by `netagent_tests::packet`) and the event counters.
 //! Needs root; fails loudly without it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests panic on failure, with context from the asserts"
+)]
 
 use std::net::Ipv4Addr;
 

@@ -50,12 +50,18 @@ const LINK_TC_EGRESS: &str = "tc_egress";
 
 fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> DatapathError {
     let op = op.into();
-    move |source| DatapathError::Map { op, source }
+    move |source| DatapathError::Map {
+        op,
+        source: Box::new(source),
+    }
 }
 
 fn prog_err(op: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
     let op = op.into();
-    move |source| DatapathError::Program { op, source }
+    move |source| DatapathError::Program {
+        op,
+        source: Box::new(source),
+    }
 }
 
 fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> DatapathError {
@@ -129,7 +135,7 @@ impl BpfDatapath {
         }
         let mut ebpf = loader.load(OBJECT).map_err(|source| DatapathError::Load {
             op: "loading the eBPF object".into(),
-            source,
+            source: Box::new(source),
         })?;
         program::<Xdp>(&mut ebpf, XDP_INGRESS)?
             .load()

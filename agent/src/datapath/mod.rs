@@ -8,26 +8,27 @@ use std::net::Ipv4Addr;
 
 use datapath_common::{Event, PubKey, PubStats, PubValue};
 
-/// Errors from the datapath. `op` names what was being done.
+/// Errors from the datapath. `op` names what was being done. Sources are
+/// boxed: aya's errors are large and these travel up every call.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
     #[error("{op}: {source}")]
     Map {
         op: String,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("{op}: {source}")]
     Program {
         op: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("{op}: {source}")]
     Load {
         op: String,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error("{op}: {source}")]
     Io {

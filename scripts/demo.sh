@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The main job, end to end, on one machine: netagent runs in a simulated
+# host (a network namespace), a demo "container" (another namespace) serves
+# HTTP and iperf3, and a client namespace reaches them through published
+# ports on the host's address. Everything it creates is named nademo* and
+# removed on exit, whatever happens.
+#
+#   client 10.88.1.2 [nademo-c0] -- [nademo-h0] 10.88.1.1  host  10.88.2.1 [nademo-h1] -- [nademo-t0] 10.88.2.2 container
+#
+# NETAGENT_DEMO_HOLD=1 keeps it all up until Ctrl-C, to poke at with the CLI
+# and bpftool (the commands are printed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+P=nademo
+ROOT=/run/netagent-demo
+HOST_IP=10.88.1.1
+CTR_IP=10.88.2.2
+BIN="$PWD/target/release/netagent"
+SOCK="$ROOT/netagent.sock"
+pids=()
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+cleanup() {
+    local rc=$?
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for ns in ${P}-client ${P}-host ${P}-ctr; do ip netns del "$ns" 2>/dev/null || true; done
+    umount "$ROOT/bpffs" 2>/dev/null || true
+    rm -rf "$ROOT"
+    if [ $rc -ne 0 ] && [ -f /tmp/${P}-daemon.log ]; then
+        echo "demo failed; daemon log:" >&2
+        cat /tmp/${P}-daemon.log >&2
+    fi
+    rm -f /tmp/${P}-daemon.log
+    exit $rc
+}
+trap cleanup EXIT INT TERM
+
+say "building netagent (release)"
+cargo build --release --bin netagent
+
+say "topology: client, host (runs netagent), container"
+for ns in ${P}-client ${P}-host ${P}-ctr; do
+    ip netns del "$ns" 2>/dev/null || true
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip link add ${P}-c0 netns ${P}-client type veth peer name ${P}-h0 netns ${P}-host
+ip link add ${P}-h1 netns ${P}-host type veth peer name ${P}-t0 netns ${P}-ctr
+ip -n ${P}-client addr add 10.88.1.2/24 dev ${P}-c0
+ip -n ${P}-host addr add $HOST_IP/24 dev ${P}-h0
+ip -n ${P}-host addr add 10.88.2.1/24 dev ${P}-h1
+ip -n ${P}-ctr addr add $CTR_IP/24 dev ${P}-t0
+ip -n ${P}-client link set ${P}-c0 up
+ip -n ${P}-host link set ${P}-h0 up
+ip -n ${P}-host link set ${P}-h1 up
+ip -n ${P}-ctr link set ${P}-t0 up
+ip -n ${P}-client route add default via $HOST_IP
+ip -n ${P}-ctr route add default via 10.88.2.1
+
+# Pins live on a bpffs in the root mount namespace so they outlive the
+# daemon (`ip netns exec` gives each process a private /sys).
+mkdir -p "$ROOT/bpffs"
+mount -t bpf bpf "$ROOT/bpffs"
+
+say "netagent daemon in the host namespace, serving ${P}-h0"
+ip netns exec ${P}-host "$BIN" --socket "$SOCK" daemon \
+    --state-dir "$ROOT/state" --bpffs "$ROOT/bpffs" --iface ${P}-h0 >/tmp/${P}-daemon.log 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do [ -S "$SOCK" ] && break; sleep 0.1; done
+[ -S "$SOCK" ] || { echo "daemon did not come up" >&2; exit 1; }
+na() { echo "+ netagent $*"; "$BIN" --socket "$SOCK" "$@"; }
+
+say "publishing ports"
+na publish "8080->$CTR_IP:80"
+na publish "5201->$CTR_IP:5201"
+na publish "5201->$CTR_IP:5201/udp"
+na port
+na port "$CTR_IP"
+
+say "demo container: HTTP on :80 and iperf3 on :5201"
+mkdir -p "$ROOT/www"
+echo "hello from the container at $CTR_IP" > "$ROOT/www/index.txt"
+ip netns exec ${P}-ctr python3 -m http.server 80 --bind $CTR_IP --directory "$ROOT/www" >/dev/null 2>&1 &
+pids+=($!)
+ip netns exec ${P}-ctr iperf3 -s -B $CTR_IP -p 5201 >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    ip netns exec ${P}-ctr ss -ltn | grep -q ":80 " && ip netns exec ${P}-ctr ss -ltn | grep -q ":5201 " && break
+    sleep 0.1
+done
+
+say "client -> http://$HOST_IP:8080/index.txt (published port)"
+ip netns exec ${P}-client curl --fail --silent --show-error --max-time 5 "http://$HOST_IP:8080/index.txt"
+
+say "client -> iperf3 TCP through $HOST_IP:5201"
+ip netns exec ${P}-client iperf3 -c $HOST_IP -p 5201 -t 3 -f m | tail -4
+
+say "client -> iperf3 UDP through $HOST_IP:5201"
+ip netns exec ${P}-client iperf3 -u -b 200M -c $HOST_IP -p 5201 -t 2 -f m | tail -4
+
+say "counters"
+na stats
+
+say "the publication map, as bpftool sees it"
+echo "+ bpftool map dump pinned $ROOT/bpffs/maps/NA_PUB4_V1"
+bpftool map dump pinned "$ROOT/bpffs/maps/NA_PUB4_V1"
+
+if [ "${NETAGENT_DEMO_HOLD:-0}" = 1 ]; then
+    say "holding; try (in another shell):"
+    echo "  $BIN --socket $SOCK port"
+    echo "  $BIN --socket $SOCK stats"
+    echo "  bpftool map dump pinned $ROOT/bpffs/maps/NA_CT4_V1"
+    echo "  ip netns exec ${P}-client curl http://$HOST_IP:8080/index.txt"
+    echo "Ctrl-C to tear it all down."
+    while true; do sleep 3600; done
+fi
+say "demo done; tearing down"
