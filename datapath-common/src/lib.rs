@@ -22,6 +22,11 @@ pub const IPPROTO_TCP: u8 = 6;
 /// See [`IPPROTO_TCP`].
 pub const IPPROTO_UDP: u8 = 17;
 
+/// What XDP leaves in the packet metadata (`data_meta`) of a packet it
+/// translated, so TC ingress skips it without parsing or lookups. Native
+/// order u32; any other value (or no metadata) means "not translated".
+pub const XDP_TRANSLATED_MARK: u32 = 0x4e41_5844;
+
 /// Capacity of the publication map and of the per-publication counter array.
 pub const MAX_PUBLICATIONS: u32 = 65_536;
 /// Capacity of the connection-tracking LRU map.

@@ -7,12 +7,15 @@
 //! CHECKSUM_COMPLETE `skb->csum` is kept in step. `BPF_F_MARK_MANGLED_0`
 //! keeps a zero (absent) UDP checksum zero.
 
+use core::mem::size_of;
+
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_PIPE, TC_ACT_SHOT},
+    EbpfContext as _,
+    bindings::{__sk_buff, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_PIPE, TC_ACT_SHOT},
     cty::c_long,
     programs::TcContext,
 };
-use datapath_common::{Event, IPPROTO_UDP};
+use datapath_common::{Event, IPPROTO_UDP, XDP_TRANSLATED_MARK};
 
 use crate::{
     ct, nat,
@@ -47,10 +50,27 @@ fn parse_skb(ctx: &TcContext) -> Option<Packet> {
     }
 }
 
-/// DNAT at TC ingress for packets XDP left alone (see `csum::partial_seed`).
-/// Packets XDP translated arrive addressed to the container and miss here.
+/// Whether XDP translated this packet already (its metadata mark).
+#[inline(always)]
+fn translated_by_xdp(ctx: &TcContext) -> bool {
+    let skb = ctx.as_ptr() as *const __sk_buff;
+    // SAFETY: reading context fields the verifier rewrites into packet
+    // pointers; the mark is read only after a bounds check against data.
+    let (meta, data) = unsafe { ((*skb).data_meta as usize, (*skb).data as usize) };
+    if meta + size_of::<u32>() > data {
+        return false;
+    }
+    // SAFETY: bounds checked just above.
+    unsafe { *(meta as *const u32) == XDP_TRANSLATED_MARK }
+}
+
+/// DNAT at TC ingress for packets XDP left alone (see `csum::partial_seed`),
+/// or all of them where no XDP runs (the mark is missing then).
 #[inline(always)]
 pub fn ingress(ctx: &TcContext) -> i32 {
+    if translated_by_xdp(ctx) {
+        return PASS;
+    }
     let Some(pkt) = parse_skb(ctx) else {
         return PASS;
     };

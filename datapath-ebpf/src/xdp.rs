@@ -4,8 +4,12 @@
 //! translated packet continues into the stack, which routes it to the
 //! container.
 
-use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
-use datapath_common::{Event, IPPROTO_UDP, PubValue};
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::xdp_action::XDP_PASS, helpers::generated::bpf_xdp_adjust_meta, programs::XdpContext,
+};
+use datapath_common::{Event, IPPROTO_UDP, PubValue, XDP_TRANSLATED_MARK};
 
 use crate::{
     csum, ct, nat,
@@ -44,9 +48,27 @@ pub fn ingress(ctx: &XdpContext) -> u32 {
         return XDP_PASS;
     }
     ct::record(&pkt, &target);
+    mark_translated(ctx);
     stats::count(Event::XdpDnat);
     stats::count_publication(target.stats_slot, Direction::Forward, u64::from(pkt.ip_len));
     XDP_PASS
+}
+
+/// Tags the packet's metadata so TC ingress knows it is done. Best effort:
+/// without metadata support TC parses the packet, finds the container
+/// address unpublished and passes it, which is correct, only slower.
+#[inline(always)]
+fn mark_translated(ctx: &XdpContext) {
+    // SAFETY: the helper only moves data_meta within the headroom.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(size_of::<u32>() as i32)) } != 0 {
+        return;
+    }
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + size_of::<u32>() > data {
+        return;
+    }
+    // SAFETY: bounds checked against data just above; metadata is 4-aligned.
+    unsafe { *(meta as *mut u32) = XDP_TRANSLATED_MARK };
 }
 
 /// Rewrites the destination address and port to `target`, updating both

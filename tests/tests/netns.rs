@@ -203,6 +203,12 @@ fn xdp_path_with_offload_off_and_bad_checksum_negative_control() {
     raw.send(&frame(b"no-checksum", L4Csum::Zero));
     let (n, _) = receiver.recv_from(&mut buf).expect("zero-checksum frame");
     assert_eq!(&buf[..n], b"no-checksum");
+
+    // XDP tagged what it translated, so TC ingress did nothing twice (and
+    // did not count the container address of 6000->6000 as a non-local
+    // destination of the wildcard publication).
+    assert_eq!(env.event("tc_dnat"), 0, "{}", env.stats());
+    assert_eq!(env.event("pass_not_local"), 0, "{}", env.stats());
 }
 
 fn udp_socket_in(env: &Env, port: u16) -> std::net::UdpSocket {

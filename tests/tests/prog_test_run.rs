@@ -16,7 +16,7 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use datapath_common::{
-    CtKey, CtValue, Event, LocalAddr, PubKey, PubStats, PubValue,
+    CtKey, CtValue, Event, LocalAddr, PubKey, PubStats, PubValue, XDP_TRANSLATED_MARK,
     map_names::{CONNTRACK, EVENTS, LOCAL_ADDRS, PUB_STATS, PUBLICATIONS},
     prog_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS},
 };
@@ -43,6 +43,8 @@ fn be32(ip: &str) -> u32 {
 /// A freshly loaded datapath with empty maps.
 struct Dp {
     ebpf: Ebpf,
+    /// Packets that came out of XDP with the translated mark.
+    marks: usize,
 }
 
 impl Dp {
@@ -60,7 +62,7 @@ impl Dp {
             tc.load()
                 .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
         }
-        Self { ebpf }
+        Self { ebpf, marks: 0 }
     }
 
     fn publish(&mut self, host: &str, hport: u16, proto: u8, ctr: &str, cport: u16) {
@@ -119,6 +121,9 @@ impl Dp {
             })
     }
 
+    /// Runs XDP and returns (verdict, frame). The kernel hands back the
+    /// metadata area in front of the frame; it is split off and checked:
+    /// XDP tags exactly the packets it translated, for TC ingress.
     fn run_xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         let xdp: &mut Xdp = self
             .ebpf
@@ -135,7 +140,24 @@ impl Dp {
             })
             .expect("XDP test_run");
         out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        let meta_len = out.len() - frame.len();
+        let frame_out = out.split_off(meta_len);
+        match meta_len {
+            0 => {}
+            4 => assert_eq!(
+                u32::from_ne_bytes(out[..4].try_into().unwrap()),
+                XDP_TRANSLATED_MARK,
+                "unexpected metadata"
+            ),
+            n => panic!("{n} bytes of metadata"),
+        }
+        self.marks += usize::from(meta_len == 4);
+        assert_eq!(
+            self.marks as u64,
+            self.event(Event::XdpDnat),
+            "every translated packet, and only those, carries the mark"
+        );
+        (r.return_value, frame_out)
     }
 
     fn run_tc(&mut self, name: &str, frame: &[u8]) -> (u32, Vec<u8>) {
