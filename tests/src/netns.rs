@@ -395,6 +395,13 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Starts the daemon again serving `ifaces` instead.
+    pub fn restart_serving(&mut self, ifaces: &[String]) {
+        self.kill();
+        self.ifaces = ifaces.to_vec();
+        self.spawn();
+    }
+
     /// Runs a CLI command against this daemon and returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(netagent_bin())

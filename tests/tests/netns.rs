@@ -385,3 +385,55 @@ fn cli_rejects_bad_input_and_changes_nothing() {
     assert_eq!(json["publications"][0]["host_port"], 5000);
     assert_eq!(json["publications"][0]["proto"], "udp");
 }
+
+/// Whether any XDP program is attached to `dev` in `ns`.
+fn has_xdp(ns: &netagent_tests::netns::Netns, dev: &str) -> bool {
+    ns.ip(&["-d", "link", "show", "dev", dev])
+        .contains("prog/xdp")
+}
+
+/// Serving fewer interfaces detaches from the others; `teardown` removes
+/// every pin and detaches everything, and traffic is no longer translated.
+#[test]
+fn detach_and_teardown_leave_nothing_behind() {
+    let mut env = Env::new();
+    let _servers = publish_echo_ports(&env);
+    let h0 = env.topo.iface("h0");
+    assert!(has_xdp(&env.topo.host, &h0));
+    let mut conn = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("connect");
+    tcp_roundtrip(&mut conn, "up").unwrap();
+
+    env.daemon.restart_serving(&[]);
+    assert!(!has_xdp(&env.topo.host, &h0), "XDP still attached to {h0}");
+    let err = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080"))
+        .expect_err("nothing translates any more");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+
+    env.daemon.restart_serving(std::slice::from_ref(&h0));
+    assert!(has_xdp(&env.topo.host, &h0));
+    tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("served again");
+
+    env.daemon.kill();
+    let bpffs = env.daemon.bpffs.clone();
+    let out = std::process::Command::new(netagent_tests::netns::netagent_bin())
+        .arg("teardown")
+        .arg("--bpffs")
+        .arg(&bpffs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !has_xdp(&env.topo.host, &h0),
+        "XDP still attached after teardown"
+    );
+    for dir in ["maps", "links"] {
+        assert!(!bpffs.join(dir).exists(), "{dir}/ pins left after teardown");
+    }
+    let err = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080"))
+        .expect_err("nothing translates after teardown");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+}

@@ -1,0 +1,110 @@
+//! The embedded eBPF object, inspected without loading it (no root): every
+//! map the agent opens exists with the key and value sizes of the
+//! `datapath_common` types and the capacities they declare, and every
+//! program the agent attaches is there. Guards the one ABI both sides share.
+
+use std::mem::size_of;
+
+use datapath_common::{
+    CtKey, CtValue, Event, LocalAddr, MAX_FLOWS, MAX_LOCAL_ADDRS, MAX_PUBLICATIONS, PubKey,
+    PubStats, PubValue, map_names, prog_names,
+};
+
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+
+#[test]
+fn maps_and_programs_match_the_common_abi() {
+    let object = netagent::datapath::bpf::OBJECT;
+    assert!(!object.is_empty(), "built with AYA_BUILD_SKIP=1: no object");
+    let obj = aya_obj::Object::parse(object).expect("parsing the eBPF ELF");
+
+    let expected = [
+        (
+            map_names::PUBLICATIONS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<PubKey>(),
+            size_of::<PubValue>(),
+            MAX_PUBLICATIONS,
+        ),
+        (
+            map_names::CONNTRACK,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey>(),
+            size_of::<CtValue>(),
+            MAX_FLOWS,
+        ),
+        (
+            map_names::LOCAL_ADDRS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<LocalAddr>(),
+            MAX_LOCAL_ADDRS,
+        ),
+        (
+            map_names::PUB_STATS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            size_of::<u32>(),
+            size_of::<PubStats>(),
+            MAX_PUBLICATIONS,
+        ),
+        (
+            map_names::EVENTS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            size_of::<u32>(),
+            size_of::<u64>(),
+            Event::Count as u32,
+        ),
+    ];
+    for (name, map_type, key, value, max) in expected {
+        assert!(
+            name.len() <= 15,
+            "{name}: the kernel truncates map names past 15 bytes"
+        );
+        let map = obj
+            .maps
+            .get(name)
+            .unwrap_or_else(|| panic!("map {name} missing; object has {:?}", obj.maps.keys()));
+        assert_eq!(map.map_type(), map_type, "{name} type");
+        assert_eq!(map.key_size() as usize, key, "{name} key size");
+        assert_eq!(map.value_size() as usize, value, "{name} value size");
+        assert_eq!(map.max_entries(), max, "{name} capacity");
+    }
+    assert_eq!(
+        obj.maps.len(),
+        expected.len(),
+        "a map the agent does not know: {:?}",
+        obj.maps.keys()
+    );
+    assert_eq!(
+        netagent::datapath::bpf::MAP_NAMES.len(),
+        expected.len(),
+        "the agent pins every map"
+    );
+
+    for name in [
+        prog_names::XDP_INGRESS,
+        prog_names::TC_INGRESS,
+        prog_names::TC_EGRESS,
+    ] {
+        assert!(
+            name.len() <= 15,
+            "{name}: program names are truncated past 15 bytes"
+        );
+        assert!(
+            obj.programs.contains_key(name),
+            "program {name} missing; object has {:?}",
+            obj.programs.keys()
+        );
+    }
+}
+
+#[test]
+fn event_table_is_dense_and_named() {
+    for (i, event) in Event::ALL.iter().enumerate() {
+        assert_eq!(*event as usize, i, "{event:?} out of order in Event::ALL");
+        assert!(!event.name().is_empty() && event.name() != "count");
+    }
+    assert_eq!(Event::ALL.len(), Event::Count as usize);
+}
