@@ -6,20 +6,22 @@ use datapath_common::{Event, PubKey, PubValue};
 use crate::{
     maps::{NA_LOCAL4_V1, NA_PUB4_V1},
     parse::Packet,
+    stats,
 };
 
 /// Finds the publication a packet is addressed to: the exact (daddr, dport,
 /// proto) entry first, then the wildcard (0.0.0.0) entry if `daddr` is one
-/// of the host's own addresses. `Err(Some(event))` names why a wildcard
-/// match was refused; `Err(None)` is a plain miss.
+/// of the host's own addresses. A refused match is counted by reason; a
+/// plain miss is not.
 ///
 /// Packets to 127.0.0.0/8 never match: they can only reach a served
 /// interface forged (a martian), and a loopback publication must never be
 /// reachable from another host (Docker #45610).
 #[inline(always)]
-pub fn lookup(pkt: &Packet) -> Result<PubValue, Option<Event>> {
+pub fn lookup(pkt: &Packet) -> Option<PubValue> {
     if pkt.daddr.to_ne_bytes()[0] == 127 {
-        return Err(Some(Event::PassLoopbackDst));
+        stats::count(Event::PassLoopbackDst);
+        return None;
     }
     let mut key = PubKey {
         addr_be: pkt.daddr,
@@ -31,14 +33,15 @@ pub fn lookup(pkt: &Packet) -> Result<PubValue, Option<Event>> {
     // entries whole, so a torn read can only mix two valid publications'
     // fields for a packet racing an update, which the next packet corrects.
     if let Some(v) = unsafe { NA_PUB4_V1.get(&key) } {
-        return Ok(*v);
+        return Some(*v);
     }
     key.addr_be = 0;
     // SAFETY: as above.
-    let v = unsafe { NA_PUB4_V1.get(&key) }.copied().ok_or(None)?;
+    let v = unsafe { NA_PUB4_V1.get(&key) }.copied()?;
     // SAFETY: presence is all we read.
     if unsafe { NA_LOCAL4_V1.get(&pkt.daddr) }.is_none() {
-        return Err(Some(Event::PassNotLocal));
+        stats::count(Event::PassNotLocal);
+        return None;
     }
-    Ok(v)
+    Some(v)
 }

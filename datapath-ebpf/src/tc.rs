@@ -74,25 +74,11 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     let Some(pkt) = parse_skb(ctx) else {
         return PASS;
     };
-    let target = match nat::lookup(&pkt) {
-        Ok(target) => target,
-        Err(event) => {
-            if let Some(event) = event {
-                stats::count(event);
-            }
-            return PASS;
-        }
+    let Some(target) = nat::lookup(&pkt) else {
+        return PASS;
     };
-    let rewrite = Rewrite {
-        addr_off: IP_DST_OFF,
-        port_off: pkt.l4_off + 2,
-        old_addr: pkt.daddr,
-        new_addr: target.addr_be,
-        old_port: pkt.dport,
-        new_port: target.port_be,
-    };
-    if rewrite.apply(ctx, &pkt).is_err() {
-        stats::count(Event::DropRewriteFailed);
+    let rewrite = Rewrite::destination(&pkt, target.addr_be, target.port_be);
+    if !rewrite.apply_or_count(ctx, &pkt) {
         return DROP;
     }
     ct::record(&pkt, &target);
@@ -111,16 +97,8 @@ pub fn egress(ctx: &TcContext) -> i32 {
     let Some(orig) = ct::lookup_reply(&pkt) else {
         return PASS;
     };
-    let rewrite = Rewrite {
-        addr_off: IP_SRC_OFF,
-        port_off: pkt.l4_off,
-        old_addr: pkt.saddr,
-        new_addr: orig.orig_addr_be,
-        old_port: pkt.sport,
-        new_port: orig.orig_port_be,
-    };
-    if rewrite.apply(ctx, &pkt).is_err() {
-        stats::count(Event::DropRewriteFailed);
+    let rewrite = Rewrite::source(&pkt, orig.orig_addr_be, orig.orig_port_be);
+    if !rewrite.apply_or_count(ctx, &pkt) {
         return DROP;
     }
     stats::count(Event::RevNat);
@@ -139,6 +117,43 @@ struct Rewrite {
 }
 
 impl Rewrite {
+    /// Destination address and port (DNAT).
+    #[inline(always)]
+    fn destination(pkt: &Packet, addr: u32, port: u16) -> Self {
+        Self {
+            addr_off: IP_DST_OFF,
+            port_off: pkt.l4_off + 2,
+            old_addr: pkt.daddr,
+            new_addr: addr,
+            old_port: pkt.dport,
+            new_port: port,
+        }
+    }
+
+    /// Source address and port (reverse NAT).
+    #[inline(always)]
+    fn source(pkt: &Packet, addr: u32, port: u16) -> Self {
+        Self {
+            addr_off: IP_SRC_OFF,
+            port_off: pkt.l4_off,
+            old_addr: pkt.saddr,
+            new_addr: addr,
+            old_port: pkt.sport,
+            new_port: port,
+        }
+    }
+
+    /// [`Rewrite::apply`]; on failure counts it and returns false: the
+    /// packet may be half-rewritten and must be dropped.
+    #[inline(always)]
+    fn apply_or_count(&self, ctx: &TcContext, pkt: &Packet) -> bool {
+        let ok = self.apply(ctx, pkt).is_ok();
+        if !ok {
+            stats::count(Event::DropRewriteFailed);
+        }
+        ok
+    }
+
     /// Checksums first, then the fields. A failure part-way leaves the
     /// packet inconsistent, so the caller must drop it.
     #[inline(always)]

@@ -27,14 +27,8 @@ pub fn ingress(ctx: &XdpContext) -> u32 {
             return XDP_PASS;
         }
     };
-    let target = match nat::lookup(&pkt) {
-        Ok(target) => target,
-        Err(event) => {
-            if let Some(event) = event {
-                stats::count(event);
-            }
-            return XDP_PASS;
-        }
+    let Some(target) = nat::lookup(&pkt) else {
+        return XDP_PASS;
     };
     let has_l4_csum = !(pkt.proto == IPPROTO_UDP && pkt.l4_csum == 0);
     if has_l4_csum && pkt.l4_csum == csum::partial_seed(pkt.saddr, pkt.daddr, pkt.proto, pkt.l4_len)

@@ -6,9 +6,7 @@ use std::net::Ipv4Addr;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
+pub use datapath_common::{IPPROTO_TCP, IPPROTO_UDP};
 
 /// RFC 1071 Internet checksum of `data` added to `initial` (not complemented).
 pub fn sum16(data: &[u8], initial: u32) -> u32 {

@@ -20,28 +20,20 @@ const POLL: Duration = Duration::from_millis(10);
 /// Longest wait for any single network operation in a test.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A TCP server in a namespace: for each line received on a connection it
-/// answers `<peer ip>:<peer port> <line>`. Stops and joins on drop.
-pub struct TcpEcho {
+/// A server loop on its own thread, stopped and joined on drop. `step` is
+/// called until the guard drops; it must return within about [`POLL`].
+pub struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl TcpEcho {
-    pub fn start(ns: &Netns, port: u16) -> Self {
-        let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
-        listener.set_nonblocking(true).expect("nonblocking");
+impl Server {
+    fn spawn(mut step: impl FnMut() + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, peer)) => {
-                        thread::spawn(move || echo_lines(conn, peer));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
-                    Err(e) => panic!("accept: {e}"),
-                }
+                step();
             }
         });
         Self {
@@ -49,6 +41,29 @@ impl TcpEcho {
             thread: Some(thread),
         }
     }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TCP server in a namespace: for each line received on a connection it
+/// answers `<peer ip>:<peer port> <line>`.
+pub fn tcp_echo(ns: &Netns, port: u16) -> Server {
+    let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    Server::spawn(move || match listener.accept() {
+        Ok((conn, peer)) => {
+            thread::spawn(move || echo_lines(conn, peer));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
+        Err(e) => panic!("accept: {e}"),
+    })
 }
 
 fn echo_lines(conn: TcpStream, peer: SocketAddr) {
@@ -67,52 +82,19 @@ fn echo_lines(conn: TcpStream, peer: SocketAddr) {
     }
 }
 
-impl Drop for TcpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A UDP server in a namespace answering each datagram with
-/// `<peer ip>:<peer port> <payload>`. Stops and joins on drop.
-pub struct UdpEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl UdpEcho {
-    pub fn start(ns: &Netns, port: u16) -> Self {
-        let socket = ns.enter(move || UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP"));
-        socket.set_read_timeout(Some(POLL)).expect("timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                    let mut reply = format!("{peer} ").into_bytes();
-                    reply.extend_from_slice(&buf[..n]);
-                    let _ = socket.send_to(&reply, peer);
-                }
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
+/// `<peer ip>:<peer port> <payload>`.
+pub fn udp_echo(ns: &Netns, port: u16) -> Server {
+    let socket = ns.enter(move || UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP"));
+    socket.set_read_timeout(Some(POLL)).expect("timeout");
+    let mut buf = [0u8; 2048];
+    Server::spawn(move || {
+        if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let mut reply = format!("{peer} ").into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, peer);
         }
-    }
-}
-
-impl Drop for UdpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// A TCP connection made from inside `ns`.

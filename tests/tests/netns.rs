@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use netagent_tests::{
     netns::{Bpffs, CLIENT_IP, CLIENT_MAC, CONTAINER_IP, Daemon, HOST_IP, HOST_MAC, Topology},
     packet::{FrameSpec, L4Csum},
-    traffic::{RawSender, TcpEcho, UdpEcho, tcp_connect, tcp_roundtrip, udp_socket},
+    traffic::{RawSender, Server, tcp_connect, tcp_echo, tcp_roundtrip, udp_echo, udp_socket},
 };
 use serde_json::Value;
 
@@ -113,14 +113,14 @@ fn check_tcp_and_udp(env: &Env) {
     );
 }
 
-fn publish_echo_ports(env: &Env) -> (TcpEcho, UdpEcho) {
+fn publish_echo_ports(env: &Env) -> (Server, Server) {
     env.daemon
         .ok(&["publish", &format!("8080->{CONTAINER_IP}:80")]);
     env.daemon
         .ok(&["publish", &format!("{HOST_IP}:5353->{CONTAINER_IP}:53/udp")]);
     (
-        TcpEcho::start(&env.topo.container, 80),
-        UdpEcho::start(&env.topo.container, 53),
+        tcp_echo(&env.topo.container, 80),
+        udp_echo(&env.topo.container, 53),
     )
 }
 
