@@ -7,7 +7,10 @@
 //!   address, or on any address when either is the wildcard (Docker's rule);
 //! - counter slots are unique among live publications and zeroed on reuse.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+};
 
 use datapath_common::{Event, MAX_PUBLICATIONS, PubKey, PubStats, PubValue};
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,7 @@ use tracing::{error, info};
 
 use crate::{
     datapath::{Datapath, DatapathError},
-    spec::{PortSpec, SpecError},
+    spec::{PortSpec, Proto, SpecError},
     state::{DesiredState, Publication, StateError, StateStore},
 };
 
@@ -146,35 +149,59 @@ impl<D: Datapath> Agent<D> {
 
     /// Publishes `spec`. On any error nothing has changed.
     pub fn publish(&mut self, spec: PortSpec) -> Result<Publication, AgentError> {
-        if let Some(existing) = self
-            .state
-            .publications
-            .iter()
-            .find(|p| overlaps(&p.spec, &spec))
-        {
-            return Err(AgentError::AlreadyAllocated {
-                ip: spec.host_ip,
-                port: spec.host_port,
-                existing: existing.spec,
-            });
+        let mut published = self.publish_many(&[spec])?;
+        Ok(published.remove(0))
+    }
+
+    /// Publishes every spec, or none: the specs are checked against the
+    /// existing publications and against each other, the state file is
+    /// written once, and a failed map write undoes the ones before it. This
+    /// is the bulk path (`netagent publish --file`), O(n) in the specs.
+    pub fn publish_many(&mut self, specs: &[PortSpec]) -> Result<Vec<Publication>, AgentError> {
+        let mut taken = PortIndex::default();
+        for p in &self.state.publications {
+            taken.insert(p.spec);
         }
-        let stats_slot = self.free_slot().ok_or(AgentError::Full)?;
-        let publication = Publication { spec, stats_slot };
+        for spec in specs {
+            if let Some(existing) = taken.conflict(spec) {
+                return Err(AgentError::AlreadyAllocated {
+                    ip: spec.host_ip,
+                    port: spec.host_port,
+                    existing,
+                });
+            }
+            taken.insert(*spec);
+        }
+        let slots = self.free_slots(specs.len()).ok_or(AgentError::Full)?;
+        let published: Vec<Publication> = specs
+            .iter()
+            .zip(slots)
+            .map(|(&spec, stats_slot)| Publication { spec, stats_slot })
+            .collect();
         let mut next = self.state.clone();
-        next.publications.push(publication);
+        next.publications.extend_from_slice(&published);
         self.store.save(&next)?;
-        let key = pub_key(&spec);
-        let applied = self.datapath.reset_stats(stats_slot).and_then(|()| {
-            self.datapath
-                .upsert_publication(&key, &pub_value(&publication))
-        });
-        if let Err(e) = applied {
-            self.restore_state_file();
-            return Err(e.into());
+        for (done, p) in published.iter().enumerate() {
+            let applied = self.datapath.reset_stats(p.stats_slot).and_then(|()| {
+                self.datapath
+                    .upsert_publication(&pub_key(&p.spec), &pub_value(p))
+            });
+            if let Err(e) = applied {
+                for undo in &published[..done] {
+                    if let Err(e) = self.datapath.remove_publication(&pub_key(&undo.spec)) {
+                        error!(spec = %undo.spec, error = %e, "undoing a partial bulk publish");
+                    }
+                }
+                self.restore_state_file();
+                return Err(e.into());
+            }
         }
         self.state = next;
-        info!(%spec, stats_slot, "published");
-        Ok(publication)
+        match published.as_slice() {
+            [p] => info!(spec = %p.spec, stats_slot = p.stats_slot, "published"),
+            many => info!(count = many.len(), "published in bulk"),
+        }
+        Ok(published)
     }
 
     /// Unpublishes `spec`, which must match a publication exactly. New and
@@ -264,14 +291,19 @@ impl<D: Datapath> Agent<D> {
         })
     }
 
-    fn free_slot(&self) -> Option<u32> {
+    /// The `n` lowest counter slots no publication holds, if there are `n`.
+    fn free_slots(&self, n: usize) -> Option<Vec<u32>> {
         let used: BTreeSet<u32> = self
             .state
             .publications
             .iter()
             .map(|p| p.stats_slot)
             .collect();
-        (0..MAX_PUBLICATIONS).find(|s| !used.contains(s))
+        let free: Vec<u32> = (0..MAX_PUBLICATIONS)
+            .filter(|s| !used.contains(s))
+            .take(n)
+            .collect();
+        (free.len() == n).then_some(free)
     }
 
     /// Puts the in-memory (previous) state back on disk after a failed
@@ -284,12 +316,34 @@ impl<D: Datapath> Agent<D> {
     }
 }
 
-/// Docker's overlap rule: same protocol and port, and the same host address
-/// or either one the wildcard.
-fn overlaps(a: &PortSpec, b: &PortSpec) -> bool {
-    a.proto == b.proto
-        && a.host_port == b.host_port
-        && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
+/// Host ports in use, by (protocol, port), for Docker's overlap rule: two
+/// publications clash on the same protocol and port when their host
+/// addresses are equal or either is the wildcard.
+#[derive(Default)]
+struct PortIndex {
+    by_port: HashMap<(Proto, u16), Vec<PortSpec>>,
+}
+
+impl PortIndex {
+    fn insert(&mut self, spec: PortSpec) {
+        self.by_port
+            .entry((spec.proto, spec.host_port))
+            .or_default()
+            .push(spec);
+    }
+
+    /// The publication `spec` would clash with, if any.
+    fn conflict(&self, spec: &PortSpec) -> Option<PortSpec> {
+        self.by_port
+            .get(&(spec.proto, spec.host_port))?
+            .iter()
+            .find(|p| {
+                p.host_ip == spec.host_ip
+                    || p.host_ip.is_unspecified()
+                    || spec.host_ip.is_unspecified()
+            })
+            .copied()
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +435,40 @@ mod tests {
         let err = a.publish(spec("5001->172.17.0.2:80")).unwrap_err();
         assert!(err.to_string().contains("map full"), "{err}");
         assert_eq!(a.list(None).len(), 1);
+    }
+
+    #[test]
+    fn publish_many_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.publish(spec("5000->172.17.0.2:80")).unwrap();
+        // A clash inside the batch, and one with an existing publication.
+        for batch in [
+            vec![
+                spec("6000->172.17.0.2:80"),
+                spec("10.0.0.1:6000->172.17.0.3:80"),
+            ],
+            vec![spec("6001->172.17.0.2:80"), spec("5000->172.17.0.3:80")],
+        ] {
+            let err = a.publish_many(&batch).unwrap_err().to_string();
+            assert!(err.contains("port is already allocated"), "{err}");
+            assert_eq!(a.list(None).len(), 1);
+            assert_eq!(a.datapath.publications.len(), 1);
+        }
+        // A map that fills up half-way: the first writes are undone.
+        a.datapath.capacity = Some(3);
+        let batch: Vec<PortSpec> = (7000..7004)
+            .map(|p| spec(&format!("{p}->172.17.0.2:80")))
+            .collect();
+        assert!(a.publish_many(&batch).is_err());
+        assert_eq!(a.datapath.publications.len(), 1, "partial writes undone");
+        assert_eq!(a.list(None).len(), 1);
+        a.datapath.capacity = None;
+        let published = a.publish_many(&batch).unwrap();
+        assert_eq!(published.len(), 4);
+        let slots: BTreeSet<u32> = a.list(None).iter().map(|p| p.stats_slot).collect();
+        assert_eq!(slots.len(), 5, "distinct slots");
+        assert_eq!(a.datapath.publications.len(), 5);
     }
 
     #[test]

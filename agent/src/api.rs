@@ -15,6 +15,8 @@ pub const DEFAULT_SOCKET: &str = "/run/netagent/netagent.sock";
 pub enum Request {
     /// Publish a `[HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/PROTO]` spec.
     Publish { spec: String },
+    /// Publish every spec or none (`netagent publish --file`).
+    PublishMany { specs: Vec<String> },
     /// Remove the publication `spec` names.
     Unpublish { spec: String },
     /// Publications, optionally only those to one container address.
@@ -27,6 +29,7 @@ pub enum Request {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Published { publication: Publication },
+    PublishedMany { publications: Vec<Publication> },
     Unpublished { publication: Publication },
     Publications { publications: Vec<Publication> },
     Stats { stats: Stats },

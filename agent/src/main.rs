@@ -1,6 +1,10 @@
 //! `netagent`: the daemon and its CLI.
 
-use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -40,8 +44,16 @@ enum Command {
         #[arg(long = "iface", value_name = "NAME")]
         ifaces: Vec<String>,
     },
-    /// Publish a port: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
-    Publish { spec: String },
+    /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
+    /// Several specs (or a file) are published all together or not at all.
+    Publish {
+        #[arg(required_unless_present = "file")]
+        specs: Vec<String>,
+        /// Read specs from a file, one per line ("-" for stdin; blank lines
+        /// and lines starting with # are skipped).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
     /// Remove a publication (the same spec it was published with).
     Unpublish { spec: String },
     /// List publications as `docker port` does, optionally for one container.
@@ -84,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Teardown { bpffs } => {
             return teardown(&PinDir::new(bpffs)).context("tearing down the datapath");
         }
-        Command::Publish { spec } => Request::Publish { spec },
+        Command::Publish { specs, file } => publish_request(specs, file.as_deref())?,
         Command::Unpublish { spec } => Request::Unpublish { spec },
         Command::Port { container_ip } => Request::List { container_ip },
         Command::Stats => Request::Stats,
@@ -96,6 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match response {
         Response::Published { publication } => println!("published {}", publication.spec),
+        Response::PublishedMany { publications } => {
+            for p in publications {
+                println!("published {}", p.spec);
+            }
+        }
         Response::Unpublished { publication } => println!("unpublished {}", publication.spec),
         Response::Publications { publications } => {
             let filtered = matches!(
@@ -110,6 +127,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Response::Error { message } => anyhow::bail!("{message}"),
     }
     Ok(())
+}
+
+/// One spec is a plain publish; several, or a file, an all-or-nothing batch.
+fn publish_request(mut specs: Vec<String>, file: Option<&Path>) -> anyhow::Result<Request> {
+    if let Some(path) = file {
+        let text = if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin()).context("reading specs from stdin")?
+        } else {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading specs from {}", path.display()))?
+        };
+        specs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(match <[String; 1]>::try_from(specs) {
+        Ok([spec]) => Request::Publish { spec },
+        Err(specs) => Request::PublishMany { specs },
+    })
 }
 
 fn init_logging() {

@@ -38,7 +38,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/netagent";
 /// Default bpffs directory for pins.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netagent";
 /// Longest request line accepted, so a runaway client cannot exhaust memory.
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Room for a bulk publish of every slot (65,536 specs of ~40 bytes).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -208,6 +209,12 @@ pub fn dispatch<D: Datapath>(agent: &mut Agent<D>, request: Request) -> Response
         Request::Publish { spec } => parse(&spec)
             .and_then(|s| agent.publish(s))
             .map(|publication| Response::Published { publication }),
+        Request::PublishMany { specs } => specs
+            .iter()
+            .map(|s| parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|specs| agent.publish_many(&specs))
+            .map(|publications| Response::PublishedMany { publications }),
         Request::Unpublish { spec } => parse(&spec)
             .and_then(|s| agent.unpublish(s))
             .map(|publication| Response::Unpublished { publication }),

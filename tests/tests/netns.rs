@@ -364,6 +364,30 @@ fn cli_rejects_bad_input_and_changes_nothing() {
     }
     assert_eq!(env.daemon.ok(&["--json", "port"]), before, "state changed");
 
+    // A batch with one bad spec publishes none of them.
+    let (ok, _, stderr) =
+        env.daemon
+            .cli(&["publish", "7001->10.77.2.2:1", "7002->10.77.2.2:2/sctp"]);
+    assert!(!ok && stderr.contains("unknown protocol"), "{stderr}");
+    assert_eq!(
+        env.daemon.ok(&["--json", "port"]),
+        before,
+        "a partial batch landed"
+    );
+    let list = env._work.path().join("specs.txt");
+    std::fs::write(
+        &list,
+        "# bulk\n7001->10.77.2.2:1\n\n7002->10.77.2.2:2/udp\n",
+    )
+    .unwrap();
+    let out = env
+        .daemon
+        .ok(&["publish", "--file", list.to_str().unwrap()]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(env.daemon.ok(&["port", CONTAINER_IP]).lines().count(), 3);
+    env.daemon.ok(&["unpublish", "7001->10.77.2.2:1"]);
+    env.daemon.ok(&["unpublish", "7002->10.77.2.2:2/udp"]);
+
     let missing = env._work.path().join("nobody-listens.sock");
     for args in [vec!["port"], vec!["publish", "1->10.0.0.2:1"]] {
         let out = std::process::Command::new(netagent_tests::netns::netagent_bin())
