@@ -9,6 +9,12 @@ RUST_USER_TOOLCHAIN=1.99.1
 RUST_BPF_TOOLCHAIN=nightly-2026-06-20
 BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3)
+# What the benchmark (./x bench) needs on top: the tools it compares with.
+BENCH_PACKAGES=(sockperf iptables nftables)
+BENCH_CACHE=/var/cache/netagent-bench
+BENCH=0
+[ "${1:-}" = "--bench" ] && BENCH=1
+[ $BENCH = 1 ] && APT_PACKAGES+=("${BENCH_PACKAGES[@]}")
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -49,6 +55,20 @@ if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
     # LLVM_PREFIX is mandatory: the first llvm-config on PATH is LLVM 14 (TOOLCHAIN.md 6.1).
     LLVM_PREFIX=/usr/lib/llvm-22 cargo "+${RUST_USER_TOOLCHAIN}" install "bpf-linker@${BPF_LINKER_VERSION}" \
         --locked --no-default-features --features llvm-22
+fi
+
+# docker-proxy, unpacked from Debian's docker.io package without installing
+# it: installing would bring dockerd, which rewrites the host's firewall and
+# bridges. The benchmark runs the proxy alone, as Docker does per port.
+if [ $BENCH = 1 ] && [ ! -x "$BENCH_CACHE/docker-proxy" ]; then
+    log "unpacking docker-proxy from Debian's docker.io package"
+    mkdir -p "$BENCH_CACHE"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download docker.io >/dev/null 2>&1) || { apt-get update -qq && (cd "$tmp" && apt-get download docker.io >/dev/null); }
+    cp "$tmp"/docker.io_*.deb "$BENCH_CACHE/docker.io.deb"
+    dpkg-deb -x "$BENCH_CACHE/docker.io.deb" "$tmp/x"
+    install -m 0755 "$tmp/x/usr/sbin/docker-proxy" "$BENCH_CACHE/docker-proxy"
+    rm -rf "$tmp"
 fi
 
 if ! mount | grep -q ' /sys/fs/bpf type bpf'; then

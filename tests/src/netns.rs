@@ -75,6 +75,19 @@ impl Netns {
         run(&full)
     }
 
+    /// Starts `args` in this namespace in the background; killed on drop.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {args:?} in {}: {e}", self.name));
+        Background { child }
+    }
+
     /// Runs `f` on a thread that has entered this namespace. Sockets made
     /// there stay in this namespace when handed back to other threads.
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -117,6 +130,25 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// A background process, killed and reaped on drop.
+pub struct Background {
+    child: Child,
+}
+
+impl Background {
+    /// Wraps a child started elsewhere.
+    pub fn from_child(child: Child) -> Self {
+        Self { child }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -379,6 +411,11 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's process id (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the daemon the hard way (a crash) and waits for it to go.

@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -61,9 +61,21 @@ pub fn tcp_echo(ns: &Netns, port: u16) -> Server {
         Ok((conn, peer)) => {
             thread::spawn(move || echo_lines(conn, peer));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
         Err(e) => panic!("accept: {e}"),
     })
+}
+
+/// Waits until `socket` is readable or [`POLL`] has passed: a server loop
+/// wakes at once for new work and still sees its stop flag in time.
+fn wait_readable(socket: &impl AsRawFd) {
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&raw mut pfd, 1, POLL.as_millis() as i32) };
 }
 
 fn echo_lines(conn: TcpStream, peer: SocketAddr) {
@@ -80,6 +92,18 @@ fn echo_lines(conn: TcpStream, peer: SocketAddr) {
         }
         line.clear();
     }
+}
+
+/// A TCP server in a namespace that accepts and at once closes every
+/// connection (for connection-rate measurements).
+pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
+    let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    Server::spawn(move || match listener.accept() {
+        Ok((conn, _)) => drop(conn),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
+        Err(e) => panic!("accept: {e}"),
+    })
 }
 
 /// A UDP server in a namespace answering each datagram with

@@ -23,6 +23,12 @@ enum Cmd {
     Lint,
     /// Lint, then every test: unit, BPF_PROG_TEST_RUN tables and netns
     /// tests with real traffic (root required; nothing is skipped).
+    /// Build release binaries and run the benchmark (root; see bench/).
+    Bench {
+        /// Arguments for netagent-bench, e.g. --smoke or --rounds 3.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     Test {
         /// Skip the lint step (for quick local iterations).
         #[arg(long)]
@@ -108,9 +114,28 @@ fn test(no_lint: bool, args: &[String]) -> anyhow::Result<()> {
     )
 }
 
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    exec(cargo().args([
+        "build",
+        "--release",
+        "--bin",
+        "netagent",
+        "--bin",
+        "netagent-bench",
+    ]))?;
+    let root = workspace_root();
+    exec(
+        Command::new(root.join("target/release/netagent-bench"))
+            .current_dir(&root)
+            .env("NETAGENT_BIN", root.join("target/release/netagent"))
+            .args(args),
+    )
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Lint => lint(),
         Cmd::Test { no_lint, args } => test(no_lint, &args),
+        Cmd::Bench { args } => bench(&args),
     }
 }

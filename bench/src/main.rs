@@ -1,0 +1,237 @@
+//! `netagent-bench`: netagent against the direct path, iptables (Docker's
+//! rules), nftables (netavark's shape) and docker-proxy, in one run on one
+//! machine, interleaved (A B C D A B C D ...), reported as medians and
+//! ratios to the direct path. A benchmark, not a test: it asserts no
+//! absolute numbers, but exits non-zero if any variant carries no traffic.
+//! Run through `./x bench` (root; installs the tools it needs).
+
+mod measure;
+mod report;
+mod topo;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use measure::Metric;
+use report::{Report, Sample, ScalePoint};
+use topo::{CTR_IP, DockerProxies, Kind, PROXY_PORTS, Topo, docker_proxy_bin};
+
+#[derive(Parser)]
+#[command(name = "netagent-bench")]
+struct Args {
+    /// Samples per variant and figure (interleaved across variants).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds per sample.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Numbers of installed publications for the scale figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,10000,50000")]
+    scale: Vec<usize>,
+    /// A quick run that only proves every variant carries traffic
+    /// (1 round, 1 s, scale 1 and 100); for CI.
+    #[arg(long)]
+    smoke: bool,
+    /// Where results.{json,md} and scale.svg go.
+    #[arg(long, default_value = "docs/bench")]
+    out: PathBuf,
+}
+
+/// The remote-client variants, in interleaving order.
+const REMOTE: [Kind; 4] = [Kind::Direct, Kind::Netagent, Kind::Iptables, Kind::Nftables];
+/// Variants in the scale figures.
+const SCALED: [Kind; 3] = [Kind::Netagent, Kind::Iptables, Kind::Nftables];
+/// Prefix of every namespace and interface the benchmark makes.
+const PREFIX: &str = "nab";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.rounds = 1;
+        args.seconds = 1;
+        args.scale = vec![1, 100];
+    }
+    netagent_tests::netns::require_root();
+    check_tools()?;
+    remove_leftovers();
+    let d = Duration::from_secs(args.seconds);
+    let mut report = Report::new(&args.out, args.rounds, args.seconds)?;
+
+    let mut topos: Vec<Topo> = REMOTE
+        .iter()
+        .map(|&k| {
+            Topo::new(k, PREFIX).with_context(|| format!("building the {} topology", k.name()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
+
+    eprintln!(
+        "== remote client, {} rounds of {} s",
+        args.rounds, args.seconds
+    );
+    for group in [
+        &[Metric::TcpGbps][..],
+        &[Metric::Udp64Kpps],
+        &[Metric::RrP50Us, Metric::RrP99Us],
+        &[Metric::ConnPerS],
+    ] {
+        for round in 0..args.rounds {
+            for topo in &topos {
+                let (addr, ports) = topo.kind.target();
+                let values = measure_group(group, &topo.client, addr, ports, d)
+                    .with_context(|| format!("{} via {}", group[0].label(), topo.kind.name()))?;
+                for (metric, value) in group.iter().zip(values) {
+                    eprintln!(
+                        "  round {round} {:<9} {:<24} {value:.3}",
+                        topo.kind.name(),
+                        metric.label()
+                    );
+                    report.remote.push(Sample {
+                        variant: topo.kind.name().into(),
+                        metric: *metric,
+                        value,
+                    });
+                }
+            }
+        }
+    }
+
+    eprintln!("== host-local client (a process in the host namespace)");
+    let host = &topos[0].host;
+    let local_variants: [(&str, &str, [u16; 3]); 2] = [
+        (
+            "direct",
+            CTR_IP,
+            [topo::IPERF_PORT, topo::SOCKPERF_PORT, topo::ACCEPT_PORT],
+        ),
+        ("docker-proxy", "127.0.0.1", PROXY_PORTS),
+    ];
+    for group in [
+        &[Metric::TcpGbps][..],
+        &[Metric::RrP50Us, Metric::RrP99Us],
+        &[Metric::ConnPerS],
+    ] {
+        for round in 0..args.rounds {
+            for (name, addr, ports) in local_variants {
+                let values = measure_group(group, host, addr, ports, d)
+                    .with_context(|| format!("{} via host-local {name}", group[0].label()))?;
+                for (metric, value) in group.iter().zip(values) {
+                    eprintln!(
+                        "  round {round} {name:<12} {:<24} {value:.3}",
+                        metric.label()
+                    );
+                    report.host_local.push(Sample {
+                        variant: name.into(),
+                        metric: *metric,
+                        value,
+                    });
+                }
+            }
+        }
+    }
+    drop(proxies);
+
+    eprintln!("== scale: {:?} publications", args.scale);
+    let mut by_kind: BTreeMap<&str, &mut Topo> = BTreeMap::new();
+    for topo in topos.iter_mut().filter(|t| SCALED.contains(&t.kind)) {
+        by_kind.insert(topo.kind.name(), topo);
+    }
+    for &n in &args.scale {
+        for kind in SCALED {
+            let topo = by_kind.get_mut(kind.name()).context("scaled topology")?;
+            let install = topo.install(n.saturating_sub(1))?;
+            let (addr, ports) = kind.target();
+            let mut conn = Vec::new();
+            let mut udp = Vec::new();
+            for _ in 0..args.rounds.min(3) {
+                conn.push(measure::conn_per_s(&topo.client, addr, ports[2], d)?);
+                udp.push(measure::udp64_kpps(&topo.client, addr, ports[0], d)?);
+            }
+            let rss_kib = if kind == Kind::Netagent {
+                Some(topo.daemon_rss_kib()?)
+            } else {
+                None
+            };
+            let point = ScalePoint {
+                variant: kind.name().into(),
+                publications: n,
+                install_s: install.as_secs_f64(),
+                conn_per_s: report::median(&conn),
+                udp64_kpps: report::median(&udp),
+                agent_rss_kib: rss_kib,
+            };
+            eprintln!("  {point:?}");
+            report.scale.push(point);
+        }
+    }
+    drop(by_kind);
+    drop(topos);
+
+    report.finish()?;
+    eprintln!("== results in {}", args.out.display());
+    Ok(())
+}
+
+/// Measures one group of figures that one tool run yields.
+fn measure_group(
+    group: &[Metric],
+    ns: &netagent_tests::netns::Netns,
+    addr: &str,
+    ports: [u16; 3],
+    d: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    Ok(match group[0] {
+        Metric::TcpGbps => vec![measure::tcp_gbps(ns, addr, ports[0], d)?],
+        Metric::Udp64Kpps => vec![measure::udp64_kpps(ns, addr, ports[0], d)?],
+        Metric::RrP50Us | Metric::RrP99Us => {
+            let (p50, p99) = measure::rr_us(ns, addr, ports[1], d)?;
+            vec![p50, p99]
+        }
+        Metric::ConnPerS => vec![measure::conn_per_s(ns, addr, ports[2], d)?],
+    })
+}
+
+fn check_tools() -> anyhow::Result<()> {
+    for tool in [
+        "iperf3",
+        "sockperf",
+        "iptables-restore",
+        "nft",
+        "ethtool",
+        "ss",
+    ] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: run the benchmark through `./x bench`, which installs it");
+        }
+    }
+    let proxy = docker_proxy_bin();
+    if !proxy.exists() {
+        bail!(
+            "{} not found: `./x bench` unpacks it from Debian's docker.io package",
+            proxy.display()
+        );
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(tool))
+        .find(|p| p.exists())
+}
+
+/// Namespaces of an earlier run that was killed before it could clean up.
+fn remove_leftovers() {
+    for kind in REMOTE {
+        for role in ["c", "h", "t"] {
+            let name = format!("{PREFIX}{}{role}", kind.tag());
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &name])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! One measurement each: a client in a namespace against a target.
+//! Every function fails (naming the target) when no traffic got through,
+//! so a variant that carries nothing fails the run instead of scoring 0.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    os::fd::AsRawFd as _,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use netagent_tests::netns::Netns;
+use serde_json::Value;
+
+/// What is measured, and its unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// iperf3, one TCP stream, receiver Gbit/s.
+    TcpGbps,
+    /// iperf3 UDP, 64-byte payloads, unlimited rate, one stream:
+    /// datagrams received per second, in thousands.
+    Udp64Kpps,
+    /// sockperf ping-pong over TCP, 64-byte messages: median round trip, µs.
+    RrP50Us,
+    /// ... 99th percentile round trip, µs.
+    RrP99Us,
+    /// New TCP connections per second (connect, then close with RST).
+    ConnPerS,
+}
+
+impl Metric {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Metric::TcpGbps => "TCP throughput (Gbit/s)",
+            Metric::Udp64Kpps => "UDP 64 B rate (kpps)",
+            Metric::RrP50Us => "TCP RR p50 (µs)",
+            Metric::RrP99Us => "TCP RR p99 (µs)",
+            Metric::ConnPerS => "TCP connections/s",
+        }
+    }
+
+    /// Whether a larger value is better (for ratios and targets).
+    pub const fn higher_is_better(self) -> bool {
+        !matches!(self, Metric::RrP50Us | Metric::RrP99Us)
+    }
+}
+
+fn run_in(ns: &Netns, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(args)
+        .output()
+        .with_context(|| format!("spawning {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} in {} failed: {}{}",
+            ns.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn secs(d: Duration) -> String {
+    d.as_secs().max(1).to_string()
+}
+
+/// iperf3 TCP, one stream: Gbit/s at the receiver.
+pub fn tcp_gbps(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
+    let out = run_in(
+        ns,
+        &[
+            "iperf3",
+            "-c",
+            addr,
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs(d),
+            "-J",
+        ],
+    )?;
+    let v: Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3: no sum_received")?;
+    if bps <= 0.0 {
+        bail!("iperf3 TCP to {addr}:{port} carried nothing");
+    }
+    Ok(bps / 1e9)
+}
+
+/// iperf3 UDP with 64-byte payloads at unlimited rate, one stream:
+/// thousands of datagrams received per second.
+pub fn udp64_kpps(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
+    let out = run_in(
+        ns,
+        &[
+            "iperf3",
+            "-u",
+            "-l",
+            "64",
+            "-b",
+            "0",
+            "-c",
+            addr,
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs(d),
+            "-J",
+        ],
+    )?;
+    let v: Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let r = &v["end"]["sum_received"];
+    let (packets, lost, seconds) = (
+        r["packets"].as_f64().context("packets")?,
+        r["lost_packets"].as_f64().context("lost_packets")?,
+        r["seconds"].as_f64().context("seconds")?,
+    );
+    let received = packets - lost;
+    if received <= 0.0 || seconds <= 0.0 {
+        bail!("iperf3 UDP to {addr}:{port} carried nothing");
+    }
+    Ok(received / seconds / 1e3)
+}
+
+/// sockperf TCP ping-pong with 64-byte messages: (p50, p99) round trip in µs.
+pub fn rr_us(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<(f64, f64)> {
+    let out = run_in(
+        ns,
+        &[
+            "sockperf",
+            "ping-pong",
+            "--tcp",
+            "-i",
+            addr,
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs(d),
+            "-m",
+            "64",
+            "--full-rtt",
+        ],
+    )?;
+    let percentile = |p: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("percentile {p} =")))
+            .and_then(|l| l.rsplit('=').next()?.trim().parse::<f64>().ok())
+            .with_context(|| format!("sockperf to {addr}:{port}: no {p} percentile in:\n{out}"))
+    };
+    Ok((percentile("50.000")?, percentile("99.000")?))
+}
+
+/// Connections per second: connect, then close with an RST (SO_LINGER 0,
+/// so no TIME_WAIT runs the client out of ports), for `d`.
+pub fn conn_per_s(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
+    let to: SocketAddr = format!("{addr}:{port}").parse()?;
+    let (done, elapsed, failures) = ns.enter(move || {
+        let start = Instant::now();
+        let (mut done, mut failures) = (0u64, 0u64);
+        while start.elapsed() < d {
+            match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+                Ok(s) => {
+                    let linger = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: setsockopt with a valid linger struct.
+                    unsafe {
+                        libc::setsockopt(
+                            s.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&raw const linger).cast(),
+                            size_of::<libc::linger>() as u32,
+                        )
+                    };
+                    done += 1;
+                }
+                Err(_) => failures += 1,
+            }
+        }
+        (done, start.elapsed(), failures)
+    });
+    if done == 0 {
+        bail!("no TCP connection to {to} succeeded ({failures} failed)");
+    }
+    Ok(done as f64 / elapsed.as_secs_f64())
+}

@@ -1,0 +1,430 @@
+//! The benchmark topology, one copy per variant so that no variant pays
+//! for another's hooks (conntrack, XDP):
+//!
+//! ```text
+//! client 10.90.1.2 [c0] ── [h0] 10.90.1.1  host  10.90.2.1 [br0]─[hb0] ── [t0] 10.90.2.2 container
+//! ```
+//!
+//! The container runs `iperf3 -s`, `sockperf sr --tcp` and an accept-and-
+//! close server. The client's veth sends like a wire does: complete
+//! checksums and MTU-sized packets (tx checksum offload, TSO and GSO off),
+//! the same for every variant.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use netagent_tests::{
+    netns::{Background, Bpffs, Daemon, Netns},
+    traffic::{Server, tcp_accept_close},
+};
+
+pub const HOST_IP: &str = "10.90.1.1";
+pub const BRIDGE_IP: &str = "10.90.2.1";
+pub const CTR_IP: &str = "10.90.2.2";
+
+/// Container-side server ports.
+pub const IPERF_PORT: u16 = 5201;
+pub const SOCKPERF_PORT: u16 = 11111;
+pub const ACCEPT_PORT: u16 = 12000;
+/// The published host ports of the three servers, in that order.
+pub const PUBLISHED: [(u16, u16); 3] = [
+    (8201, IPERF_PORT),
+    (8111, SOCKPERF_PORT),
+    (8120, ACCEPT_PORT),
+];
+/// docker-proxy's host-local ports on 127.0.0.1, in the same order.
+pub const PROXY_PORTS: [u16; 3] = [8301, 8311, 8320];
+/// Filler publications for the scale runs use host ports from here up.
+pub const FILLER_BASE: u16 = 10000;
+
+/// How a variant reaches the servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Netagent,
+    Iptables,
+    Nftables,
+}
+
+impl Kind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Netagent => "netagent",
+            Kind::Iptables => "iptables",
+            Kind::Nftables => "nftables",
+        }
+    }
+
+    /// One letter in the names of the variant's namespaces and interfaces.
+    pub const fn tag(self) -> char {
+        match self {
+            Kind::Direct => 'd',
+            Kind::Netagent => 'a',
+            Kind::Iptables => 'i',
+            Kind::Nftables => 'f',
+        }
+    }
+
+    /// (address, [iperf3, sockperf, accept] ports) a remote client uses.
+    pub fn target(self) -> (&'static str, [u16; 3]) {
+        match self {
+            Kind::Direct => (CTR_IP, [IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT]),
+            _ => (HOST_IP, PUBLISHED.map(|(h, _)| h)),
+        }
+    }
+}
+
+/// One copy of the topology, with its variant's translation installed.
+pub struct Topo {
+    pub kind: Kind,
+    /// The host's client-facing interface (the one netagent serves).
+    pub h0: String,
+    /// The host's bridge to the container.
+    pub br0: String,
+    _servers: Vec<Background>,
+    _accept: Server,
+    /// Declared before the namespaces: dropped (killed) first.
+    pub daemon: Option<Daemon>,
+    _bpffs: Option<Bpffs>,
+    pub work: tempfile::TempDir,
+    pub client: Netns,
+    pub host: Netns,
+    pub container: Netns,
+}
+
+fn run(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("spawning {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Topo {
+    pub fn new(kind: Kind, prefix: &str) -> anyhow::Result<Self> {
+        let p = format!("{prefix}{}", kind.tag());
+        let client = Netns::new(format!("{p}c"));
+        let host = Netns::new(format!("{p}h"));
+        let container = Netns::new(format!("{p}t"));
+        let (c0, h0, hb0, t0, br0) = (
+            format!("{p}c0"),
+            format!("{p}h0"),
+            format!("{p}hb0"),
+            format!("{p}t0"),
+            format!("{p}br0"),
+        );
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &c0,
+            "netns",
+            &client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &h0,
+            "netns",
+            &host.name,
+        ])?;
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &hb0,
+            "netns",
+            &host.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &t0,
+            "netns",
+            &container.name,
+        ])?;
+        host.ip(&["link", "add", &br0, "type", "bridge"]);
+        host.ip(&["link", "set", &hb0, "master", &br0]);
+        for (ns, dev, addr) in [
+            (&client, &c0, Some("10.90.1.2/24")),
+            (&host, &h0, Some("10.90.1.1/24")),
+            (&host, &br0, Some("10.90.2.1/24")),
+            (&host, &hb0, None),
+            (&container, &t0, Some("10.90.2.2/24")),
+        ] {
+            if let Some(addr) = addr {
+                ns.ip(&["addr", "add", addr, "dev", dev]);
+            }
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        client.ip(&["route", "add", "default", "via", HOST_IP]);
+        container.ip(&["route", "add", "default", "via", BRIDGE_IP]);
+        host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // A wire-like sender: complete checksums, MTU-sized packets.
+        client.exec(&[
+            "ethtool", "-K", &c0, "tx", "off", "tso", "off", "gso", "off",
+        ]);
+
+        let servers = vec![
+            container.spawn(&["iperf3", "-s", "-p", &IPERF_PORT.to_string()]),
+            container.spawn(&["sockperf", "sr", "--tcp", "-p", &SOCKPERF_PORT.to_string()]),
+        ];
+        let accept = tcp_accept_close(&container, ACCEPT_PORT);
+        let work = tempfile::Builder::new()
+            .prefix("netagent-bench")
+            .tempdir()?;
+        let mut topo = Self {
+            kind,
+            h0: h0.clone(),
+            br0: br0.clone(),
+            _servers: servers,
+            _accept: accept,
+            daemon: None,
+            _bpffs: None,
+            work,
+            client,
+            host,
+            container,
+        };
+        topo.wait_for_servers()?;
+        topo.install(0)?;
+        Ok(topo)
+    }
+
+    fn wait_for_servers(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listening = self.container.exec(&["ss", "-ltnH"]);
+            if [IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT]
+                .iter()
+                .all(|p| listening.contains(&format!(":{p} ")))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("container servers not listening: {listening}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Installs this variant's translation of the three servers' ports,
+    /// behind `fillers` other publications (host ports FILLER_BASE.., all
+    /// to the iperf3 server) that a lookup has to get past. Returns how long
+    /// the installation itself took (the tool's run, not the setup).
+    pub fn install(&mut self, fillers: usize) -> anyhow::Result<Duration> {
+        match self.kind {
+            Kind::Direct => Ok(Duration::ZERO),
+            Kind::Netagent => self.install_netagent(fillers),
+            Kind::Iptables => self.install_file(
+                "iptables.rules",
+                &iptables_rules(fillers, &self.br0),
+                &["iptables-restore"],
+            ),
+            Kind::Nftables => self.install_file("nft.rules", &nft_rules(fillers), &["nft", "-f"]),
+        }
+    }
+
+    fn install_file(&self, name: &str, rules: &str, cmd: &[&str]) -> anyhow::Result<Duration> {
+        let path = self.work.path().join(name);
+        std::fs::write(&path, rules)?;
+        let mut args = vec!["ip", "netns", "exec", &self.host.name];
+        args.extend_from_slice(cmd);
+        let path_str = path.to_str().context("utf-8 path")?;
+        let start = Instant::now();
+        if cmd[0] == "nft" {
+            args.push(path_str);
+            run(&args)?;
+        } else {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .stdin(std::fs::File::open(&path)?)
+                .stderr(Stdio::piped())
+                .output()?;
+            if !out.status.success() {
+                bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        Ok(start.elapsed())
+    }
+
+    /// A fresh daemon (state and pins from scratch), then one bulk publish
+    /// of the measured ports and the fillers.
+    fn install_netagent(&mut self, fillers: usize) -> anyhow::Result<Duration> {
+        self.daemon = None;
+        self._bpffs = None;
+        let _ = std::fs::remove_dir_all(self.work.path().join("state"));
+        let bpffs = Bpffs::new();
+        let daemon = Daemon::start(
+            &self.host,
+            self.work.path(),
+            bpffs.path(),
+            &[self.h0.clone()],
+        );
+        let list = self.work.path().join("specs.txt");
+        std::fs::write(&list, netagent_specs(fillers))?;
+        let start = Instant::now();
+        daemon.ok(&["publish", "--file", list.to_str().context("utf-8 path")?]);
+        let took = start.elapsed();
+        self.daemon = Some(daemon);
+        self._bpffs = Some(bpffs);
+        Ok(took)
+    }
+
+    /// The daemon's resident memory in KiB.
+    pub fn daemon_rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .daemon
+            .as_ref()
+            .and_then(Daemon::pid)
+            .context("no daemon")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("VmRSS missing")
+    }
+}
+
+fn filler_ports(fillers: usize) -> impl Iterator<Item = u16> {
+    (0..fillers).map(|i| FILLER_BASE + i as u16)
+}
+
+fn netagent_specs(fillers: usize) -> String {
+    let mut s = String::new();
+    for port in filler_ports(fillers) {
+        let _ = writeln!(s, "{port}->{CTR_IP}:{IPERF_PORT}");
+    }
+    for (host, ctr) in PUBLISHED {
+        let _ = writeln!(s, "{host}->{CTR_IP}:{ctr}");
+    }
+    let _ = writeln!(s, "{}->{CTR_IP}:{IPERF_PORT}/udp", PUBLISHED[0].0);
+    s
+}
+
+/// The nat table as Docker writes it (Docker 20-28 iptables driver): a
+/// DOCKER chain reached for local destinations, one DNAT rule per port,
+/// masquerade for the bridge subnet. Fillers come first, so the measured
+/// rules are the last ones a new flow is matched against.
+pub fn iptables_rules(fillers: usize, bridge: &str) -> String {
+    let mut s = format!(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+         -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+         -A POSTROUTING -s 10.90.2.0/24 ! -o {bridge} -j MASQUERADE\n",
+    );
+    let mut rule = |proto: &str, host: u16, ctr: u16| {
+        let _ = writeln!(
+            s,
+            "-A DOCKER -d {HOST_IP}/32 ! -i {bridge} -p {proto} -m {proto} --dport {host} -j DNAT --to-destination {CTR_IP}:{ctr}"
+        );
+    };
+    for port in filler_ports(fillers) {
+        rule("tcp", port, IPERF_PORT);
+    }
+    for (host, ctr) in PUBLISHED {
+        rule("tcp", host, ctr);
+    }
+    rule("udp", PUBLISHED[0].0, IPERF_PORT);
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// netavark's shape: an `inet netavark` table, a prerouting nat chain that
+/// jumps to a host-port DNAT chain for local destinations, one rule per
+/// port, masquerade for the subnet. Fillers first, as for iptables.
+pub fn nft_rules(fillers: usize) -> String {
+    let mut s = String::from(
+        "flush ruleset\n\
+         table inet netavark {\n\
+         chain PREROUTING {\n\
+         type nat hook prerouting priority dstnat; policy accept;\n\
+         fib daddr type local jump NETAVARK-HOSTPORT-DNAT\n\
+         }\n\
+         chain POSTROUTING {\n\
+         type nat hook postrouting priority srcnat; policy accept;\n\
+         ip saddr 10.90.2.0/24 ip daddr != 10.90.2.0/24 masquerade\n\
+         }\n\
+         chain NETAVARK-HOSTPORT-DNAT {\n",
+    );
+    let mut rule = |proto: &str, host: u16, ctr: u16| {
+        let _ = writeln!(
+            s,
+            "  ip daddr {HOST_IP} {proto} dport {host} dnat ip to {CTR_IP}:{ctr}"
+        );
+    };
+    for port in filler_ports(fillers) {
+        rule("tcp", port, IPERF_PORT);
+    }
+    for (host, ctr) in PUBLISHED {
+        rule("tcp", host, ctr);
+    }
+    rule("udp", PUBLISHED[0].0, IPERF_PORT);
+    s.push_str("}\n}\n");
+    s
+}
+
+/// docker-proxy, extracted from Debian's docker.io package (no dockerd),
+/// proxying 127.0.0.1:PROXY_PORTS in `host` to the container's servers.
+pub struct DockerProxies {
+    _procs: Vec<Background>,
+}
+
+impl DockerProxies {
+    pub fn start(bin: &Path, host: &Netns) -> anyhow::Result<Self> {
+        let mut procs = Vec::new();
+        for (proxy_port, ctr_port) in
+            PROXY_PORTS
+                .iter()
+                .zip([IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT])
+        {
+            // docker-proxy reports readiness ("0\n") on fd 3 and exits
+            // without it.
+            let ready = tempfile::NamedTempFile::new()?;
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "exec ip netns exec {} {} -proto tcp -host-ip 127.0.0.1 -host-port {proxy_port} \
+                     -container-ip {CTR_IP} -container-port {ctr_port} 3>{}",
+                    host.name,
+                    bin.display(),
+                    ready.path().display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            procs.push(Background::from_child(child));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::read_to_string(ready.path())?.trim() != "0" {
+                if Instant::now() > deadline {
+                    bail!("docker-proxy on 127.0.0.1:{proxy_port} did not report ready");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(Self { _procs: procs })
+    }
+}
+
+/// Where the docker-proxy binary is unpacked by scripts/setup.sh --bench.
+pub fn docker_proxy_bin() -> PathBuf {
+    std::env::var_os("DOCKER_PROXY").map_or_else(
+        || PathBuf::from("/var/cache/netagent-bench/docker-proxy"),
+        PathBuf::from,
+    )
+}
