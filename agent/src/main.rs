@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use netagent::{
     api::{DEFAULT_SOCKET, Request, Response},
     client,
-    datapath::bpf::{PinDir, teardown},
+    datapath::bpf::{PinDir, XdpAttachMode, teardown},
     output,
     server::{self, DEFAULT_BPFFS, DEFAULT_STATE_DIR, DaemonConfig},
 };
@@ -43,6 +43,10 @@ enum Command {
         /// A host interface to serve (XDP + TC); repeat for several.
         #[arg(long = "iface", value_name = "NAME")]
         ifaces: Vec<String>,
+        /// How XDP attaches: native (in the driver), generic, or off (TC
+        /// ingress translates everything; can be faster on veth).
+        #[arg(long, value_enum, default_value_t = XdpAttachMode::Native)]
+        xdp_mode: XdpAttachMode,
     },
     /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
     /// Several specs (or a file) are published all together or not at all.
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             bpffs,
             ifaces,
+            xdp_mode,
         } => {
             init_logging();
             return server::run(DaemonConfig {
@@ -91,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bpffs,
                 socket: cli.socket,
                 ifaces,
+                xdp_mode,
             });
         }
         Command::Teardown { bpffs } => {

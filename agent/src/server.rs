@@ -26,7 +26,7 @@ use crate::{
     api::{Request, Response},
     datapath::{
         Datapath,
-        bpf::{BpfDatapath, PinDir},
+        bpf::{BpfDatapath, PinDir, XdpAttachMode},
     },
     localaddr,
     spec::PortSpec,
@@ -47,6 +47,7 @@ pub struct DaemonConfig {
     pub bpffs: PathBuf,
     pub socket: PathBuf,
     pub ifaces: Vec<String>,
+    pub xdp_mode: XdpAttachMode,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -77,7 +78,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let report = agent.reconcile()?;
     info!(?report, "publication map reconciled with the state file");
     for iface in &config.ifaces {
-        agent.datapath_mut().attach(iface)?;
+        agent.datapath_mut().attach(iface, config.xdp_mode)?;
     }
     agent.datapath_mut().detach_except(&config.ifaces)?;
 

@@ -39,7 +39,13 @@ struct Args {
 }
 
 /// The remote-client variants, in interleaving order.
-const REMOTE: [Kind; 4] = [Kind::Direct, Kind::Netagent, Kind::Iptables, Kind::Nftables];
+const REMOTE: [Kind; 5] = [
+    Kind::Direct,
+    Kind::Netagent,
+    Kind::NetagentTc,
+    Kind::Iptables,
+    Kind::Nftables,
+];
 /// Variants in the scale figures.
 const SCALED: [Kind; 3] = [Kind::Netagent, Kind::Iptables, Kind::Nftables];
 /// Prefix of every namespace and interface the benchmark makes.
@@ -64,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             Topo::new(k, PREFIX).with_context(|| format!("building the {} topology", k.name()))
         })
         .collect::<anyhow::Result<_>>()?;
-    let proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
+    let mut proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
 
     eprintln!(
         "== remote client, {} rounds of {} s",
@@ -114,8 +120,25 @@ fn main() -> anyhow::Result<()> {
     ] {
         for round in 0..args.rounds {
             for (name, addr, ports) in local_variants {
+                if name == "docker-proxy" && group[0] == Metric::ConnPerS {
+                    // docker-proxy leaks descriptors under connection churn
+                    // and stops proxying at its fd limit; a fresh one per
+                    // sample measures its rate rather than its leak.
+                    let leaked = proxies.open_fds();
+                    drop(proxies);
+                    proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
+                    report.notes.push(format!("docker-proxy restarted before connection sample {round}; it held {leaked} descriptors"));
+                }
                 let values = measure_group(group, host, addr, ports, d)
                     .with_context(|| format!("{} via host-local {name}", group[0].label()))?;
+                if name == "docker-proxy"
+                    && let Some(words) = proxies.last_words()
+                {
+                    report.notes.push(format!(
+                        "docker-proxy, {} round {round}: {words}",
+                        group[0].label()
+                    ));
+                }
                 for (metric, value) in group.iter().zip(values) {
                     eprintln!(
                         "  round {round} {name:<12} {:<24} {value:.3}",
@@ -145,7 +168,7 @@ fn main() -> anyhow::Result<()> {
             let mut conn = Vec::new();
             let mut udp = Vec::new();
             for _ in 0..args.rounds.min(3) {
-                conn.push(measure::conn_per_s(&topo.client, addr, ports[2], d)?);
+                conn.push(measure::conn_per_s(&topo.client, addr, ports[2], d)?.per_s);
                 udp.push(measure::udp64_kpps(&topo.client, addr, ports[0], d)?);
             }
             let rss_kib = if kind == Kind::Netagent {
@@ -188,7 +211,18 @@ fn measure_group(
             let (p50, p99) = measure::rr_us(ns, addr, ports[1], d)?;
             vec![p50, p99]
         }
-        Metric::ConnPerS => vec![measure::conn_per_s(ns, addr, ports[2], d)?],
+        Metric::ConnPerS => {
+            let rate = measure::conn_per_s(ns, addr, ports[2], d)?;
+            if rate.failures > 0 {
+                eprintln!(
+                    "  ! {} connections to {addr}:{} failed, first: {}",
+                    rate.failures,
+                    ports[2],
+                    rate.first_error.unwrap_or_default()
+                );
+            }
+            vec![rate.per_s]
+        }
     })
 }
 

@@ -4,7 +4,6 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    os::fd::AsRawFd as _,
     process::Command,
     time::{Duration, Instant},
 };
@@ -26,7 +25,7 @@ pub enum Metric {
     RrP50Us,
     /// ... 99th percentile round trip, µs.
     RrP99Us,
-    /// New TCP connections per second (connect, then close with RST).
+    /// New TCP connections per second (connect, then close).
     ConnPerS,
 }
 
@@ -156,39 +155,44 @@ pub fn rr_us(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<(
     Ok((percentile("50.000")?, percentile("99.000")?))
 }
 
-/// Connections per second: connect, then close with an RST (SO_LINGER 0,
-/// so no TIME_WAIT runs the client out of ports), for `d`.
-pub fn conn_per_s(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
+/// A connection-rate sample.
+pub struct ConnRate {
+    /// Successful connections per second.
+    pub per_s: f64,
+    /// Attempts that failed, and the first failure's error.
+    pub failures: u64,
+    pub first_error: Option<String>,
+}
+
+/// Connections per second: connect, then close, for `d`. Returns the rate
+/// of successful connections and how many attempts failed. The client
+/// namespaces reuse TIME_WAIT ports (`tcp_tw_reuse`) over a wide ephemeral
+/// range, so the client's own ports are not what runs out.
+pub fn conn_per_s(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<ConnRate> {
     let to: SocketAddr = format!("{addr}:{port}").parse()?;
-    let (done, elapsed, failures) = ns.enter(move || {
+    let (done, elapsed, failures, first_error) = ns.enter(move || {
         let start = Instant::now();
-        let (mut done, mut failures) = (0u64, 0u64);
+        let (mut done, mut failures, mut first_error) = (0u64, 0u64, None);
         while start.elapsed() < d {
             match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
-                Ok(s) => {
-                    let linger = libc::linger {
-                        l_onoff: 1,
-                        l_linger: 0,
-                    };
-                    // SAFETY: setsockopt with a valid linger struct.
-                    unsafe {
-                        libc::setsockopt(
-                            s.as_raw_fd(),
-                            libc::SOL_SOCKET,
-                            libc::SO_LINGER,
-                            (&raw const linger).cast(),
-                            size_of::<libc::linger>() as u32,
-                        )
-                    };
-                    done += 1;
+                Ok(_) => done += 1,
+                Err(e) => {
+                    failures += 1;
+                    first_error.get_or_insert(e.to_string());
                 }
-                Err(_) => failures += 1,
             }
         }
-        (done, start.elapsed(), failures)
+        (done, start.elapsed(), failures, first_error)
     });
     if done == 0 {
-        bail!("no TCP connection to {to} succeeded ({failures} failed)");
+        bail!(
+            "no TCP connection to {to} succeeded ({failures} failed: {})",
+            first_error.unwrap_or_default()
+        );
     }
-    Ok(done as f64 / elapsed.as_secs_f64())
+    Ok(ConnRate {
+        per_s: done as f64 / elapsed.as_secs_f64(),
+        failures,
+        first_error,
+    })
 }

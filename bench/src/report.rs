@@ -54,6 +54,8 @@ pub struct Report {
     pub remote: Vec<Sample>,
     pub host_local: Vec<Sample>,
     pub scale: Vec<ScalePoint>,
+    /// Things that happened during the run that a reader should know.
+    pub notes: Vec<String>,
 }
 
 /// Median of `values` (mean of the middle two for an even count).
@@ -105,6 +107,7 @@ impl Report {
             remote: Vec::new(),
             host_local: Vec::new(),
             scale: Vec::new(),
+            notes: Vec::new(),
         })
     }
 
@@ -155,7 +158,7 @@ impl Report {
         table(
             &mut s,
             &remote,
-            &["direct", "netagent", "iptables", "nftables"],
+            &["direct", "netagent", "netagent-tc", "iptables", "nftables"],
             "direct",
         );
         let local = medians(&self.host_local);
@@ -189,6 +192,13 @@ impl Report {
             );
         }
         let _ = writeln!(s, "\n![scale curves](scale.svg)\n");
+        if !self.notes.is_empty() {
+            let _ = writeln!(s, "## Notes from the run\n");
+            for note in &self.notes {
+                let _ = writeln!(s, "- {note}");
+            }
+            let _ = writeln!(s);
+        }
         let _ = writeln!(s, "## Targets (same run)\n");
         for line in self.targets(&remote, &local) {
             let _ = writeln!(s, "- {line}");

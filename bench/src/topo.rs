@@ -47,6 +47,8 @@ pub const FILLER_BASE: u16 = 10000;
 pub enum Kind {
     Direct,
     Netagent,
+    /// netagent with `--xdp-mode off`: TC ingress translates everything.
+    NetagentTc,
     Iptables,
     Nftables,
 }
@@ -56,6 +58,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Netagent => "netagent",
+            Kind::NetagentTc => "netagent-tc",
             Kind::Iptables => "iptables",
             Kind::Nftables => "nftables",
         }
@@ -66,6 +69,7 @@ impl Kind {
         match self {
             Kind::Direct => 'd',
             Kind::Netagent => 'a',
+            Kind::NetagentTc => 'b',
             Kind::Iptables => 'i',
             Kind::Nftables => 'f',
         }
@@ -173,6 +177,12 @@ impl Topo {
         client.ip(&["route", "add", "default", "via", HOST_IP]);
         container.ip(&["route", "add", "default", "via", BRIDGE_IP]);
         host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // Clients here (remote, and host-local in the host) open connections
+        // by the tens of thousands: reuse TIME_WAIT ports, use a wide range.
+        for ns in [&client, &host] {
+            ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+            ns.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"]);
+        }
         // A wire-like sender: complete checksums, MTU-sized packets.
         client.exec(&[
             "ethtool", "-K", &c0, "tx", "off", "tso", "off", "gso", "off",
@@ -228,7 +238,7 @@ impl Topo {
     pub fn install(&mut self, fillers: usize) -> anyhow::Result<Duration> {
         match self.kind {
             Kind::Direct => Ok(Duration::ZERO),
-            Kind::Netagent => self.install_netagent(fillers),
+            Kind::Netagent | Kind::NetagentTc => self.install_netagent(fillers),
             Kind::Iptables => self.install_file(
                 "iptables.rules",
                 &iptables_rules(fillers, &self.br0),
@@ -268,11 +278,17 @@ impl Topo {
         self._bpffs = None;
         let _ = std::fs::remove_dir_all(self.work.path().join("state"));
         let bpffs = Bpffs::new();
-        let daemon = Daemon::start(
+        let extra: &[&str] = if self.kind == Kind::NetagentTc {
+            &["--xdp-mode", "off"]
+        } else {
+            &[]
+        };
+        let daemon = Daemon::start_with(
             &self.host,
             self.work.path(),
             bpffs.path(),
-            &[self.h0.clone()],
+            std::slice::from_ref(&self.h0),
+            extra,
         );
         let list = self.work.path().join("specs.txt");
         std::fs::write(&list, netagent_specs(fillers))?;
@@ -381,24 +397,29 @@ pub fn nft_rules(fillers: usize) -> String {
 /// docker-proxy, extracted from Debian's docker.io package (no dockerd),
 /// proxying 127.0.0.1:PROXY_PORTS in `host` to the container's servers.
 pub struct DockerProxies {
-    _procs: Vec<Background>,
+    procs: Vec<Background>,
+    /// Their stderr: docker-proxy says there why it stops proxying.
+    log: tempfile::NamedTempFile,
 }
 
 impl DockerProxies {
     pub fn start(bin: &Path, host: &Netns) -> anyhow::Result<Self> {
         let mut procs = Vec::new();
+        let log = tempfile::NamedTempFile::new()?;
         for (proxy_port, ctr_port) in
             PROXY_PORTS
                 .iter()
                 .zip([IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT])
         {
             // docker-proxy reports readiness ("0\n") on fd 3 and exits
-            // without it.
+            // without it. It runs with a high open-file limit, as under
+            // dockerd (LimitNOFILE=infinity, here the hard limit): at 1024 it hits EMFILE under
+            // a connection-rate test and stops proxying altogether.
             let ready = tempfile::NamedTempFile::new()?;
             let child = Command::new("sh")
                 .arg("-c")
                 .arg(format!(
-                    "exec ip netns exec {} {} -proto tcp -host-ip 127.0.0.1 -host-port {proxy_port} \
+                    "ulimit -n \"$(ulimit -Hn)\" && exec ip netns exec {} {} -proto tcp -host-ip 127.0.0.1 -host-port {proxy_port} \
                      -container-ip {CTR_IP} -container-port {ctr_port} 3>{}",
                     host.name,
                     bin.display(),
@@ -406,7 +427,7 @@ impl DockerProxies {
                 ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log.reopen()?)
                 .spawn()?;
             procs.push(Background::from_child(child));
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -417,7 +438,22 @@ impl DockerProxies {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Ok(Self { _procs: procs })
+        Ok(Self { procs, log })
+    }
+
+    /// The last line docker-proxy wrote, if any.
+    pub fn last_words(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.log.path()).ok()?;
+        text.lines().last().map(str::to_owned)
+    }
+
+    /// Descriptors the proxies hold open right now (all of them together).
+    pub fn open_fds(&self) -> usize {
+        self.procs
+            .iter()
+            .filter_map(|p| std::fs::read_dir(format!("/proc/{}/fd", p.pid())).ok())
+            .map(Iterator::count)
+            .sum()
     }
 }
 

@@ -143,6 +143,10 @@ impl Background {
     pub fn from_child(child: Child) -> Self {
         Self { child }
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Background {
@@ -336,12 +340,25 @@ pub struct Daemon {
     pub bpffs: PathBuf,
     pub ns: String,
     pub ifaces: Vec<String>,
+    /// More `netagent daemon` flags, e.g. `--xdp-mode off`.
+    pub extra: Vec<String>,
     log: PathBuf,
 }
 
 impl Daemon {
     /// Starts the daemon and waits until its API answers.
     pub fn start(ns: &Netns, work: &Path, bpffs: &Path, ifaces: &[String]) -> Self {
+        Self::start_with(ns, work, bpffs, ifaces, &[])
+    }
+
+    /// [`Daemon::start`] with more `netagent daemon` flags.
+    pub fn start_with(
+        ns: &Netns,
+        work: &Path,
+        bpffs: &Path,
+        ifaces: &[String],
+        extra: &[&str],
+    ) -> Self {
         let mut d = Self {
             child: None,
             socket: work.join("netagent.sock"),
@@ -349,6 +366,7 @@ impl Daemon {
             bpffs: bpffs.to_owned(),
             ns: ns.name.clone(),
             ifaces: ifaces.to_vec(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             log: work.join("daemon.log"),
         };
         d.spawn();
@@ -374,6 +392,7 @@ impl Daemon {
         for iface in &self.ifaces {
             cmd.args(["--iface", iface]);
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
@@ -429,6 +448,13 @@ impl Daemon {
     /// Starts the daemon again with the same state, pins and socket.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts the daemon again with `extra` flags instead.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill();
+        self.extra = extra.iter().map(|s| (*s).to_owned()).collect();
         self.spawn();
     }
 

@@ -95,9 +95,14 @@ fn echo_lines(conn: TcpStream, peer: SocketAddr) {
 }
 
 /// A TCP server in a namespace that accepts and at once closes every
-/// connection (for connection-rate measurements).
+/// connection (for connection-rate measurements). Its accept queue is deep
+/// (4096, not std's 128): a burst that overflowed it would drop a SYN and
+/// stall the client for a whole retransmission timeout.
 pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
     let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    // SAFETY: listen(2) again on a listening socket only resizes its queue.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+    assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
     listener.set_nonblocking(true).expect("nonblocking");
     Server::spawn(move || match listener.accept() {
         Ok((conn, _)) => drop(conn),

@@ -461,3 +461,41 @@ fn detach_and_teardown_leave_nothing_behind() {
         .expect_err("nothing translates after teardown");
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
 }
+
+/// `--xdp-mode off` leaves translation to TC; switching modes across
+/// restarts keeps established flows and never leaves two XDP links.
+#[test]
+fn xdp_modes_switch_across_restarts_without_dropping_flows() {
+    let mut env = Env::new();
+    Topology::set_tx_csum(&env.topo.client, &env.topo.iface("c0"), false);
+    let _servers = publish_echo_ports(&env);
+    let h0 = env.topo.iface("h0");
+    let mut conn = tcp_connect(&env.topo.client, &format!("{HOST_IP}:8080")).expect("connect");
+    let local = conn.local_addr().unwrap();
+
+    for (mode, xdp, path_event) in [
+        ("off", false, "tc_dnat"),
+        ("generic", true, "xdp_dnat"),
+        ("native", true, "xdp_dnat"),
+    ] {
+        env.daemon.restart_with(&["--xdp-mode", mode]);
+        assert_eq!(has_xdp(&env.topo.host, &h0), xdp, "mode {mode}");
+        let before = env.event(path_event);
+        assert_eq!(
+            tcp_roundtrip(&mut conn, mode).expect("established flow survives"),
+            format!("{local} {mode}")
+        );
+        assert!(
+            env.event(path_event) > before,
+            "mode {mode}: {}",
+            env.stats()
+        );
+        let links = env.daemon.bpffs.join("links").join(&h0);
+        let xdp_links = ["xdp", "xdp_generic"]
+            .iter()
+            .filter(|n| links.join(n).exists())
+            .count();
+        assert_eq!(xdp_links, usize::from(xdp), "mode {mode}: XDP link pins");
+    }
+    check_tcp_and_udp(&env);
+}

@@ -43,8 +43,33 @@ pub static OBJECT: &[u8] =
 /// Every map, for pinning.
 pub const MAP_NAMES: [&str; 5] = [PUBLICATIONS, CONNTRACK, LOCAL_ADDRS, PUB_STATS, EVENTS];
 
+/// How the XDP program is attached (`netagent daemon --xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttachMode {
+    /// In the driver (falls back to generic where the driver has no XDP).
+    #[default]
+    Native,
+    /// In the stack, after the skb is built (XDP_FLAGS_SKB_MODE).
+    Generic,
+    /// No XDP: TC ingress translates every packet. On veth, native XDP
+    /// switches the peer to NAPI mode and copies each packet into an XDP
+    /// buffer, which can cost more than the translation saves.
+    Off,
+}
+
+impl XdpAttachMode {
+    /// The link's pin name; a mode change re-attaches instead of updating.
+    const fn pin_name(self) -> Option<&'static str> {
+        match self {
+            XdpAttachMode::Native => Some("xdp"),
+            XdpAttachMode::Generic => Some("xdp_generic"),
+            XdpAttachMode::Off => None,
+        }
+    }
+}
+
 /// Link pin names under `links/<iface>/`.
-const LINK_XDP: &str = "xdp";
+const XDP_PIN_NAMES: [&str; 2] = ["xdp", "xdp_generic"];
 const LINK_TC_INGRESS: &str = "tc_ingress";
 const LINK_TC_EGRESS: &str = "tc_egress";
 
@@ -169,27 +194,40 @@ impl BpfDatapath {
     /// Attaches XDP and both TC programs to `iface` (in the calling
     /// thread's network namespace). Existing pinned links are updated in
     /// place; defunct ones (their interface was deleted) are replaced.
-    pub fn attach(&mut self, iface: &str) -> Result<(), DatapathError> {
+    pub fn attach(&mut self, iface: &str, mode: XdpAttachMode) -> Result<(), DatapathError> {
         let c_iface = CString::new(iface)
             .map_err(|_| DatapathError::Other(format!("bad interface name {iface:?}")))?;
         let c_iface = c_iface.as_c_str();
         let dir = self.pins.links().join(iface);
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
 
-        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_INGRESS)?;
-        let link = attach_pinned(
-            &self.pins.link(iface, LINK_XDP),
-            xdp,
-            |xdp, fd| {
-                let link =
-                    XdpLink::try_from(fd).map_err(|e| DatapathError::Other(e.to_string()))?;
-                xdp.attach_to_link(link)
-                    .map_err(prog_err(format!("replacing XDP program on {iface}")))?;
-                Ok(())
-            },
-            |xdp| attach_xdp(xdp, iface, c_iface),
-        )?;
-        self.links.push(link);
+        // A link attached in another mode (or XDP now off) goes first.
+        for stale in XDP_PIN_NAMES
+            .into_iter()
+            .filter(|&n| Some(n) != mode.pin_name())
+        {
+            match fs::remove_file(dir.join(stale)) {
+                Ok(()) => info!(iface, link = stale, "XDP mode changed; old link detached"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("unpinning {stale} on {iface}"))(e)),
+            }
+        }
+        if let Some(pin) = mode.pin_name() {
+            let xdp: &mut Xdp = program(&mut self.ebpf, XDP_INGRESS)?;
+            let link = attach_pinned(
+                &dir.join(pin),
+                xdp,
+                |xdp, fd| {
+                    let link =
+                        XdpLink::try_from(fd).map_err(|e| DatapathError::Other(e.to_string()))?;
+                    xdp.attach_to_link(link)
+                        .map_err(prog_err(format!("replacing XDP program on {iface}")))?;
+                    Ok(())
+                },
+                |xdp| attach_xdp(xdp, iface, c_iface, mode),
+            )?;
+            self.links.push(link);
+        }
 
         for (name, which, attach_type) in [
             (TC_INGRESS, LINK_TC_INGRESS, TcAttachType::Ingress),
@@ -259,10 +297,23 @@ where
         .map_err(prog_err(format!("program {name} has the wrong type")))
 }
 
-/// Native XDP first; generic (skb) mode where the driver has no XDP support.
-fn attach_xdp(xdp: &mut Xdp, iface: &str, c_iface: &CStr) -> Result<FdLink, DatapathError> {
-    let id = match xdp.attach(c_iface, XdpMode::Driver) {
+/// Attaches XDP in `mode`; native falls back to generic (skb) mode where the
+/// driver has no XDP support.
+fn attach_xdp(
+    xdp: &mut Xdp,
+    iface: &str,
+    c_iface: &CStr,
+    mode: XdpAttachMode,
+) -> Result<FdLink, DatapathError> {
+    let native = match mode {
+        XdpAttachMode::Native => xdp.attach(c_iface, XdpMode::Driver),
+        _ => xdp.attach(c_iface, XdpMode::Skb),
+    };
+    let id = match native {
         Ok(id) => id,
+        Err(e) if mode == XdpAttachMode::Generic => {
+            return Err(prog_err(format!("attaching generic XDP to {iface}"))(e));
+        }
         Err(e) => {
             warn!(iface, error = %e, "native XDP unavailable, using generic (skb) mode");
             xdp.attach(c_iface, XdpMode::Skb)
