@@ -464,3 +464,39 @@ pub fn docker_proxy_bin() -> PathBuf {
         PathBuf::from,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_sets_put_the_measured_rules_last_after_every_filler() {
+        for (rules, marker) in [
+            (iptables_rules(3, "br0"), "-j DNAT"),
+            (nft_rules(3), "dnat ip to"),
+        ] {
+            let dnat: Vec<&str> = rules.lines().filter(|l| l.contains(marker)).collect();
+            assert_eq!(dnat.len(), 3 + PUBLISHED.len() + 1, "{rules}");
+            for (line, port) in dnat.iter().zip(FILLER_BASE..FILLER_BASE + 3) {
+                assert!(line.contains(&format!("dport {port}")), "{line}");
+            }
+            assert!(
+                dnat[3].contains("dport 8201"),
+                "measured rules come last: {rules}"
+            );
+            assert!(dnat.last().unwrap().contains("udp"), "{rules}");
+        }
+        assert!(iptables_rules(0, "br0").contains("! -i br0"));
+    }
+
+    #[test]
+    fn netagent_specs_parse_and_match_the_rule_sets() {
+        let specs = netagent_specs(5);
+        let parsed: Vec<netagent::spec::PortSpec> = specs
+            .lines()
+            .map(|l| l.parse().unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert_eq!(parsed.len(), 5 + PUBLISHED.len() + 1);
+        assert!(parsed.iter().all(|p| p.container_ip.to_string() == CTR_IP));
+    }
+}
