@@ -67,22 +67,18 @@ fn secs(d: Duration) -> String {
     d.as_secs().max(1).to_string()
 }
 
+/// Runs an iperf3 client for `d` with `extra` options; its JSON report.
+fn iperf3(ns: &Netns, addr: &str, port: u16, d: Duration, extra: &[&str]) -> anyhow::Result<Value> {
+    let port = port.to_string();
+    let secs = secs(d);
+    let mut args = vec!["iperf3", "-c", addr, "-p", &port, "-t", &secs, "-J"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&run_in(ns, &args)?).context("iperf3 JSON")
+}
+
 /// iperf3 TCP, one stream: Gbit/s at the receiver.
 pub fn tcp_gbps(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
-    let out = run_in(
-        ns,
-        &[
-            "iperf3",
-            "-c",
-            addr,
-            "-p",
-            &port.to_string(),
-            "-t",
-            &secs(d),
-            "-J",
-        ],
-    )?;
-    let v: Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let v = iperf3(ns, addr, port, d, &[])?;
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .context("iperf3: no sum_received")?;
@@ -95,25 +91,7 @@ pub fn tcp_gbps(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Resul
 /// iperf3 UDP with 64-byte payloads at unlimited rate, one stream:
 /// thousands of datagrams received per second.
 pub fn udp64_kpps(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<f64> {
-    let out = run_in(
-        ns,
-        &[
-            "iperf3",
-            "-u",
-            "-l",
-            "64",
-            "-b",
-            "0",
-            "-c",
-            addr,
-            "-p",
-            &port.to_string(),
-            "-t",
-            &secs(d),
-            "-J",
-        ],
-    )?;
-    let v: Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let v = iperf3(ns, addr, port, d, &["-u", "-l", "64", "-b", "0"])?;
     let r = &v["end"]["sum_received"];
     let (packets, lost, seconds) = (
         r["packets"].as_f64().context("packets")?,

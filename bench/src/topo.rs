@@ -316,20 +316,20 @@ impl Topo {
     }
 }
 
-fn filler_ports(fillers: usize) -> impl Iterator<Item = u16> {
-    (0..fillers).map(|i| FILLER_BASE + i as u16)
+/// Every (protocol, host port, container port) a variant installs, in rule
+/// order: the fillers (host ports FILLER_BASE.., to the iperf3 server)
+/// first, then the measured ones, so a rule list is walked to its end.
+fn dnat_entries(fillers: usize) -> impl Iterator<Item = (&'static str, u16, u16)> {
+    (0..fillers)
+        .map(|i| ("tcp", FILLER_BASE + i as u16, IPERF_PORT))
+        .chain(PUBLISHED.map(|(host, ctr)| ("tcp", host, ctr)))
+        .chain([("udp", PUBLISHED[0].0, IPERF_PORT)])
 }
 
 fn netagent_specs(fillers: usize) -> String {
-    let mut s = String::new();
-    for port in filler_ports(fillers) {
-        let _ = writeln!(s, "{port}->{CTR_IP}:{IPERF_PORT}");
-    }
-    for (host, ctr) in PUBLISHED {
-        let _ = writeln!(s, "{host}->{CTR_IP}:{ctr}");
-    }
-    let _ = writeln!(s, "{}->{CTR_IP}:{IPERF_PORT}/udp", PUBLISHED[0].0);
-    s
+    dnat_entries(fillers)
+        .map(|(proto, host, ctr)| format!("{host}->{CTR_IP}:{ctr}/{proto}\n"))
+        .collect()
 }
 
 /// The nat table as Docker writes it (Docker 20-28 iptables driver): a
@@ -343,19 +343,12 @@ pub fn iptables_rules(fillers: usize, bridge: &str) -> String {
          -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
          -A POSTROUTING -s 10.90.2.0/24 ! -o {bridge} -j MASQUERADE\n",
     );
-    let mut rule = |proto: &str, host: u16, ctr: u16| {
+    for (proto, host, ctr) in dnat_entries(fillers) {
         let _ = writeln!(
             s,
             "-A DOCKER -d {HOST_IP}/32 ! -i {bridge} -p {proto} -m {proto} --dport {host} -j DNAT --to-destination {CTR_IP}:{ctr}"
         );
-    };
-    for port in filler_ports(fillers) {
-        rule("tcp", port, IPERF_PORT);
     }
-    for (host, ctr) in PUBLISHED {
-        rule("tcp", host, ctr);
-    }
-    rule("udp", PUBLISHED[0].0, IPERF_PORT);
     s.push_str("COMMIT\n");
     s
 }
@@ -377,19 +370,12 @@ pub fn nft_rules(fillers: usize) -> String {
          }\n\
          chain NETAVARK-HOSTPORT-DNAT {\n",
     );
-    let mut rule = |proto: &str, host: u16, ctr: u16| {
+    for (proto, host, ctr) in dnat_entries(fillers) {
         let _ = writeln!(
             s,
             "  ip daddr {HOST_IP} {proto} dport {host} dnat ip to {CTR_IP}:{ctr}"
         );
-    };
-    for port in filler_ports(fillers) {
-        rule("tcp", port, IPERF_PORT);
     }
-    for (host, ctr) in PUBLISHED {
-        rule("tcp", host, ctr);
-    }
-    rule("udp", PUBLISHED[0].0, IPERF_PORT);
     s.push_str("}\n}\n");
     s
 }
