@@ -29,6 +29,8 @@ cleanup() {
     for ns in ${P}-client ${P}-host ${P}-ctr; do ip netns del "$ns" 2>/dev/null || true; done
     umount "$ROOT/bpffs" 2>/dev/null || true
     rm -rf "$ROOT"
+    # 130/143: stopped by Ctrl-C or SIGTERM (how a held demo ends).
+    if [ $rc = 130 ] || [ $rc = 143 ]; then rc=0; fi
     if [ $rc -ne 0 ] && [ -f /tmp/${P}-daemon.log ]; then
         echo "demo failed; daemon log:" >&2
         cat /tmp/${P}-daemon.log >&2
@@ -114,7 +116,9 @@ if [ "${NETAGENT_DEMO_HOLD:-0}" = 1 ]; then
     echo "  $BIN --socket $SOCK stats"
     echo "  bpftool map dump pinned $ROOT/bpffs/maps/NA_CT4_V1"
     echo "  ip netns exec ${P}-client curl http://$HOST_IP:8080/index.txt"
-    echo "Ctrl-C to tear it all down."
-    while true; do sleep 3600; done
+    echo "Ctrl-C (or SIGTERM) to tear it all down."
+    # Wait on a background sleep: bash runs the EXIT/INT/TERM trap only
+    # once a foreground command returns, but interrupts `wait` at once.
+    while true; do sleep 3600 & pids+=($!); wait $! || true; done
 fi
 say "demo done; tearing down"
