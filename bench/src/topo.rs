@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use netagent_tests::{
-    netns::{Background, Bpffs, Daemon, Netns},
+    netns::{Background, Bpffs, Daemon, Netns, veth_pair},
     traffic::{Server, tcp_accept_close},
 };
 
@@ -130,36 +130,8 @@ impl Topo {
             format!("{p}t0"),
             format!("{p}br0"),
         );
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &c0,
-            "netns",
-            &client.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &h0,
-            "netns",
-            &host.name,
-        ])?;
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &hb0,
-            "netns",
-            &host.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &t0,
-            "netns",
-            &container.name,
-        ])?;
+        veth_pair(&client, &c0, &host, &h0, None);
+        veth_pair(&host, &hb0, &container, &t0, None);
         host.ip(&["link", "add", &br0, "type", "bridge"]);
         host.ip(&["link", "set", &hb0, "master", &br0]);
         for (ns, dev, addr) in [

@@ -156,6 +156,21 @@ impl Drop for Background {
     }
 }
 
+/// Creates a veth pair: `name` in `a`, `peer` in `b`, with fixed MAC
+/// addresses (`name`'s, `peer`'s) when given.
+pub fn veth_pair(a: &Netns, name: &str, b: &Netns, peer: &str, macs: Option<([u8; 6], [u8; 6])>) {
+    let macs = macs.map(|(x, y)| (mac(x), mac(y)));
+    let mut args = vec!["ip", "link", "add", name, "netns", &a.name];
+    if let Some((x, _)) = &macs {
+        args.extend(["address", x]);
+    }
+    args.extend(["type", "veth", "peer", "name", peer, "netns", &b.name]);
+    if let Some((_, y)) = &macs {
+        args.extend(["address", y]);
+    }
+    run(&args);
+}
+
 /// A bpffs mounted on a temporary directory in the root mount namespace, so
 /// pins outlive the daemon processes (each `ip netns exec` gets a private
 /// mount namespace; TOOLCHAIN.md 6.9). Unmounting drops every pin.
@@ -236,40 +251,8 @@ impl Topology {
             container,
         };
         let (c0, h0, h1, t0) = (t.iface("c0"), t.iface("h0"), t.iface("h1"), t.iface("t0"));
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &c0,
-            "netns",
-            &t.client.name,
-            "address",
-            &mac(CLIENT_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &h0,
-            "netns",
-            &t.host.name,
-            "address",
-            &mac(HOST_MAC),
-        ]);
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &h1,
-            "netns",
-            &t.host.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &t0,
-            "netns",
-            &t.container.name,
-        ]);
+        veth_pair(&t.client, &c0, &t.host, &h0, Some((CLIENT_MAC, HOST_MAC)));
+        veth_pair(&t.host, &h1, &t.container, &t0, None);
         for (ns, dev, addr) in [
             (&t.client, &c0, "10.77.1.2/24"),
             (&t.host, &h0, "10.77.1.1/24"),

@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 
 use aya::{
-    Ebpf, TestRun as _, TestRunOptions,
+    Ebpf, TestRun, TestRunOptions, TestRunResult,
     maps::{HashMap, PerCpuArray},
     programs::{SchedClassifier, Xdp},
 };
@@ -131,15 +131,7 @@ impl Dp {
             .unwrap()
             .try_into()
             .unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .expect("XDP test_run");
-        out.truncate(r.data_size_out as usize);
+        let (verdict, mut out) = test_run(xdp, frame);
         let meta_len = out.len() - frame.len();
         let frame_out = out.split_off(meta_len);
         match meta_len {
@@ -157,22 +149,30 @@ impl Dp {
             self.event(Event::XdpDnat),
             "every translated packet, and only those, carries the mark"
         );
-        (r.return_value, frame_out)
+        (verdict, frame_out)
     }
 
     fn run_tc(&mut self, name: &str, frame: &[u8]) -> (u32, Vec<u8>) {
         let tc: &mut SchedClassifier = self.ebpf.program_mut(name).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = tc
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .expect("TC test_run");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        test_run(tc, frame)
     }
+}
+
+/// One BPF_PROG_TEST_RUN of `prog` on `frame`: (verdict, output bytes).
+fn test_run<P>(prog: &P, frame: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("test_run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 /// Asserts a DNAT to CTR:cport happened, with valid checksums and nothing
