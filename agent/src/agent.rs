@@ -17,7 +17,11 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
 use crate::{
+    containers::NetError,
     datapath::{Datapath, DatapathError},
+    host::{Host, HostError, HostPort},
+    ipam::IpamError,
+    portmap::PortMapError,
     spec::{PortSpec, Proto, SpecError},
     state::{DesiredState, Publication, StateError, StateStore},
 };
@@ -46,6 +50,24 @@ pub enum AgentError {
     State(#[from] StateError),
     #[error("datapath: {0}")]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    PortMap(#[from] PortMapError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Docker's wrapping of a port error of a container's endpoint.
+    #[error(
+        "driver failed programming external connectivity on endpoint {endpoint} ({id}): {source}"
+    )]
+    Connectivity {
+        endpoint: String,
+        id: String,
+        #[source]
+        source: Box<AgentError>,
+    },
 }
 
 /// The datapath's key for a publication.
@@ -94,25 +116,59 @@ pub struct Stats {
     pub events: Vec<(String, u64)>,
 }
 
-pub struct Agent<D> {
-    store: StateStore,
-    state: DesiredState,
-    datapath: D,
+pub struct Agent<D, H> {
+    pub(crate) store: StateStore,
+    pub(crate) state: DesiredState,
+    pub(crate) datapath: D,
+    pub(crate) host: H,
+    /// Where the next random host port search starts, per (host IP,
+    /// protocol): Docker's rotating allocator, so a just-freed port is not
+    /// handed out again at once. Not persisted, as in Docker.
+    pub(crate) port_cursors: HashMap<(Ipv4Addr, Proto), u16>,
 }
 
-impl<D: Datapath> Agent<D> {
+/// The reservation a publication needs.
+pub(crate) fn host_port(spec: &PortSpec) -> HostPort {
+    HostPort {
+        ip: spec.host_ip,
+        port: spec.host_port,
+        proto: spec.proto,
+    }
+}
+
+impl<D: Datapath, H: Host> Agent<D, H> {
     /// Loads the desired state; call [`Agent::reconcile`] before serving.
-    pub fn new(store: StateStore, datapath: D) -> Result<Self, AgentError> {
+    pub fn new(store: StateStore, datapath: D, host: H) -> Result<Self, AgentError> {
         let state = store.load()?;
         Ok(Self {
             store,
             state,
             datapath,
+            host,
+            port_cursors: HashMap::new(),
         })
     }
 
     pub fn datapath_mut(&mut self) -> &mut D {
         &mut self.datapath
+    }
+
+    pub fn host_mut(&mut self) -> &mut H {
+        &mut self.host
+    }
+
+    /// Takes a socket on every published port. A port some other process
+    /// took while the agent was down cannot be refused any more: it is
+    /// reported, and the publication keeps forwarding.
+    pub fn reserve_published_ports(&mut self) -> usize {
+        let mut failed = 0;
+        for p in &self.state.publications {
+            if let Err(e) = self.host.reserve_port(host_port(&p.spec)) {
+                error!(spec = %p.spec, error = %e, "cannot reserve a published host port");
+                failed += 1;
+            }
+        }
+        failed
     }
 
     /// Makes the publication map equal the desired state: adds what is
@@ -158,43 +214,29 @@ impl<D: Datapath> Agent<D> {
     /// written once, and a failed map write undoes the ones before it. This
     /// is the bulk path (`netagent publish --file`), O(n) in the specs.
     pub fn publish_many(&mut self, specs: &[PortSpec]) -> Result<Vec<Publication>, AgentError> {
-        let mut taken = PortIndex::default();
-        for p in &self.state.publications {
-            taken.insert(p.spec);
-        }
+        let mut taken = self.port_index();
         for spec in specs {
-            if let Some(existing) = taken.conflict(spec) {
-                return Err(AgentError::AlreadyAllocated {
-                    ip: spec.host_ip,
-                    port: spec.host_port,
-                    existing,
-                });
-            }
-            taken.insert(*spec);
+            taken.claim(spec)?;
         }
-        let slots = self.free_slots(specs.len()).ok_or(AgentError::Full)?;
-        let published: Vec<Publication> = specs
-            .iter()
-            .zip(slots)
-            .map(|(&spec, stats_slot)| Publication { spec, stats_slot })
-            .collect();
-        let mut next = self.state.clone();
-        next.publications.extend_from_slice(&published);
-        self.store.save(&next)?;
-        for (done, p) in published.iter().enumerate() {
-            let applied = self.datapath.reset_stats(p.stats_slot).and_then(|()| {
-                self.datapath
-                    .upsert_publication(&pub_key(&p.spec), &pub_value(p))
-            });
-            if let Err(e) = applied {
-                for undo in &published[..done] {
-                    if let Err(e) = self.datapath.remove_publication(&pub_key(&undo.spec)) {
-                        error!(spec = %undo.spec, error = %e, "undoing a partial bulk publish");
-                    }
-                }
-                self.restore_state_file();
+        let published = self.new_publications(specs, None)?;
+        let mut reserved = Vec::new();
+        for p in &published {
+            if let Err(e) = self.host.reserve_port(host_port(&p.spec)) {
+                self.release_ports(&reserved);
                 return Err(e.into());
             }
+            reserved.push(host_port(&p.spec));
+        }
+        let mut next = self.state.clone();
+        next.publications.extend_from_slice(&published);
+        if let Err(e) = self.store.save(&next) {
+            self.release_ports(&reserved);
+            return Err(e.into());
+        }
+        if let Err(e) = self.install_publications(&published) {
+            self.release_ports(&reserved);
+            self.restore_state_file();
+            return Err(e);
         }
         self.state = next;
         match published.as_slice() {
@@ -231,6 +273,7 @@ impl<D: Datapath> Agent<D> {
             self.restore_state_file();
             return Err(e.into());
         }
+        self.host.release_port(host_port(&spec));
         self.state = next;
         info!(%spec, "unpublished");
         Ok(publication)
@@ -291,6 +334,72 @@ impl<D: Datapath> Agent<D> {
         })
     }
 
+    /// Every live publication in a [`PortIndex`], for clash checks.
+    pub(crate) fn port_index(&self) -> PortIndex {
+        let mut taken = PortIndex::default();
+        for p in &self.state.publications {
+            taken.insert(p.spec);
+        }
+        taken
+    }
+
+    /// Publications for `specs` with fresh counter slots, owned by `owner`.
+    pub(crate) fn new_publications(
+        &self,
+        specs: &[PortSpec],
+        owner: Option<u64>,
+    ) -> Result<Vec<Publication>, AgentError> {
+        let slots = self.free_slots(specs.len()).ok_or(AgentError::Full)?;
+        Ok(specs
+            .iter()
+            .zip(slots)
+            .map(|(&spec, stats_slot)| Publication {
+                spec,
+                stats_slot,
+                owner,
+            })
+            .collect())
+    }
+
+    /// Writes publications into the kernel map, zeroing their counters
+    /// first; on failure the ones already written are taken out again.
+    pub(crate) fn install_publications(
+        &mut self,
+        published: &[Publication],
+    ) -> Result<(), AgentError> {
+        for (done, p) in published.iter().enumerate() {
+            let applied = self.datapath.reset_stats(p.stats_slot).and_then(|()| {
+                self.datapath
+                    .upsert_publication(&pub_key(&p.spec), &pub_value(p))
+            });
+            if let Err(e) = applied {
+                self.uninstall_publications(&published[..done]);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes publications out of the kernel map, logging what fails (used
+    /// on undo and teardown paths, where the first error must not stop the
+    /// rest).
+    pub(crate) fn uninstall_publications(&mut self, published: &[Publication]) -> usize {
+        let mut failed = 0;
+        for p in published {
+            if let Err(e) = self.datapath.remove_publication(&pub_key(&p.spec)) {
+                error!(spec = %p.spec, error = %e, "removing a publication from the map");
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    pub(crate) fn release_ports(&mut self, ports: &[HostPort]) {
+        for port in ports {
+            self.host.release_port(*port);
+        }
+    }
+
     /// The `n` lowest counter slots no publication holds, if there are `n`.
     fn free_slots(&self, n: usize) -> Option<Vec<u32>> {
         let used: BTreeSet<u32> = self
@@ -309,7 +418,7 @@ impl<D: Datapath> Agent<D> {
     /// Puts the in-memory (previous) state back on disk after a failed
     /// kernel write. If even that fails, the next start's reconcile still
     /// converges on whatever the file says; say so loudly.
-    fn restore_state_file(&self) {
+    pub(crate) fn restore_state_file(&self) {
         if let Err(e) = self.store.save(&self.state) {
             error!(error = %e, "could not restore the state file after a failed datapath write");
         }
@@ -320,20 +429,33 @@ impl<D: Datapath> Agent<D> {
 /// publications clash on the same protocol and port when their host
 /// addresses are equal or either is the wildcard.
 #[derive(Default)]
-struct PortIndex {
+pub(crate) struct PortIndex {
     by_port: HashMap<(Proto, u16), Vec<PortSpec>>,
 }
 
 impl PortIndex {
-    fn insert(&mut self, spec: PortSpec) {
+    pub(crate) fn insert(&mut self, spec: PortSpec) {
         self.by_port
             .entry((spec.proto, spec.host_port))
             .or_default()
             .push(spec);
     }
 
+    /// Adds `spec`, or fails with Docker's "port is already allocated".
+    pub(crate) fn claim(&mut self, spec: &PortSpec) -> Result<(), AgentError> {
+        if let Some(existing) = self.conflict(spec) {
+            return Err(AgentError::AlreadyAllocated {
+                ip: spec.host_ip,
+                port: spec.host_port,
+                existing,
+            });
+        }
+        self.insert(*spec);
+        Ok(())
+    }
+
     /// The publication `spec` would clash with, if any.
-    fn conflict(&self, spec: &PortSpec) -> Option<PortSpec> {
+    pub(crate) fn conflict(&self, spec: &PortSpec) -> Option<PortSpec> {
         self.by_port
             .get(&(spec.proto, spec.host_port))?
             .iter()
@@ -349,20 +471,20 @@ impl PortIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::fake::FakeDatapath;
+    use crate::{datapath::fake::FakeDatapath, host::fake::FakeHost};
 
     fn spec(s: &str) -> PortSpec {
         s.parse().unwrap()
     }
 
-    fn agent(dir: &tempfile::TempDir) -> Agent<FakeDatapath> {
+    fn agent(dir: &tempfile::TempDir) -> Agent<FakeDatapath, FakeHost> {
         let store = StateStore::open(dir.path()).unwrap();
-        Agent::new(store, FakeDatapath::default()).unwrap()
+        Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap()
     }
 
-    fn reopen(dir: &tempfile::TempDir, dp: FakeDatapath) -> Agent<FakeDatapath> {
+    fn reopen(dir: &tempfile::TempDir, dp: FakeDatapath) -> Agent<FakeDatapath, FakeHost> {
         let store = StateStore::open(dir.path()).unwrap();
-        Agent::new(store, dp).unwrap()
+        Agent::new(store, dp, FakeHost::default()).unwrap()
     }
 
     #[test]

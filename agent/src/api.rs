@@ -5,7 +5,13 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{agent::Stats, state::Publication};
+use crate::{
+    agent::Stats,
+    containers::{ContainerAttach, ContainerInfo, NetworkCreate, NetworkInfo},
+    model::{Container, Endpoint, Network},
+    spec::PortSpec,
+    state::Publication,
+};
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netagent/netagent.sock";
@@ -14,15 +20,56 @@ pub const DEFAULT_SOCKET: &str = "/run/netagent/netagent.sock";
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Publish a `[HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/PROTO]` spec.
-    Publish { spec: String },
+    Publish {
+        spec: String,
+    },
     /// Publish every spec or none (`netagent publish --file`).
-    PublishMany { specs: Vec<String> },
+    PublishMany {
+        specs: Vec<String>,
+    },
     /// Remove the publication `spec` names.
-    Unpublish { spec: String },
+    Unpublish {
+        spec: String,
+    },
     /// Publications, optionally only those to one container address.
-    List { container_ip: Option<Ipv4Addr> },
+    List {
+        container_ip: Option<Ipv4Addr>,
+    },
     /// Counters.
     Stats,
+    NetworkCreate(NetworkCreate),
+    NetworkRm {
+        name: String,
+    },
+    NetworkLs,
+    NetworkInspect {
+        name: String,
+    },
+    NetworkConnect {
+        network: String,
+        container: String,
+        ip: Option<Ipv4Addr>,
+        #[serde(default)]
+        aliases: Vec<String>,
+    },
+    NetworkDisconnect {
+        network: String,
+        container: String,
+    },
+    ContainerAttach(ContainerAttach),
+    ContainerDetach {
+        name: String,
+    },
+    ContainerLs,
+    ContainerInspect {
+        name: String,
+    },
+    /// `netagent port NAME [CPORT[/PROTO]]`.
+    ContainerPorts {
+        name: String,
+        /// `CPORT[/PROTO]` as typed.
+        filter: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,5 +80,13 @@ pub enum Response {
     Unpublished { publication: Publication },
     Publications { publications: Vec<Publication> },
     Stats { stats: Stats },
+    Network { network: Network },
+    Networks { networks: Vec<Network> },
+    NetworkInfo { info: NetworkInfo },
+    Endpoint { endpoint: Endpoint },
+    Container { info: ContainerInfo },
+    Containers { containers: Vec<ContainerInfo> },
+    Detached { container: Container },
+    Ports { ports: Vec<PortSpec> },
     Error { message: String },
 }

@@ -4,9 +4,14 @@
 pub mod agent;
 pub mod api;
 pub mod client;
+pub mod containers;
 pub mod datapath;
+pub mod host;
+pub mod ipam;
 pub mod localaddr;
+pub mod model;
 pub mod output;
+pub mod portmap;
 pub mod server;
 pub mod spec;
 pub mod state;

@@ -8,15 +8,18 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ipnet::Ipv4Net;
 use netagent::{
     api::{DEFAULT_SOCKET, Request, Response},
     client,
-    datapath::bpf::{PinDir, XdpAttachMode, teardown},
+    containers::{ContainerAttach, NetworkCreate},
+    datapath::bpf::{PinDir, XdpAttachMode},
     output,
     server::{self, DEFAULT_BPFFS, DEFAULT_STATE_DIR, DaemonConfig},
 };
 
-/// Container port publishing on an eBPF (XDP/TC) datapath.
+/// Container networking on an eBPF (XDP/TC) datapath: port publishing,
+/// bridge networks, isolation and masquerade.
 #[derive(Debug, Parser)]
 #[command(name = "netagent", version)]
 struct Cli {
@@ -60,15 +63,119 @@ enum Command {
     },
     /// Remove a publication (the same spec it was published with).
     Unpublish { spec: String },
-    /// List publications as `docker port` does, optionally for one container.
-    Port { container_ip: Option<Ipv4Addr> },
+    /// List publications as `docker port` does: all of them, those to one
+    /// container address, or one container's (by name, optionally only
+    /// CPORT[/PROTO]).
+    Port {
+        /// A container name or address.
+        container: Option<String>,
+        /// `CPORT[/PROTO]` (with a container name).
+        port: Option<String>,
+    },
+    /// Bridge networks: create, list, inspect, remove, connect, disconnect.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Containers (network namespaces): attach, detach, list, inspect.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Per-publication packet and byte counters, and datapath events.
     Stats,
     /// Detach the datapath and remove every pin (stop the daemon first).
     Teardown {
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
+        /// The daemon's state directory: the bridges and container
+        /// interfaces it names are deleted too (the state itself is kept,
+        /// so the next daemon start rebuilds them).
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Create a bridge network.
+    Create {
+        name: String,
+        /// Subnet in CIDR form (picked from 172.17-31.0.0/16, then
+        /// 192.168.0.0/16 in /20s, avoiding networks and host routes).
+        #[arg(long)]
+        subnet: Option<Ipv4Net>,
+        /// Gateway (the bridge's address); the subnet's first address by default.
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// Allocate container addresses from this sub-range only.
+        #[arg(long)]
+        ip_range: Option<Ipv4Net>,
+        /// No traffic leaves the network's subnet.
+        #[arg(long)]
+        internal: bool,
+        /// Inter-container communication (`--icc=false` blocks it).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        icc: bool,
+        /// Network driver (only `bridge`).
+        #[arg(long, short = 'd')]
+        driver: Option<String>,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// A network's configuration and endpoints, as JSON.
+    Inspect { name: String },
+    /// Remove networks (refused while containers use them).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect a container to a network (a new interface in it).
+    Connect {
+        network: String,
+        container: String,
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCommand {
+    /// Attach a network namespace as a container.
+    Attach {
+        /// Unique container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
+        name: String,
+        /// The container's network namespace (/run/netns/NAME, /proc/PID/ns/net).
+        #[arg(long)]
+        netns: PathBuf,
+        /// A network (default `bridge`), or `container:OTHER` to share
+        /// OTHER's network stack.
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Publish: [IP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp].
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
+        /// Publish every exposed port to a random host port.
+        #[arg(short = 'P', long = "publish-all")]
+        publish_all: bool,
+        /// Expose PORT[-END][/PROTO] (published by -P).
+        #[arg(long)]
+        expose: Vec<String>,
+    },
+    /// Detach a container: its interfaces, addresses and ports go.
+    #[command(alias = "rm")]
+    Detach { name: String },
+    /// List containers.
+    #[command(alias = "list")]
+    Ls,
+    /// A container's networking, as JSON.
+    Inspect { name: String },
 }
 
 fn main() -> ExitCode {
@@ -99,13 +206,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 xdp_mode,
             });
         }
-        Command::Teardown { bpffs } => {
-            return teardown(&PinDir::new(bpffs)).context("tearing down the datapath");
+        Command::Teardown { bpffs, state_dir } => {
+            return server::teardown_all(&PinDir::new(bpffs), &state_dir)
+                .context("tearing down the datapath");
         }
         Command::Publish { specs, file } => publish_request(specs, file.as_deref())?,
         Command::Unpublish { spec } => Request::Unpublish { spec },
-        Command::Port { container_ip } => Request::List { container_ip },
+        Command::Port { container, port } => port_request(container, port)?,
         Command::Stats => Request::Stats,
+        Command::Network(cmd) => network_request(cmd)?,
+        Command::Container(cmd) => container_request(cmd),
     };
     let response = client::call(&cli.socket, &request)?;
     if cli.json {
@@ -130,9 +240,127 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", output::port_lines(&publications, filtered));
         }
         Response::Stats { stats } => print!("{}", output::stats_table(&stats)),
+        Response::Network { network } => match request {
+            Request::NetworkRm { .. } => println!("{}", network.name),
+            _ => println!("{}", network.id),
+        },
+        Response::Networks { networks } => print!("{}", output::network_table(&networks)),
+        Response::NetworkInfo { info } => println!("{}", serde_json::to_string_pretty(&info)?),
+        Response::Endpoint { .. } => {}
+        Response::Container { info } => match request {
+            Request::ContainerInspect { .. } => {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            }
+            _ => println!("{}", info.container.id),
+        },
+        Response::Containers { containers } => {
+            print!("{}", output::container_table(&containers));
+        }
+        Response::Detached { container } => println!("{}", container.name),
+        Response::Ports { ports } => {
+            let filtered = matches!(
+                request,
+                Request::ContainerPorts {
+                    filter: Some(_),
+                    ..
+                }
+            );
+            print!("{}", output::container_port_lines(&ports, filtered));
+        }
         Response::Error { message } => anyhow::bail!("{message}"),
     }
     Ok(())
+}
+
+/// `port` takes a container address (publications to it), a container
+/// name (its publications), or nothing (every publication).
+fn port_request(container: Option<String>, port: Option<String>) -> anyhow::Result<Request> {
+    Ok(match container {
+        None => Request::List { container_ip: None },
+        Some(c) => match c.parse::<Ipv4Addr>() {
+            Ok(ip) => {
+                if port.is_some() {
+                    anyhow::bail!("a port filter needs a container name, not an address");
+                }
+                Request::List {
+                    container_ip: Some(ip),
+                }
+            }
+            Err(_) => Request::ContainerPorts {
+                name: c,
+                filter: port,
+            },
+        },
+    })
+}
+
+fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
+    Ok(match cmd {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            icc,
+            driver,
+        } => Request::NetworkCreate(NetworkCreate {
+            name,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            icc,
+            driver,
+        }),
+        NetworkCommand::Ls => Request::NetworkLs,
+        NetworkCommand::Inspect { name } => Request::NetworkInspect { name },
+        NetworkCommand::Rm { names } => match <[String; 1]>::try_from(names) {
+            Ok([name]) => Request::NetworkRm { name },
+            Err(_) => anyhow::bail!("remove one network at a time"),
+        },
+        NetworkCommand::Connect {
+            network,
+            container,
+            ip,
+            aliases,
+        } => Request::NetworkConnect {
+            network,
+            container,
+            ip,
+            aliases,
+        },
+        NetworkCommand::Disconnect { network, container } => {
+            Request::NetworkDisconnect { network, container }
+        }
+    })
+}
+
+fn container_request(cmd: ContainerCommand) -> Request {
+    match cmd {
+        ContainerCommand::Attach {
+            name,
+            netns,
+            network,
+            ip,
+            aliases,
+            publish,
+            publish_all,
+            expose,
+        } => Request::ContainerAttach(ContainerAttach {
+            name,
+            netns,
+            network,
+            ip,
+            aliases,
+            publish,
+            publish_all,
+            expose,
+        }),
+        ContainerCommand::Detach { name } => Request::ContainerDetach { name },
+        ContainerCommand::Ls => Request::ContainerLs,
+        ContainerCommand::Inspect { name } => Request::ContainerInspect { name },
+    }
 }
 
 /// One spec is a plain publish; several, or a file, an all-or-nothing batch.

@@ -2,7 +2,138 @@
 
 use std::fmt::Write as _;
 
-use crate::{agent::Stats, state::Publication};
+use crate::{
+    agent::Stats, containers::ContainerInfo, model::Network, spec::PortSpec, state::Publication,
+};
+
+/// A left-aligned table with two spaces between columns.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let row: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", row.join("  ").trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(r.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `netagent network ls`: Docker's columns, then the addressing.
+pub fn network_table(networks: &[Network]) -> String {
+    let rows: Vec<[String; 7]> = networks
+        .iter()
+        .map(|n| {
+            [
+                n.id[..12].to_owned(),
+                n.name.clone(),
+                n.driver.clone(),
+                "local".to_owned(),
+                n.ipam.subnet.to_string(),
+                n.ipam.gateway.to_string(),
+                match (n.internal, n.icc) {
+                    (true, true) => "internal".to_owned(),
+                    (true, false) => "internal,icc=false".to_owned(),
+                    (false, false) => "icc=false".to_owned(),
+                    (false, true) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        [
+            "NETWORK ID",
+            "NAME",
+            "DRIVER",
+            "SCOPE",
+            "SUBNET",
+            "GATEWAY",
+            "OPTIONS",
+        ],
+        &rows,
+    )
+}
+
+/// `docker ps`-style port column: `0.0.0.0:8080->80/tcp, ...`.
+pub fn ports_cell(ports: &[PortSpec]) -> String {
+    ports
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}->{}/{}",
+                s.host_ip, s.host_port, s.container_port, s.proto
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `netagent container ls`.
+pub fn container_table(containers: &[ContainerInfo]) -> String {
+    let rows: Vec<[String; 5]> = containers
+        .iter()
+        .map(|c| {
+            let networks = match &c.joined_to {
+                Some(target) => format!("container:{target}"),
+                None => c
+                    .endpoints
+                    .iter()
+                    .map(|e| e.network.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let ips = c
+                .endpoints
+                .iter()
+                .map(|e| e.ip.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            [
+                c.container.short_id().to_owned(),
+                c.container.name.clone(),
+                networks,
+                ips,
+                ports_cell(&c.ports),
+            ]
+        })
+        .collect();
+    table(
+        ["CONTAINER ID", "NAMES", "NETWORKS", "IP ADDRESSES", "PORTS"],
+        &rows,
+    )
+}
+
+/// `docker port NAME` lines (`80/tcp -> 0.0.0.0:8080`), or with a port
+/// filter just the host sides (`0.0.0.0:8080`).
+pub fn container_port_lines(ports: &[PortSpec], filtered: bool) -> String {
+    let mut out = String::new();
+    for s in ports {
+        if filtered {
+            let _ = writeln!(out, "{}:{}", s.host_ip, s.host_port);
+        } else {
+            let _ = writeln!(
+                out,
+                "{}/{} -> {}:{}",
+                s.container_port, s.proto, s.host_ip, s.host_port
+            );
+        }
+    }
+    out
+}
 
 /// `docker port` lines: `<cport>/<proto> -> <hostip>:<hport>`. When not
 /// filtered to one container, the container address leads the line so
@@ -88,6 +219,7 @@ mod tests {
         Publication {
             spec: spec.parse().unwrap(),
             stats_slot: 0,
+            owner: None,
         }
     }
 

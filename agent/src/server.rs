@@ -28,7 +28,9 @@ use crate::{
         Datapath,
         bpf::{BpfDatapath, PinDir, XdpAttachMode},
     },
+    host::{Host, netlink::NetlinkHost, ports::raise_fd_limit},
     localaddr,
+    portmap::ExposedPorts,
     spec::PortSpec,
     state::StateStore,
 };
@@ -73,10 +75,28 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .await
         .context("listing local addresses")?;
     datapath.set_local_addrs(&addrs)?;
+    datapath.set_masq_addrs(&masq_addrs(&config.ifaces, &addrs))?;
+    match raise_fd_limit() {
+        Ok(limit) => debug!(limit, "open-file limit raised for port reservations"),
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
+    }
 
-    let mut agent = Agent::new(store, datapath)?;
+    let mut agent = Agent::new(store, datapath, NetlinkHost::default())?;
     let report = agent.reconcile()?;
     info!(?report, "publication map reconciled with the state file");
+    let unreserved = agent.reserve_published_ports();
+    if unreserved > 0 {
+        warn!(
+            unreserved,
+            "published ports other processes hold (see above)"
+        );
+    }
+    agent.ensure_default_network()?;
+    let report = agent.reconcile_networks()?;
+    info!(
+        ?report,
+        "networks and endpoints reconciled with the state file"
+    );
     for iface in &config.ifaces {
         agent.datapath_mut().attach(iface, config.xdp_mode)?;
     }
@@ -106,6 +126,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
                 debug!(?addrs, "local addresses changed");
                 let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
                 agent.datapath_mut().set_local_addrs(&addrs)?;
+                agent.datapath_mut().set_masq_addrs(&masq_addrs(&config.ifaces, &addrs))?;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -114,6 +135,57 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = fs::remove_file(&config.socket);
     info!("netagent stopping; the pinned datapath keeps forwarding");
     Ok(())
+}
+
+/// `netagent teardown`: removes the pinned datapath and every bridge and
+/// container interface the state names. The state file stays, so a later
+/// `netagent daemon` rebuilds everything from it. Refused while a daemon
+/// holds the state directory. Collects every failure.
+pub fn teardown_all(pins: &PinDir, state_dir: &Path) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    if state_dir.join("state.json").exists() {
+        let store = StateStore::open(state_dir)?;
+        let state = store.load()?;
+        let mut host = NetlinkHost::default();
+        for c in &state.containers {
+            for ep in c.endpoints() {
+                if let Err(e) = host.remove_endpoint(&ep.host_ifname) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        for n in &state.networks {
+            if let Err(e) = host.remove_bridge(&n.bridge) {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if let Err(e) = crate::datapath::bpf::teardown(pins) {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("teardown incomplete: {}", errors.join("; "))
+    }
+}
+
+/// The masquerade address of each served interface: its first IPv4
+/// address (the dump is sorted, so the choice is stable).
+fn masq_addrs(
+    ifaces: &[String],
+    addrs: &[(std::net::Ipv4Addr, u32)],
+) -> Vec<(u32, std::net::Ipv4Addr)> {
+    ifaces
+        .iter()
+        .filter_map(|name| {
+            let c = std::ffi::CString::new(name.as_str()).ok()?;
+            // SAFETY: if_nametoindex with a valid C string.
+            let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+            let addr = addrs.iter().find(|(_, i)| *i == index)?.0;
+            Some((index, addr))
+        })
+        .collect()
 }
 
 /// The datapath translates and passes packets to the stack, which must
@@ -148,9 +220,9 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves one connection: any number of request lines, one response each.
-async fn serve_connection<D: Datapath>(
+async fn serve_connection<D: Datapath, H: Host>(
     stream: UnixStream,
-    agent: Arc<Mutex<Agent<D>>>,
+    agent: Arc<Mutex<Agent<D, H>>>,
 ) -> io::Result<()> {
     let peer = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
@@ -205,7 +277,7 @@ async fn write_response(
 }
 
 /// Carries out one API request.
-pub fn dispatch<D: Datapath>(agent: &mut Agent<D>, request: Request) -> Response {
+pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request) -> Response {
     let result = match request {
         Request::Publish { spec } => parse(&spec)
             .and_then(|s| agent.publish(s))
@@ -223,6 +295,50 @@ pub fn dispatch<D: Datapath>(agent: &mut Agent<D>, request: Request) -> Response
             publications: agent.list(container_ip),
         }),
         Request::Stats => agent.stats().map(|stats| Response::Stats { stats }),
+        Request::NetworkCreate(req) => agent
+            .network_create(req)
+            .map(|network| Response::Network { network }),
+        Request::NetworkRm { name } => agent
+            .network_rm(&name)
+            .map(|network| Response::Network { network }),
+        Request::NetworkLs => Ok(Response::Networks {
+            networks: agent.network_list(),
+        }),
+        Request::NetworkInspect { name } => agent
+            .network_inspect(&name)
+            .map(|info| Response::NetworkInfo { info }),
+        Request::NetworkConnect {
+            network,
+            container,
+            ip,
+            aliases,
+        } => agent
+            .network_connect(&network, &container, ip, aliases)
+            .map(|endpoint| Response::Endpoint { endpoint }),
+        Request::NetworkDisconnect { network, container } => agent
+            .network_disconnect(&network, &container)
+            .map(|endpoint| Response::Endpoint { endpoint }),
+        Request::ContainerAttach(req) => agent
+            .container_attach(req)
+            .map(|info| Response::Container { info }),
+        Request::ContainerDetach { name } => agent
+            .container_detach(&name)
+            .map(|container| Response::Detached { container }),
+        Request::ContainerLs => Ok(Response::Containers {
+            containers: agent.container_list(),
+        }),
+        Request::ContainerInspect { name } => agent
+            .container_inspect(&name)
+            .map(|info| Response::Container { info }),
+        Request::ContainerPorts { name, filter } => filter
+            .map(|f| {
+                f.parse::<ExposedPorts>()
+                    .map_err(AgentError::from)
+                    .map(|e| (e.ports.lo, Some(e.proto)))
+            })
+            .transpose()
+            .and_then(|filter| agent.container_ports(&name, filter))
+            .map(|ports| Response::Ports { ports }),
     };
     result.unwrap_or_else(|e| Response::Error {
         message: e.to_string(),
@@ -236,13 +352,13 @@ fn parse(spec: &str) -> Result<PortSpec, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::fake::FakeDatapath;
+    use crate::{datapath::fake::FakeDatapath, host::fake::FakeHost};
 
     #[test]
     fn dispatch_reports_errors_as_messages_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
-        let mut agent = Agent::new(store, FakeDatapath::default()).unwrap();
+        let mut agent = Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap();
         let publish = |spec: &str| Request::Publish { spec: spec.into() };
         assert!(matches!(
             dispatch(&mut agent, publish("5000->10.0.0.2:80/udp")),

@@ -14,10 +14,15 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::PortSpec;
+use crate::{
+    model::{Container, Network},
+    spec::PortSpec,
+};
 
 /// Bumped when the file's meaning changes; older files are migrated or refused.
-pub const STATE_VERSION: u32 = 1;
+/// Version 1 (publications only) loads as version 2 with no networks or
+/// containers.
+pub const STATE_VERSION: u32 = 2;
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 
@@ -28,6 +33,10 @@ pub struct Publication {
     pub spec: PortSpec,
     /// Index into the per-publication counter map; unique among publications.
     pub stats_slot: u32,
+    /// The container (its `uid`) that published it with `-p`/`-P`; `None`
+    /// for `netagent publish`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u64>,
 }
 
 /// Everything the agent has been asked to do.
@@ -35,6 +44,10 @@ pub struct Publication {
 pub struct DesiredState {
     pub version: u32,
     pub publications: Vec<Publication>,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,21 +123,20 @@ impl StateStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(DesiredState {
                     version: STATE_VERSION,
-                    publications: Vec::new(),
+                    ..DesiredState::default()
                 });
             }
             Err(e) => return Err(io_err("reading", &path)(e)),
         };
-        let state: DesiredState =
+        let mut state: DesiredState =
             serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
                 path: path.clone(),
                 source,
             })?;
-        if state.version != STATE_VERSION {
-            return Err(StateError::Version {
-                path,
-                found: state.version,
-            });
+        match state.version {
+            1 => state.version = STATE_VERSION,
+            STATE_VERSION => {}
+            found => return Err(StateError::Version { path, found }),
         }
         Ok(state)
     }
@@ -155,6 +167,7 @@ mod tests {
         Publication {
             spec: spec.parse::<PortSpec>().unwrap(),
             stats_slot: slot,
+            owner: None,
         }
     }
 
@@ -169,10 +182,29 @@ mod tests {
                 publication("8080->10.0.0.2:80", 0),
                 publication("127.0.0.1:53->10.0.0.3:53/udp", 7),
             ],
+            ..DesiredState::default()
         };
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);
         assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn version_1_files_load_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        fs::write(
+            dir.path().join("state.json"),
+            br#"{"version": 1, "publications": [{"host_ip": "0.0.0.0", "host_port": 80,
+                "container_ip": "10.0.0.2", "container_port": 80, "proto": "tcp",
+                "stats_slot": 3}]}"#,
+        )
+        .unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.version, STATE_VERSION);
+        assert_eq!(state.publications.len(), 1);
+        assert_eq!(state.publications[0].owner, None);
+        assert!(state.networks.is_empty() && state.containers.is_empty());
     }
 
     #[test]

@@ -19,6 +19,8 @@ use bytemuck::{Pod, Zeroable};
 
 /// IANA protocol numbers we translate.
 pub const IPPROTO_TCP: u8 = 6;
+/// ICMP: echo requests and replies are masqueraded (identifier as port).
+pub const IPPROTO_ICMP: u8 = 1;
 /// See [`IPPROTO_TCP`].
 pub const IPPROTO_UDP: u8 = 17;
 
@@ -33,6 +35,44 @@ pub const MAX_PUBLICATIONS: u32 = 65_536;
 pub const MAX_FLOWS: u32 = 262_144;
 /// Capacity of the local-address map (wildcard host IP matching).
 pub const MAX_LOCAL_ADDRS: u32 = 4_096;
+/// Capacity of the endpoint maps (container interfaces and addresses).
+pub const MAX_ENDPOINTS: u32 = 16_384;
+/// Capacity of the masquerade (SNAT) LRU map: two entries per flow.
+pub const MAX_SNAT_ENTRIES: u32 = 262_144;
+/// Capacity of the masquerade-address map (one entry per served interface).
+pub const MAX_MASQ_IFACES: u32 = 256;
+/// Size of the events array. Larger than [`Event::Count`] so that adding an
+/// event never changes the map's layout (and never forces a rename).
+pub const EVENT_SLOTS: u32 = 64;
+
+/// Source ports masquerade hands out, inclusive. Above Linux's default
+/// ephemeral range (32768-60999), so a masqueraded flow never takes the
+/// tuple of a connection the host itself opens.
+pub const SNAT_PORT_MIN: u16 = 61_000;
+/// See [`SNAT_PORT_MIN`].
+pub const SNAT_PORT_MAX: u16 = 65_535;
+/// Idle time after which a masqueraded UDP flow's port may be reused.
+pub const SNAT_UDP_TIMEOUT_NS: u64 = 30_000_000_000;
+/// Idle time after which a masqueraded TCP flow with no FIN/RST seen may be
+/// reused (netfilter keeps established flows far longer; the LRU evicts
+/// under pressure anyway).
+pub const SNAT_TCP_TIMEOUT_NS: u64 = 7_200_000_000_000;
+/// Idle time after a FIN or RST, covering the peers' TIME_WAIT.
+pub const SNAT_TCP_CLOSING_TIMEOUT_NS: u64 = 120_000_000_000;
+
+/// [`NetPolicy::flags`] bit: the network is `--internal` (no traffic leaves
+/// its subnet).
+pub const NET_F_INTERNAL: u32 = 1;
+/// [`NetPolicy::flags`] bit: inter-container communication is off
+/// (`--icc=false`): endpoints of the network cannot reach each other.
+pub const NET_F_NO_ICC: u32 = 2;
+
+/// [`SnatKey::dir`]: the container's packet, before translation.
+pub const SNAT_DIR_OUT: u8 = 0;
+/// [`SnatKey::dir`]: the reply's tuple as it arrives (to the host address).
+pub const SNAT_DIR_REPLY: u8 = 1;
+/// [`SnatValue::flags`] bit: a FIN or RST was seen; shorter idle timeout.
+pub const SNAT_F_CLOSING: u8 = 1;
 
 /// Map names, as the kernel and bpftool show them and as they are pinned.
 /// At most 15 bytes: the kernel truncates longer names.
@@ -45,8 +85,16 @@ pub mod map_names {
     pub const LOCAL_ADDRS: &str = "NA_LOCAL4_V1";
     /// Per-CPU [`super::PubStats`] indexed by [`super::PubValue::stats_slot`].
     pub const PUB_STATS: &str = "NA_PUBSTAT_V1";
-    /// Per-CPU `u64` indexed by [`super::Event`].
-    pub const EVENTS: &str = "NA_EVENTS_V1";
+    /// Per-CPU `u64` indexed by [`super::Event`], [`super::EVENT_SLOTS`] long.
+    pub const EVENTS: &str = "NA_EVENTS_V2";
+    /// Host-side ifindex of a container interface -> [`super::NetPolicy`].
+    pub const ENDPOINT_IFACES: &str = "NA_EPIF4_V1";
+    /// Container IPv4 address (network order u32) -> [`super::NetPolicy`].
+    pub const ENDPOINT_ADDRS: &str = "NA_EPADDR4_V1";
+    /// [`super::SnatKey`] -> [`super::SnatValue`] (LRU): masquerade state.
+    pub const SNAT: &str = "NA_SNAT4_V1";
+    /// Served ifindex -> [`super::MasqAddr`]: the source masquerade uses there.
+    pub const MASQ_ADDRS: &str = "NA_MASQ4_V1";
 }
 
 /// Program names, as the kernel and bpftool show them (at most 15 bytes).
@@ -55,8 +103,11 @@ pub mod prog_names {
     pub const XDP_INGRESS: &str = "na_xdp_ingress";
     /// DNAT at TC ingress for what XDP deferred (CHECKSUM_PARTIAL packets).
     pub const TC_INGRESS: &str = "na_tc_ingress";
-    /// Reverse NAT of replies at TC egress, on the same interfaces.
+    /// Reverse NAT of replies and masquerade at TC egress, on the same
+    /// interfaces.
     pub const TC_EGRESS: &str = "na_tc_egress";
+    /// Isolation policy at TC ingress of a container's host-side veth.
+    pub const TC_FROM_CONTAINER: &str = "na_tc_from_ctr";
 }
 
 /// Publication lookup key: the address and port a client connects to.
@@ -134,6 +185,72 @@ pub struct LocalAddr {
 }
 const _: () = assert!(size_of::<LocalAddr>() == 4);
 
+/// A network's identity and policy, as the datapath checks it. The value of
+/// both endpoint maps: keyed by the host-side interface of a container
+/// (where the container's packets come from) and by the container's address
+/// (where they go to).
+///
+/// Two endpoints may talk when their `net_id`s are equal, unless the network
+/// has [`NET_F_NO_ICC`]. A packet from an endpoint of a [`NET_F_INTERNAL`]
+/// network may only go to `subnet_be/mask_be`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct NetPolicy {
+    /// The network's number, unique on this host, never 0.
+    pub net_id: u32,
+    /// [`NET_F_INTERNAL`] | [`NET_F_NO_ICC`].
+    pub flags: u32,
+    /// The network's subnet address, network order.
+    pub subnet_be: u32,
+    /// The network's netmask, network order.
+    pub mask_be: u32,
+}
+const _: () = assert!(size_of::<NetPolicy>() == 16);
+
+/// Masquerade state key: a packet's tuple as seen, plus which side it is.
+/// A flow has two entries: [`SNAT_DIR_OUT`] keyed by the container's
+/// original tuple, and [`SNAT_DIR_REPLY`] keyed by the reply's tuple (source
+/// = the remote peer, destination = the masquerade address and port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SnatKey {
+    pub src_addr_be: u32,
+    pub dst_addr_be: u32,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    /// [`SNAT_DIR_OUT`] or [`SNAT_DIR_REPLY`].
+    pub dir: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<SnatKey>() == 16);
+
+/// Masquerade state value: for an OUT entry the new source (masquerade
+/// address and port), for a REPLY entry the new destination (the
+/// container's address and port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SnatValue {
+    pub addr_be: u32,
+    pub port_be: u16,
+    /// [`SNAT_F_CLOSING`].
+    pub flags: u8,
+    pub _pad: u8,
+    /// `bpf_ktime_get_ns` of the flow's last packet in this entry's
+    /// direction (OUT packets refresh both entries).
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<SnatValue>() == 16);
+
+/// The address masquerade gives a container's packets leaving through a
+/// served interface: that interface's primary IPv4 address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct MasqAddr {
+    pub addr_be: u32,
+}
+const _: () = assert!(size_of::<MasqAddr>() == 4);
+
 /// Per-publication counters (per CPU; the agent sums them).
 /// "fwd" is client -> container, "rev" is container -> client.
 #[repr(C)]
@@ -172,9 +289,25 @@ pub enum Event {
     DropRewriteFailed = 7,
     /// A packet to 127.0.0.0/8 arrived on a served interface; never translated.
     PassLoopbackDst = 8,
-    /// Number of events: the size of the events array.
-    Count = 9,
+    /// Dropped: a container's packet to an endpoint of a network it is not on.
+    DropIsolation = 9,
+    /// Dropped: container to container inside a network with icc off.
+    DropIcc = 10,
+    /// Dropped: a packet leaving the subnet of an internal network.
+    DropInternal = 11,
+    /// A container's packet was masqueraded (SNAT) on its way out.
+    SnatOut = 12,
+    /// A reply to a masqueraded flow was translated back to the container.
+    SnatReply = 13,
+    /// Dropped: no masquerade port was free for a new flow.
+    DropSnatNoPort = 14,
+    /// A container's packet left a served interface with no IPv4 address to
+    /// masquerade to; passed untranslated.
+    PassNoMasqAddr = 15,
+    /// Number of events (at most [`EVENT_SLOTS`]).
+    Count = 16,
 }
+const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
 impl Event {
     /// Every event, in index order.
@@ -188,6 +321,13 @@ impl Event {
         Event::PassNotLocal,
         Event::DropRewriteFailed,
         Event::PassLoopbackDst,
+        Event::DropIsolation,
+        Event::DropIcc,
+        Event::DropInternal,
+        Event::SnatOut,
+        Event::SnatReply,
+        Event::DropSnatNoPort,
+        Event::PassNoMasqAddr,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -202,6 +342,13 @@ impl Event {
             Event::PassNotLocal => "pass_not_local",
             Event::DropRewriteFailed => "drop_rewrite_failed",
             Event::PassLoopbackDst => "pass_loopback_dst",
+            Event::DropIsolation => "drop_isolation",
+            Event::DropIcc => "drop_icc",
+            Event::DropInternal => "drop_internal",
+            Event::SnatOut => "masquerade",
+            Event::SnatReply => "masquerade_reply",
+            Event::DropSnatNoPort => "drop_masquerade_no_port",
+            Event::PassNoMasqAddr => "pass_no_masquerade_addr",
             Event::Count => "count",
         }
     }
@@ -217,4 +364,8 @@ mod user {
     unsafe impl aya::Pod for super::CtValue {}
     unsafe impl aya::Pod for super::LocalAddr {}
     unsafe impl aya::Pod for super::PubStats {}
+    unsafe impl aya::Pod for super::NetPolicy {}
+    unsafe impl aya::Pod for super::SnatKey {}
+    unsafe impl aya::Pod for super::SnatValue {}
+    unsafe impl aya::Pod for super::MasqAddr {}
 }

@@ -12,6 +12,8 @@ mod ct;
 mod maps;
 mod nat;
 mod parse;
+mod policy;
+mod snat;
 mod stats;
 mod tc;
 mod xdp;
@@ -33,10 +35,16 @@ pub fn na_tc_ingress(ctx: TcContext) -> i32 {
     tc::ingress(&ctx)
 }
 
-/// Reverse NAT of container replies.
+/// Reverse NAT of container replies, masquerade of container traffic.
 #[classifier]
 pub fn na_tc_egress(ctx: TcContext) -> i32 {
     tc::egress(&ctx)
+}
+
+/// Isolation between networks, on a container's host-side interface.
+#[classifier]
+pub fn na_tc_from_ctr(ctx: TcContext) -> i32 {
+    tc::from_container(&ctx)
 }
 
 #[cfg(not(test))]

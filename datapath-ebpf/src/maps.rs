@@ -8,8 +8,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use datapath_common::{
-    CtKey, CtValue, Event, LocalAddr, MAX_FLOWS, MAX_LOCAL_ADDRS, MAX_PUBLICATIONS, PubKey,
-    PubStats, PubValue,
+    CtKey, CtValue, EVENT_SLOTS, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS, MAX_LOCAL_ADDRS,
+    MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, NetPolicy, PubKey, PubStats,
+    PubValue, SnatKey, SnatValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -33,4 +34,23 @@ pub static NA_PUBSTAT_V1: PerCpuArray<PubStats, { MAX_PUBLICATIONS as usize }> =
 
 /// Datapath event counters, indexed by `Event`.
 #[btf_map]
-pub static NA_EVENTS_V1: PerCpuArray<u64, { Event::Count as usize }> = PerCpuArray::new();
+pub static NA_EVENTS_V2: PerCpuArray<u64, { EVENT_SLOTS as usize }> = PerCpuArray::new();
+
+/// Container interfaces by host-side ifindex: the network a packet coming
+/// out of a container belongs to. Written only by the agent.
+#[btf_map]
+pub static NA_EPIF4_V1: HashMap<u32, NetPolicy, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Container addresses (network order): the network a destination (or a
+/// masquerade candidate source) belongs to. Written only by the agent.
+#[btf_map]
+pub static NA_EPADDR4_V1: HashMap<u32, NetPolicy, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Masquerade flows, both directions (see `SnatKey`). Written by TC egress.
+#[btf_map]
+pub static NA_SNAT4_V1: LruHashMap<SnatKey, SnatValue, { MAX_SNAT_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Masquerade source address per served interface. Written only by the agent.
+#[btf_map]
+pub static NA_MASQ4_V1: HashMap<u32, MasqAddr, { MAX_MASQ_IFACES as usize }> = HashMap::new();

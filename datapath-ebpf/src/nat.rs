@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! Publication lookup (forward DNAT decision).
 
-use datapath_common::{Event, PubKey, PubValue};
+use datapath_common::{Event, IPPROTO_ICMP, PubKey, PubValue};
 
 use crate::{
     maps::{NA_LOCAL4_V1, NA_PUB4_V1},
@@ -19,6 +19,10 @@ use crate::{
 /// reachable from another host (Docker #45610).
 #[inline(always)]
 pub fn lookup(pkt: &Packet) -> Option<PubValue> {
+    if pkt.proto == IPPROTO_ICMP {
+        // Nothing is published for ICMP (echo is parsed for masquerade).
+        return None;
+    }
     if pkt.daddr.to_ne_bytes()[0] == 127 {
         stats::count(Event::PassLoopbackDst);
         return None;

@@ -4,12 +4,12 @@
 
 use datapath_common::Event;
 
-use crate::maps::{NA_EVENTS_V1, NA_PUBSTAT_V1};
+use crate::maps::{NA_EVENTS_V2, NA_PUBSTAT_V1};
 
 /// Counts one occurrence of `event`.
 #[inline(always)]
 pub fn count(event: Event) {
-    if let Some(p) = NA_EVENTS_V1.get_ptr_mut(event as u32) {
+    if let Some(p) = NA_EVENTS_V2.get_ptr_mut(event as u32) {
         // SAFETY: the pointer is this CPU's slot; no other writer exists.
         unsafe { *p += 1 };
     }

@@ -15,11 +15,14 @@ use aya_ebpf::{
     cty::c_long,
     programs::TcContext,
 };
-use datapath_common::{Event, IPPROTO_UDP, XDP_TRANSLATED_MARK};
+use datapath_common::{Event, IPPROTO_ICMP, IPPROTO_UDP, XDP_TRANSLATED_MARK};
 
 use crate::{
-    ct, nat,
+    ct,
+    maps::{NA_EPADDR4_V1, NA_MASQ4_V1},
+    nat,
     parse::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, MAX_HDR_LEN, Packet, parse},
+    policy, snat,
     stats::{self, Direction},
 };
 
@@ -65,7 +68,8 @@ fn translated_by_xdp(ctx: &TcContext) -> bool {
 }
 
 /// DNAT at TC ingress for packets XDP left alone (see `csum::partial_seed`),
-/// or all of them where no XDP runs (the mark is missing then).
+/// or all of them where no XDP runs (the mark is missing then); and replies
+/// to masqueraded flows back to their container.
 #[inline(always)]
 pub fn ingress(ctx: &TcContext) -> i32 {
     if translated_by_xdp(ctx) {
@@ -75,7 +79,7 @@ pub fn ingress(ctx: &TcContext) -> i32 {
         return PASS;
     };
     let Some(target) = nat::lookup(&pkt) else {
-        return PASS;
+        return masquerade_reply(ctx, &pkt);
     };
     let rewrite = Rewrite::destination(&pkt, target.addr_be, target.port_be);
     if !rewrite.apply_or_count(ctx, &pkt) {
@@ -87,15 +91,32 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     PASS
 }
 
-/// Reverse NAT at TC egress: a reply from a container endpoint to a tracked
-/// client gets the published address and port as its source.
+/// A reply to a masqueraded flow gets the container's address and port as
+/// its destination; anything else passes untouched.
+#[inline(always)]
+fn masquerade_reply(ctx: &TcContext, pkt: &Packet) -> i32 {
+    let Some(to) = snat::reply(pkt) else {
+        return PASS;
+    };
+    let rewrite = Rewrite::destination(pkt, to.addr_be, to.port_be);
+    if !rewrite.apply_or_count(ctx, pkt) {
+        return DROP;
+    }
+    stats::count(Event::SnatReply);
+    PASS
+}
+
+/// TC egress: a reply from a container endpoint to a tracked client gets
+/// the published address and port as its source (so published-port flows
+/// keep the client's real address on the container side); any other
+/// packet from a container is masqueraded.
 #[inline(always)]
 pub fn egress(ctx: &TcContext) -> i32 {
     let Some(pkt) = parse_skb(ctx) else {
         return PASS;
     };
     let Some(orig) = ct::lookup_reply(&pkt) else {
-        return PASS;
+        return masquerade(ctx, &pkt);
     };
     let rewrite = Rewrite::source(&pkt, orig.orig_addr_be, orig.orig_port_be);
     if !rewrite.apply_or_count(ctx, &pkt) {
@@ -104,6 +125,45 @@ pub fn egress(ctx: &TcContext) -> i32 {
     stats::count(Event::RevNat);
     stats::count_publication(orig.stats_slot, Direction::Reverse, u64::from(pkt.ip_len));
     PASS
+}
+
+/// SNAT of a container's packet leaving through this interface: source
+/// becomes the interface's masquerade address and a flow port. Packets not
+/// from a container endpoint pass untouched.
+#[inline(always)]
+fn masquerade(ctx: &TcContext, pkt: &Packet) -> i32 {
+    // SAFETY: presence is all we read.
+    if unsafe { NA_EPADDR4_V1.get(&pkt.saddr) }.is_none() {
+        return PASS;
+    }
+    let skb = ctx.as_ptr() as *const __sk_buff;
+    // SAFETY: reading a context field (the egress device).
+    let ifindex = unsafe { (*skb).ifindex };
+    // SAFETY: copied out at once.
+    let Some(masq) = (unsafe { NA_MASQ4_V1.get(&ifindex) }).copied() else {
+        stats::count(Event::PassNoMasqAddr);
+        return PASS;
+    };
+    let Some(source) = snat::outbound(pkt, masq.addr_be) else {
+        stats::count(Event::DropSnatNoPort);
+        return DROP;
+    };
+    let rewrite = Rewrite::source(pkt, source.addr_be, source.port_be);
+    if !rewrite.apply_or_count(ctx, pkt) {
+        return DROP;
+    }
+    stats::count(Event::SnatOut);
+    PASS
+}
+
+/// TC ingress on a container's host-side interface: the isolation policy.
+#[inline(always)]
+pub fn from_container(ctx: &TcContext) -> i32 {
+    if policy::from_container(ctx) {
+        PASS
+    } else {
+        DROP
+    }
 }
 
 /// One address and one port replaced, with every checksum that covers them.
@@ -122,7 +182,7 @@ impl Rewrite {
     fn destination(pkt: &Packet, addr: u32, port: u16) -> Self {
         Self {
             addr_off: IP_DST_OFF,
-            port_off: pkt.l4_off + 2,
+            port_off: pkt.dport_off,
             old_addr: pkt.daddr,
             new_addr: addr,
             old_port: pkt.dport,
@@ -135,7 +195,7 @@ impl Rewrite {
     fn source(pkt: &Packet, addr: u32, port: u16) -> Self {
         Self {
             addr_off: IP_SRC_OFF,
-            port_off: pkt.l4_off,
+            port_off: pkt.sport_off,
             old_addr: pkt.saddr,
             new_addr: addr,
             old_port: pkt.sport,
@@ -163,12 +223,15 @@ impl Rewrite {
         } else {
             0
         };
-        ctx.l4_csum_replace(
-            pkt.l4_csum_off,
-            u64::from(self.old_addr),
-            u64::from(self.new_addr),
-            u64::from(BPF_F_PSEUDO_HDR) | mangled0 | 4,
-        )?;
+        // The ICMP checksum has no pseudo-header: addresses are not in it.
+        if pkt.proto != IPPROTO_ICMP {
+            ctx.l4_csum_replace(
+                pkt.l4_csum_off,
+                u64::from(self.old_addr),
+                u64::from(self.new_addr),
+                u64::from(BPF_F_PSEUDO_HDR) | mangled0 | 4,
+            )?;
+        }
         ctx.l4_csum_replace(
             pkt.l4_csum_off,
             u64::from(self.old_port),

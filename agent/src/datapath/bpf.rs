@@ -3,7 +3,10 @@
 //!
 //! Pin layout under `<bpffs>` (default `/sys/fs/bpf/netagent`):
 //! - `maps/<MAP_NAME>`: every map of `datapath_common::map_names`;
-//! - `links/<iface>/{xdp,tc_ingress,tc_egress}`: the program links.
+//! - `links/<iface>/{xdp,tc_ingress,tc_egress}`: the program links on
+//!   served interfaces;
+//! - `eplinks/<host_ifname>`: the isolation program's link on a
+//!   container's host-side interface.
 //!
 //! Pins are what let the datapath outlive the agent: a restarted agent
 //! reopens the maps (keeping publications, counters and conntrack) and
@@ -28,9 +31,12 @@ use aya::{
     },
 };
 use datapath_common::{
-    Event, LocalAddr, PubKey, PubStats, PubValue,
-    map_names::{CONNTRACK, EVENTS, LOCAL_ADDRS, PUB_STATS, PUBLICATIONS},
-    prog_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS},
+    Event, LocalAddr, MasqAddr, NetPolicy, PubKey, PubStats, PubValue,
+    map_names::{
+        CONNTRACK, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS, MASQ_ADDRS, PUB_STATS,
+        PUBLICATIONS, SNAT,
+    },
+    prog_names::{TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
 use tracing::{info, warn};
 
@@ -41,7 +47,17 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 5] = [PUBLICATIONS, CONNTRACK, LOCAL_ADDRS, PUB_STATS, EVENTS];
+pub const MAP_NAMES: [&str; 9] = [
+    PUBLICATIONS,
+    CONNTRACK,
+    LOCAL_ADDRS,
+    PUB_STATS,
+    EVENTS,
+    ENDPOINT_IFACES,
+    ENDPOINT_ADDRS,
+    SNAT,
+    MASQ_ADDRS,
+];
 
 /// How the XDP program is attached (`netagent daemon --xdp-mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +133,11 @@ impl PinDir {
         self.maps().join(name)
     }
 
+    /// Where endpoint (container interface) links are pinned.
+    pub fn endpoint_links(&self) -> PathBuf {
+        self.root.join("eplinks")
+    }
+
     pub fn links(&self) -> PathBuf {
         self.root.join("links")
     }
@@ -135,8 +156,14 @@ pub struct BpfDatapath {
     local_addrs: HashMap<MapData, u32, LocalAddr>,
     pub_stats: PerCpuArray<MapData, PubStats>,
     events: PerCpuArray<MapData, u64>,
+    endpoint_ifaces: HashMap<MapData, u32, NetPolicy>,
+    endpoint_addrs: HashMap<MapData, u32, NetPolicy>,
+    masq_addrs: HashMap<MapData, u32, MasqAddr>,
     /// Held so their descriptors stay open while the agent runs.
     links: Vec<PinnedLink>,
+    /// The same for endpoint links, by host-side interface name, so a
+    /// detach can let go of the descriptor too.
+    endpoint_links: std::collections::HashMap<String, PinnedLink>,
 }
 
 impl BpfDatapath {
@@ -167,7 +194,7 @@ impl BpfDatapath {
             .map_err(prog_err(format!(
                 "loading program {XDP_INGRESS} (verifier)"
             )))?;
-        for name in [TC_INGRESS, TC_EGRESS] {
+        for name in [TC_INGRESS, TC_EGRESS, TC_FROM_CONTAINER] {
             program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
                 .map_err(prog_err(format!("loading program {name} (verifier)")))?;
@@ -180,6 +207,11 @@ impl BpfDatapath {
         let local_addrs = HashMap::try_from(take(LOCAL_ADDRS)?).map_err(map_err(LOCAL_ADDRS))?;
         let pub_stats = PerCpuArray::try_from(take(PUB_STATS)?).map_err(map_err(PUB_STATS))?;
         let events = PerCpuArray::try_from(take(EVENTS)?).map_err(map_err(EVENTS))?;
+        let endpoint_ifaces =
+            HashMap::try_from(take(ENDPOINT_IFACES)?).map_err(map_err(ENDPOINT_IFACES))?;
+        let endpoint_addrs =
+            HashMap::try_from(take(ENDPOINT_ADDRS)?).map_err(map_err(ENDPOINT_ADDRS))?;
+        let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
         Ok(Self {
             ebpf,
             pins,
@@ -187,7 +219,11 @@ impl BpfDatapath {
             local_addrs,
             pub_stats,
             events,
+            endpoint_ifaces,
+            endpoint_addrs,
+            masq_addrs,
             links: Vec::new(),
+            endpoint_links: std::collections::HashMap::new(),
         })
     }
 
@@ -244,19 +280,7 @@ impl BpfDatapath {
                         .map_err(prog_err(format!("replacing {name} on {iface}")))?;
                     Ok(())
                 },
-                |tc| {
-                    let id = tc
-                        .attach(
-                            c_iface,
-                            TcAttach::Tcx {
-                                attach_type,
-                                order: LinkOrder::default(),
-                            },
-                        )
-                        .map_err(prog_err(format!("attaching {name} (TCX) to {iface}")))?;
-                    let link = tc.take_link(id).map_err(prog_err("taking TC link"))?;
-                    FdLink::try_from(link).map_err(|e| DatapathError::Other(e.to_string()))
-                },
+                |tc| attach_tcx(tc, name, iface, c_iface, attach_type),
             )?;
             self.links.push(link);
         }
@@ -397,7 +421,7 @@ fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
 /// first, so one stuck pin does not hide the others.
 pub fn teardown(pins: &PinDir) -> Result<(), DatapathError> {
     let mut errors = Vec::new();
-    for dir in [pins.links(), pins.maps()] {
+    for dir in [pins.links(), pins.endpoint_links(), pins.maps()] {
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -433,13 +457,11 @@ impl Datapath for BpfDatapath {
     }
 
     fn remove_publication(&mut self, key: &PubKey) -> Result<(), DatapathError> {
-        match self.publications.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(())
-            }
-            Err(e) => Err(map_err("removing from the publication map")(e)),
-        }
+        remove_key(
+            &mut self.publications,
+            key,
+            "removing from the publication map",
+        )
     }
 
     fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError> {
@@ -508,4 +530,167 @@ impl Datapath for BpfDatapath {
         }
         Ok(())
     }
+
+    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        let wanted: std::collections::HashMap<u32, MasqAddr> = addrs
+            .iter()
+            .map(|(ifindex, ip)| {
+                let addr_be = u32::from_ne_bytes(ip.octets());
+                (*ifindex, MasqAddr { addr_be })
+            })
+            .collect();
+        let present = self
+            .masq_addrs
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the masquerade-address map"))?;
+        for key in present.iter().filter(|k| !wanted.contains_key(k)) {
+            remove_key(
+                &mut self.masq_addrs,
+                key,
+                "pruning the masquerade-address map",
+            )?;
+        }
+        for (ifindex, addr) in wanted {
+            self.masq_addrs
+                .insert(&ifindex, &addr, 0)
+                .map_err(map_err("writing the masquerade-address map"))?;
+        }
+        Ok(())
+    }
+
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError> {
+        self.endpoint_ifaces
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the endpoint-interface map"))
+    }
+
+    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError> {
+        self.endpoint_ifaces
+            .insert(&ifindex, net, 0)
+            .map_err(map_err("writing the endpoint-interface map"))
+    }
+
+    fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        remove_key(
+            &mut self.endpoint_ifaces,
+            &ifindex,
+            "removing from the endpoint-interface map",
+        )
+    }
+
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError> {
+        self.endpoint_addrs
+            .iter()
+            .map(|r| r.map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the endpoint-address map"))
+    }
+
+    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError> {
+        self.endpoint_addrs
+            .insert(&u32::from_ne_bytes(addr.octets()), net, 0)
+            .map_err(map_err("writing the endpoint-address map"))
+    }
+
+    fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError> {
+        remove_key(
+            &mut self.endpoint_addrs,
+            &u32::from_ne_bytes(addr.octets()),
+            "removing from the endpoint-address map",
+        )
+    }
+
+    fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        let c_iface = CString::new(host_ifname)
+            .map_err(|_| DatapathError::Other(format!("bad interface name {host_ifname:?}")))?;
+        let dir = self.pins.endpoint_links();
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_FROM_CONTAINER)?;
+        let link = attach_pinned(
+            &dir.join(host_ifname),
+            tc,
+            |tc, fd| {
+                let link = SchedClassifierLink::try_from(fd)
+                    .map_err(|e| DatapathError::Other(e.to_string()))?;
+                tc.attach_to_link(link).map_err(prog_err(format!(
+                    "replacing {TC_FROM_CONTAINER} on {host_ifname}"
+                )))?;
+                Ok(())
+            },
+            |tc| {
+                attach_tcx(
+                    tc,
+                    TC_FROM_CONTAINER,
+                    host_ifname,
+                    &c_iface,
+                    TcAttachType::Ingress,
+                )
+            },
+        )?;
+        self.endpoint_links.insert(host_ifname.to_owned(), link);
+        Ok(())
+    }
+
+    fn detach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        let pin = self.pins.endpoint_links().join(host_ifname);
+        match fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("unpinning {}", pin.display()))(e)),
+        }
+        // Our own descriptor on the link would keep it attached: drop it.
+        self.endpoint_links.remove(host_ifname);
+        Ok(())
+    }
+
+    fn attached_endpoints(&self) -> Result<Vec<String>, DatapathError> {
+        let dir = self.pins.endpoint_links();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
+        };
+        entries
+            .map(|e| {
+                e.map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map_err(io_err("reading endpoint link pins"))
+            })
+            .collect()
+    }
+}
+
+/// Removes `key` from a hash map; an absent key is not an error.
+fn remove_key<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
+    op: &'static str,
+) -> Result<(), DatapathError> {
+    match map.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(map_err(op)(e)),
+    }
+}
+
+/// Attaches a TC program with TCX and returns its link, ready to pin.
+fn attach_tcx(
+    tc: &mut SchedClassifier,
+    name: &str,
+    iface: &str,
+    c_iface: &CStr,
+    attach_type: TcAttachType,
+) -> Result<FdLink, DatapathError> {
+    let id = tc
+        .attach(
+            c_iface,
+            TcAttach::Tcx {
+                attach_type,
+                order: LinkOrder::default(),
+            },
+        )
+        .map_err(prog_err(format!("attaching {name} (TCX) to {iface}")))?;
+    let link = tc.take_link(id).map_err(prog_err("taking TC link"))?;
+    FdLink::try_from(link).map_err(|e| DatapathError::Other(e.to_string()))
 }

@@ -1,9 +1,12 @@
 //! An in-memory [`Datapath`] for tests, with a settable capacity so "map
 //! full" paths can be exercised.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
-use datapath_common::{Event, PubKey, PubStats, PubValue};
+use datapath_common::{Event, NetPolicy, PubKey, PubStats, PubValue};
 
 use super::{Datapath, DatapathError};
 
@@ -12,6 +15,11 @@ pub struct FakeDatapath {
     pub publications: BTreeMap<(u32, u16, u8), PubValue>,
     pub stats: BTreeMap<u32, PubStats>,
     pub local_addrs: Vec<(Ipv4Addr, u32)>,
+    pub masq_addrs: Vec<(u32, Ipv4Addr)>,
+    pub endpoint_ifaces: BTreeMap<u32, NetPolicy>,
+    pub endpoint_addrs: BTreeMap<Ipv4Addr, NetPolicy>,
+    /// Host-side interfaces with the isolation program attached.
+    pub attached: BTreeSet<String>,
     /// Maximum number of publications; `None` = unlimited.
     pub capacity: Option<usize>,
     /// When set, every write fails (simulates a broken kernel map).
@@ -78,6 +86,65 @@ impl Datapath for FakeDatapath {
 
     fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
         self.local_addrs = addrs.to_vec();
+        Ok(())
+    }
+
+    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        self.masq_addrs = addrs.to_vec();
+        Ok(())
+    }
+
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError> {
+        Ok(self.endpoint_ifaces.iter().map(|(&k, &v)| (k, v)).collect())
+    }
+
+    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError> {
+        self.check_writes()?;
+        self.endpoint_ifaces.insert(ifindex, *net);
+        Ok(())
+    }
+
+    fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.endpoint_ifaces.remove(&ifindex);
+        Ok(())
+    }
+
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError> {
+        Ok(self.endpoint_addrs.iter().map(|(&k, &v)| (k, v)).collect())
+    }
+
+    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError> {
+        self.check_writes()?;
+        self.endpoint_addrs.insert(addr, *net);
+        Ok(())
+    }
+
+    fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError> {
+        self.endpoint_addrs.remove(&addr);
+        Ok(())
+    }
+
+    fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        self.check_writes()?;
+        self.attached.insert(host_ifname.to_owned());
+        Ok(())
+    }
+
+    fn detach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
+        self.attached.remove(host_ifname);
+        Ok(())
+    }
+
+    fn attached_endpoints(&self) -> Result<Vec<String>, DatapathError> {
+        Ok(self.attached.iter().cloned().collect())
+    }
+}
+
+impl FakeDatapath {
+    fn check_writes(&self) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(DatapathError::Other("injected write failure".into()));
+        }
         Ok(())
     }
 }

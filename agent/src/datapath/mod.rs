@@ -6,7 +6,7 @@ pub mod fake;
 
 use std::net::Ipv4Addr;
 
-use datapath_common::{Event, PubKey, PubStats, PubValue};
+use datapath_common::{Event, NetPolicy, PubKey, PubStats, PubValue};
 
 /// Errors from the datapath. `op` names what was being done. Sources are
 /// boxed: aya's errors are large and these travel up every call.
@@ -57,4 +57,24 @@ pub trait Datapath: Send {
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError>;
     /// Makes the local-address map hold exactly `addrs` (address, ifindex).
     fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError>;
+    /// Makes the masquerade-address map hold exactly `addrs` (served
+    /// ifindex, the address masquerade uses there).
+    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+    /// Container interfaces (host-side ifindex) and their network.
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError>;
+    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError>;
+    /// Removing an absent entry is not an error.
+    fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError>;
+    /// Container addresses and their network.
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError>;
+    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError>;
+    /// Removing an absent entry is not an error.
+    fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError>;
+    /// Attaches the isolation program to a container's host-side interface
+    /// (pinned, so it outlives the agent); attaching twice is a no-op.
+    fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
+    /// Detaches it; an interface already gone is not an error.
+    fn detach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
+    /// Host-side interfaces the isolation program is attached to.
+    fn attached_endpoints(&self) -> Result<Vec<String>, DatapathError>;
 }

@@ -1,0 +1,1157 @@
+//! Networks and containers: what `netagent network ...` and `netagent
+//! container ...` do, on top of the publication logic in agent.rs.
+//!
+//! Every operation follows one pattern: check everything first (names,
+//! addresses, ports), then make the kernel objects (interfaces, map
+//! entries, port reservations), undoing them if a later step fails, and
+//! write the state file last. A crash between the kernel steps and the
+//! state write leaves objects the state does not name; the next start's
+//! [`Agent::reconcile_networks`] collects them (every interface netagent
+//! makes carries its prefix). So an error changes nothing, and a crash
+//! loses nothing that was acknowledged.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::{
+    agent::{Agent, AgentError, host_port, pub_key, pub_value},
+    datapath::Datapath,
+    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, IFACE_PREFIX},
+    ipam::{self, NetworkIpam},
+    model::{
+        Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkMode, random_id,
+        valid_container_name, valid_network_name,
+    },
+    portmap::{ExposedPorts, HostChoice, PortMapping},
+    spec::{PortSpec, Proto},
+    state::Publication,
+};
+
+/// Prefix of endpoint veths (host side) and of bridges.
+const VETH_PREFIX: &str = "na-v";
+const BRIDGE_PREFIX: &str = "na-br";
+/// `statfs` magic of nsfs: what a network namespace file is.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Refusals, with Docker's wording where users know it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetError {
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidNetworkName(String),
+    #[error(
+        "error while removing network: network {name} id {id} has active endpoints ({containers})"
+    )]
+    NetworkInUse {
+        name: String,
+        id: String,
+        containers: String,
+    },
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("plugin \"{0}\" not found: only the bridge driver is available")]
+    Driver(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidContainerName(String),
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse { name: String, id: String },
+    #[error("conflicting options: {0} and the container type network mode")]
+    JoinedConflict(&'static str),
+    #[error(
+        "container sharing network namespace with another container or host cannot be connected to any other network"
+    )]
+    JoinedConnect,
+    #[error("cannot join container {0}: it is the container being attached")]
+    JoinSelf(String),
+    #[error(
+        "container {name} has containers joined to its network stack ({joined}); detach them first"
+    )]
+    HasJoined { name: String, joined: String },
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    #[error("user specified IP address is supported on user defined networks only")]
+    StaticIpOnDefault,
+    #[error("network-scoped alias is supported only for containers in user defined networks")]
+    AliasOnDefault,
+    #[error("container {container} cannot publish ports: network {network} is internal")]
+    InternalPublish { container: String, network: String },
+    #[error(
+        "container {container} publishes ports through network {network}, its only network with outside access; detach the container instead"
+    )]
+    LastPublishingNetwork { container: String, network: String },
+    #[error("No public port '{port}' published for {container}")]
+    NoPublicPort { port: String, container: String },
+    #[error("all ports are allocated (no free {proto} port in {lo}-{hi} on {ip})")]
+    AllPortsAllocated {
+        ip: Ipv4Addr,
+        lo: u16,
+        hi: u16,
+        proto: Proto,
+    },
+    #[error("network namespace {path}: {reason}")]
+    Netns { path: PathBuf, reason: String },
+    #[error(
+        "network namespace {path} is already attached as container {container}; use --network container:{container} to share it"
+    )]
+    NetnsInUse { path: PathBuf, container: String },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `netagent network create`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default = "default_true")]
+    pub icc: bool,
+    pub driver: Option<String>,
+}
+
+/// `netagent container attach`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerAttach {
+    pub name: String,
+    pub netns: PathBuf,
+    /// A network name, `container:OTHER`, or `None` for the default network.
+    pub network: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `-p` values as typed.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` values as typed.
+    #[serde(default)]
+    pub expose: Vec<String>,
+}
+
+/// One container's endpoint on a network, for `network inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkMember {
+    pub container: String,
+    pub endpoint: Endpoint,
+}
+
+/// `netagent network inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub network: Network,
+    pub members: Vec<NetworkMember>,
+}
+
+/// `netagent container inspect` / `ls`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub container: Container,
+    /// For a joined container, whose network stack it uses.
+    pub joined_to: Option<String>,
+    /// Its endpoints, or for a joined container, those it shares.
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<PortSpec>,
+}
+
+/// What [`Agent::reconcile_networks`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NetReconcileReport {
+    pub recreated_endpoints: usize,
+    pub missing_endpoints: usize,
+    pub collected: usize,
+}
+
+/// Whether `path` is a network namespace file.
+fn check_netns(path: &Path) -> Result<(), NetError> {
+    let err = |reason: String| NetError::Netns {
+        path: path.to_owned(),
+        reason,
+    };
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| err("bad path".into()))?;
+    // SAFETY: statfs into a zeroed struct with a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(err(std::io::Error::last_os_error().to_string()));
+    }
+    if st.f_type as i64 != NSFS_MAGIC {
+        return Err(err(
+            "not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl<D: Datapath, H: Host> Agent<D, H> {
+    fn network(&self, name: &str) -> Result<&Network, NetError> {
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| NetError::NoSuchNetwork(name.to_owned()))
+    }
+
+    fn container(&self, name: &str) -> Result<&Container, NetError> {
+        self.state
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| NetError::NoSuchContainer(name.to_owned()))
+    }
+
+    /// Subnets in use: networks and host routes (default routes aside).
+    fn taken_subnets(&mut self) -> Result<Vec<(Ipv4Net, String)>, AgentError> {
+        let mut taken: Vec<(Ipv4Net, String)> = self
+            .state
+            .networks
+            .iter()
+            .map(|n| (n.ipam.subnet, format!("network {}", n.name)))
+            .collect();
+        let bridges: BTreeSet<Ipv4Net> =
+            self.state.networks.iter().map(|n| n.ipam.subnet).collect();
+        // Our own bridges' routes are the networks above.
+        taken.extend(
+            self.host
+                .routes()?
+                .into_iter()
+                .filter(|(net, _)| !bridges.contains(net)),
+        );
+        Ok(taken)
+    }
+
+    /// Creates the default `bridge` network if the state has none.
+    pub fn ensure_default_network(&mut self) -> Result<(), AgentError> {
+        if self
+            .state
+            .networks
+            .iter()
+            .any(|n| n.name == DEFAULT_NETWORK)
+        {
+            return Ok(());
+        }
+        let network = self.network_create(NetworkCreate {
+            name: DEFAULT_NETWORK.into(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            icc: true,
+            driver: None,
+        })?;
+        info!(subnet = %network.ipam.subnet, "created the default network");
+        Ok(())
+    }
+
+    pub fn network_create(&mut self, req: NetworkCreate) -> Result<Network, AgentError> {
+        if !valid_network_name(&req.name) {
+            return Err(NetError::InvalidNetworkName(req.name).into());
+        }
+        if self.network(&req.name).is_ok() {
+            return Err(NetError::NetworkExists(req.name).into());
+        }
+        let driver = req.driver.unwrap_or_else(|| "bridge".into());
+        if driver != "bridge" {
+            return Err(NetError::Driver(driver).into());
+        }
+        let taken = self.taken_subnets()?;
+        let subnet = match req.subnet {
+            Some(subnet) => {
+                ipam::check_free(subnet, &taken)?;
+                subnet
+            }
+            None => ipam::pick_subnet(&taken)?,
+        };
+        let ipam = NetworkIpam::new(subnet, req.gateway, req.ip_range)?;
+        let used: BTreeSet<u32> = self.state.networks.iter().map(|n| n.net_id).collect();
+        let net_id = (1..)
+            .find(|i| !used.contains(i))
+            .expect("fewer than 2^32 networks");
+        let id = random_id();
+        let bridge = if req.name == DEFAULT_NETWORK {
+            DEFAULT_BRIDGE.to_owned()
+        } else {
+            format!("{BRIDGE_PREFIX}-{}", &id[..9])
+        };
+        let network = Network {
+            name: req.name,
+            id,
+            net_id,
+            driver,
+            bridge,
+            internal: req.internal,
+            icc: req.icc,
+            ipam,
+        };
+        self.host.ensure_bridge(&bridge_config(&network))?;
+        let mut next = self.state.clone();
+        next.networks.push(network.clone());
+        if let Err(e) = self.store.save(&next) {
+            let _ = self.host.remove_bridge(&network.bridge);
+            return Err(e.into());
+        }
+        self.state = next;
+        info!(name = %network.name, subnet = %network.ipam.subnet, "network created");
+        Ok(network)
+    }
+
+    pub fn network_rm(&mut self, name: &str) -> Result<Network, AgentError> {
+        let network = self.network(name)?.clone();
+        if network.name == DEFAULT_NETWORK {
+            return Err(NetError::Predefined(network.name).into());
+        }
+        let members = self.members(name);
+        if !members.is_empty() {
+            return Err(NetError::NetworkInUse {
+                name: network.name,
+                id: network.id,
+                containers: members
+                    .iter()
+                    .map(|m| m.container.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into());
+        }
+        let mut next = self.state.clone();
+        next.networks.retain(|n| n.name != name);
+        self.store.save(&next)?;
+        if let Err(e) = self.host.remove_bridge(&network.bridge) {
+            // Not named by the state any more: the next start collects it.
+            warn!(bridge = %network.bridge, error = %e, "removing a network's bridge");
+        }
+        self.state = next;
+        info!(name, "network removed");
+        Ok(network)
+    }
+
+    pub fn network_list(&self) -> Vec<Network> {
+        let mut list = self.state.networks.clone();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    fn members(&self, network: &str) -> Vec<NetworkMember> {
+        self.state
+            .containers
+            .iter()
+            .flat_map(|c| {
+                c.endpoints()
+                    .iter()
+                    .filter(|e| e.network == network)
+                    .map(|e| NetworkMember {
+                        container: c.name.clone(),
+                        endpoint: e.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    pub fn network_inspect(&self, name: &str) -> Result<NetworkInfo, AgentError> {
+        Ok(NetworkInfo {
+            network: self.network(name)?.clone(),
+            members: self.members(name),
+        })
+    }
+
+    /// Makes one endpoint: the veth pair, the isolation program, and the
+    /// endpoint map entries. Nothing of it is left behind on error.
+    fn create_endpoint(
+        &mut self,
+        container: &Container,
+        network: &Network,
+        ip: Ipv4Addr,
+        ifname: String,
+        default_route: bool,
+        aliases: Vec<String>,
+    ) -> Result<(Endpoint, u32), AgentError> {
+        let host_ifname = format!("{VETH_PREFIX}{}", &random_id()[..11]);
+        let link = self.host.add_endpoint(&EndpointConfig {
+            host_ifname: host_ifname.clone(),
+            bridge: network.bridge.clone(),
+            netns: container.netns.clone(),
+            ifname: ifname.clone(),
+            ip,
+            prefix_len: network.ipam.subnet.prefix_len(),
+            default_gateway: default_route.then_some(network.ipam.gateway),
+        })?;
+        let endpoint = Endpoint {
+            network: network.name.clone(),
+            ifname,
+            host_ifname,
+            ip,
+            mac: link.mac,
+            aliases,
+        };
+        if let Err(e) = self.program_endpoint(&endpoint, link.host_ifindex, network) {
+            self.destroy_endpoint(&endpoint, Some(link.host_ifindex));
+            return Err(e);
+        }
+        Ok((endpoint, link.host_ifindex))
+    }
+
+    /// The datapath side of an endpoint (idempotent).
+    fn program_endpoint(
+        &mut self,
+        endpoint: &Endpoint,
+        host_ifindex: u32,
+        network: &Network,
+    ) -> Result<(), AgentError> {
+        let policy = network.policy();
+        self.datapath.attach_endpoint(&endpoint.host_ifname)?;
+        self.datapath.set_endpoint_iface(host_ifindex, &policy)?;
+        self.datapath.set_endpoint_addr(endpoint.ip, &policy)?;
+        Ok(())
+    }
+
+    /// Removes an endpoint's kernel objects, best effort: what fails is
+    /// logged, and the next start's reconcile collects it.
+    fn destroy_endpoint(&mut self, endpoint: &Endpoint, host_ifindex: Option<u32>) {
+        let ifindex = match host_ifindex {
+            Some(i) => Some(i),
+            None => self.host.ifindex(&endpoint.host_ifname).ok().flatten(),
+        };
+        let mut failures = Vec::new();
+        if let Some(ifindex) = ifindex
+            && let Err(e) = self.datapath.remove_endpoint_iface(ifindex)
+        {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = self.datapath.remove_endpoint_addr(endpoint.ip) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = self.datapath.detach_endpoint(&endpoint.host_ifname) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = self.host.remove_endpoint(&endpoint.host_ifname) {
+            failures.push(e.to_string());
+        }
+        if !failures.is_empty() {
+            warn!(iface = %endpoint.host_ifname, ?failures, "removing an endpoint");
+        }
+    }
+
+    /// The first free `ethN` of a container.
+    fn next_ifname(container: &Container) -> String {
+        let used: BTreeSet<&str> = container
+            .endpoints()
+            .iter()
+            .map(|e| e.ifname.as_str())
+            .collect();
+        (0..)
+            .map(|n| format!("eth{n}"))
+            .find(|n| !used.contains(n.as_str()))
+            .expect("a free interface name")
+    }
+
+    pub fn container_attach(&mut self, req: ContainerAttach) -> Result<ContainerInfo, AgentError> {
+        if !valid_container_name(&req.name) {
+            return Err(NetError::InvalidContainerName(req.name).into());
+        }
+        if let Ok(existing) = self.container(&req.name) {
+            return Err(NetError::NameInUse {
+                name: req.name,
+                id: existing.id.clone(),
+            }
+            .into());
+        }
+        let mappings = req
+            .publish
+            .iter()
+            .map(|p| p.parse::<PortMapping>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut exposed = req
+            .expose
+            .iter()
+            .map(|p| p.parse::<ExposedPorts>())
+            .collect::<Result<Vec<_>, _>>()?;
+        for m in &mappings {
+            exposed.push(ExposedPorts {
+                ports: m.container,
+                proto: m.proto,
+            });
+        }
+        exposed.sort();
+        exposed.dedup();
+        let uid = self
+            .state
+            .containers
+            .iter()
+            .map(|c| c.uid)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut container = Container {
+            name: req.name.clone(),
+            id: random_id(),
+            uid,
+            netns: req.netns.clone(),
+            mode: NetworkMode::Bridge {
+                endpoints: Vec::new(),
+            },
+            exposed,
+            port_mappings: mappings.clone(),
+            publish_all: req.publish_all,
+        };
+
+        if let Some(target) = req
+            .network
+            .as_deref()
+            .and_then(|n| n.strip_prefix("container:"))
+        {
+            return self.attach_joined(container, &req, target);
+        }
+        check_netns(&req.netns)?;
+        if let Some(other) = self
+            .state
+            .containers
+            .iter()
+            .find(|c| c.netns == req.netns && matches!(c.mode, NetworkMode::Bridge { .. }))
+        {
+            return Err(NetError::NetnsInUse {
+                path: req.netns,
+                container: other.name.clone(),
+            }
+            .into());
+        }
+        let net_name = req
+            .network
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NETWORK.into());
+        let mut network = self.network(&net_name)?.clone();
+        if network.name == DEFAULT_NETWORK {
+            if req.ip.is_some() {
+                return Err(NetError::StaticIpOnDefault.into());
+            }
+            if !req.aliases.is_empty() {
+                return Err(NetError::AliasOnDefault.into());
+            }
+        }
+        let publishes = !mappings.is_empty() || (req.publish_all && !container.exposed.is_empty());
+        if publishes && network.internal {
+            return Err(NetError::InternalPublish {
+                container: req.name,
+                network: network.name,
+            }
+            .into());
+        }
+        let ip = network.ipam.allocate(req.ip)?;
+        let (endpoint, _) = self.create_endpoint(
+            &container,
+            &network,
+            ip,
+            "eth0".into(),
+            !network.internal,
+            req.aliases.clone(),
+        )?;
+
+        let mut reserved = Vec::new();
+        let published = match self
+            .allocate_ports(&container, ip, &mut reserved)
+            .and_then(|specs| self.new_publications(&specs, Some(uid)))
+            .and_then(|published| {
+                self.install_publications(&published)?;
+                Ok(published)
+            }) {
+            Ok(p) => p,
+            Err(e) => {
+                self.release_ports(&reserved);
+                self.destroy_endpoint(&endpoint, None);
+                return Err(AgentError::Connectivity {
+                    endpoint: container.name.clone(),
+                    id: container.id.clone(),
+                    source: Box::new(e),
+                });
+            }
+        };
+        if let Some(eps) = container.endpoints_mut() {
+            eps.push(endpoint.clone());
+        }
+        let mut next = self.state.clone();
+        replace_network(&mut next.networks, network);
+        next.containers.push(container.clone());
+        next.publications.extend_from_slice(&published);
+        if let Err(e) = self.store.save(&next) {
+            self.uninstall_publications(&published);
+            self.release_ports(&reserved);
+            self.destroy_endpoint(&endpoint, None);
+            return Err(e.into());
+        }
+        self.state = next;
+        info!(name = %container.name, %ip, network = %net_name, ports = published.len(), "container attached");
+        self.container_inspect(&container.name)
+    }
+
+    fn attach_joined(
+        &mut self,
+        mut container: Container,
+        req: &ContainerAttach,
+        target: &str,
+    ) -> Result<ContainerInfo, AgentError> {
+        if !req.publish.is_empty() || req.publish_all {
+            return Err(NetError::JoinedConflict("port publishing").into());
+        }
+        if !req.expose.is_empty() {
+            return Err(NetError::JoinedConflict("port exposing").into());
+        }
+        if req.ip.is_some() {
+            return Err(NetError::JoinedConflict("static IP").into());
+        }
+        if !req.aliases.is_empty() {
+            return Err(NetError::JoinedConflict("network aliases").into());
+        }
+        if target == req.name {
+            return Err(NetError::JoinSelf(target.to_owned()).into());
+        }
+        let target = self.container(target)?;
+        // Joining a joined container joins the stack it shares.
+        let root = match &target.mode {
+            NetworkMode::Container { target } => target.clone(),
+            NetworkMode::Bridge { .. } => target.name.clone(),
+        };
+        container.netns = target.netns.clone();
+        container.mode = NetworkMode::Container { target: root };
+        let mut next = self.state.clone();
+        next.containers.push(container.clone());
+        self.store.save(&next)?;
+        self.state = next;
+        info!(name = %container.name, "container attached to another container's network stack");
+        self.container_inspect(&container.name)
+    }
+
+    /// Chooses a host port for every `-p` container port and, with `-P`,
+    /// for every exposed port not mapped by `-p`; reserves each (pushed on
+    /// `reserved`, which the caller releases on error).
+    fn allocate_ports(
+        &mut self,
+        container: &Container,
+        container_ip: Ipv4Addr,
+        reserved: &mut Vec<HostPort>,
+    ) -> Result<Vec<PortSpec>, AgentError> {
+        let mut wanted: Vec<(Ipv4Addr, HostChoice, u16, Proto)> = Vec::new();
+        for m in &container.port_mappings {
+            for (choice, cport) in m.expand() {
+                wanted.push((m.host_ip, choice, cport, m.proto));
+            }
+        }
+        if container.publish_all {
+            for e in &container.exposed {
+                for cport in e.ports.ports() {
+                    let mapped = container
+                        .port_mappings
+                        .iter()
+                        .any(|m| m.proto == e.proto && m.container.ports().any(|p| p == cport));
+                    if !mapped {
+                        wanted.push((Ipv4Addr::UNSPECIFIED, HostChoice::Ephemeral, cport, e.proto));
+                    }
+                }
+            }
+        }
+        let mut taken = self.port_index();
+        let mut specs = Vec::new();
+        for (host_ip, choice, container_port, proto) in wanted {
+            let spec = |host_port| PortSpec {
+                host_ip,
+                host_port,
+                container_ip,
+                container_port,
+                proto,
+            };
+            let chosen = match choice {
+                HostChoice::Fixed(port) => {
+                    let s = spec(port);
+                    taken.claim(&s)?;
+                    self.host.reserve_port(host_port(&s))?;
+                    s
+                }
+                HostChoice::AnyIn(lo, hi) => {
+                    let candidates: Vec<u16> = (lo..=hi).collect();
+                    self.first_free(&mut taken, &candidates, spec).ok_or(
+                        NetError::AllPortsAllocated {
+                            ip: host_ip,
+                            lo,
+                            hi,
+                            proto,
+                        },
+                    )?
+                }
+                HostChoice::Ephemeral => {
+                    let (lo, hi, skip) = self.host.ephemeral_ports();
+                    let start = self
+                        .port_cursors
+                        .get(&(host_ip, proto))
+                        .map(|c| c.wrapping_add(1))
+                        .filter(|c| (lo..=hi).contains(c))
+                        .unwrap_or(lo);
+                    let candidates: Vec<u16> = (start..=hi)
+                        .chain(lo..start)
+                        .filter(|p| !skip.iter().any(|(a, b)| (*a..=*b).contains(p)))
+                        .collect();
+                    let s = self.first_free(&mut taken, &candidates, spec).ok_or(
+                        NetError::AllPortsAllocated {
+                            ip: host_ip,
+                            lo,
+                            hi,
+                            proto,
+                        },
+                    )?;
+                    self.port_cursors.insert((host_ip, proto), s.host_port);
+                    s
+                }
+            };
+            reserved.push(host_port(&chosen));
+            specs.push(chosen);
+        }
+        Ok(specs)
+    }
+
+    /// The first candidate host port neither published nor held by another
+    /// process; claimed and reserved.
+    fn first_free(
+        &mut self,
+        taken: &mut crate::agent::PortIndex,
+        candidates: &[u16],
+        spec: impl Fn(u16) -> PortSpec,
+    ) -> Option<PortSpec> {
+        for &port in candidates {
+            let s = spec(port);
+            if taken.conflict(&s).is_some() {
+                continue;
+            }
+            match self.host.reserve_port(host_port(&s)) {
+                Ok(()) => {
+                    taken.insert(s);
+                    return Some(s);
+                }
+                Err(HostError::PortInUse { .. }) => continue,
+                Err(e) => {
+                    warn!(error = %e, port, "reserving a candidate host port");
+                    continue;
+                }
+            }
+        }
+        None
+    }
+
+    pub fn container_detach(&mut self, name: &str) -> Result<Container, AgentError> {
+        let container = self.container(name)?.clone();
+        let joined: Vec<&str> = self
+            .state
+            .containers
+            .iter()
+            .filter(|c| matches!(&c.mode, NetworkMode::Container { target } if target == name))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !joined.is_empty() {
+            return Err(NetError::HasJoined {
+                name: name.to_owned(),
+                joined: joined.join(", "),
+            }
+            .into());
+        }
+        let owned: Vec<Publication> = self
+            .state
+            .publications
+            .iter()
+            .filter(|p| p.owner == Some(container.uid))
+            .copied()
+            .collect();
+        let mut next = self.state.clone();
+        next.containers.retain(|c| c.name != name);
+        next.publications.retain(|p| p.owner != Some(container.uid));
+        for ep in container.endpoints() {
+            if let Some(n) = next.networks.iter_mut().find(|n| n.name == ep.network) {
+                n.ipam.release(ep.ip);
+            }
+        }
+        self.store.save(&next)?;
+        self.uninstall_publications(&owned);
+        let ports: Vec<HostPort> = owned.iter().map(|p| host_port(&p.spec)).collect();
+        self.release_ports(&ports);
+        for ep in container.endpoints() {
+            self.destroy_endpoint(ep, None);
+        }
+        self.state = next;
+        info!(name, "container detached");
+        Ok(container)
+    }
+
+    pub fn container_list(&self) -> Vec<ContainerInfo> {
+        let mut names: Vec<&str> = self
+            .state
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| self.container_inspect(n).ok())
+            .collect()
+    }
+
+    pub fn container_inspect(&self, name: &str) -> Result<ContainerInfo, AgentError> {
+        let container = self.container(name)?.clone();
+        let (joined_to, endpoints) = match &container.mode {
+            NetworkMode::Bridge { endpoints } => (None, endpoints.clone()),
+            NetworkMode::Container { target } => (
+                Some(target.clone()),
+                self.container(target)
+                    .map(|t| t.endpoints().to_vec())
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut ports: Vec<PortSpec> = self
+            .state
+            .publications
+            .iter()
+            .filter(|p| p.owner == Some(container.uid))
+            .map(|p| p.spec)
+            .collect();
+        ports.sort_by_key(|s| (s.container_port, s.proto, s.host_ip, s.host_port));
+        Ok(ContainerInfo {
+            container,
+            joined_to,
+            endpoints,
+            ports,
+        })
+    }
+
+    /// `netagent port NAME [CPORT[/PROTO]]`: the container's publications,
+    /// optionally only those of one container port.
+    pub fn container_ports(
+        &self,
+        name: &str,
+        filter: Option<(u16, Option<Proto>)>,
+    ) -> Result<Vec<PortSpec>, AgentError> {
+        let info = self.container_inspect(name)?;
+        let Some((port, proto)) = filter else {
+            return Ok(info.ports);
+        };
+        let proto_ = proto.unwrap_or(Proto::Tcp);
+        let hits: Vec<PortSpec> = info
+            .ports
+            .into_iter()
+            .filter(|s| s.container_port == port && s.proto == proto_)
+            .collect();
+        if hits.is_empty() {
+            return Err(NetError::NoPublicPort {
+                port: format!("{port}/{proto_}"),
+                container: name.to_owned(),
+            }
+            .into());
+        }
+        Ok(hits)
+    }
+
+    pub fn network_connect(
+        &mut self,
+        net_name: &str,
+        name: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> Result<Endpoint, AgentError> {
+        let container = self.container(name)?.clone();
+        if matches!(container.mode, NetworkMode::Container { .. }) {
+            return Err(NetError::JoinedConnect.into());
+        }
+        let mut network = self.network(net_name)?.clone();
+        if container.endpoints().iter().any(|e| e.network == net_name) {
+            return Err(NetError::AlreadyConnected {
+                container: name.to_owned(),
+                network: net_name.to_owned(),
+            }
+            .into());
+        }
+        if network.name == DEFAULT_NETWORK {
+            if ip.is_some() {
+                return Err(NetError::StaticIpOnDefault.into());
+            }
+            if !aliases.is_empty() {
+                return Err(NetError::AliasOnDefault.into());
+            }
+        }
+        check_netns(&container.netns)?;
+        // The first network with outside access gives the default route.
+        let has_route = container
+            .endpoints()
+            .iter()
+            .any(|e| self.network(&e.network).is_ok_and(|n| !n.internal));
+        let addr = network.ipam.allocate(ip)?;
+        let ifname = Self::next_ifname(&container);
+        let (endpoint, _) = self.create_endpoint(
+            &container,
+            &network,
+            addr,
+            ifname,
+            !has_route && !network.internal,
+            aliases,
+        )?;
+        let mut next = self.state.clone();
+        replace_network(&mut next.networks, network);
+        if let Some(c) = next.containers.iter_mut().find(|c| c.name == name)
+            && let Some(eps) = c.endpoints_mut()
+        {
+            eps.push(endpoint.clone());
+        }
+        if let Err(e) = self.store.save(&next) {
+            self.destroy_endpoint(&endpoint, None);
+            return Err(e.into());
+        }
+        self.state = next;
+        info!(container = name, network = net_name, ip = %addr, "container connected");
+        Ok(endpoint)
+    }
+
+    pub fn network_disconnect(
+        &mut self,
+        net_name: &str,
+        name: &str,
+    ) -> Result<Endpoint, AgentError> {
+        let container = self.container(name)?.clone();
+        if matches!(container.mode, NetworkMode::Container { .. }) {
+            return Err(NetError::JoinedConnect.into());
+        }
+        self.network(net_name)?;
+        let endpoint = container
+            .endpoints()
+            .iter()
+            .find(|e| e.network == net_name)
+            .cloned()
+            .ok_or_else(|| NetError::NotConnected {
+                container: name.to_owned(),
+                network: net_name.to_owned(),
+            })?;
+        // Publications through this endpoint move to another endpoint with
+        // outside access, or the disconnect is refused.
+        let owned: Vec<Publication> = self
+            .state
+            .publications
+            .iter()
+            .filter(|p| p.owner == Some(container.uid) && p.spec.container_ip == endpoint.ip)
+            .copied()
+            .collect();
+        let new_target = container
+            .endpoints()
+            .iter()
+            .filter(|e| e.network != net_name)
+            .find(|e| self.network(&e.network).is_ok_and(|n| !n.internal))
+            .map(|e| e.ip);
+        let retargeted: Vec<Publication> = match (owned.is_empty(), new_target) {
+            (true, _) => Vec::new(),
+            (false, Some(ip)) => owned
+                .iter()
+                .map(|p| {
+                    let mut p = *p;
+                    p.spec.container_ip = ip;
+                    p
+                })
+                .collect(),
+            (false, None) => {
+                return Err(NetError::LastPublishingNetwork {
+                    container: name.to_owned(),
+                    network: net_name.to_owned(),
+                }
+                .into());
+            }
+        };
+        let mut next = self.state.clone();
+        if let Some(c) = next.containers.iter_mut().find(|c| c.name == name)
+            && let Some(eps) = c.endpoints_mut()
+        {
+            eps.retain(|e| e.network != net_name);
+        }
+        if let Some(n) = next.networks.iter_mut().find(|n| n.name == net_name) {
+            n.ipam.release(endpoint.ip);
+        }
+        for p in next.publications.iter_mut() {
+            if let Some(r) = retargeted.iter().find(|r| r.stats_slot == p.stats_slot) {
+                *p = *r;
+            }
+        }
+        self.store.save(&next)?;
+        for p in &retargeted {
+            if let Err(e) = self
+                .datapath
+                .upsert_publication(&pub_key(&p.spec), &pub_value(p))
+            {
+                self.restore_state_file();
+                // Put back the ones already moved.
+                for old in &owned {
+                    let _ = self
+                        .datapath
+                        .upsert_publication(&pub_key(&old.spec), &pub_value(old));
+                }
+                return Err(e.into());
+            }
+        }
+        self.destroy_endpoint(&endpoint, None);
+        self.state = next;
+        info!(
+            container = name,
+            network = net_name,
+            "container disconnected"
+        );
+        Ok(endpoint)
+    }
+
+    /// Makes bridges, endpoints and endpoint map entries match the state
+    /// (daemon start): recreates what is missing where the container's
+    /// namespace still exists, and collects what the state does not name.
+    pub fn reconcile_networks(&mut self) -> Result<NetReconcileReport, AgentError> {
+        let mut report = NetReconcileReport::default();
+        for network in self.state.networks.clone() {
+            self.host.ensure_bridge(&bridge_config(&network))?;
+        }
+        let networks: BTreeMap<String, Network> = self
+            .state
+            .networks
+            .iter()
+            .map(|n| (n.name.clone(), n.clone()))
+            .collect();
+        let mut want_ifaces = BTreeSet::new();
+        let mut want_addrs = BTreeSet::new();
+        let mut want_links = BTreeSet::new();
+        let mut changed = false;
+        let mut containers = self.state.containers.clone();
+        for container in &mut containers {
+            let snapshot = container.clone();
+            let Some(endpoints) = container.endpoints_mut() else {
+                continue;
+            };
+            for ep in endpoints.iter_mut() {
+                let Some(network) = networks.get(&ep.network) else {
+                    warn!(network = %ep.network, "an endpoint names a network the state lacks");
+                    continue;
+                };
+                let ifindex = match self.host.ifindex(&ep.host_ifname)? {
+                    Some(i) => Some(i),
+                    None if check_netns(&snapshot.netns).is_ok() => {
+                        let has_route = ep.ifname == "eth0" && !network.internal;
+                        match self.host.add_endpoint(&EndpointConfig {
+                            host_ifname: ep.host_ifname.clone(),
+                            bridge: network.bridge.clone(),
+                            netns: snapshot.netns.clone(),
+                            ifname: ep.ifname.clone(),
+                            ip: ep.ip,
+                            prefix_len: network.ipam.subnet.prefix_len(),
+                            default_gateway: has_route.then_some(network.ipam.gateway),
+                        }) {
+                            Ok(link) => {
+                                ep.mac = link.mac;
+                                changed = true;
+                                report.recreated_endpoints += 1;
+                                Some(link.host_ifindex)
+                            }
+                            Err(e) => {
+                                warn!(container = %snapshot.name, error = %e, "recreating an endpoint");
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                let Some(ifindex) = ifindex else {
+                    warn!(container = %snapshot.name, iface = %ep.host_ifname,
+                        "endpoint interface missing and its namespace is gone; detach the container");
+                    report.missing_endpoints += 1;
+                    continue;
+                };
+                self.program_endpoint(ep, ifindex, network)?;
+                want_ifaces.insert(ifindex);
+                want_addrs.insert(ep.ip);
+                want_links.insert(ep.host_ifname.clone());
+            }
+        }
+        for (ifindex, _) in self.datapath.endpoint_ifaces()? {
+            if !want_ifaces.contains(&ifindex) {
+                self.datapath.remove_endpoint_iface(ifindex)?;
+                report.collected += 1;
+            }
+        }
+        for (addr, _) in self.datapath.endpoint_addrs()? {
+            if !want_addrs.contains(&addr) {
+                self.datapath.remove_endpoint_addr(addr)?;
+                report.collected += 1;
+            }
+        }
+        for name in self.datapath.attached_endpoints()? {
+            if !want_links.contains(&name) {
+                self.datapath.detach_endpoint(&name)?;
+                report.collected += 1;
+            }
+        }
+        let bridges: BTreeSet<&str> = networks.values().map(|n| n.bridge.as_str()).collect();
+        for name in self.host.own_links()? {
+            let stray_veth = name.starts_with(VETH_PREFIX) && !want_links.contains(&name);
+            let stray_bridge = name.starts_with(BRIDGE_PREFIX) && !bridges.contains(name.as_str());
+            if stray_veth {
+                self.host.remove_endpoint(&name)?;
+                report.collected += 1;
+            } else if stray_bridge {
+                self.host.remove_bridge(&name)?;
+                report.collected += 1;
+            }
+        }
+        debug_assert!(IFACE_PREFIX.len() < VETH_PREFIX.len());
+        if changed {
+            let mut next = self.state.clone();
+            next.containers = containers;
+            self.store.save(&next)?;
+            self.state = next;
+        }
+        Ok(report)
+    }
+
+    /// Every interface and bridge the state names, for `netagent teardown`.
+    pub fn owned_interfaces(&self) -> (Vec<String>, Vec<String>) {
+        let veths = self
+            .state
+            .containers
+            .iter()
+            .flat_map(|c| c.endpoints().iter().map(|e| e.host_ifname.clone()))
+            .collect();
+        let bridges = self
+            .state
+            .networks
+            .iter()
+            .map(|n| n.bridge.clone())
+            .collect();
+        (veths, bridges)
+    }
+}
+
+fn bridge_config(network: &Network) -> BridgeConfig {
+    BridgeConfig {
+        name: network.bridge.clone(),
+        gateway: network.ipam.gateway,
+        prefix_len: network.ipam.subnet.prefix_len(),
+    }
+}
+
+fn replace_network(networks: &mut [Network], network: Network) {
+    if let Some(n) = networks.iter_mut().find(|n| n.name == network.name) {
+        *n = network;
+    }
+}

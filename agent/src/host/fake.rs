@@ -1,0 +1,103 @@
+//! An in-memory [`Host`] for tests: records bridges, endpoints and
+//! reservations, and can be told that some ports are held elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::Ipv4Net;
+
+use super::{BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort};
+
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    pub routes: Vec<(Ipv4Net, String)>,
+    pub bridges: BTreeMap<String, BridgeConfig>,
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    pub reserved: BTreeSet<HostPort>,
+    /// Ports "another process" holds: reserving them fails.
+    pub foreign: BTreeSet<HostPort>,
+    /// When set, creating an endpoint fails (after nothing was made).
+    pub fail_endpoints: bool,
+    pub next_ifindex: u32,
+    /// The ephemeral range handed out (default a tiny one, to test
+    /// exhaustion cheaply).
+    pub ephemeral: Option<(u16, u16)>,
+}
+
+impl Host for FakeHost {
+    fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
+        Ok(self.routes.clone())
+    }
+
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError> {
+        self.bridges.insert(bridge.name.clone(), bridge.clone());
+        Ok(())
+    }
+
+    fn remove_bridge(&mut self, name: &str) -> Result<(), HostError> {
+        self.bridges.remove(name);
+        Ok(())
+    }
+
+    fn add_endpoint(&mut self, ep: &EndpointConfig) -> Result<EndpointLink, HostError> {
+        if self.fail_endpoints {
+            return Err(HostError::Other("injected endpoint failure".into()));
+        }
+        if !self.bridges.contains_key(&ep.bridge) {
+            return Err(HostError::Other(format!("no bridge {}", ep.bridge)));
+        }
+        if self.endpoints.contains_key(&ep.host_ifname) {
+            return Err(HostError::Other(format!("{} exists", ep.host_ifname)));
+        }
+        self.endpoints.insert(ep.host_ifname.clone(), ep.clone());
+        self.next_ifindex += 1;
+        Ok(EndpointLink {
+            host_ifindex: 100 + self.next_ifindex,
+            mac: "02:00:00:00:00:01".into(),
+        })
+    }
+
+    fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError> {
+        self.endpoints.remove(host_ifname);
+        Ok(())
+    }
+
+    fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError> {
+        Ok(self.endpoints.contains_key(name).then_some(100))
+    }
+
+    fn own_links(&mut self) -> Result<Vec<String>, HostError> {
+        Ok(self
+            .bridges
+            .keys()
+            .chain(self.endpoints.keys())
+            .filter(|n| n.starts_with(super::IFACE_PREFIX))
+            .cloned()
+            .collect())
+    }
+
+    fn reserve_port(&mut self, port: HostPort) -> Result<(), HostError> {
+        let clash = self.foreign.iter().any(|f| {
+            f.port == port.port
+                && f.proto == port.proto
+                && (f.ip == port.ip || f.ip.is_unspecified() || port.ip.is_unspecified())
+        });
+        if clash {
+            return Err(HostError::PortInUse {
+                ip: port.ip,
+                port: port.port,
+                proto: port.proto,
+            });
+        }
+        self.reserved.insert(port);
+        Ok(())
+    }
+
+    fn release_port(&mut self, port: HostPort) {
+        self.reserved.remove(&port);
+    }
+
+    fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {
+        let (lo, hi) = self.ephemeral.unwrap_or((32768, 60999));
+        (lo, hi, Vec::new())
+    }
+}

@@ -1,0 +1,113 @@
+//! Everything on the host that is not a BPF map: bridges and veths (made
+//! with rtnetlink), container-side interface setup, host routes, and host
+//! port reservations. Behind a trait, like the datapath, so the agent's
+//! network and container logic is tested without root against
+//! [`fake::FakeHost`].
+
+pub mod fake;
+pub mod netlink;
+pub mod ports;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use ipnet::Ipv4Net;
+
+use crate::spec::Proto;
+
+/// Prefix of every interface netagent creates on the host, so a restarted
+/// agent can find (and collect) its own and never touches anyone else's.
+pub const IFACE_PREFIX: &str = "na-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host port some other process holds (Docker's wording).
+    #[error("failed to bind host port {ip}:{port}/{proto}: address already in use")]
+    PortInUse {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A network's bridge on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeConfig {
+    pub name: String,
+    /// The gateway address and the subnet's prefix length.
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// One container interface: a veth pair whose host side is a port of the
+/// network's bridge and whose other side is `ifname` in the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub host_ifname: String,
+    pub bridge: String,
+    pub netns: PathBuf,
+    /// The name inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Default route through this gateway (the container's first
+    /// non-internal network only).
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+/// A created endpoint interface, as the datapath needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointLink {
+    pub host_ifindex: u32,
+    /// The container-side MAC address, for `container inspect`.
+    pub mac: String,
+}
+
+/// A host (IP, port, protocol) netagent holds a socket on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+pub trait Host: Send {
+    /// The host's routes (default routes excluded), named for messages, so
+    /// new subnets avoid them.
+    fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError>;
+    /// Creates the bridge with its gateway address, or fixes it; up.
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError>;
+    /// Deletes a bridge; an absent one is not an error.
+    fn remove_bridge(&mut self, name: &str) -> Result<(), HostError>;
+    /// Creates and configures an endpoint interface. On error nothing of it
+    /// is left behind.
+    fn add_endpoint(&mut self, ep: &EndpointConfig) -> Result<EndpointLink, HostError>;
+    /// Deletes an endpoint's veth pair; an absent one (the container's
+    /// namespace is gone, taking the pair with it) is not an error.
+    fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError>;
+    /// The index of a host interface, if it exists.
+    fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError>;
+    /// Names of the host interfaces that start with [`IFACE_PREFIX`].
+    fn own_links(&mut self) -> Result<Vec<String>, HostError>;
+    /// Holds `port` so no other process can bind it; refused with
+    /// [`HostError::PortInUse`] if one already has.
+    fn reserve_port(&mut self, port: HostPort) -> Result<(), HostError>;
+    /// Lets go of a reservation; releasing an unheld port is a no-op.
+    fn release_port(&mut self, port: HostPort);
+    /// The kernel's ephemeral port range and reserved ports (for random
+    /// host ports, Docker's source of them).
+    fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>);
+}

@@ -1,0 +1,362 @@
+//! The real [`Host`]: rtnetlink for links, addresses and routes, and
+//! held sockets for port reservations.
+//!
+//! Each netlink operation runs on a short-lived thread with its own
+//! current-thread runtime and its own netlink socket. Work inside a
+//! container's network namespace `setns`es that thread first (never the
+//! daemon's threads, STYLE.md 15), so the socket it opens lives in the
+//! container's namespace; the thread then ends and nothing leaks back.
+//! The daemon calls these synchronously under its agent lock: operations
+//! are serialized anyway, and each takes well under a millisecond.
+
+use std::{
+    fs::File,
+    future::Future,
+    io,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use futures_util::TryStreamExt as _;
+use ipnet::Ipv4Net;
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+    packet_route::{
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage},
+        route::{RouteAddress, RouteAttribute, RouteHeader, RouteType},
+    },
+};
+
+use super::{
+    BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, IFACE_PREFIX,
+    ports::{self, Reservations},
+};
+
+#[derive(Debug, Default)]
+pub struct NetlinkHost {
+    reservations: Reservations,
+}
+
+fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> HostError {
+    let op = op.into();
+    move |source| HostError::Netlink { op, source }
+}
+
+fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
+    let op = op.into();
+    move |source| HostError::Io { op, source }
+}
+
+/// Whether a netlink error says the object does not exist.
+fn is_not_found(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m)
+        if matches!(m.to_io().raw_os_error(), Some(libc::ENODEV) | Some(libc::ENOENT)))
+}
+
+/// Runs `op` with a netlink handle in `netns` (the daemon's own namespace
+/// when `None`), on a thread of its own.
+fn run_in<T, F, Fut>(netns: Option<&Path>, op: F) -> Result<T, HostError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, HostError>>,
+{
+    let netns: Option<PathBuf> = netns.map(Path::to_owned);
+    std::thread::spawn(move || {
+        if let Some(path) = &netns {
+            let ns = File::open(path).map_err(io_err(format!(
+                "opening network namespace {}",
+                path.display()
+            )))?;
+            // SAFETY: setns on this short-lived thread only.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io_err(format!(
+                    "entering network namespace {}",
+                    path.display()
+                ))(io::Error::last_os_error()));
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(io_err("building a netlink runtime"))?;
+        rt.block_on(async move {
+            let (connection, handle, _) =
+                rtnetlink::new_connection().map_err(io_err("opening rtnetlink"))?;
+            tokio::spawn(connection);
+            op(handle).await
+        })
+    })
+    .join()
+    .map_err(|_| HostError::Other("a netlink worker thread panicked".into()))?
+}
+
+/// The index of link `name`, if it exists.
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, HostError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(nl(format!("looking up interface {name}"))(e)),
+    }
+}
+
+fn link_name(msg: &LinkMessage) -> Option<&str> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn link_mac(msg: &LinkMessage) -> String {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(mac) => Some(
+                mac.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Writes a sysctl of the calling thread's network namespace.
+fn sysctl(path: &str, value: &str) -> Result<(), HostError> {
+    std::fs::write(path, value).map_err(io_err(format!("writing {path}")))
+}
+
+impl Host for NetlinkHost {
+    fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
+        run_in(None, |handle| async move {
+            let mut routes = Vec::new();
+            let mut stream = handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            while let Some(msg) = stream.try_next().await.map_err(nl("listing routes"))? {
+                let h = &msg.header;
+                if h.kind != RouteType::Unicast
+                    || h.destination_prefix_length == 0
+                    || h.table == RouteHeader::RT_TABLE_UNSPEC
+                {
+                    continue;
+                }
+                let dst = msg.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                });
+                if let Some(dst) = dst
+                    && let Ok(net) = Ipv4Net::new(dst, h.destination_prefix_length)
+                {
+                    routes.push((net.trunc(), format!("host route {}", net.trunc())));
+                }
+            }
+            Ok(routes)
+        })
+    }
+
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError> {
+        let bridge = bridge.clone();
+        run_in(None, move |handle| async move {
+            let name = &bridge.name;
+            let index = match link_index(&handle, name).await? {
+                Some(index) => index,
+                None => {
+                    handle
+                        .link()
+                        .add(LinkBridge::new(name).build())
+                        .execute()
+                        .await
+                        .map_err(nl(format!("creating bridge {name}")))?;
+                    link_index(&handle, name).await?.ok_or_else(|| {
+                        HostError::Other(format!("bridge {name} vanished after creation"))
+                    })?
+                }
+            };
+            handle
+                .address()
+                .add(index, IpAddr::V4(bridge.gateway), bridge.prefix_len)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!("adding {} to {name}", bridge.gateway)))?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(nl(format!("bringing {name} up")))?;
+            Ok(())
+        })
+    }
+
+    fn remove_bridge(&mut self, name: &str) -> Result<(), HostError> {
+        self.remove_link(name)
+    }
+
+    fn add_endpoint(&mut self, ep: &EndpointConfig) -> Result<EndpointLink, HostError> {
+        let netns = File::open(&ep.netns).map_err(io_err(format!(
+            "opening the container's network namespace {}",
+            ep.netns.display()
+        )))?;
+        let host_side = ep.clone();
+        let host_ifindex = run_in(None, move |handle| async move {
+            let ep = host_side;
+            let bridge = link_index(&handle, &ep.bridge)
+                .await?
+                .ok_or_else(|| HostError::Other(format!("bridge {} is missing", ep.bridge)))?;
+            // The peer is created directly in the container's namespace
+            // under its final name: it never appears on the host.
+            let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(ep.ifname.clone())
+                .setns_by_fd(netns.as_raw_fd())
+                .build();
+            let veth = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+                .name(ep.host_ifname.clone())
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .build();
+            handle.link().add(veth).execute().await.map_err(nl(format!(
+                "creating veth {} <-> {} in {}",
+                ep.host_ifname,
+                ep.ifname,
+                ep.netns.display()
+            )))?;
+            let index = link_index(&handle, &ep.host_ifname).await?.ok_or_else(|| {
+                HostError::Other(format!("{} vanished after creation", ep.host_ifname))
+            })?;
+            let up = LinkUnspec::new_with_index(index)
+                .controller(bridge)
+                .up()
+                .build();
+            if let Err(e) = handle.link().set(up).execute().await {
+                let _ = handle.link().del(index).execute().await;
+                return Err(nl(format!("adding {} to {}", ep.host_ifname, ep.bridge))(e));
+            }
+            Ok(index)
+        })?;
+        let inside = ep.clone();
+        let configured = run_in(Some(&ep.netns), move |handle| async move {
+            let ep = inside;
+            let mut links = handle.link().get().match_name(ep.ifname.clone()).execute();
+            let link = links
+                .try_next()
+                .await
+                .map_err(nl(format!("finding {} in the container", ep.ifname)))?
+                .ok_or_else(|| {
+                    HostError::Other(format!("{} missing in the container", ep.ifname))
+                })?;
+            let index = link.header.index;
+            // The network is IPv4 only: no IPv6 (link-local included)
+            // reaches around the isolation policy.
+            sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
+                "1",
+            )
+            .or_else(|e| match &e {
+                HostError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(ep.ip), ep.prefix_len)
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "adding {}/{} to {}",
+                    ep.ip, ep.prefix_len, ep.ifname
+                )))?;
+            for idx in [Some(index), link_index(&handle, "lo").await?]
+                .into_iter()
+                .flatten()
+            {
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("bringing container interfaces up"))?;
+            }
+            if let Some(gw) = ep.default_gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("adding the default route via {gw}")))?;
+            }
+            Ok(link_mac(&link))
+        });
+        match configured {
+            Ok(mac) => Ok(EndpointLink { host_ifindex, mac }),
+            Err(e) => {
+                // Deleting the host side deletes the pair.
+                let _ = self.remove_link(&ep.host_ifname);
+                Err(e)
+            }
+        }
+    }
+
+    fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError> {
+        self.remove_link(host_ifname)
+    }
+
+    fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError> {
+        let name = name.to_owned();
+        run_in(None, move |handle| async move {
+            link_index(&handle, &name).await
+        })
+    }
+
+    fn own_links(&mut self) -> Result<Vec<String>, HostError> {
+        run_in(None, |handle| async move {
+            let mut names = Vec::new();
+            let mut links = handle.link().get().execute();
+            while let Some(msg) = links.try_next().await.map_err(nl("listing interfaces"))? {
+                if let Some(name) = link_name(&msg)
+                    && name.starts_with(IFACE_PREFIX)
+                {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    fn reserve_port(&mut self, port: HostPort) -> Result<(), HostError> {
+        self.reservations.reserve(port)
+    }
+
+    fn release_port(&mut self, port: HostPort) {
+        self.reservations.release(port);
+    }
+
+    fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {
+        ports::ephemeral_ports()
+    }
+}
+
+impl NetlinkHost {
+    /// Deletes a host interface by name; an absent one is fine.
+    fn remove_link(&mut self, name: &str) -> Result<(), HostError> {
+        let name = name.to_owned();
+        run_in(None, move |handle| async move {
+            let Some(index) = link_index(&handle, &name).await? else {
+                return Ok(());
+            };
+            match handle.link().del(index).execute().await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(nl(format!("deleting {name}"))(e)),
+            }
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! Host port reservations: a socket bound to each published (IP, port,
+//! protocol), held by the daemon, so no other process can take the port
+//! while netagent forwards it (Docker 29 does the same).
+//!
+//! - TCP: bound, never listening. Nothing reaches it: published traffic is
+//!   translated before the stack, and a local connect gets a plain refusal.
+//! - UDP: bound, with a classic BPF filter that drops everything, so no
+//!   datagram ever queues on it.
+//! - No SO_REUSEADDR: with it, another SO_REUSEADDR socket could share a
+//!   non-listening TCP port. IP_FREEBIND: a specific host address need not
+//!   be configured yet (a publication may precede its address).
+
+use std::{
+    collections::HashMap,
+    io,
+    mem::size_of,
+    net::SocketAddrV4,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use super::{HostError, HostPort};
+use crate::spec::Proto;
+
+/// The held sockets, by what they hold.
+#[derive(Debug, Default)]
+pub struct Reservations {
+    held: HashMap<HostPort, OwnedFd>,
+}
+
+impl Reservations {
+    pub fn reserve(&mut self, port: HostPort) -> Result<(), HostError> {
+        if self.held.contains_key(&port) {
+            return Ok(());
+        }
+        let fd = bind(port).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                HostError::PortInUse {
+                    ip: port.ip,
+                    port: port.port,
+                    proto: port.proto,
+                }
+            } else {
+                HostError::Io {
+                    op: format!(
+                        "reserving host port {}:{}/{}",
+                        port.ip, port.port, port.proto
+                    ),
+                    source: e,
+                }
+            }
+        })?;
+        self.held.insert(port, fd);
+        Ok(())
+    }
+
+    pub fn release(&mut self, port: HostPort) {
+        self.held.remove(&port);
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A socket of `port`'s protocol bound to its address (see the module doc).
+fn bind(port: HostPort) -> io::Result<OwnedFd> {
+    let ty = match port.proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+    };
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe {
+        OwnedFd::from_raw_fd(check(libc::socket(
+            libc::AF_INET,
+            ty | libc::SOCK_CLOEXEC,
+            0,
+        ))?)
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option value.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_FREEBIND,
+            (&raw const one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    if port.proto == Proto::Udp {
+        drop_all(&fd)?;
+    }
+    let addr = SocketAddrV4::new(port.ip, port.port);
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: bind with a sockaddr_in of the right size.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sa).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Attaches the one-instruction classic BPF program `ret #0`: every
+/// datagram is dropped before it is queued.
+fn drop_all(fd: &OwnedFd) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: the program outlives the call; the kernel copies it.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// The kernel's ephemeral range and reserved ports, in the calling
+/// thread's network namespace; Docker's fallback 49153-65535 if unreadable.
+pub fn ephemeral_ports() -> (u16, u16, Vec<(u16, u16)>) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>());
+            match (it.next(), it.next()) {
+                (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi && lo > 0 => Some((lo, hi)),
+                _ => None,
+            }
+        })
+        .unwrap_or((49153, 65535));
+    let reserved = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+        .map(|s| parse_port_list(&s))
+        .unwrap_or_default();
+    (range.0, range.1, reserved)
+}
+
+/// `ip_local_reserved_ports` syntax: `8080,9000-9010`.
+fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
+    s.trim()
+        .split(',')
+        .filter_map(|item| {
+            let item = item.trim();
+            match item.split_once('-') {
+                Some((lo, hi)) => Some((lo.parse().ok()?, hi.parse().ok()?)),
+                None => {
+                    let p = item.parse().ok()?;
+                    Some((p, p))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Raises the soft open-file limit as far as allowed (root may raise the
+/// hard limit to `fs.nr_open`): every published port holds a descriptor.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a valid struct.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    let want = libc::rlimit {
+        rlim_cur: nr_open.max(lim.rlim_cur),
+        rlim_max: nr_open.max(lim.rlim_max),
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+        return Ok(want.rlim_cur);
+    }
+    // Not privileged to raise the hard limit: take what it allows.
+    let soft = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) })?;
+    Ok(soft.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+
+    use super::*;
+
+    /// Unprivileged: binds on loopback high ports only.
+    #[test]
+    fn a_reserved_port_cannot_be_taken_and_a_taken_port_is_refused() {
+        let mut r = Reservations::default();
+        // A port some process holds is refused with Docker's wording.
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = r
+            .reserve(HostPort {
+                ip: Ipv4Addr::LOCALHOST,
+                port,
+                proto: Proto::Tcp,
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("failed to bind host port 127.0.0.1:{port}/tcp: address already in use")
+        );
+        drop(held);
+        // Once reserved, nobody else can bind it, TCP or UDP.
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = probe.local_addr().unwrap().port();
+            drop(probe);
+            let hp = HostPort {
+                ip: Ipv4Addr::UNSPECIFIED,
+                port,
+                proto,
+            };
+            r.reserve(hp).unwrap();
+            let taken = match proto {
+                Proto::Tcp => TcpListener::bind(("127.0.0.1", port)).is_err(),
+                Proto::Udp => UdpSocket::bind(("127.0.0.1", port)).is_err(),
+            };
+            assert!(taken, "{proto} port {port} not held");
+            r.release(hp);
+            let free = match proto {
+                Proto::Tcp => TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                Proto::Udp => UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+            };
+            assert!(free, "{proto} port {port} still held after release");
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn reserved_port_lists_parse() {
+        assert_eq!(
+            parse_port_list("8080,9000-9010\n"),
+            [(8080, 8080), (9000, 9010)]
+        );
+        assert!(parse_port_list("\n").is_empty());
+    }
+}

@@ -1,0 +1,170 @@
+//! Networks and containers as the agent keeps them in its state file.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use datapath_common::{NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ipam::NetworkIpam,
+    portmap::{ExposedPorts, PortMapping},
+};
+
+/// The network containers join when none is named (Docker's `bridge`).
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// Its bridge interface (Docker's `docker0`).
+pub const DEFAULT_BRIDGE: &str = "na-br0";
+
+/// A bridge network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    /// 64 hex digits; `network ls` shows the first 12.
+    pub id: String,
+    /// The datapath's number for it: unique among networks, never 0.
+    pub net_id: u32,
+    pub driver: String,
+    /// The bridge interface on the host.
+    pub bridge: String,
+    pub internal: bool,
+    /// Inter-container communication (`--icc`, on by default).
+    pub icc: bool,
+    pub ipam: NetworkIpam,
+}
+
+impl Network {
+    /// The datapath's view of this network.
+    pub fn policy(&self) -> NetPolicy {
+        let mut flags = 0;
+        if self.internal {
+            flags |= NET_F_INTERNAL;
+        }
+        if !self.icc {
+            flags |= NET_F_NO_ICC;
+        }
+        NetPolicy {
+            net_id: self.net_id,
+            flags,
+            subnet_be: u32::from_ne_bytes(self.ipam.subnet.network().octets()),
+            mask_be: u32::from_ne_bytes(self.ipam.subnet.netmask().octets()),
+        }
+    }
+}
+
+/// A container's interface on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network: String,
+    /// Name inside the container (`eth0`, ...).
+    pub ifname: String,
+    /// The veth's host side, a port of the network's bridge.
+    pub host_ifname: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub aliases: Vec<String>,
+}
+
+/// How a container is networked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Its own interfaces, one per network.
+    Bridge { endpoints: Vec<Endpoint> },
+    /// `--network container:OTHER`: OTHER's network stack, no interface.
+    Container { target: String },
+}
+
+/// A container: a network namespace netagent has attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    /// 64 hex digits.
+    pub id: String,
+    /// Owner tag of its publications (unique among containers, never 0).
+    pub uid: u64,
+    pub netns: PathBuf,
+    pub mode: NetworkMode,
+    /// `--expose` (and every `-p` container port), for `-P`.
+    pub exposed: Vec<ExposedPorts>,
+    /// The `-p` values as given.
+    pub port_mappings: Vec<PortMapping>,
+    pub publish_all: bool,
+}
+
+impl Container {
+    /// Its own endpoints (none when joined to another container).
+    pub fn endpoints(&self) -> &[Endpoint] {
+        match &self.mode {
+            NetworkMode::Bridge { endpoints } => endpoints,
+            NetworkMode::Container { .. } => &[],
+        }
+    }
+
+    pub fn endpoints_mut(&mut self) -> Option<&mut Vec<Endpoint>> {
+        match &mut self.mode {
+            NetworkMode::Bridge { endpoints } => Some(endpoints),
+            NetworkMode::Container { .. } => None,
+        }
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_container_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Network names follow the same rule, one character allowed.
+pub fn valid_network_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// 64 random hex digits (a Docker-style ID).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom into the unfilled tail of a buffer we own.
+        let n = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if n > 0 {
+            filled += n as usize;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in ["web", "a1", "my_app.v2-x", "9lives"] {
+            assert!(valid_container_name(ok), "{ok}");
+        }
+        for bad in ["", "a", "-web", "_x", "web/1", "wéb", "we b"] {
+            assert!(!valid_container_name(bad), "{bad}");
+        }
+        assert!(valid_network_name("n"));
+        assert!(!valid_network_name("bad name"));
+    }
+
+    #[test]
+    fn ids_are_64_hex_digits_and_differ() {
+        let (a, b) = (random_id(), random_id());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
