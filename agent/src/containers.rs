@@ -400,12 +400,13 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             network: network.name.clone(),
             ifname,
             host_ifname,
+            host_ifindex: link.host_ifindex,
             ip,
             mac: link.mac,
             aliases,
         };
         if let Err(e) = self.program_endpoint(&endpoint, link.host_ifindex, network) {
-            self.destroy_endpoint(&endpoint, Some(link.host_ifindex));
+            self.destroy_endpoint(&endpoint);
             return Err(e);
         }
         Ok((endpoint, link.host_ifindex))
@@ -427,15 +428,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 
     /// Removes an endpoint's kernel objects, best effort: what fails is
     /// logged, and the next start's reconcile collects it.
-    fn destroy_endpoint(&mut self, endpoint: &Endpoint, host_ifindex: Option<u32>) {
-        let ifindex = match host_ifindex {
-            Some(i) => Some(i),
-            None => self.host.ifindex(&endpoint.host_ifname).ok().flatten(),
-        };
+    fn destroy_endpoint(&mut self, endpoint: &Endpoint) {
         let mut failures = Vec::new();
-        if let Some(ifindex) = ifindex
-            && let Err(e) = self.datapath.remove_endpoint_iface(ifindex)
-        {
+        if let Err(e) = self.datapath.remove_endpoint_iface(endpoint.host_ifindex) {
             failures.push(e.to_string());
         }
         if let Err(e) = self.datapath.remove_endpoint_addr(endpoint.ip) {
@@ -577,7 +572,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             Ok(p) => p,
             Err(e) => {
                 self.release_ports(&reserved);
-                self.destroy_endpoint(&endpoint, None);
+                self.destroy_endpoint(&endpoint);
                 return Err(AgentError::Connectivity {
                     endpoint: container.name.clone(),
                     id: container.id.clone(),
@@ -595,7 +590,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if let Err(e) = self.store.save(&next) {
             self.uninstall_publications(&published);
             self.release_ports(&reserved);
-            self.destroy_endpoint(&endpoint, None);
+            self.destroy_endpoint(&endpoint);
             return Err(e.into());
         }
         self.state = next;
@@ -790,7 +785,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let ports: Vec<HostPort> = owned.iter().map(|p| host_port(&p.spec)).collect();
         self.release_ports(&ports);
         for ep in container.endpoints() {
-            self.destroy_endpoint(ep, None);
+            self.destroy_endpoint(ep);
         }
         self.state = next;
         info!(name, "container detached");
@@ -916,7 +911,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             eps.push(endpoint.clone());
         }
         if let Err(e) = self.store.save(&next) {
-            self.destroy_endpoint(&endpoint, None);
+            self.destroy_endpoint(&endpoint);
             return Err(e.into());
         }
         self.state = next;
@@ -1006,7 +1001,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 return Err(e.into());
             }
         }
-        self.destroy_endpoint(&endpoint, None);
+        self.destroy_endpoint(&endpoint);
         self.state = next;
         info!(
             container = name,
@@ -1078,6 +1073,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     report.missing_endpoints += 1;
                     continue;
                 };
+                if ep.host_ifindex != ifindex {
+                    ep.host_ifindex = ifindex;
+                    changed = true;
+                }
                 self.program_endpoint(ep, ifindex, network)?;
                 want_ifaces.insert(ifindex);
                 want_addrs.insert(ep.ip);
@@ -1153,5 +1152,450 @@ fn bridge_config(network: &Network) -> BridgeConfig {
 fn replace_network(networks: &mut [Network], network: Network) {
     if let Some(n) = networks.iter_mut().find(|n| n.name == network.name) {
         *n = network;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{datapath::fake::FakeDatapath, host::fake::FakeHost, state::StateStore};
+
+    type TestAgent = Agent<FakeDatapath, FakeHost>;
+
+    /// An agent with the default network and `neta` (10.1.0.0/24); the
+    /// "network namespace" is this process's own (a real nsfs file).
+    fn agent(dir: &tempfile::TempDir) -> TestAgent {
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut a = Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap();
+        a.ensure_default_network().unwrap();
+        a.network_create(create("neta", Some("10.1.0.0/24")))
+            .unwrap();
+        a
+    }
+
+    fn create(name: &str, subnet: Option<&str>) -> NetworkCreate {
+        NetworkCreate {
+            name: name.into(),
+            subnet: subnet.map(|s| s.parse().unwrap()),
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            icc: true,
+            driver: None,
+        }
+    }
+
+    fn attach(name: &str, network: &str, publish: &[&str]) -> ContainerAttach {
+        ContainerAttach {
+            name: name.into(),
+            netns: "/proc/self/ns/net".into(),
+            network: Some(network.into()),
+            publish: publish.iter().map(|s| (*s).to_owned()).collect(),
+            ..ContainerAttach::default()
+        }
+    }
+
+    /// Each test container needs its own namespace file; /proc/self/ns/net
+    /// is one, so tests attach the second and later containers through
+    /// the thread-self and pid paths (all the same namespace, different
+    /// paths, which is all the agent's duplicate check compares).
+    fn attach_as(name: &str, network: &str, publish: &[&str], n: usize) -> ContainerAttach {
+        let paths = [
+            "/proc/self/ns/net".to_owned(),
+            "/proc/thread-self/ns/net".to_owned(),
+            format!("/proc/{}/ns/net", std::process::id()),
+        ];
+        ContainerAttach {
+            netns: paths[n].clone().into(),
+            ..attach(name, network, publish)
+        }
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, AgentError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_default_network_exists_and_new_subnets_avoid_routes_and_networks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut host = FakeHost::default();
+        host.routes = vec![("172.17.0.0/16".parse().unwrap(), "docker0 route".into())];
+        let mut a = Agent::new(store, FakeDatapath::default(), host).unwrap();
+        a.ensure_default_network().unwrap();
+        a.ensure_default_network().unwrap();
+        let nets = a.network_list();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(nets[0].name, "bridge");
+        assert_eq!(nets[0].bridge, DEFAULT_BRIDGE);
+        assert_eq!(nets[0].ipam.subnet.to_string(), "172.18.0.0/16");
+        let b = a.network_create(create("b", None)).unwrap();
+        assert_eq!(b.ipam.subnet.to_string(), "172.19.0.0/16");
+        assert_ne!(b.net_id, nets[0].net_id);
+        assert!(a.host.bridges.contains_key(&b.bridge));
+        assert!(err(a.network_create(create("c", Some("172.19.5.0/24")))).contains("overlaps"));
+        assert_eq!(
+            err(a.network_create(create("b", None))),
+            "network with name b already exists"
+        );
+        assert!(err(a.network_create(create("bad name", None))).contains("invalid network name"));
+        let mut other = create("d", None);
+        other.driver = Some("overlay".into());
+        assert!(err(a.network_create(other)).contains("plugin \"overlay\" not found"));
+        assert_eq!(
+            err(a.network_rm("bridge")),
+            "bridge is a pre-defined network and cannot be removed"
+        );
+    }
+
+    #[test]
+    fn attach_makes_an_endpoint_with_policy_entries_and_publications() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let info = a
+            .container_attach(attach("web", "neta", &["8080:80", "127.0.0.1::53/udp"]))
+            .unwrap();
+        let ep = &info.endpoints[0];
+        assert_eq!(ep.ip.to_string(), "10.1.0.2");
+        assert_eq!(ep.ifname, "eth0");
+        assert!(a.datapath.attached.contains(&ep.host_ifname));
+        let policy = a.network("neta").unwrap().policy();
+        assert_eq!(a.datapath.endpoint_addrs.get(&ep.ip), Some(&policy));
+        assert_eq!(a.datapath.endpoint_ifaces.values().next(), Some(&policy));
+        let cfg = &a.host.endpoints[&ep.host_ifname];
+        assert_eq!(cfg.default_gateway, Some("10.1.0.1".parse().unwrap()));
+        let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ports,
+            [
+                "127.0.0.1:32768->10.1.0.2:53/udp",
+                "0.0.0.0:8080->10.1.0.2:80/tcp"
+            ]
+        );
+        assert_eq!(a.datapath.publications.len(), 2);
+        assert_eq!(a.host.reserved.len(), 2);
+        // `port web 80` and a miss in Docker's words.
+        let p80 = a.container_ports("web", Some((80, None))).unwrap();
+        assert_eq!(p80[0].host_port, 8080);
+        assert_eq!(
+            err(a.container_ports("web", Some((81, None)))),
+            "No public port '81/tcp' published for web"
+        );
+        // The state survives a reopen.
+        drop(a);
+        let store = StateStore::open(dir.path()).unwrap();
+        let b = Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap();
+        assert_eq!(b.container_inspect("web").unwrap().ports.len(), 2);
+    }
+
+    #[test]
+    fn names_are_unique_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let first = a.container_attach(attach("web", "neta", &[])).unwrap();
+        let e = err(a.container_attach(attach_as("web", "neta", &[], 1)));
+        assert!(
+            e.starts_with("Conflict. The container name \"/web\" is already in use by container")
+                && e.contains(&first.container.id),
+            "{e}"
+        );
+        assert!(
+            err(a.container_attach(attach_as("-x", "neta", &[], 1)))
+                .starts_with("Invalid container name (-x)")
+        );
+        assert_eq!(
+            err(a.container_attach(attach_as("db", "nope", &[], 1))),
+            "network nope not found"
+        );
+        // The same namespace twice (not joined) is refused.
+        assert!(
+            err(a.container_attach(attach("db", "neta", &[])))
+                .contains("use --network container:web")
+        );
+        a.container_detach("web").unwrap();
+        a.container_attach(attach("web", "neta", &[])).unwrap();
+    }
+
+    #[test]
+    fn every_port_form_allocates_as_docker_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.host.ephemeral = Some((40000, 40003));
+        // A host process holds 8000 and 40000.
+        for port in [8000, 40000] {
+            a.host.foreign.insert(HostPort {
+                ip: Ipv4Addr::UNSPECIFIED,
+                port,
+                proto: Proto::Tcp,
+            });
+        }
+        let mut req = attach(
+            "web",
+            "neta",
+            &[
+                "8000-8002:80",
+                "9000-9001:90-91/udp",
+                "100",
+                "10.9.9.9::101",
+            ],
+        );
+        req.expose = vec!["7000".into(), "90/udp".into()];
+        req.publish_all = true;
+        let info = a.container_attach(req).unwrap();
+        let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ports,
+            [
+                "0.0.0.0:8001->10.1.0.2:80/tcp",
+                "0.0.0.0:9000->10.1.0.2:90/udp",
+                "0.0.0.0:9001->10.1.0.2:91/udp",
+                "0.0.0.0:40001->10.1.0.2:100/tcp",
+                "10.9.9.9:40002->10.1.0.2:101/tcp",
+                "0.0.0.0:40003->10.1.0.2:7000/tcp",
+            ]
+        );
+        // The ephemeral range is now used up on 0.0.0.0/tcp.
+        let e = err(a.container_attach(attach_as("db", "neta", &["5432"], 1)));
+        assert!(
+            e.starts_with("driver failed programming external connectivity on endpoint db (")
+                && e.ends_with(
+                    "all ports are allocated (no free tcp port in 40000-40003 on 0.0.0.0)"
+                ),
+            "{e}"
+        );
+        // A fixed port that is published, and one a host process holds.
+        let e = err(a.container_attach(attach_as("db", "neta", &["8001:5432"], 1)));
+        assert!(
+            e.contains("Bind for 0.0.0.0:8001 failed: port is already allocated"),
+            "{e}"
+        );
+        let e = err(a.container_attach(attach_as("db", "neta", &["8000:5432"], 1)));
+        assert!(
+            e.ends_with("failed to bind host port 0.0.0.0:8000/tcp: address already in use"),
+            "{e}"
+        );
+        // None of the failures left anything behind.
+        assert_eq!(a.state.containers.len(), 1);
+        assert_eq!(a.host.endpoints.len(), 1);
+        assert_eq!(a.datapath.endpoint_addrs.len(), 1);
+        assert_eq!(a.host.reserved.len(), 6);
+        assert_eq!(a.network("neta").unwrap().ipam.allocated.len(), 1);
+        // Detach frees everything.
+        a.container_detach("web").unwrap();
+        assert!(a.host.reserved.is_empty() && a.datapath.publications.is_empty());
+        assert!(a.host.endpoints.is_empty() && a.datapath.attached.is_empty());
+        assert!(a.datapath.endpoint_addrs.is_empty() && a.datapath.endpoint_ifaces.is_empty());
+        assert!(a.network("neta").unwrap().ipam.allocated.is_empty());
+    }
+
+    #[test]
+    fn a_failed_kernel_step_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let before = std::fs::read(dir.path().join("state.json")).unwrap();
+        a.host.fail_endpoints = true;
+        assert!(
+            a.container_attach(attach("web", "neta", &["8080:80"]))
+                .is_err()
+        );
+        a.host.fail_endpoints = false;
+        a.datapath.fail_writes = true;
+        assert!(
+            a.container_attach(attach("web", "neta", &["8080:80"]))
+                .is_err()
+        );
+        a.datapath.fail_writes = false;
+        assert_eq!(
+            std::fs::read(dir.path().join("state.json")).unwrap(),
+            before
+        );
+        assert!(a.host.endpoints.is_empty() && a.host.reserved.is_empty());
+        assert!(a.datapath.attached.is_empty() && a.datapath.publications.is_empty());
+        assert!(a.network("neta").unwrap().ipam.allocated.is_empty());
+        a.container_attach(attach("web", "neta", &["8080:80"]))
+            .unwrap();
+    }
+
+    #[test]
+    fn joined_containers_share_and_refuse_what_docker_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.container_attach(attach("web", "neta", &["8080:80"]))
+            .unwrap();
+        let mut side = attach("side", "container:web", &[]);
+        side.netns = "/nonexistent".into();
+        let info = a.container_attach(side.clone()).unwrap();
+        assert_eq!(info.joined_to.as_deref(), Some("web"));
+        assert_eq!(
+            info.endpoints,
+            a.container_inspect("web").unwrap().endpoints
+        );
+        assert!(info.ports.is_empty());
+        assert_eq!(a.host.endpoints.len(), 1, "no new interface");
+        // Joining a joined container joins the root.
+        let mut third = attach("third", "container:side", &[]);
+        third.netns = "/nonexistent".into();
+        assert_eq!(
+            a.container_attach(third).unwrap().joined_to.as_deref(),
+            Some("web")
+        );
+        let mut bad = attach("xx", "container:web", &["80"]);
+        bad.netns = "/nonexistent".into();
+        assert_eq!(
+            err(a.container_attach(bad)),
+            "conflicting options: port publishing and the container type network mode"
+        );
+        assert!(
+            err(a.network_connect("bridge", "side", None, vec![]))
+                .starts_with("container sharing network namespace")
+        );
+        assert!(
+            err(a.container_detach("web"))
+                .contains("has containers joined to its network stack (side, third)")
+        );
+        a.container_detach("side").unwrap();
+        a.container_detach("third").unwrap();
+        a.container_detach("web").unwrap();
+        assert!(a.host.endpoints.is_empty());
+    }
+
+    #[test]
+    fn connect_disconnect_and_network_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.network_create(create("netb", Some("10.2.0.0/24")))
+            .unwrap();
+        a.container_attach(attach("web", "neta", &["8080:80"]))
+            .unwrap();
+        let ep = a
+            .network_connect(
+                "netb",
+                "web",
+                Some("10.2.0.9".parse().unwrap()),
+                vec!["w".into()],
+            )
+            .unwrap();
+        assert_eq!(
+            (ep.ifname.as_str(), ep.ip.to_string().as_str()),
+            ("eth1", "10.2.0.9")
+        );
+        assert_eq!(
+            a.host.endpoints[&ep.host_ifname].default_gateway, None,
+            "one default route"
+        );
+        assert!(
+            err(a.network_connect("netb", "web", None, vec![]))
+                .contains("already exists in network netb")
+        );
+        assert!(
+            err(a.network_connect("bridge", "web", Some("172.17.0.9".parse().unwrap()), vec![]))
+                .contains("user specified IP address is supported on user defined networks only")
+        );
+        let e = err(a.network_rm("netb"));
+        assert!(
+            e.starts_with("error while removing network: network netb id ")
+                && e.ends_with("has active endpoints (web)"),
+            "{e}"
+        );
+        // Disconnecting the publishing network moves the ports to netb.
+        a.network_disconnect("neta", "web").unwrap();
+        let p = a.container_ports("web", None).unwrap();
+        assert_eq!(p[0].container_ip.to_string(), "10.2.0.9");
+        let value = a.datapath.publications.values().next().unwrap();
+        assert_eq!(value.addr_be.to_ne_bytes(), [10, 2, 0, 9]);
+        // The last one with outside access cannot go while it publishes.
+        assert!(
+            err(a.network_disconnect("netb", "web"))
+                .contains("its only network with outside access")
+        );
+        assert!(
+            err(a.network_disconnect("neta", "web")).contains("is not connected to network neta")
+        );
+        a.container_detach("web").unwrap();
+        let removed = a.network_rm("netb").unwrap();
+        assert!(!a.host.bridges.contains_key(&removed.bridge));
+    }
+
+    #[test]
+    fn internal_networks_refuse_publishing_and_get_no_default_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let mut req = create("priv", Some("10.3.0.0/24"));
+        req.internal = true;
+        req.icc = false;
+        let net = a.network_create(req).unwrap();
+        let policy = net.policy();
+        assert_eq!(
+            policy.flags,
+            datapath_common::NET_F_INTERNAL | datapath_common::NET_F_NO_ICC
+        );
+        assert_eq!(policy.subnet_be.to_ne_bytes(), [10, 3, 0, 0]);
+        assert_eq!(policy.mask_be.to_ne_bytes(), [255, 255, 255, 0]);
+        assert!(
+            err(a.container_attach(attach("db", "priv", &["5432"])))
+                .contains("network priv is internal")
+        );
+        let info = a.container_attach(attach("db", "priv", &[])).unwrap();
+        assert_eq!(
+            a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
+            None
+        );
+    }
+
+    #[test]
+    fn reconcile_collects_strays_and_recreates_missing_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.container_attach(attach("web", "neta", &[])).unwrap();
+        // Strays: an interface, a map entry and a link nobody asked for;
+        // and the container's veth vanished.
+        a.host.endpoints.clear();
+        a.host.endpoints.insert(
+            "na-vstray".into(),
+            EndpointConfig {
+                host_ifname: "na-vstray".into(),
+                bridge: "x".into(),
+                netns: "/x".into(),
+                ifname: "eth0".into(),
+                ip: "10.9.9.9".parse().unwrap(),
+                prefix_len: 24,
+                default_gateway: None,
+            },
+        );
+        a.datapath
+            .endpoint_addrs
+            .insert("10.9.9.9".parse().unwrap(), Default::default());
+        a.datapath.attached.insert("na-vgone".into());
+        a.host.bridges.insert(
+            "na-br-stray".into(),
+            BridgeConfig {
+                name: "na-br-stray".into(),
+                gateway: "10.8.0.1".parse().unwrap(),
+                prefix_len: 24,
+            },
+        );
+        let report = a.reconcile_networks().unwrap();
+        // The container's namespace still exists, so its veth is rebuilt.
+        assert_eq!(report.recreated_endpoints, 1);
+        assert!(!a.host.endpoints.contains_key("na-vstray"));
+        assert!(!a.host.bridges.contains_key("na-br-stray"));
+        assert!(!a.datapath.attached.contains("na-vgone"));
+        assert!(
+            !a.datapath
+                .endpoint_addrs
+                .contains_key(&"10.9.9.9".parse().unwrap())
+        );
+        assert_eq!(a.host.endpoints.len(), 1);
+        assert_eq!(a.datapath.endpoint_addrs.len(), 1);
+        assert!(
+            a.datapath
+                .attached
+                .contains(a.host.endpoints.keys().next().unwrap())
+        );
+        // A second pass finds nothing to do.
+        assert_eq!(
+            a.reconcile_networks().unwrap(),
+            NetReconcileReport::default()
+        );
     }
 }

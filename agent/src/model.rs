@@ -59,6 +59,10 @@ pub struct Endpoint {
     pub ifname: String,
     /// The veth's host side, a port of the network's bridge.
     pub host_ifname: String,
+    /// Its interface index (the endpoint-interface map's key), kept so the
+    /// entry can be removed after the interface is gone.
+    #[serde(default)]
+    pub host_ifindex: u32,
     pub ip: Ipv4Addr,
     pub mac: String,
     pub aliases: Vec<String>,

@@ -6,8 +6,9 @@
 use std::mem::size_of;
 
 use datapath_common::{
-    CtKey, CtValue, Event, LocalAddr, MAX_FLOWS, MAX_LOCAL_ADDRS, MAX_PUBLICATIONS, PubKey,
-    PubStats, PubValue, map_names, prog_names,
+    CtKey, CtValue, EVENT_SLOTS, Event, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS, MAX_LOCAL_ADDRS,
+    MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, NetPolicy, PubKey, PubStats,
+    PubValue, SnatKey, SnatValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -54,7 +55,35 @@ fn maps_and_programs_match_the_common_abi() {
             BPF_MAP_TYPE_PERCPU_ARRAY,
             size_of::<u32>(),
             size_of::<u64>(),
-            Event::Count as u32,
+            EVENT_SLOTS,
+        ),
+        (
+            map_names::ENDPOINT_IFACES,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<NetPolicy>(),
+            MAX_ENDPOINTS,
+        ),
+        (
+            map_names::ENDPOINT_ADDRS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<NetPolicy>(),
+            MAX_ENDPOINTS,
+        ),
+        (
+            map_names::SNAT,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<SnatKey>(),
+            size_of::<SnatValue>(),
+            MAX_SNAT_ENTRIES,
+        ),
+        (
+            map_names::MASQ_ADDRS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<MasqAddr>(),
+            MAX_MASQ_IFACES,
         ),
     ];
     for (name, map_type, key, value, max) in expected {
@@ -87,6 +116,7 @@ fn maps_and_programs_match_the_common_abi() {
         prog_names::XDP_INGRESS,
         prog_names::TC_INGRESS,
         prog_names::TC_EGRESS,
+        prog_names::TC_FROM_CONTAINER,
     ] {
         assert!(
             name.len() <= 15,
@@ -107,4 +137,8 @@ fn event_table_is_dense_and_named() {
         assert!(!event.name().is_empty() && event.name() != "count");
     }
     assert_eq!(Event::ALL.len(), Event::Count as usize);
+    assert!(
+        Event::Count as u32 <= EVENT_SLOTS,
+        "the events array has room"
+    );
 }

@@ -12,6 +12,8 @@ pub struct FakeHost {
     pub routes: Vec<(Ipv4Net, String)>,
     pub bridges: BTreeMap<String, BridgeConfig>,
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// The ifindex each endpoint's host side got.
+    pub ifindexes: BTreeMap<String, u32>,
     pub reserved: BTreeSet<HostPort>,
     /// Ports "another process" holds: reserving them fails.
     pub foreign: BTreeSet<HostPort>,
@@ -50,6 +52,8 @@ impl Host for FakeHost {
         }
         self.endpoints.insert(ep.host_ifname.clone(), ep.clone());
         self.next_ifindex += 1;
+        self.ifindexes
+            .insert(ep.host_ifname.clone(), 100 + self.next_ifindex);
         Ok(EndpointLink {
             host_ifindex: 100 + self.next_ifindex,
             mac: "02:00:00:00:00:01".into(),
@@ -58,11 +62,15 @@ impl Host for FakeHost {
 
     fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError> {
         self.endpoints.remove(host_ifname);
+        self.ifindexes.remove(host_ifname);
         Ok(())
     }
 
     fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError> {
-        Ok(self.endpoints.contains_key(name).then_some(100))
+        Ok(self
+            .endpoints
+            .contains_key(name)
+            .then(|| self.ifindexes.get(name).copied().unwrap_or(100)))
     }
 
     fn own_links(&mut self) -> Result<Vec<String>, HostError> {
