@@ -6,7 +6,10 @@ use std::net::Ipv4Addr;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;
-pub use datapath_common::{IPPROTO_TCP, IPPROTO_UDP};
+pub use datapath_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
 
 /// RFC 1071 Internet checksum of `data` added to `initial` (not complemented).
 pub fn sum16(data: &[u8], initial: u32) -> u32 {
@@ -78,6 +81,14 @@ impl FrameSpec {
         Self::new(IPPROTO_TCP, src, sport, dst, dport, payload)
     }
 
+    /// An ICMP echo request (`request`) or reply with identifier `id`. It
+    /// is described like the datapath sees it: a request has the
+    /// identifier as `sport`, a reply as `dport`.
+    pub fn icmp_echo(src: &str, dst: &str, id: u16, request: bool, payload: &[u8]) -> Self {
+        let (sport, dport) = if request { (id, 0) } else { (0, id) };
+        Self::new(IPPROTO_ICMP, src, sport, dst, dport, payload)
+    }
+
     fn new(proto: u8, src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Self {
         Self {
             eth_src: [0x02, 0, 0, 0, 0, 0x01],
@@ -113,11 +124,29 @@ impl FrameSpec {
                 l4.extend_from_slice(&[0, 0]);
                 6
             }
-            _ => panic!("FrameSpec builds TCP or UDP"),
+            IPPROTO_ICMP => {
+                // Type, code, checksum, identifier, sequence.
+                let (ty, id) = if self.sport != 0 {
+                    (ICMP_ECHO_REQUEST, self.sport)
+                } else {
+                    (ICMP_ECHO_REPLY, self.dport)
+                };
+                l4.clear();
+                l4.extend_from_slice(&[ty, 0, 0, 0]);
+                l4.extend_from_slice(&id.to_be_bytes());
+                l4.extend_from_slice(&7u16.to_be_bytes());
+                2
+            }
+            _ => panic!("FrameSpec builds TCP, UDP or ICMP echo"),
         };
         l4.extend_from_slice(&self.payload);
         let len = l4.len() as u16;
-        let pseudo = pseudo_sum(self.src, self.dst, self.proto, len);
+        // ICMP has no pseudo-header.
+        let pseudo = if self.proto == IPPROTO_ICMP {
+            0
+        } else {
+            pseudo_sum(self.src, self.dst, self.proto, len)
+        };
         let full = !fold(sum16(&l4, pseudo));
         let value = match self.csum {
             L4Csum::Valid if self.proto == IPPROTO_UDP && full == 0 => 0xffff,
@@ -190,19 +219,38 @@ pub fn verify(frame: &[u8]) -> Result<Checked, String> {
     let csum_off = match proto {
         IPPROTO_TCP => 16,
         IPPROTO_UDP => 6,
-        p => return Err(format!("protocol {p} is neither TCP nor UDP")),
+        IPPROTO_ICMP => 2,
+        p => return Err(format!("protocol {p} is neither TCP, UDP nor ICMP")),
     };
     let l4_csum = u16::from_be_bytes([l4[csum_off], l4[csum_off + 1]]);
     let skip = proto == IPPROTO_UDP && l4_csum == 0;
-    if !skip && fold(sum16(l4, pseudo_sum(src, dst, proto, l4.len() as u16))) != 0xffff {
+    let pseudo = if proto == IPPROTO_ICMP {
+        0
+    } else {
+        pseudo_sum(src, dst, proto, l4.len() as u16)
+    };
+    if !skip && fold(sum16(l4, pseudo)) != 0xffff {
         return Err(format!("bad {} checksum {l4_csum:#06x}", proto_name(proto)));
     }
+    let (sport, dport) = if proto == IPPROTO_ICMP {
+        let id = u16::from_be_bytes([l4[4], l4[5]]);
+        match l4[0] {
+            ICMP_ECHO_REQUEST => (id, 0),
+            ICMP_ECHO_REPLY => (0, id),
+            t => return Err(format!("ICMP type {t} is not an echo")),
+        }
+    } else {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
+    };
     Ok(Checked {
         src,
         dst,
         proto,
-        sport: u16::from_be_bytes([l4[0], l4[1]]),
-        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        sport,
+        dport,
         l4_csum,
     })
 }
@@ -210,6 +258,7 @@ pub fn verify(frame: &[u8]) -> Result<Checked, String> {
 fn proto_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_TCP => "TCP",
+        IPPROTO_ICMP => "ICMP",
         _ => "UDP",
     }
 }
@@ -220,8 +269,19 @@ fn proto_name(proto: u8) -> &'static str {
 pub fn nat_mutable_offsets(frame: &[u8], rewrites_src: bool) -> Vec<usize> {
     let ihl = usize::from(frame[14] & 0x0f) * 4;
     let l4 = 14 + ihl;
-    let csum = l4 + if frame[23] == IPPROTO_TCP { 16 } else { 6 };
-    let (addr, port) = if rewrites_src { (26, l4) } else { (30, l4 + 2) };
+    let csum = l4
+        + match frame[23] {
+            IPPROTO_TCP => 16,
+            IPPROTO_ICMP => 2,
+            _ => 6,
+        };
+    let (addr, port) = match (rewrites_src, frame[23] == IPPROTO_ICMP) {
+        // The echo identifier stands for the port either way.
+        (true, true) => (26, l4 + 4),
+        (false, true) => (30, l4 + 4),
+        (true, false) => (26, l4),
+        (false, false) => (30, l4 + 2),
+    };
     let mut offs = vec![24, 25, csum, csum + 1, port, port + 1];
     offs.extend(addr..addr + 4);
     offs
@@ -263,6 +323,13 @@ mod tests {
             assert_eq!((checked.sport, checked.dport), (1234, 80));
             spec.csum = L4Csum::Corrupt;
             assert!(verify(&spec.build()).is_err());
+        }
+        for request in [true, false] {
+            let mut echo = FrameSpec::icmp_echo("10.0.0.1", "10.0.0.2", 77, request, b"ping");
+            let checked = verify(&echo.build()).unwrap();
+            assert_eq!(checked.sport + checked.dport, 77);
+            echo.csum = L4Csum::Corrupt;
+            assert!(verify(&echo.build()).is_err());
         }
         let mut udp = FrameSpec::udp("10.0.0.1", 1, "10.0.0.2", 2, b"odd");
         udp.csum = L4Csum::Zero;

@@ -16,14 +16,19 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use datapath_common::{
-    CtKey, CtValue, Event, LocalAddr, PubKey, PubStats, PubValue, XDP_TRANSLATED_MARK,
-    map_names::{CONNTRACK, EVENTS, LOCAL_ADDRS, PUB_STATS, PUBLICATIONS},
-    prog_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS},
+    CtKey, CtValue, Event, LocalAddr, MasqAddr, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy, PubKey,
+    PubStats, PubValue, SNAT_DIR_OUT, SNAT_DIR_REPLY, SNAT_PORT_MAX, SNAT_PORT_MIN, SnatKey,
+    SnatValue, XDP_TRANSLATED_MARK,
+    map_names::{
+        CONNTRACK, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS, MASQ_ADDRS, PUB_STATS,
+        PUBLICATIONS, SNAT,
+    },
+    prog_names::{TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
 use netagent_tests::{
     netns::require_root,
     packet::{
-        Checked, ETH_P_ARP, ETH_P_IPV6, FrameSpec, IPPROTO_TCP, IPPROTO_UDP, L4Csum,
+        Checked, ETH_P_ARP, ETH_P_IPV6, FrameSpec, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L4Csum,
         assert_only_nat_fields_changed, non_ip_frame, verify,
     },
 };
@@ -499,4 +504,283 @@ fn tc_egress_reverse_nat() {
         assert_eq!(after, other, "{name}: untracked reply must be untouched");
     }
     assert_eq!(dp.event(Event::RevNat), 1);
+}
+
+/// `skb->ifindex` under BPF_PROG_TEST_RUN without a context: the loopback
+/// device of the test's network namespace.
+const TEST_RUN_IFINDEX: u32 = 1;
+const TC_ACT_SHOT: u32 = 2;
+const REMOTE: &str = "198.51.100.20";
+
+fn policy(net_id: u32, flags: u32, subnet: &str, mask: &str) -> NetPolicy {
+    NetPolicy {
+        net_id,
+        flags,
+        subnet_be: be32(subnet),
+        mask_be: be32(mask),
+    }
+}
+
+impl Dp {
+    /// Loads the TC program the two tests below need besides the others.
+    fn with_endpoint_program() -> Self {
+        let mut dp = Self::new();
+        let tc: &mut SchedClassifier = dp
+            .ebpf
+            .program_mut(TC_FROM_CONTAINER)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        tc.load().expect("verifier accepts the isolation program");
+        dp
+    }
+
+    fn endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) {
+        let mut map: HashMap<_, u32, NetPolicy> =
+            HashMap::try_from(self.ebpf.map_mut(ENDPOINT_IFACES).unwrap()).unwrap();
+        map.insert(&ifindex, net, 0).unwrap();
+    }
+
+    fn endpoint_addr(&mut self, ip: &str, net: &NetPolicy) {
+        let mut map: HashMap<_, u32, NetPolicy> =
+            HashMap::try_from(self.ebpf.map_mut(ENDPOINT_ADDRS).unwrap()).unwrap();
+        map.insert(&be32(ip), net, 0).unwrap();
+    }
+
+    fn masq_addr(&mut self, ifindex: u32, ip: &str) {
+        let mut map: HashMap<_, u32, MasqAddr> =
+            HashMap::try_from(self.ebpf.map_mut(MASQ_ADDRS).unwrap()).unwrap();
+        map.insert(&ifindex, &MasqAddr { addr_be: be32(ip) }, 0)
+            .unwrap();
+    }
+
+    fn snat_entries(&self) -> Vec<(SnatKey, SnatValue)> {
+        let map: HashMap<_, SnatKey, SnatValue> =
+            HashMap::try_from(self.ebpf.map(SNAT).unwrap()).unwrap();
+        map.iter().map(Result::unwrap).collect()
+    }
+}
+
+#[test]
+fn tc_from_container_enforces_isolation_icc_and_internal() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
+    let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
+    let internal = policy(1, NET_F_INTERNAL, "10.1.0.0", "255.255.255.0");
+    let icmp_to = |dst: &str| FrameSpec::icmp_echo("10.1.0.2", dst, 9, true, b"ping").build();
+    let tcp_to = |dst: &str| FrameSpec::tcp("10.1.0.2", 40000, dst, 80, b"").build();
+    let mut frag = FrameSpec::udp("10.1.0.2", 5353, "10.2.0.3", 53, b"frag");
+    frag.frag_off = 0x0010;
+    // (name, source interface's network, frame, expected drop reason)
+    let cases: Vec<(&str, Option<NetPolicy>, Vec<u8>, Option<Event>)> = vec![
+        ("same network", Some(net1), tcp_to("10.1.0.3"), None),
+        ("same network, icmp", Some(net1), icmp_to("10.1.0.3"), None),
+        (
+            "other network",
+            Some(net1),
+            tcp_to("10.2.0.3"),
+            Some(Event::DropIsolation),
+        ),
+        (
+            "other network, icmp",
+            Some(net1),
+            icmp_to("10.2.0.3"),
+            Some(Event::DropIsolation),
+        ),
+        (
+            "other network, fragment",
+            Some(net1),
+            frag.build(),
+            Some(Event::DropIsolation),
+        ),
+        ("outside world", Some(net1), tcp_to(REMOTE), None),
+        (
+            "icc off, same network",
+            Some(no_icc),
+            tcp_to("10.1.0.3"),
+            Some(Event::DropIcc),
+        ),
+        ("icc off, gateway", Some(no_icc), tcp_to("10.1.0.1"), None),
+        ("icc off, outside world", Some(no_icc), tcp_to(REMOTE), None),
+        (
+            "internal, outside world",
+            Some(internal),
+            icmp_to(REMOTE),
+            Some(Event::DropInternal),
+        ),
+        (
+            "internal, gateway",
+            Some(internal),
+            tcp_to("10.1.0.1"),
+            None,
+        ),
+        (
+            "internal, same network",
+            Some(internal),
+            tcp_to("10.1.0.3"),
+            None,
+        ),
+        (
+            "internal, other network",
+            Some(internal),
+            tcp_to("10.2.0.3"),
+            Some(Event::DropIsolation),
+        ),
+        ("not an endpoint interface", None, tcp_to("10.2.0.3"), None),
+        ("arp", Some(net1), non_ip_frame(ETH_P_ARP, 42), None),
+        ("ipv6", Some(net1), non_ip_frame(ETH_P_IPV6, 80), None),
+    ];
+    for (name, src, frame, drop) in cases {
+        let mut dp = Dp::with_endpoint_program();
+        if let Some(src) = src {
+            dp.endpoint_iface(TEST_RUN_IFINDEX, &src);
+        }
+        dp.endpoint_addr("10.1.0.3", &net1);
+        dp.endpoint_addr("10.2.0.3", &net2);
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        assert_eq!(after, frame, "{name}: the policy never rewrites");
+        match drop {
+            Some(reason) => {
+                assert_eq!(ret, TC_ACT_SHOT, "{name}");
+                assert_eq!(dp.event(reason), 1, "{name}: {reason:?} not counted");
+            }
+            None => assert_eq!(ret, TC_ACT_PIPE, "{name}"),
+        }
+        let drops: u64 = [Event::DropIsolation, Event::DropIcc, Event::DropInternal]
+            .iter()
+            .map(|e| dp.event(*e))
+            .sum();
+        assert_eq!(
+            drops,
+            u64::from(drop.is_some()),
+            "{name}: one reason per drop"
+        );
+    }
+}
+
+#[test]
+fn tc_masquerades_container_flows_and_translates_replies_back() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let flows = [
+        (
+            "tcp",
+            FrameSpec::tcp("10.1.0.2", 40000, REMOTE, 443, b"hello"),
+        ),
+        (
+            "udp",
+            FrameSpec::udp("10.1.0.2", 40001, REMOTE, 53, b"query"),
+        ),
+        ("udp zero checksum", {
+            let mut f = FrameSpec::udp("10.1.0.2", 40002, REMOTE, 53, b"zero");
+            f.csum = L4Csum::Zero;
+            f
+        }),
+        (
+            "icmp echo",
+            FrameSpec::icmp_echo("10.1.0.2", REMOTE, 4242, true, b"ping"),
+        ),
+    ];
+    for (name, flow) in flows {
+        let mut dp = Dp::with_endpoint_program();
+        dp.endpoint_addr("10.1.0.2", &net1);
+        dp.masq_addr(TEST_RUN_IFINDEX, HOST);
+        let out = flow.build();
+        let (ret, masqueraded) = dp.run_tc(TC_EGRESS, &out);
+        assert_eq!(ret, TC_ACT_PIPE, "{name}");
+        assert_only_nat_fields_changed(&out, &masqueraded, true);
+        // (A CHECKSUM_PARTIAL seed cannot be had here: test_run skbs are
+        // CHECKSUM_NONE. The netns masquerade test covers it, from
+        // containers whose veths offload checksums.)
+        let seen = verify(&masqueraded).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(seen.src, HOST.parse::<Ipv4Addr>().unwrap(), "{name}");
+        let port = seen.sport;
+        assert!(
+            (SNAT_PORT_MIN..=SNAT_PORT_MAX).contains(&port),
+            "{name}: port {port} outside the masquerade range"
+        );
+        if flow.csum == L4Csum::Zero {
+            assert_eq!(seen.l4_csum, 0, "{name}: zero UDP checksum must stay zero");
+        }
+        assert_eq!(dp.event(Event::SnatOut), 1, "{name}");
+        let entries = dp.snat_entries();
+        assert_eq!(entries.len(), 2, "{name}: one OUT and one REPLY entry");
+        assert!(entries.iter().any(|(k, _)| k.dir == SNAT_DIR_OUT));
+        assert!(entries.iter().any(|(k, _)| k.dir == SNAT_DIR_REPLY));
+
+        // The same flow keeps its port.
+        let (_, again) = dp.run_tc(TC_EGRESS, &out);
+        assert_eq!(again, masqueraded, "{name}: a flow must keep its port");
+
+        // The reply comes back to the container.
+        let reply = if flow.proto == IPPROTO_ICMP {
+            FrameSpec::icmp_echo(REMOTE, HOST, port, false, b"ping")
+        } else {
+            FrameSpec {
+                src: flow.dst,
+                dst: HOST.parse().unwrap(),
+                sport: flow.dport,
+                dport: port,
+                ..flow.clone()
+            }
+        };
+        let reply = reply.build();
+        let (ret, back) = dp.run_tc(TC_INGRESS, &reply);
+        assert_eq!(ret, TC_ACT_PIPE, "{name}");
+        assert_only_nat_fields_changed(&reply, &back, false);
+        let back = verify(&back).unwrap_or_else(|e| panic!("{name}: reply {e}"));
+        assert_eq!(back.dst, "10.1.0.2".parse::<Ipv4Addr>().unwrap(), "{name}");
+        let want = if flow.proto == IPPROTO_ICMP {
+            (0, flow.sport)
+        } else {
+            (flow.dport, flow.sport)
+        };
+        assert_eq!((back.sport, back.dport), want, "{name}");
+        assert_eq!(dp.event(Event::SnatReply), 1, "{name}");
+
+        // A reply to a port nobody holds is left alone.
+        let stray = FrameSpec::udp(REMOTE, 53, HOST, port.wrapping_add(1), b"x").build();
+        let (_, untouched) = dp.run_tc(TC_INGRESS, &stray);
+        assert_eq!(untouched, stray, "{name}");
+    }
+}
+
+#[test]
+fn tc_masquerade_leaves_non_containers_alone_and_counts_what_it_cannot_do() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let mut dp = Dp::with_endpoint_program();
+    dp.endpoint_addr("10.1.0.2", &net1);
+    // The host's own traffic is not masqueraded.
+    let host_flow = FrameSpec::tcp(HOST, 40000, REMOTE, 443, b"").build();
+    dp.masq_addr(TEST_RUN_IFINDEX, HOST);
+    let (_, after) = dp.run_tc(TC_EGRESS, &host_flow);
+    assert_eq!(after, host_flow);
+    assert_eq!(dp.event(Event::SnatOut), 0);
+
+    // No address to masquerade to on this interface: passed and counted.
+    let mut dp = Dp::with_endpoint_program();
+    dp.endpoint_addr("10.1.0.2", &net1);
+    let flow = FrameSpec::tcp("10.1.0.2", 40000, REMOTE, 443, b"").build();
+    let (ret, after) = dp.run_tc(TC_EGRESS, &flow);
+    assert_eq!((ret, after), (TC_ACT_PIPE, flow.clone()));
+    assert_eq!(dp.event(Event::PassNoMasqAddr), 1);
+
+    // Every masquerade port published on the host: a new TCP flow has no
+    // port and is dropped (counted); replies to it would be taken for the
+    // published flows otherwise. UDP still has its ports.
+    let mut dp = Dp::with_endpoint_program();
+    dp.endpoint_addr("10.1.0.2", &net1);
+    dp.masq_addr(TEST_RUN_IFINDEX, HOST);
+    for port in SNAT_PORT_MIN..=SNAT_PORT_MAX {
+        dp.publish("0.0.0.0", port, IPPROTO_TCP, CTR, 80);
+    }
+    let (ret, after) = dp.run_tc(TC_EGRESS, &flow);
+    assert_eq!((ret, after), (TC_ACT_SHOT, flow));
+    assert_eq!(dp.event(Event::DropSnatNoPort), 1);
+    let udp = FrameSpec::udp("10.1.0.2", 40001, REMOTE, 53, b"q").build();
+    let (ret, after) = dp.run_tc(TC_EGRESS, &udp);
+    assert_eq!(ret, TC_ACT_PIPE);
+    assert_eq!(
+        verify(&after).unwrap().src,
+        HOST.parse::<Ipv4Addr>().unwrap()
+    );
 }
