@@ -13,7 +13,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use ipnet::Ipv4Net;
@@ -37,8 +37,6 @@ use crate::{
 /// Prefix of endpoint veths (host side) and of bridges.
 const VETH_PREFIX: &str = "na-v";
 const BRIDGE_PREFIX: &str = "na-br";
-/// `statfs` magic of nsfs: what a network namespace file is.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Refusals, with Docker's wording where users know it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,8 +102,12 @@ pub enum NetError {
         hi: u16,
         proto: Proto,
     },
-    #[error("network namespace {path}: {reason}")]
-    Netns { path: PathBuf, reason: String },
+    #[error("--netns is required (the container's network namespace)")]
+    NetnsRequired,
+    #[error(
+        "network namespace {path} is not the one of container {target}, whose network stack --network container:{target} shares"
+    )]
+    NetnsNotShared { path: PathBuf, target: String },
     #[error(
         "network namespace {path} is already attached as container {container}; use --network container:{container} to share it"
     )]
@@ -134,7 +136,9 @@ pub struct NetworkCreate {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerAttach {
     pub name: String,
-    pub netns: PathBuf,
+    /// Required, except with `container:OTHER` (then, if given, it must be
+    /// OTHER's namespace, under any path).
+    pub netns: Option<PathBuf>,
     /// A network name, `container:OTHER`, or `None` for the default network.
     pub network: Option<String>,
     pub ip: Option<Ipv4Addr>,
@@ -181,27 +185,6 @@ pub struct NetReconcileReport {
     pub recreated_endpoints: usize,
     pub missing_endpoints: usize,
     pub collected: usize,
-}
-
-/// Whether `path` is a network namespace file.
-fn check_netns(path: &Path) -> Result<(), NetError> {
-    let err = |reason: String| NetError::Netns {
-        path: path.to_owned(),
-        reason,
-    };
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| err("bad path".into()))?;
-    // SAFETY: statfs into a zeroed struct with a valid C string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(err(std::io::Error::last_os_error().to_string()));
-    }
-    if st.f_type as i64 != NSFS_MAGIC {
-        return Err(err(
-            "not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into(),
-        ));
-    }
-    Ok(())
 }
 
 impl<D: Datapath, H: Host> Agent<D, H> {
@@ -501,7 +484,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             name: req.name.clone(),
             id: random_id(),
             uid,
-            netns: req.netns.clone(),
+            netns: req.netns.clone().unwrap_or_default(),
             mode: NetworkMode::Bridge {
                 endpoints: Vec::new(),
             },
@@ -517,18 +500,23 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         {
             return self.attach_joined(container, &req, target);
         }
-        check_netns(&req.netns)?;
-        if let Some(other) = self
+        let netns = req.netns.clone().ok_or(NetError::NetnsRequired)?;
+        let id = self.host.netns_id(&netns)?;
+        let bridged: Vec<(String, PathBuf)> = self
             .state
             .containers
             .iter()
-            .find(|c| c.netns == req.netns && matches!(c.mode, NetworkMode::Bridge { .. }))
-        {
-            return Err(NetError::NetnsInUse {
-                path: req.netns,
-                container: other.name.clone(),
+            .filter(|c| matches!(c.mode, NetworkMode::Bridge { .. }))
+            .map(|c| (c.name.clone(), c.netns.clone()))
+            .collect();
+        for (other, path) in bridged {
+            if self.host.netns_id(&path).ok() == Some(id) {
+                return Err(NetError::NetnsInUse {
+                    path: netns,
+                    container: other,
+                }
+                .into());
             }
-            .into());
         }
         let net_name = req
             .network
@@ -625,7 +613,21 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             NetworkMode::Container { target } => target.clone(),
             NetworkMode::Bridge { .. } => target.name.clone(),
         };
-        container.netns = target.netns.clone();
+        let shared = target.netns.clone();
+        if let Some(given) = &req.netns {
+            let same = match (self.host.netns_id(given), self.host.netns_id(&shared)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if !same {
+                return Err(NetError::NetnsNotShared {
+                    path: given.clone(),
+                    target: root,
+                }
+                .into());
+            }
+        }
+        container.netns = shared;
         container.mode = NetworkMode::Container { target: root };
         let mut next = self.state.clone();
         next.containers.push(container.clone());
@@ -887,7 +889,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 return Err(NetError::AliasOnDefault.into());
             }
         }
-        check_netns(&container.netns)?;
+        self.host.netns_id(&container.netns)?;
         // The first network with outside access gives the default route.
         let has_route = container
             .endpoints()
@@ -1042,7 +1044,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 };
                 let ifindex = match self.host.ifindex(&ep.host_ifname)? {
                     Some(i) => Some(i),
-                    None if check_netns(&snapshot.netns).is_ok() => {
+                    None if self.host.netns_id(&snapshot.netns).is_ok() => {
                         let has_route = ep.ifname == "eth0" && !network.internal;
                         match self.host.add_endpoint(&EndpointConfig {
                             host_ifname: ep.host_ifname.clone(),
@@ -1188,25 +1190,18 @@ mod tests {
     fn attach(name: &str, network: &str, publish: &[&str]) -> ContainerAttach {
         ContainerAttach {
             name: name.into(),
-            netns: "/proc/self/ns/net".into(),
+            netns: Some(format!("/run/netns/{name}").into()),
             network: Some(network.into()),
             publish: publish.iter().map(|s| (*s).to_owned()).collect(),
             ..ContainerAttach::default()
         }
     }
 
-    /// Each test container needs its own namespace file; /proc/self/ns/net
-    /// is one, so tests attach the second and later containers through
-    /// the thread-self and pid paths (all the same namespace, different
-    /// paths, which is all the agent's duplicate check compares).
+    /// `attach` with namespace number `n` (the fake host gives each
+    /// path a namespace of its own).
     fn attach_as(name: &str, network: &str, publish: &[&str], n: usize) -> ContainerAttach {
-        let paths = [
-            "/proc/self/ns/net".to_owned(),
-            "/proc/thread-self/ns/net".to_owned(),
-            format!("/proc/{}/ns/net", std::process::id()),
-        ];
         ContainerAttach {
-            netns: paths[n].clone().into(),
+            netns: Some(format!("/run/netns/ns{n}").into()),
             ..attach(name, network, publish)
         }
     }
@@ -1219,8 +1214,10 @@ mod tests {
     fn the_default_network_exists_and_new_subnets_avoid_routes_and_networks() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
-        let mut host = FakeHost::default();
-        host.routes = vec![("172.17.0.0/16".parse().unwrap(), "docker0 route".into())];
+        let host = FakeHost {
+            routes: vec![("172.17.0.0/16".parse().unwrap(), "docker0 route".into())],
+            ..FakeHost::default()
+        };
         let mut a = Agent::new(store, FakeDatapath::default(), host).unwrap();
         a.ensure_default_network().unwrap();
         a.ensure_default_network().unwrap();
@@ -1308,10 +1305,22 @@ mod tests {
             "network nope not found"
         );
         // The same namespace twice (not joined) is refused.
-        assert!(
-            err(a.container_attach(attach("db", "neta", &[])))
-                .contains("use --network container:web")
+        let mut twice = attach("db", "neta", &[]);
+        twice.netns = Some("/run/netns/web".into());
+        assert!(err(a.container_attach(twice)).contains("use --network container:web"));
+        let mut none = attach("db", "neta", &[]);
+        none.netns = None;
+        assert_eq!(
+            err(a.container_attach(none)),
+            "--netns is required (the container's network namespace)"
         );
+        let mut gone = attach("db", "neta", &[]);
+        gone.netns = Some("/nonexistent/ns".into());
+        assert!(err(a.container_attach(gone)).starts_with("network namespace /nonexistent/ns: "));
+        // A joined container's --netns must be its target's namespace.
+        let mut other = attach("db", "container:web", &[]);
+        other.netns = Some("/run/netns/elsewhere".into());
+        assert!(err(a.container_attach(other)).contains("is not the one of container web"));
         a.container_detach("web").unwrap();
         a.container_attach(attach("web", "neta", &[])).unwrap();
     }
@@ -1423,7 +1432,7 @@ mod tests {
         a.container_attach(attach("web", "neta", &["8080:80"]))
             .unwrap();
         let mut side = attach("side", "container:web", &[]);
-        side.netns = "/nonexistent".into();
+        side.netns = None;
         let info = a.container_attach(side.clone()).unwrap();
         assert_eq!(info.joined_to.as_deref(), Some("web"));
         assert_eq!(
@@ -1434,13 +1443,13 @@ mod tests {
         assert_eq!(a.host.endpoints.len(), 1, "no new interface");
         // Joining a joined container joins the root.
         let mut third = attach("third", "container:side", &[]);
-        third.netns = "/nonexistent".into();
+        third.netns = Some("/run/netns/web".into());
         assert_eq!(
             a.container_attach(third).unwrap().joined_to.as_deref(),
             Some("web")
         );
         let mut bad = attach("xx", "container:web", &["80"]);
-        bad.netns = "/nonexistent".into();
+        bad.netns = None;
         assert_eq!(
             err(a.container_attach(bad)),
             "conflicting options: port publishing and the container type network mode"

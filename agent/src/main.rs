@@ -147,9 +147,10 @@ enum ContainerCommand {
     Attach {
         /// Unique container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
         name: String,
-        /// The container's network namespace (/run/netns/NAME, /proc/PID/ns/net).
+        /// The container's network namespace (/run/netns/NAME, /proc/PID/ns/net);
+        /// optional with `--network container:OTHER`.
         #[arg(long)]
-        netns: PathBuf,
+        netns: Option<PathBuf>,
         /// A network (default `bridge`), or `container:OTHER` to share
         /// OTHER's network stack.
         #[arg(long)]

@@ -30,7 +30,8 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub fn len(self) -> u32 {
+    /// How many ports (never 0: a range holds at least its `lo`).
+    pub fn count(self) -> u32 {
         u32::from(self.hi) - u32::from(self.lo) + 1
     }
 
@@ -177,7 +178,7 @@ impl FromStr for PortMapping {
             let h = parse_range(host, PortMapError::HostPort)?;
             // One container port takes any single port of a host range;
             // otherwise the lengths must match one to one.
-            if container.len() != 1 && h.len() != container.len() {
+            if container.count() != 1 && h.count() != container.count() {
                 return Err(PortMapError::Ranges {
                     container: container.to_string(),
                     host: h.to_string(),
@@ -214,10 +215,10 @@ impl PortMapping {
             .map(|(i, cport)| {
                 let choice = match self.host {
                     None => HostChoice::Ephemeral,
-                    Some(h) if self.container.len() == 1 && h.lo != h.hi => {
+                    Some(h) if self.container.count() == 1 && h.lo != h.hi => {
                         HostChoice::AnyIn(h.lo, h.hi)
                     }
-                    Some(h) if self.container.len() == 1 => HostChoice::Fixed(h.lo),
+                    Some(h) if self.container.count() == 1 => HostChoice::Fixed(h.lo),
                     Some(h) => HostChoice::Fixed(h.lo + i as u16),
                 };
                 (choice, cport)
@@ -237,7 +238,8 @@ mod tests {
     #[test]
     fn every_docker_form_expands_as_docker_does() {
         use HostChoice::*;
-        let cases: &[(&str, &str, &[(HostChoice, u16)])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(HostChoice, u16)]);
+        let cases: &[Case] = &[
             ("80", "0.0.0.0", &[(Ephemeral, 80)]),
             ("8080:80", "0.0.0.0", &[(Fixed(8080), 80)]),
             ("127.0.0.1:8080:80", "127.0.0.1", &[(Fixed(8080), 80)]),

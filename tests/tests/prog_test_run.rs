@@ -572,7 +572,8 @@ fn tc_from_container_enforces_isolation_icc_and_internal() {
     let mut frag = FrameSpec::udp("10.1.0.2", 5353, "10.2.0.3", 53, b"frag");
     frag.frag_off = 0x0010;
     // (name, source interface's network, frame, expected drop reason)
-    let cases: Vec<(&str, Option<NetPolicy>, Vec<u8>, Option<Event>)> = vec![
+    type Case = (&'static str, Option<NetPolicy>, Vec<u8>, Option<Event>);
+    let cases: Vec<Case> = vec![
         ("same network", Some(net1), tcp_to("10.1.0.3"), None),
         ("same network, icmp", Some(net1), icmp_to("10.1.0.3"), None),
         (

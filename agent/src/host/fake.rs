@@ -1,11 +1,14 @@
 //! An in-memory [`Host`] for tests: records bridges, endpoints and
 //! reservations, and can be told that some ports are held elsewhere.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use ipnet::Ipv4Net;
 
-use super::{BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort};
+use super::{BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, NetnsId};
 
 #[derive(Debug, Default)]
 pub struct FakeHost {
@@ -102,6 +105,23 @@ impl Host for FakeHost {
 
     fn release_port(&mut self, port: HostPort) {
         self.reserved.remove(&port);
+    }
+
+    /// Any path is a namespace of its own, except under `/nonexistent`.
+    fn netns_id(&mut self, path: &Path) -> Result<NetnsId, HostError> {
+        use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+        if path.starts_with("/nonexistent") {
+            return Err(HostError::Netns {
+                path: path.to_owned(),
+                reason: "No such file or directory (os error 2)".into(),
+            });
+        }
+        let mut h = DefaultHasher::new();
+        path.hash(&mut h);
+        Ok(NetnsId {
+            dev: 1,
+            ino: h.finish(),
+        })
     }
 
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {

@@ -8,7 +8,10 @@ pub mod fake;
 pub mod netlink;
 pub mod ports;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use ipnet::Ipv4Net;
 
@@ -39,6 +42,8 @@ pub enum HostError {
         port: u16,
         proto: Proto,
     },
+    #[error("network namespace {path}: {reason}")]
+    Netns { path: PathBuf, reason: String },
     #[error("{0}")]
     Other(String),
 }
@@ -110,4 +115,15 @@ pub trait Host: Send {
     /// The kernel's ephemeral port range and reserved ports (for random
     /// host ports, Docker's source of them).
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>);
+    /// The identity of the network namespace at `path` (two paths name the
+    /// same namespace iff their ids are equal); an error if `path` is not
+    /// a network namespace.
+    fn netns_id(&mut self, path: &Path) -> Result<NetnsId, HostError>;
+}
+
+/// A network namespace's identity: its nsfs device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
 }

@@ -29,7 +29,7 @@ use rtnetlink::{
 };
 
 use super::{
-    BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, IFACE_PREFIX,
+    BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, IFACE_PREFIX, NetnsId,
     ports::{self, Reservations},
 };
 
@@ -341,6 +341,34 @@ impl Host for NetlinkHost {
 
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {
         ports::ephemeral_ports()
+    }
+
+    fn netns_id(&mut self, path: &Path) -> Result<NetnsId, HostError> {
+        use std::os::unix::fs::MetadataExt as _;
+        /// `statfs` magic of nsfs.
+        const NSFS_MAGIC: i64 = 0x6e73_6673;
+        let err = |reason: String| HostError::Netns {
+            path: path.to_owned(),
+            reason,
+        };
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| err("bad path".into()))?;
+        // SAFETY: statfs into a zeroed struct with a valid C string.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(err(io::Error::last_os_error().to_string()));
+        }
+        if st.f_type as i64 != NSFS_MAGIC {
+            return Err(err(
+                "not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)"
+                    .into(),
+            ));
+        }
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        Ok(NetnsId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
     }
 }
 
