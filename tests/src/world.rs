@@ -1,0 +1,171 @@
+//! The world of the network tests: a host namespace where the daemon runs,
+//! an upstream namespace standing for the outside world (reachable only
+//! through the host's served interface, with no route back to any
+//! container subnet, so only masqueraded traffic can return), and
+//! container namespaces the tests attach.
+//!
+//! ```text
+//!  containers ── na-br*/na-v* ── host 10.66.0.1/24 [up] ── [dn] 10.66.0.2/24 upstream
+//! ```
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::netns::{Bpffs, Daemon, Netns, require_root, unique_prefix, veth_pair};
+
+pub const HOST_UP_IP: &str = "10.66.0.1";
+pub const UPSTREAM_IP: &str = "10.66.0.2";
+
+/// One test's world. Fields drop in order: daemon, pins, files, then the
+/// namespaces (deleting a container namespace deletes its veth peer).
+pub struct World {
+    pub daemon: Daemon,
+    _bpffs: Bpffs,
+    pub work: tempfile::TempDir,
+    pub prefix: String,
+    pub upstream: Netns,
+    pub host: Netns,
+    containers: Vec<Netns>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        require_root();
+        let prefix = unique_prefix();
+        let host = Netns::new(format!("{prefix}h"));
+        let upstream = Netns::new(format!("{prefix}u"));
+        let (up, dn) = (format!("{prefix}up"), format!("{prefix}dn"));
+        veth_pair(&host, &up, &upstream, &dn, None);
+        host.ip(&["addr", "add", &format!("{HOST_UP_IP}/24"), "dev", &up]);
+        host.ip(&["link", "set", &up, "up"]);
+        upstream.ip(&["addr", "add", &format!("{UPSTREAM_IP}/24"), "dev", &dn]);
+        upstream.ip(&["link", "set", &dn, "up"]);
+        let bpffs = Bpffs::new();
+        let work = tempfile::Builder::new()
+            .prefix("netagent-world")
+            .tempdir()
+            .expect("tempdir");
+        let daemon = Daemon::start(&host, work.path(), bpffs.path(), &[up]);
+        Self {
+            daemon,
+            _bpffs: bpffs,
+            work,
+            prefix,
+            upstream,
+            host,
+            containers: Vec::new(),
+        }
+    }
+
+    /// A fresh namespace for a container called `name`, owned by the world.
+    pub fn netns(&mut self, name: &str) -> &Netns {
+        let ns = Netns::new(format!("{}{name}", self.prefix));
+        self.containers.push(ns);
+        self.containers.last().expect("just pushed")
+    }
+
+    /// The namespace made for `name`.
+    pub fn ns(&self, name: &str) -> &Netns {
+        let full = format!("{}{name}", self.prefix);
+        self.containers
+            .iter()
+            .find(|n| n.name == full)
+            .unwrap_or_else(|| panic!("no namespace for {name}"))
+    }
+
+    pub fn netns_path(&self, name: &str) -> PathBuf {
+        format!("/run/netns/{}{name}", self.prefix).into()
+    }
+
+    /// Makes a namespace for `name` and attaches it with `args` (network,
+    /// ports...); returns the container's inspect JSON.
+    pub fn attach(&mut self, name: &str, args: &[&str]) -> Value {
+        self.netns(name);
+        let path = self.netns_path(name);
+        let mut full = vec![
+            "container",
+            "attach",
+            name,
+            "--netns",
+            path.to_str().expect("utf-8"),
+        ];
+        full.extend_from_slice(args);
+        self.daemon.ok(&full);
+        self.inspect(name)
+    }
+
+    pub fn inspect(&self, name: &str) -> Value {
+        let out = self.daemon.ok(&["--json", "container", "inspect", name]);
+        serde_json::from_str::<Value>(&out).expect("inspect JSON")["info"].clone()
+    }
+
+    /// The container's address on `network`.
+    pub fn ip(&self, name: &str, network: &str) -> Ipv4Addr {
+        let info = self.inspect(name);
+        let ep = info["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .find(|e| e["network"] == network)
+            .unwrap_or_else(|| panic!("{name} is not on {network}: {info}"))
+            .clone();
+        ep["ip"].as_str().expect("ip").parse().expect("IPv4")
+    }
+
+    /// A datapath event counter, from `netagent stats --json`.
+    pub fn event(&self, name: &str) -> u64 {
+        let out = self.daemon.ok(&["--json", "stats"]);
+        let stats: Value = serde_json::from_str(&out).expect("stats JSON");
+        stats["stats"]["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e[0] == name)
+            .unwrap_or_else(|| panic!("no event {name}"))[1]
+            .as_u64()
+            .expect("count")
+    }
+
+    /// Interfaces of the host namespace whose names start with `prefix`.
+    pub fn host_links(&self, prefix: &str) -> Vec<String> {
+        self.host
+            .ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a TCP connection from `ns` to `to` is established within
+/// `timeout` (a drop shows as a timeout; a refusal counts as reachable).
+pub fn tcp_reaches(ns: &Netns, to: SocketAddr, timeout: Duration) -> bool {
+    ns.enter(move || match TcpStream::connect_timeout(&to, timeout) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    })
+}
+
+/// Whether one ping from `ns` to `to` is answered within a second.
+pub fn pings(ns: &Netns, to: Ipv4Addr) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q"])
+        .arg(to.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
