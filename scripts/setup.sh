@@ -8,9 +8,9 @@ set -euo pipefail
 RUST_USER_TOOLCHAIN=1.99.1
 RUST_BPF_TOOLCHAIN=nightly-2026-06-20
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3)
+APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3 iputils-ping iptables nftables)
 # What the benchmark (./x bench) needs on top: the tools it compares with.
-BENCH_PACKAGES=(sockperf iptables nftables)
+BENCH_PACKAGES=(sockperf)
 BENCH_CACHE=/var/cache/netagent-bench
 BENCH=0
 [ "${1:-}" = "--bench" ] && BENCH=1

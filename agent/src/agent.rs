@@ -19,7 +19,7 @@ use tracing::{error, info};
 use crate::{
     containers::NetError,
     datapath::{Datapath, DatapathError},
-    host::{Host, HostError, HostPort},
+    host::{BridgeLink, Host, HostError, HostPort},
     ipam::IpamError,
     portmap::PortMapError,
     spec::{PortSpec, Proto, SpecError},
@@ -125,6 +125,9 @@ pub struct Agent<D, H> {
     /// protocol): Docker's rotating allocator, so a just-freed port is not
     /// handed out again at once. Not persisted, as in Docker.
     pub(crate) port_cursors: HashMap<(Ipv4Addr, Proto), u16>,
+    /// Bridge interfaces by name, as [`Host::ensure_bridge`] last reported
+    /// them (filled at network creation and at start).
+    pub(crate) bridges: HashMap<String, BridgeLink>,
 }
 
 /// The reservation a publication needs.
@@ -146,6 +149,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             datapath,
             host,
             port_cursors: HashMap::new(),
+            bridges: HashMap::new(),
         })
     }
 

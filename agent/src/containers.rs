@@ -16,6 +16,7 @@ use std::{
     path::PathBuf,
 };
 
+use datapath_common::{EndpointAddr, EndpointIface};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -23,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     agent::{Agent, AgentError, host_port, pub_key, pub_value},
     datapath::Datapath,
-    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, IFACE_PREFIX},
+    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, IFACE_PREFIX, parse_mac},
     ipam::{self, NetworkIpam},
     model::{
         Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkMode, random_id,
@@ -287,7 +288,8 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             icc: req.icc,
             ipam,
         };
-        self.host.ensure_bridge(&bridge_config(&network))?;
+        let link = self.host.ensure_bridge(&bridge_config(&network))?;
+        self.bridges.insert(network.bridge.clone(), link);
         let mut next = self.state.clone();
         next.networks.push(network.clone());
         if let Err(e) = self.store.save(&next) {
@@ -395,17 +397,47 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         Ok((endpoint, link.host_ifindex))
     }
 
-    /// The datapath side of an endpoint (idempotent).
+    /// The datapath side of an endpoint (idempotent): the isolation
+    /// program on its host-side veth, and both endpoint map entries.
     fn program_endpoint(
         &mut self,
         endpoint: &Endpoint,
         host_ifindex: u32,
         network: &Network,
     ) -> Result<(), AgentError> {
-        let policy = network.policy();
+        let bridge = match self.bridges.get(&network.bridge) {
+            Some(link) => *link,
+            None => {
+                let link = self.host.ensure_bridge(&bridge_config(network))?;
+                self.bridges.insert(network.bridge.clone(), link);
+                link
+            }
+        };
+        let mac = parse_mac(&endpoint.mac).ok_or_else(|| {
+            HostError::Other(format!(
+                "endpoint {} has no usable MAC address ({:?})",
+                endpoint.host_ifname, endpoint.mac
+            ))
+        })?;
+        let net = network.policy();
         self.datapath.attach_endpoint(&endpoint.host_ifname)?;
-        self.datapath.set_endpoint_iface(host_ifindex, &policy)?;
-        self.datapath.set_endpoint_addr(endpoint.ip, &policy)?;
+        self.datapath.set_endpoint_iface(
+            host_ifindex,
+            &EndpointIface {
+                net,
+                bridge_ifindex: bridge.ifindex,
+                _pad: 0,
+            },
+        )?;
+        self.datapath.set_endpoint_addr(
+            endpoint.ip,
+            &EndpointAddr {
+                net,
+                host_ifindex,
+                mac,
+                gw_mac: bridge.mac,
+            },
+        )?;
         Ok(())
     }
 
@@ -1019,7 +1051,8 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     pub fn reconcile_networks(&mut self) -> Result<NetReconcileReport, AgentError> {
         let mut report = NetReconcileReport::default();
         for network in self.state.networks.clone() {
-            self.host.ensure_bridge(&bridge_config(&network))?;
+            let link = self.host.ensure_bridge(&bridge_config(&network))?;
+            self.bridges.insert(network.bridge.clone(), link);
         }
         let networks: BTreeMap<String, Network> = self
             .state
@@ -1257,8 +1290,14 @@ mod tests {
         assert_eq!(ep.ifname, "eth0");
         assert!(a.datapath.attached.contains(&ep.host_ifname));
         let policy = a.network("neta").unwrap().policy();
-        assert_eq!(a.datapath.endpoint_addrs.get(&ep.ip), Some(&policy));
-        assert_eq!(a.datapath.endpoint_ifaces.values().next(), Some(&policy));
+        let addr = a.datapath.endpoint_addrs[&ep.ip];
+        assert_eq!(addr.net, policy);
+        assert_eq!(addr.host_ifindex, ep.host_ifindex);
+        assert_eq!(addr.mac, [2, 0, 0, 0, 0, 1]);
+        let bridge = a.bridges[&a.network("neta").unwrap().bridge];
+        assert_eq!(addr.gw_mac, bridge.mac);
+        let iface = a.datapath.endpoint_ifaces[&ep.host_ifindex];
+        assert_eq!((iface.net, iface.bridge_ifindex), (policy, bridge.ifindex));
         let cfg = &a.host.endpoints[&ep.host_ifname];
         assert_eq!(cfg.default_gateway, Some("10.1.0.1".parse().unwrap()));
         let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();

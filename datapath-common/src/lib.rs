@@ -87,9 +87,9 @@ pub mod map_names {
     pub const PUB_STATS: &str = "NA_PUBSTAT_V1";
     /// Per-CPU `u64` indexed by [`super::Event`], [`super::EVENT_SLOTS`] long.
     pub const EVENTS: &str = "NA_EVENTS_V2";
-    /// Host-side ifindex of a container interface -> [`super::NetPolicy`].
+    /// Host-side ifindex of a container interface -> [`super::EndpointIface`].
     pub const ENDPOINT_IFACES: &str = "NA_EPIF4_V1";
-    /// Container IPv4 address (network order u32) -> [`super::NetPolicy`].
+    /// Container IPv4 address (network order u32) -> [`super::EndpointAddr`].
     pub const ENDPOINT_ADDRS: &str = "NA_EPADDR4_V1";
     /// [`super::SnatKey`] -> [`super::SnatValue`] (LRU): masquerade state.
     pub const SNAT: &str = "NA_SNAT4_V1";
@@ -207,6 +207,36 @@ pub struct NetPolicy {
 }
 const _: () = assert!(size_of::<NetPolicy>() == 16);
 
+/// Value of the endpoint-interface map (keyed by a container's host-side
+/// ifindex): where the container's packets come from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct EndpointIface {
+    pub net: NetPolicy,
+    /// The network's bridge: the L3 device the container's routed packets
+    /// enter the host through (the FIB lookup's input interface).
+    pub bridge_ifindex: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<EndpointIface>() == 24);
+
+/// Value of the endpoint-address map (keyed by a container address): where
+/// packets to the container go, so the datapath can hand them straight to
+/// the container's interface instead of the host's forwarding path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct EndpointAddr {
+    pub net: NetPolicy,
+    /// The container's host-side veth (a port of the network's bridge).
+    pub host_ifindex: u32,
+    /// The container interface's MAC address.
+    pub mac: [u8; 6],
+    /// The bridge's MAC address (the container's gateway), used as the
+    /// source of frames the datapath delivers.
+    pub gw_mac: [u8; 6],
+}
+const _: () = assert!(size_of::<EndpointAddr>() == 32);
+
 /// Masquerade state key: a packet's tuple as seen, plus which side it is.
 /// A flow has two entries: [`SNAT_DIR_OUT`] keyed by the container's
 /// original tuple, and [`SNAT_DIR_REPLY`] keyed by the reply's tuple (source
@@ -304,8 +334,14 @@ pub enum Event {
     /// A container's packet left a served interface with no IPv4 address to
     /// masquerade to; passed untranslated.
     PassNoMasqAddr = 15,
+    /// A packet was handed straight to a container's interface (bypassing
+    /// the host's forwarding path and its firewall).
+    RedirectToEndpoint = 16,
+    /// A container's packet was routed by FIB lookup and redirected to its
+    /// egress interface.
+    RedirectRouted = 17,
     /// Number of events (at most [`EVENT_SLOTS`]).
-    Count = 16,
+    Count = 18,
 }
 const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
@@ -328,6 +364,8 @@ impl Event {
         Event::SnatReply,
         Event::DropSnatNoPort,
         Event::PassNoMasqAddr,
+        Event::RedirectToEndpoint,
+        Event::RedirectRouted,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -349,6 +387,8 @@ impl Event {
             Event::SnatReply => "masquerade_reply",
             Event::DropSnatNoPort => "drop_masquerade_no_port",
             Event::PassNoMasqAddr => "pass_no_masquerade_addr",
+            Event::RedirectToEndpoint => "redirect_to_endpoint",
+            Event::RedirectRouted => "redirect_routed",
             Event::Count => "count",
         }
     }
@@ -365,6 +405,8 @@ mod user {
     unsafe impl aya::Pod for super::LocalAddr {}
     unsafe impl aya::Pod for super::PubStats {}
     unsafe impl aya::Pod for super::NetPolicy {}
+    unsafe impl aya::Pod for super::EndpointIface {}
+    unsafe impl aya::Pod for super::EndpointAddr {}
     unsafe impl aya::Pod for super::SnatKey {}
     unsafe impl aya::Pod for super::SnatValue {}
     unsafe impl aya::Pod for super::MasqAddr {}

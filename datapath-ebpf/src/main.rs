@@ -9,6 +9,7 @@
 
 mod csum;
 mod ct;
+mod fwd;
 mod maps;
 mod nat;
 mod parse;

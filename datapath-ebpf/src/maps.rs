@@ -8,9 +8,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use datapath_common::{
-    CtKey, CtValue, EVENT_SLOTS, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, NetPolicy, PubKey, PubStats,
-    PubValue, SnatKey, SnatValue,
+    CtKey, CtValue, EVENT_SLOTS, EndpointAddr, EndpointIface, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS,
+    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, PubKey,
+    PubStats, PubValue, SnatKey, SnatValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -39,12 +39,12 @@ pub static NA_EVENTS_V2: PerCpuArray<u64, { EVENT_SLOTS as usize }> = PerCpuArra
 /// Container interfaces by host-side ifindex: the network a packet coming
 /// out of a container belongs to. Written only by the agent.
 #[btf_map]
-pub static NA_EPIF4_V1: HashMap<u32, NetPolicy, { MAX_ENDPOINTS as usize }> = HashMap::new();
+pub static NA_EPIF4_V1: HashMap<u32, EndpointIface, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Container addresses (network order): the network a destination (or a
 /// masquerade candidate source) belongs to. Written only by the agent.
 #[btf_map]
-pub static NA_EPADDR4_V1: HashMap<u32, NetPolicy, { MAX_ENDPOINTS as usize }> = HashMap::new();
+pub static NA_EPADDR4_V1: HashMap<u32, EndpointAddr, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Masquerade flows, both directions (see `SnatKey`). Written by TC egress.
 #[btf_map]

@@ -269,11 +269,25 @@ fn parse_icmp_echo(
     })
 }
 
-/// Source and destination of any IPv4 packet (every protocol, fragments
-/// included): what the isolation policy needs. `None` for non-IPv4 frames
-/// and for truncated or non-version-4 headers.
+/// The fixed IPv4 header fields forwarding and policy need, of any IPv4
+/// packet (every protocol, fragments included). Addresses are raw wire
+/// order; `tot_len` is host order.
+pub struct Ipv4Fields {
+    pub tos: u8,
+    pub ttl: u8,
+    pub proto: u8,
+    pub tot_len: u16,
+    pub saddr: u32,
+    pub daddr: u32,
+}
+
+/// Offset of the IPv4 TTL (followed by the protocol) from the frame start.
+pub const IP_TTL_OFF: usize = ETH_HLEN + 8;
+
+/// [`Ipv4Fields`] of an IPv4 frame; `None` for non-IPv4 frames and for
+/// truncated or non-version-4 headers.
 #[inline(always)]
-pub fn ipv4_addrs(data: usize, data_end: usize) -> Option<(u32, u32)> {
+pub fn ipv4_fields(data: usize, data_end: usize) -> Option<Ipv4Fields> {
     let eth = ptr_at::<EthHdr>(data, data_end, 0)?;
     // SAFETY: ptr_at checked the bounds; byte arrays need no alignment.
     if unsafe { (*eth).proto } != [0x08, 0x00] {
@@ -285,7 +299,14 @@ pub fn ipv4_addrs(data: usize, data_end: usize) -> Option<(u32, u32)> {
     if ip.version_ihl >> 4 != 4 {
         return None;
     }
-    Some((u32::from_ne_bytes(ip.saddr), u32::from_ne_bytes(ip.daddr)))
+    Some(Ipv4Fields {
+        tos: ip.tos,
+        ttl: ip.ttl,
+        proto: ip.proto,
+        tot_len: u16::from_be_bytes(ip.tot_len),
+        saddr: u32::from_ne_bytes(ip.saddr),
+        daddr: u32::from_ne_bytes(ip.daddr),
+    })
 }
 
 /// Linear bytes TC must pull so that [`parse`] sees every header it reads:

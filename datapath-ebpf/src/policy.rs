@@ -11,11 +11,13 @@
 //! and its kernel sends through the interface of the destination's subnet.
 
 use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::TcContext};
-use datapath_common::{Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy};
+use datapath_common::{
+    EndpointAddr, EndpointIface, Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy,
+};
 
 use crate::{
     maps::{NA_EPADDR4_V1, NA_EPIF4_V1},
-    parse::{ETH_HLEN, ipv4_addrs},
+    parse::{ETH_HLEN, Ipv4Fields, ipv4_fields},
     stats,
 };
 
@@ -49,32 +51,48 @@ pub fn decide(src: &NetPolicy, daddr: u32, dst: Option<&NetPolicy>) -> Verdict {
     Verdict::Pass
 }
 
-/// TC ingress on a container's host-side interface: `true` to pass.
+/// The outcome of the policy for a packet leaving a container.
+pub enum Outcome {
+    /// Not an endpoint interface, or not IPv4: not ours to police.
+    NotOurs,
+    /// Dropped (and counted).
+    Drop,
+    /// Allowed: the source interface's entry, the IPv4 header, and the
+    /// destination endpoint's map entry if the destination is one. (A
+    /// reference, not a copied `Option<EndpointAddr>`: the copy's `None`
+    /// carries uninitialised payload registers, which the verifier rejects.)
+    Allow {
+        src: EndpointIface,
+        ip: Ipv4Fields,
+        dst: Option<&'static EndpointAddr>,
+    },
+}
+
+/// TC ingress on a container's host-side interface: the policy check.
 #[inline(always)]
-pub fn from_container(ctx: &TcContext) -> bool {
+pub fn from_container(ctx: &TcContext) -> Outcome {
     let skb = ctx.as_ptr() as *const __sk_buff;
     // SAFETY: reading a context field.
     let ifindex = unsafe { (*skb).ifindex };
     // SAFETY: copied out at once; the agent replaces entries whole.
     let Some(src) = (unsafe { NA_EPIF4_V1.get(&ifindex) }).copied() else {
-        // Not (or no longer) an endpoint interface: not ours to police.
-        return true;
+        return Outcome::NotOurs;
     };
     if ((ctx.data_end() - ctx.data()) as u32) < POLICY_HDR_LEN {
         // Failure leaves the area short; the parse below then passes.
         let _ = ctx.pull_data(POLICY_HDR_LEN);
     }
-    let Some((_, daddr)) = ipv4_addrs(ctx.data(), ctx.data_end()) else {
+    let Some(ip) = ipv4_fields(ctx.data(), ctx.data_end()) else {
         // ARP, IPv6 (disabled in containers), or a header the stack drops.
-        return true;
+        return Outcome::NotOurs;
     };
     // SAFETY: as above.
-    let dst = unsafe { NA_EPADDR4_V1.get(&daddr) }.copied();
-    match decide(&src, daddr, dst.as_ref()) {
-        Verdict::Pass => true,
+    let dst = unsafe { NA_EPADDR4_V1.get(&ip.daddr) };
+    match decide(&src.net, ip.daddr, dst.map(|d| &d.net)) {
+        Verdict::Pass => Outcome::Allow { src, ip, dst },
         Verdict::Drop(reason) => {
             stats::count(reason);
-            false
+            Outcome::Drop
         }
     }
 }

@@ -18,7 +18,7 @@ use aya_ebpf::{
 use datapath_common::{Event, IPPROTO_ICMP, IPPROTO_UDP, XDP_TRANSLATED_MARK};
 
 use crate::{
-    ct,
+    ct, fwd,
     maps::{NA_EPADDR4_V1, NA_MASQ4_V1},
     nat,
     parse::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, MAX_HDR_LEN, Packet, parse},
@@ -31,9 +31,9 @@ use crate::{
     clippy::unnecessary_cast,
     reason = "the generated binding is u32 on the BPF target and i32 on the host clippy runs on"
 )]
-const PASS: i32 = TC_ACT_PIPE as i32;
+pub const PASS: i32 = TC_ACT_PIPE as i32;
 #[allow(clippy::unnecessary_cast, reason = "as PASS")]
-const DROP: i32 = TC_ACT_SHOT as i32;
+pub const DROP: i32 = TC_ACT_SHOT as i32;
 
 /// Parses the skb, pulling the headers into the linear area first if needed.
 #[inline(always)]
@@ -73,7 +73,7 @@ fn translated_by_xdp(ctx: &TcContext) -> bool {
 #[inline(always)]
 pub fn ingress(ctx: &TcContext) -> i32 {
     if translated_by_xdp(ctx) {
-        return PASS;
+        return fwd::to_endpoint(ctx);
     }
     let Some(pkt) = parse_skb(ctx) else {
         return PASS;
@@ -88,7 +88,7 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     ct::record(&pkt, &target);
     stats::count(Event::TcDnat);
     stats::count_publication(target.stats_slot, Direction::Forward, u64::from(pkt.ip_len));
-    PASS
+    fwd::to_endpoint(ctx)
 }
 
 /// A reply to a masqueraded flow gets the container's address and port as
@@ -103,7 +103,7 @@ fn masquerade_reply(ctx: &TcContext, pkt: &Packet) -> i32 {
         return DROP;
     }
     stats::count(Event::SnatReply);
-    PASS
+    fwd::to_endpoint(ctx)
 }
 
 /// TC egress: a reply from a container endpoint to a tracked client gets
@@ -156,13 +156,14 @@ fn masquerade(ctx: &TcContext, pkt: &Packet) -> i32 {
     PASS
 }
 
-/// TC ingress on a container's host-side interface: the isolation policy.
+/// TC ingress on a container's host-side interface: the isolation policy,
+/// then forwarding past the host's forwarding path.
 #[inline(always)]
 pub fn from_container(ctx: &TcContext) -> i32 {
-    if policy::from_container(ctx) {
-        PASS
-    } else {
-        DROP
+    match policy::from_container(ctx) {
+        policy::Outcome::NotOurs => PASS,
+        policy::Outcome::Drop => DROP,
+        policy::Outcome::Allow { src, ip, dst } => fwd::from_container(ctx, &src, &ip, dst),
     }
 }
 

@@ -7,6 +7,9 @@
 //! ```text
 //!  containers ── na-br*/na-v* ── host 10.66.0.1/24 [up] ── [dn] 10.66.0.2/24 upstream
 //! ```
+//!
+//! `up` and `dn` have tx checksum offload off, so every checksum crossing
+//! them is complete and verified by the receiver.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -45,6 +48,11 @@ impl World {
         host.ip(&["link", "set", &up, "up"]);
         upstream.ip(&["addr", "add", &format!("{UPSTREAM_IP}/24"), "dev", &dn]);
         upstream.ip(&["link", "set", &dn, "up"]);
+        // Checksums leave both ends complete (no offload): the upstream
+        // verifies what masquerade wrote, and containers verify what DNAT
+        // wrote, instead of trusting a CHECKSUM_PARTIAL skb over veth.
+        crate::netns::Topology::set_tx_csum(&host, &up, false);
+        crate::netns::Topology::set_tx_csum(&upstream, &dn, false);
         let bpffs = Bpffs::new();
         let work = tempfile::Builder::new()
             .prefix("netagent-world")

@@ -6,9 +6,9 @@
 use std::mem::size_of;
 
 use datapath_common::{
-    CtKey, CtValue, EVENT_SLOTS, Event, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, NetPolicy, PubKey, PubStats,
-    PubValue, SnatKey, SnatValue, map_names, prog_names,
+    CtKey, CtValue, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, LocalAddr, MAX_ENDPOINTS,
+    MAX_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr,
+    PubKey, PubStats, PubValue, SnatKey, SnatValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -61,14 +61,14 @@ fn maps_and_programs_match_the_common_abi() {
             map_names::ENDPOINT_IFACES,
             BPF_MAP_TYPE_HASH,
             size_of::<u32>(),
-            size_of::<NetPolicy>(),
+            size_of::<EndpointIface>(),
             MAX_ENDPOINTS,
         ),
         (
             map_names::ENDPOINT_ADDRS,
             BPF_MAP_TYPE_HASH,
             size_of::<u32>(),
-            size_of::<NetPolicy>(),
+            size_of::<EndpointAddr>(),
             MAX_ENDPOINTS,
         ),
         (

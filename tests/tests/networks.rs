@@ -291,6 +291,13 @@ fn every_publish_form_serves_real_traffic() {
         ],
     );
     let _tcp: Vec<Server> = (80..=85).map(|p| tcp_echo(w.ns("web"), p)).collect();
+    let csum_errors = |w: &World| {
+        (
+            w.ns("web").snmp("Tcp", "InCsumErrors"),
+            w.ns("web").snmp("Udp", "InCsumErrors"),
+        )
+    };
+    let errors_before = csum_errors(&w);
     let _udp: Vec<Server> = (7000..=7002).map(|p| udp_echo(w.ns("web"), p)).collect();
     let ports = info["ports"].as_array().unwrap().clone();
     assert_eq!(ports.len(), 9, "{ports:?}");
@@ -340,6 +347,15 @@ fn every_publish_form_serves_real_traffic() {
         let (_, from) = udp.recv_from(&mut buf).expect("UDP through a 1:1 range");
         assert_eq!(from.to_string(), format!("{HOST_UP_IP}:{port}"));
     }
+    assert_eq!(
+        csum_errors(&w),
+        errors_before,
+        "the container verified every translated checksum"
+    );
+    assert!(
+        w.event("redirect_to_endpoint") > 0,
+        "delivered past the stack"
+    );
     // `netagent port` as `docker port` prints it.
     let out = w.daemon.ok(&["port", "web"]);
     let lines: Vec<&str> = out.lines().collect();
@@ -660,5 +676,111 @@ fn restart_rebuilds_missing_endpoints_and_keeps_isolation() {
         w.daemon.log().contains("recreated_endpoints: 1"),
         "{}",
         w.daemon.log()
+    );
+}
+
+/// Docker's, netavark's and CNI's firewall footprint in the host
+/// namespace, as they leave it: Docker's FORWARD policy DROP and chains,
+/// netavark's nft table, CNI's chains and mark bits. Everything netagent
+/// does must still work, and none of it may be touched.
+#[test]
+fn coexists_with_docker_netavark_and_cni_firewalls() {
+    let mut w = World::new();
+    let ipt = |args: &[&str]| {
+        let mut full = vec!["iptables"];
+        full.extend_from_slice(args);
+        w.host.exec(&full);
+    };
+    ipt(&["-P", "FORWARD", "DROP"]);
+    for chain in ["DOCKER-USER", "DOCKER-FORWARD", "DOCKER", "CNI-FORWARD"] {
+        ipt(&["-N", chain]);
+    }
+    ipt(&["-A", "FORWARD", "-j", "DOCKER-USER"]);
+    ipt(&["-A", "FORWARD", "-j", "DOCKER-FORWARD"]);
+    ipt(&["-A", "FORWARD", "-j", "CNI-FORWARD"]);
+    ipt(&["-A", "DOCKER-USER", "-j", "RETURN"]);
+    ipt(&["-A", "DOCKER-FORWARD", "-o", "docker0", "-j", "DOCKER"]);
+    ipt(&["-t", "nat", "-N", "DOCKER"]);
+    ipt(&[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "-j",
+        "DOCKER",
+    ]);
+    ipt(&["-t", "nat", "-N", "CNI-HOSTPORT-SETMARK"]);
+    ipt(&[
+        "-t",
+        "nat",
+        "-A",
+        "CNI-HOSTPORT-SETMARK",
+        "-j",
+        "MARK",
+        "--set-xmark",
+        "0x2000/0x2000",
+    ]);
+    w.host.exec(&["nft", "add", "table", "inet", "netavark"]);
+    w.host.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "netavark",
+        "forward",
+        "{ type filter hook forward priority 0; policy accept; }",
+    ]);
+    let snapshot = |w: &World| {
+        let rules = w.host.exec(&["iptables-save"]);
+        let rules: Vec<String> = rules
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(" [").next().unwrap_or(l).to_owned())
+            .collect();
+        (rules, w.host.exec(&["nft", "list", "ruleset"]))
+    };
+    let before = snapshot(&w);
+
+    w.daemon.ok(&["network", "create", "n1"]);
+    w.attach("web", &["--network", "n1", "-p", "8080:80"]);
+    w.attach("db", &["--network", "n1"]);
+    w.attach("other", &[]);
+    let _srv: Vec<Server> = ["web", "db", "other"]
+        .iter()
+        .map(|n| tcp_echo(w.ns(n), 80))
+        .collect();
+    let _up = tcp_echo(&w.upstream, ECHO_PORT);
+    // Published, same network, outbound, and isolation, all under Docker's DROP policy.
+    let mut conn = tcp_connect(&w.upstream, &format!("{HOST_UP_IP}:8080")).expect("published port");
+    let local = conn.local_addr().unwrap();
+    assert_eq!(tcp_roundtrip(&mut conn, "p").unwrap(), format!("{local} p"));
+    assert!(
+        tcp_reaches(w.ns("web"), sock(w.ip("db", "n1"), 80), PROBE_TIMEOUT),
+        "same network"
+    );
+    let mut out = tcp_connect(w.ns("db"), &format!("{UPSTREAM_IP}:{ECHO_PORT}")).expect("outbound");
+    assert!(
+        tcp_roundtrip(&mut out, "o")
+            .unwrap()
+            .starts_with(HOST_UP_IP)
+    );
+    assert!(
+        pings(w.ns("db"), UPSTREAM_IP.parse().unwrap()),
+        "ICMP outbound"
+    );
+    assert!(!tcp_reaches(
+        w.ns("web"),
+        sock(w.ip("other", "bridge"), 80),
+        PROBE_TIMEOUT
+    ));
+    w.daemon.ok(&["container", "detach", "db"]);
+    assert_eq!(
+        snapshot(&w),
+        before,
+        "netagent changed another tool's firewall"
     );
 }

@@ -16,9 +16,9 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use datapath_common::{
-    CtKey, CtValue, Event, LocalAddr, MasqAddr, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy, PubKey,
-    PubStats, PubValue, SNAT_DIR_OUT, SNAT_DIR_REPLY, SNAT_PORT_MAX, SNAT_PORT_MIN, SnatKey,
-    SnatValue, XDP_TRANSLATED_MARK,
+    CtKey, CtValue, EndpointAddr, EndpointIface, Event, LocalAddr, MasqAddr, NET_F_INTERNAL,
+    NET_F_NO_ICC, NetPolicy, PubKey, PubStats, PubValue, SNAT_DIR_OUT, SNAT_DIR_REPLY,
+    SNAT_PORT_MAX, SNAT_PORT_MIN, SnatKey, SnatValue, XDP_TRANSLATED_MARK,
     map_names::{
         CONNTRACK, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS, MASQ_ADDRS, PUB_STATS,
         PUBLICATIONS, SNAT,
@@ -511,6 +511,8 @@ fn tc_egress_reverse_nat() {
 const TEST_RUN_IFINDEX: u32 = 1;
 const TC_ACT_SHOT: u32 = 2;
 const REMOTE: &str = "198.51.100.20";
+const CTR_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 2];
+const GW_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
 
 fn policy(net_id: u32, flags: u32, subnet: &str, mask: &str) -> NetPolicy {
     NetPolicy {
@@ -535,16 +537,34 @@ impl Dp {
         dp
     }
 
+    /// The test-run device as a container's interface on `net`, whose
+    /// bridge is the same device (so routed lookups stay with the stack).
     fn endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) {
-        let mut map: HashMap<_, u32, NetPolicy> =
+        let mut map: HashMap<_, u32, EndpointIface> =
             HashMap::try_from(self.ebpf.map_mut(ENDPOINT_IFACES).unwrap()).unwrap();
-        map.insert(&ifindex, net, 0).unwrap();
+        let iface = EndpointIface {
+            net: *net,
+            bridge_ifindex: ifindex,
+            _pad: 0,
+        };
+        map.insert(&ifindex, &iface, 0).unwrap();
     }
 
     fn endpoint_addr(&mut self, ip: &str, net: &NetPolicy) {
-        let mut map: HashMap<_, u32, NetPolicy> =
+        self.endpoint_at(ip, net, 0);
+    }
+
+    /// An endpoint whose host-side veth is `host_ifindex`.
+    fn endpoint_at(&mut self, ip: &str, net: &NetPolicy, host_ifindex: u32) {
+        let mut map: HashMap<_, u32, EndpointAddr> =
             HashMap::try_from(self.ebpf.map_mut(ENDPOINT_ADDRS).unwrap()).unwrap();
-        map.insert(&be32(ip), net, 0).unwrap();
+        let addr = EndpointAddr {
+            net: *net,
+            host_ifindex,
+            mac: CTR_MAC,
+            gw_mac: GW_MAC,
+        };
+        map.insert(&be32(ip), &addr, 0).unwrap();
     }
 
     fn masq_addr(&mut self, ifindex: u32, ip: &str) {
@@ -561,8 +581,29 @@ impl Dp {
     }
 }
 
+/// Runs `f` on a thread inside a fresh network namespace (only `lo`, up):
+/// BPF_PROG_TEST_RUN then uses that namespace's loopback device and FIB,
+/// so FIB lookups see only the routes a test sets up, never the machine's.
+fn in_private_netns<T: Send + 'static>(
+    setup: &[&[&str]],
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let ns =
+        netagent_tests::netns::Netns::new(format!("{}p", netagent_tests::netns::unique_prefix()));
+    for cmd in setup {
+        ns.ip(cmd);
+    }
+    ns.enter(f)
+}
+
+const TC_ACT_REDIRECT: u32 = 7;
+
 #[test]
 fn tc_from_container_enforces_isolation_icc_and_internal() {
+    in_private_netns(&[], isolation_table);
+}
+
+fn isolation_table() {
     let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
     let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
     let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
@@ -639,13 +680,27 @@ fn tc_from_container_enforces_isolation_icc_and_internal() {
         dp.endpoint_addr("10.1.0.3", &net1);
         dp.endpoint_addr("10.2.0.3", &net2);
         let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
-        assert_eq!(after, frame, "{name}: the policy never rewrites");
+        let to_endpoint =
+            src.is_some() && drop.is_none() && frame.len() > 34 && frame[30..34] == [10, 1, 0, 3];
         match drop {
             Some(reason) => {
                 assert_eq!(ret, TC_ACT_SHOT, "{name}");
+                assert_eq!(after, frame, "{name}: a drop never rewrites");
                 assert_eq!(dp.event(reason), 1, "{name}: {reason:?} not counted");
             }
-            None => assert_eq!(ret, TC_ACT_PIPE, "{name}"),
+            // An allowed packet to an endpoint of the same network goes
+            // straight to its veth, addressed to its MAC, otherwise as is.
+            None if to_endpoint => {
+                assert_eq!(ret, TC_ACT_REDIRECT, "{name}");
+                assert_eq!(after[..6], CTR_MAC, "{name}");
+                assert_eq!(after[6..], frame[6..], "{name}: bridged, not routed");
+                assert_eq!(dp.event(Event::RedirectToEndpoint), 1, "{name}");
+            }
+            // Elsewhere: this namespace has no route, so the stack decides.
+            None => {
+                assert_eq!(ret, TC_ACT_PIPE, "{name}");
+                assert_eq!(after, frame, "{name}");
+            }
         }
         let drops: u64 = [Event::DropIsolation, Event::DropIcc, Event::DropInternal]
             .iter()
@@ -661,6 +716,23 @@ fn tc_from_container_enforces_isolation_icc_and_internal() {
 
 #[test]
 fn tc_masquerades_container_flows_and_translates_replies_back() {
+    in_private_netns(&[], masquerade_table);
+}
+
+/// Checks that `after` is `before` delivered to the container endpoint:
+/// MACs set (container's, gateway's), TTL one less; returns `after` with
+/// those fields put back, for the NAT-field comparison.
+fn undo_delivery(before: &[u8], after: &[u8]) -> Vec<u8> {
+    assert_eq!(after[..6], CTR_MAC, "destination MAC");
+    assert_eq!(after[6..12], GW_MAC, "source MAC");
+    assert_eq!(after[22], before[22] - 1, "TTL");
+    let mut undone = after.to_vec();
+    undone[..12].copy_from_slice(&before[..12]);
+    undone[22] = before[22];
+    undone
+}
+
+fn masquerade_table() {
     let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
     let flows = [
         (
@@ -725,10 +797,10 @@ fn tc_masquerades_container_flows_and_translates_replies_back() {
             }
         };
         let reply = reply.build();
-        let (ret, back) = dp.run_tc(TC_INGRESS, &reply);
-        assert_eq!(ret, TC_ACT_PIPE, "{name}");
-        assert_only_nat_fields_changed(&reply, &back, false);
-        let back = verify(&back).unwrap_or_else(|e| panic!("{name}: reply {e}"));
+        let (ret, delivered) = dp.run_tc(TC_INGRESS, &reply);
+        assert_eq!(ret, TC_ACT_REDIRECT, "{name}: delivered to the container");
+        assert_only_nat_fields_changed(&reply, &undo_delivery(&reply, &delivered), false);
+        let back = verify(&delivered).unwrap_or_else(|e| panic!("{name}: reply {e}"));
         assert_eq!(back.dst, "10.1.0.2".parse::<Ipv4Addr>().unwrap(), "{name}");
         let want = if flow.proto == IPPROTO_ICMP {
             (0, flow.sport)
@@ -747,6 +819,10 @@ fn tc_masquerades_container_flows_and_translates_replies_back() {
 
 #[test]
 fn tc_masquerade_leaves_non_containers_alone_and_counts_what_it_cannot_do() {
+    in_private_netns(&[], masquerade_limits);
+}
+
+fn masquerade_limits() {
     let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
     let mut dp = Dp::with_endpoint_program();
     dp.endpoint_addr("10.1.0.2", &net1);
@@ -784,4 +860,112 @@ fn tc_masquerade_leaves_non_containers_alone_and_counts_what_it_cannot_do() {
         verify(&after).unwrap().src,
         HOST.parse::<Ipv4Addr>().unwrap()
     );
+}
+
+/// A container's packet to elsewhere is routed by FIB lookup: with a known
+/// neighbour, MACs from the lookup, TTL one less, redirected; without one,
+/// redirected through the kernel's neighbour resolution; an expiring TTL
+/// and destinations without a route are left to the stack. The namespace
+/// has a veth `fwd0` with 192.0.2.1/24, one permanent neighbour, and
+/// forwarding on (a lookup needs it on the input device).
+#[test]
+fn tc_from_container_routes_by_fib_lookup() {
+    in_private_netns(
+        &[
+            &[
+                "link",
+                "add",
+                "fwd0",
+                "address",
+                "02:aa:00:00:00:01",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "fwd1",
+            ],
+            &["addr", "add", "192.0.2.1/24", "dev", "fwd0"],
+            &["link", "set", "fwd0", "up"],
+            &["link", "set", "fwd1", "up"],
+            &[
+                "neigh",
+                "replace",
+                "192.0.2.9",
+                "lladdr",
+                "02:aa:00:00:00:09",
+                "nud",
+                "permanent",
+                "dev",
+                "fwd0",
+            ],
+        ],
+        routed_table,
+    );
+}
+
+fn routed_table() {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+    let fwd0 = std::fs::read_to_string("/sys/class/net/fwd0/ifindex")
+        .map(|s| s.trim().parse::<u32>().unwrap())
+        .unwrap_or_else(|_| {
+            // /sys shows the namespace it was mounted in; ask the kernel.
+            let c = std::ffi::CString::new("fwd0").unwrap();
+            // SAFETY: if_nametoindex with a valid C string, in this thread's namespace.
+            unsafe { libc::if_nametoindex(c.as_ptr()) }
+        });
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let mut dp = Dp::with_endpoint_program();
+    dp.endpoint_iface(TEST_RUN_IFINDEX, &net1);
+
+    // Known neighbour: a full rewrite.
+    let out = FrameSpec::tcp("10.1.0.2", 40000, "192.0.2.9", 443, b"routed").build();
+    let (ret, routed) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(routed[..6], [0x02, 0xaa, 0, 0, 0, 9], "neighbour's MAC");
+    assert_eq!(routed[6..12], [0x02, 0xaa, 0, 0, 0, 1], "egress MAC");
+    assert_eq!(routed[22], out[22] - 1, "TTL");
+    let checked = verify(&routed).expect("checksums after the TTL change");
+    assert_eq!(checked.dst, "192.0.2.9".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(routed[12..22], out[12..22]);
+    assert_eq!(
+        routed[26..],
+        out[26..],
+        "nothing else changed but the IP checksum"
+    );
+    assert_eq!(dp.event(Event::RedirectRouted), 1);
+    assert_ne!(fwd0, 0);
+
+    // No neighbour entry: the kernel resolves it (MACs untouched here).
+    let out = FrameSpec::udp("10.1.0.2", 40000, "192.0.2.10", 53, b"q").build();
+    let (ret, routed) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(routed[..12], out[..12]);
+    assert_eq!(routed[22], out[22] - 1);
+    verify(&routed).unwrap();
+    assert_eq!(dp.event(Event::RedirectRouted), 2);
+
+    // TTL 1 and no route: the stack's business, untouched.
+    let mut dying = FrameSpec::tcp("10.1.0.2", 40000, "192.0.2.9", 443, b"").build();
+    dying[22] = 1;
+    let csum = !netagent_tests::packet::fold(netagent_tests::packet::sum16(
+        &{
+            let mut h = dying[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        },
+        0,
+    ));
+    dying[24..26].copy_from_slice(&csum.to_be_bytes());
+    for (name, frame) in [
+        ("ttl 1", dying),
+        (
+            "no route",
+            FrameSpec::tcp("10.1.0.2", 1, "203.0.113.1", 2, b"").build(),
+        ),
+    ] {
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        assert_eq!((ret, after), (TC_ACT_PIPE, frame), "{name}");
+    }
+    assert_eq!(dp.event(Event::RedirectRouted), 2);
 }

@@ -31,7 +31,7 @@ use aya::{
     },
 };
 use datapath_common::{
-    Event, LocalAddr, MasqAddr, NetPolicy, PubKey, PubStats, PubValue,
+    EndpointAddr, EndpointIface, Event, LocalAddr, MasqAddr, PubKey, PubStats, PubValue,
     map_names::{
         CONNTRACK, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS, MASQ_ADDRS, PUB_STATS,
         PUBLICATIONS, SNAT,
@@ -156,8 +156,8 @@ pub struct BpfDatapath {
     local_addrs: HashMap<MapData, u32, LocalAddr>,
     pub_stats: PerCpuArray<MapData, PubStats>,
     events: PerCpuArray<MapData, u64>,
-    endpoint_ifaces: HashMap<MapData, u32, NetPolicy>,
-    endpoint_addrs: HashMap<MapData, u32, NetPolicy>,
+    endpoint_ifaces: HashMap<MapData, u32, EndpointIface>,
+    endpoint_addrs: HashMap<MapData, u32, EndpointAddr>,
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
     /// Held so their descriptors stay open while the agent runs.
     links: Vec<PinnedLink>,
@@ -559,14 +559,18 @@ impl Datapath for BpfDatapath {
         Ok(())
     }
 
-    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError> {
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError> {
         self.endpoint_ifaces
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_err("reading the endpoint-interface map"))
     }
 
-    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError> {
+    fn set_endpoint_iface(
+        &mut self,
+        ifindex: u32,
+        net: &EndpointIface,
+    ) -> Result<(), DatapathError> {
         self.endpoint_ifaces
             .insert(&ifindex, net, 0)
             .map_err(map_err("writing the endpoint-interface map"))
@@ -580,7 +584,7 @@ impl Datapath for BpfDatapath {
         )
     }
 
-    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError> {
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, EndpointAddr)>, DatapathError> {
         self.endpoint_addrs
             .iter()
             .map(|r| r.map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v)))
@@ -588,7 +592,11 @@ impl Datapath for BpfDatapath {
             .map_err(map_err("reading the endpoint-address map"))
     }
 
-    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError> {
+    fn set_endpoint_addr(
+        &mut self,
+        addr: Ipv4Addr,
+        net: &EndpointAddr,
+    ) -> Result<(), DatapathError> {
         self.endpoint_addrs
             .insert(&u32::from_ne_bytes(addr.octets()), net, 0)
             .map_err(map_err("writing the endpoint-address map"))

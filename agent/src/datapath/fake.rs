@@ -6,7 +6,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use datapath_common::{Event, NetPolicy, PubKey, PubStats, PubValue};
+use datapath_common::{EndpointAddr, EndpointIface, Event, PubKey, PubStats, PubValue};
 
 use super::{Datapath, DatapathError};
 
@@ -16,8 +16,8 @@ pub struct FakeDatapath {
     pub stats: BTreeMap<u32, PubStats>,
     pub local_addrs: Vec<(Ipv4Addr, u32)>,
     pub masq_addrs: Vec<(u32, Ipv4Addr)>,
-    pub endpoint_ifaces: BTreeMap<u32, NetPolicy>,
-    pub endpoint_addrs: BTreeMap<Ipv4Addr, NetPolicy>,
+    pub endpoint_ifaces: BTreeMap<u32, EndpointIface>,
+    pub endpoint_addrs: BTreeMap<Ipv4Addr, EndpointAddr>,
     /// Host-side interfaces with the isolation program attached.
     pub attached: BTreeSet<String>,
     /// Maximum number of publications; `None` = unlimited.
@@ -94,11 +94,15 @@ impl Datapath for FakeDatapath {
         Ok(())
     }
 
-    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError> {
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError> {
         Ok(self.endpoint_ifaces.iter().map(|(&k, &v)| (k, v)).collect())
     }
 
-    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError> {
+    fn set_endpoint_iface(
+        &mut self,
+        ifindex: u32,
+        net: &EndpointIface,
+    ) -> Result<(), DatapathError> {
         self.check_writes()?;
         self.endpoint_ifaces.insert(ifindex, *net);
         Ok(())
@@ -109,11 +113,15 @@ impl Datapath for FakeDatapath {
         Ok(())
     }
 
-    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError> {
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, EndpointAddr)>, DatapathError> {
         Ok(self.endpoint_addrs.iter().map(|(&k, &v)| (k, v)).collect())
     }
 
-    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError> {
+    fn set_endpoint_addr(
+        &mut self,
+        addr: Ipv4Addr,
+        net: &EndpointAddr,
+    ) -> Result<(), DatapathError> {
         self.check_writes()?;
         self.endpoint_addrs.insert(addr, *net);
         Ok(())

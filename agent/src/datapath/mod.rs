@@ -6,7 +6,7 @@ pub mod fake;
 
 use std::net::Ipv4Addr;
 
-use datapath_common::{Event, NetPolicy, PubKey, PubStats, PubValue};
+use datapath_common::{EndpointAddr, EndpointIface, Event, PubKey, PubStats, PubValue};
 
 /// Errors from the datapath. `op` names what was being done. Sources are
 /// boxed: aya's errors are large and these travel up every call.
@@ -61,13 +61,21 @@ pub trait Datapath: Send {
     /// ifindex, the address masquerade uses there).
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
     /// Container interfaces (host-side ifindex) and their network.
-    fn endpoint_ifaces(&self) -> Result<Vec<(u32, NetPolicy)>, DatapathError>;
-    fn set_endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) -> Result<(), DatapathError>;
+    fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError>;
+    fn set_endpoint_iface(
+        &mut self,
+        ifindex: u32,
+        iface: &EndpointIface,
+    ) -> Result<(), DatapathError>;
     /// Removing an absent entry is not an error.
     fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError>;
     /// Container addresses and their network.
-    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, NetPolicy)>, DatapathError>;
-    fn set_endpoint_addr(&mut self, addr: Ipv4Addr, net: &NetPolicy) -> Result<(), DatapathError>;
+    fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, EndpointAddr)>, DatapathError>;
+    fn set_endpoint_addr(
+        &mut self,
+        addr: Ipv4Addr,
+        endpoint: &EndpointAddr,
+    ) -> Result<(), DatapathError>;
     /// Removing an absent entry is not an error.
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError>;
     /// Attaches the isolation program to a container's host-side interface

@@ -8,7 +8,9 @@ use std::{
 
 use ipnet::Ipv4Net;
 
-use super::{BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, NetnsId};
+use super::{
+    BridgeConfig, BridgeLink, EndpointConfig, EndpointLink, Host, HostError, HostPort, NetnsId,
+};
 
 #[derive(Debug, Default)]
 pub struct FakeHost {
@@ -33,9 +35,17 @@ impl Host for FakeHost {
         Ok(self.routes.clone())
     }
 
-    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError> {
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError> {
         self.bridges.insert(bridge.name.clone(), bridge.clone());
-        Ok(())
+        let index = self
+            .bridges
+            .keys()
+            .position(|n| *n == bridge.name)
+            .unwrap_or(0) as u32;
+        Ok(BridgeLink {
+            ifindex: 10 + index,
+            mac: [0x02, 0xbb, 0, 0, 0, index as u8],
+        })
     }
 
     fn remove_bridge(&mut self, name: &str) -> Result<(), HostError> {

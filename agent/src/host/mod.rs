@@ -57,6 +57,22 @@ pub struct BridgeConfig {
     pub prefix_len: u8,
 }
 
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+/// A bridge as the datapath needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeLink {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
 /// One container interface: a veth pair whose host side is a port of the
 /// network's bridge and whose other side is `ifname` in the container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +110,7 @@ pub trait Host: Send {
     /// new subnets avoid them.
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError>;
     /// Creates the bridge with its gateway address, or fixes it; up.
-    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError>;
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError>;
     /// Deletes a bridge; an absent one is not an error.
     fn remove_bridge(&mut self, name: &str) -> Result<(), HostError>;
     /// Creates and configures an endpoint interface. On error nothing of it

@@ -29,7 +29,8 @@ use rtnetlink::{
 };
 
 use super::{
-    BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, IFACE_PREFIX, NetnsId,
+    BridgeConfig, BridgeLink, EndpointConfig, EndpointLink, Host, HostError, HostPort,
+    IFACE_PREFIX, NetnsId, parse_mac,
     ports::{self, Reservations},
 };
 
@@ -160,7 +161,7 @@ impl Host for NetlinkHost {
         })
     }
 
-    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<(), HostError> {
+    fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError> {
         let bridge = bridge.clone();
         run_in(None, move |handle| async move {
             let name = &bridge.name;
@@ -191,7 +192,18 @@ impl Host for NetlinkHost {
                 .execute()
                 .await
                 .map_err(nl(format!("bringing {name} up")))?;
-            Ok(())
+            let mut links = handle.link().get().match_index(index).execute();
+            let msg = links
+                .try_next()
+                .await
+                .map_err(nl(format!("reading {name}")))?
+                .ok_or_else(|| HostError::Other(format!("bridge {name} vanished")))?;
+            let mac = parse_mac(&link_mac(&msg))
+                .ok_or_else(|| HostError::Other(format!("bridge {name} has no MAC address")))?;
+            Ok(BridgeLink {
+                ifindex: index,
+                mac,
+            })
         })
     }
 

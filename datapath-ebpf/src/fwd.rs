@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! Forwarding without the host's forwarding path: packets to and from
+//! containers are handed to their next interface with `bpf_redirect`, so
+//! they never traverse netfilter's FORWARD hook. netagent then works
+//! whatever another tool's firewall does there (Docker sets the FORWARD
+//! policy to DROP), and skips the cost of the stack's routing.
+//!
+//! - To a container endpoint (after DNAT or masquerade reply, or from a
+//!   container on the same network): straight to its host-side veth, with
+//!   its MAC as destination.
+//! - From a container to anywhere else: `bpf_fib_lookup` with the network's
+//!   bridge as input interface, like the stack would route it; redirected
+//!   to the egress interface (whose TC egress still runs, so reverse NAT
+//!   and masquerade apply). Destinations on the host itself, on the same
+//!   bridge, and anything the lookup cannot forward go to the stack.
+//!
+//! Routed hops decrement the TTL (with the header checksum), and a TTL that
+//! would expire goes to the stack, which answers with ICMP time exceeded.
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, bpf_redir_neigh,
+    },
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    programs::TcContext,
+};
+use datapath_common::{EndpointAddr, EndpointIface, Event};
+
+use crate::{
+    maps::NA_EPADDR4_V1,
+    parse::{ETH_HLEN, IP_CSUM_OFF, IP_TTL_OFF, Ipv4Fields, ipv4_fields},
+    stats,
+    tc::{DROP, PASS},
+};
+
+const AF_INET: u8 = 2;
+/// Bytes read here: Ethernet and the fixed IPv4 header.
+const HDR_LEN: u32 = (ETH_HLEN + 20) as u32;
+
+/// Redirects to `ifindex`'s egress; the helper's return value is the TC
+/// verdict (TC_ACT_REDIRECT, or TC_ACT_SHOT for a bad ifindex).
+#[inline(always)]
+fn redirect(ifindex: u32) -> i32 {
+    // SAFETY: no pointer arguments.
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// The IPv4 header of the skb, pulled into the linear area if needed.
+#[inline(always)]
+fn header(ctx: &TcContext) -> Option<Ipv4Fields> {
+    if ((ctx.data_end() - ctx.data()) as u32) < HDR_LEN {
+        let _ = ctx.pull_data(HDR_LEN);
+    }
+    ipv4_fields(ctx.data(), ctx.data_end())
+}
+
+/// Decrements the TTL of a routed packet, keeping the header checksum.
+/// `Err(PASS)` if it would expire (the stack answers that), `Err(DROP)` if
+/// a helper failed half-way.
+#[inline(always)]
+fn decrement_ttl(ctx: &TcContext, ip: &Ipv4Fields) -> Result<(), i32> {
+    if ip.ttl <= 1 {
+        return Err(PASS);
+    }
+    let old = u16::from_ne_bytes([ip.ttl, ip.proto]);
+    let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]);
+    let done = ctx
+        .l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 2)
+        .and_then(|()| ctx.store(IP_TTL_OFF, &(ip.ttl - 1), 0));
+    done.map_err(|_| {
+        stats::count(Event::DropRewriteFailed);
+        DROP
+    })
+}
+
+/// Sets the Ethernet addresses; on failure the frame may be half-written.
+#[inline(always)]
+fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: Option<&[u8; 6]>) -> Result<(), i32> {
+    let done = ctx
+        .store(0, dst, 0)
+        .and_then(|()| src.map_or(Ok(()), |src| ctx.store(6, src, 0)));
+    done.map_err(|_| {
+        stats::count(Event::DropRewriteFailed);
+        DROP
+    })
+}
+
+/// Ingress of a served interface, after translation: a packet for a
+/// container endpoint goes straight to it (a routed hop); anything else
+/// continues into the stack.
+#[inline(always)]
+pub fn to_endpoint(ctx: &TcContext) -> i32 {
+    let Some(ip) = header(ctx) else {
+        return PASS;
+    };
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    let Some(ep) = (unsafe { NA_EPADDR4_V1.get(&ip.daddr) }).copied() else {
+        return PASS;
+    };
+    deliver(ctx, &ip, &ep).unwrap_or_else(|verdict| verdict)
+}
+
+#[inline(always)]
+fn deliver(ctx: &TcContext, ip: &Ipv4Fields, ep: &EndpointAddr) -> Result<i32, i32> {
+    decrement_ttl(ctx, ip)?;
+    set_macs(ctx, &ep.mac, Some(&ep.gw_mac))?;
+    stats::count(Event::RedirectToEndpoint);
+    Ok(redirect(ep.host_ifindex))
+}
+
+/// TC ingress of a container's host-side veth, after the policy allowed
+/// the packet: to an endpoint of the same network, bridged (no TTL
+/// change); elsewhere, routed by FIB lookup.
+#[inline(always)]
+pub fn from_container(
+    ctx: &TcContext,
+    src: &EndpointIface,
+    ip: &Ipv4Fields,
+    dst: Option<&EndpointAddr>,
+) -> i32 {
+    if let Some(dst) = dst {
+        // The destination MAC is set in case the sender routed through
+        // its gateway to a neighbour (the frame then carries the bridge's).
+        if let Err(verdict) = set_macs(ctx, &dst.mac, None) {
+            return verdict;
+        }
+        stats::count(Event::RedirectToEndpoint);
+        return redirect(dst.host_ifindex);
+    }
+    routed(ctx, src.bridge_ifindex, ip).unwrap_or_else(|verdict| verdict)
+}
+
+#[inline(always)]
+fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4Fields) -> Result<i32, i32> {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid (empty) request.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = ip.proto;
+    params.ifindex = bridge_ifindex;
+    params.__bindgen_anon_1.tot_len = ip.tot_len;
+    params.__bindgen_anon_2.tos = ip.tos;
+    params.__bindgen_anon_3.ipv4_src = ip.saddr;
+    params.__bindgen_anon_4.ipv4_dst = ip.daddr;
+    // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    let egress = params.ifindex;
+    // Local destinations, the container's own bridge, and anything the
+    // lookup cannot forward (unreachable, needs fragmenting, ...) are the
+    // stack's business.
+    if egress == bridge_ifindex {
+        return Err(PASS);
+    }
+    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        decrement_ttl(ctx, ip)?;
+        // SAFETY: the union's MAC variant is what a successful lookup fills.
+        let macs = unsafe { params.__bindgen_anon_6.__bindgen_anon_2 };
+        set_macs(ctx, &macs.dmac, Some(&macs.smac))?;
+        stats::count(Event::RedirectRouted);
+        return Ok(redirect(egress));
+    }
+    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+        decrement_ttl(ctx, ip)?;
+        // SAFETY: the lookup left the next hop in ipv4_dst.
+        let nh_addr = unsafe { params.__bindgen_anon_4.ipv4_dst };
+        // SAFETY: an all-zero bpf_redir_neigh is valid; fields set below.
+        let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+        nh.nh_family = u32::from(AF_INET);
+        nh.__bindgen_anon_1.ipv4_nh = nh_addr;
+        stats::count(Event::RedirectRouted);
+        // SAFETY: nh is valid for the size given.
+        let verdict =
+            unsafe { bpf_redirect_neigh(egress, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0) };
+        return Ok(verdict as i32);
+    }
+    Err(PASS)
+}
