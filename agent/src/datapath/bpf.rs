@@ -321,34 +321,90 @@ where
         .map_err(prog_err(format!("program {name} has the wrong type")))
 }
 
+/// Whether an error (or one of its sources) is EBUSY.
+fn is_busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// How long an XDP attach waits for a just-unpinned link of another mode
+/// to go: the kernel frees a link's last reference from a workqueue, so
+/// the old program can still be attached for a moment (EBUSY).
+const XDP_MODE_SWITCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Attaches XDP in `mode`; native falls back to generic (skb) mode where the
-/// driver has no XDP support.
+/// driver has no XDP support. EBUSY (a program of another mode still
+/// attached, being released) is retried for [`XDP_MODE_SWITCH_WAIT`].
 fn attach_xdp(
     xdp: &mut Xdp,
     iface: &str,
     c_iface: &CStr,
     mode: XdpAttachMode,
 ) -> Result<FdLink, DatapathError> {
+    let deadline = std::time::Instant::now() + XDP_MODE_SWITCH_WAIT;
+    loop {
+        match try_attach_xdp(xdp, iface, c_iface, mode) {
+            Err(AttachFailure::Busy(e)) if std::time::Instant::now() < deadline => {
+                tracing::debug!(iface, error = %e, "XDP attach busy; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(AttachFailure::Busy(e) | AttachFailure::Other(e)) => return Err(e),
+            Ok(link) => return Ok(link),
+        }
+    }
+}
+
+enum AttachFailure {
+    Busy(DatapathError),
+    Other(DatapathError),
+}
+
+fn try_attach_xdp(
+    xdp: &mut Xdp,
+    iface: &str,
+    c_iface: &CStr,
+    mode: XdpAttachMode,
+) -> Result<FdLink, AttachFailure> {
+    let classify = |op: String| {
+        move |e: aya::programs::ProgramError| {
+            if is_busy(&e) {
+                AttachFailure::Busy(prog_err(op)(e))
+            } else {
+                AttachFailure::Other(prog_err(op)(e))
+            }
+        }
+    };
     let native = match mode {
         XdpAttachMode::Native => xdp.attach(c_iface, XdpMode::Driver),
         _ => xdp.attach(c_iface, XdpMode::Skb),
     };
     let id = match native {
         Ok(id) => id,
-        Err(e) if mode == XdpAttachMode::Generic => {
-            return Err(prog_err(format!("attaching generic XDP to {iface}"))(e));
+        Err(e) if mode == XdpAttachMode::Generic || is_busy(&e) => {
+            return Err(classify(format!("attaching XDP to {iface}"))(e));
         }
         Err(e) => {
             warn!(iface, error = %e, "native XDP unavailable, using generic (skb) mode");
             xdp.attach(c_iface, XdpMode::Skb)
-                .map_err(prog_err(format!("attaching XDP to {iface}")))?
+                .map_err(classify(format!("attaching XDP to {iface}")))?
         }
     };
-    let link = xdp.take_link(id).map_err(prog_err("taking XDP link"))?;
+    let link = xdp
+        .take_link(id)
+        .map_err(|e| AttachFailure::Other(prog_err("taking XDP link")(e)))?;
     FdLink::try_from(link).map_err(|e| {
-        DatapathError::Other(format!(
+        AttachFailure::Other(DatapathError::Other(format!(
             "XDP on {iface} was attached without a bpf_link ({e}); cannot pin it"
-        ))
+        )))
     })
 }
 
