@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The main job, end to end, on one machine: netagent runs in a simulated
-# host (a network namespace), a demo "container" (another namespace) serves
-# HTTP and iperf3, and a client namespace reaches them through published
-# ports on the host's address. Everything it creates is named nademo* and
-# removed on exit, whatever happens.
+# host (a network namespace) serving its uplink; two "containers" (more
+# namespaces) are attached to netagent networks, one with published ports
+# serving HTTP and iperf3; a client namespace outside reaches them through
+# the host's address. Everything it creates is named nademo* and removed on
+# exit, whatever happens.
 #
-#   client 10.88.1.2 [nademo-c0] -- [nademo-h0] 10.88.1.1  host  10.88.2.1 [nademo-h1] -- [nademo-t0] 10.88.2.2 container
+#   client 10.88.1.2 [nademo-c0] -- [nademo-h0] 10.88.1.1  host  (bridges na-br*) -- web, db
 #
 # NETAGENT_DEMO_HOLD=1 keeps it all up until Ctrl-C, to poke at with the CLI
 # and bpftool (the commands are printed).
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 P=nademo
 ROOT=/run/netagent-demo
 HOST_IP=10.88.1.1
-CTR_IP=10.88.2.2
+CLIENT_IP=10.88.1.2
 BIN="$PWD/target/release/netagent"
 SOCK="$ROOT/netagent.sock"
 pids=()
@@ -26,7 +27,8 @@ cleanup() {
     local rc=$?
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    for ns in ${P}-client ${P}-host ${P}-ctr; do ip netns del "$ns" 2>/dev/null || true; done
+    # Deleting the host namespace deletes its bridges and container veths.
+    for ns in ${P}-client ${P}-host ${P}-web ${P}-db; do ip netns del "$ns" 2>/dev/null || true; done
     umount "$ROOT/bpffs" 2>/dev/null || true
     rm -rf "$ROOT"
     # 130/143: stopped by Ctrl-C or SIGTERM (how a held demo ends).
@@ -43,24 +45,17 @@ trap cleanup EXIT INT TERM
 say "building netagent (release)"
 cargo build --release --bin netagent
 
-say "topology: client, host (runs netagent), container"
-for ns in ${P}-client ${P}-host ${P}-ctr; do
+say "topology: a client outside, a host (runs netagent), two container namespaces"
+for ns in ${P}-client ${P}-host ${P}-web ${P}-db; do
     ip netns del "$ns" 2>/dev/null || true
     ip netns add "$ns"
     ip -n "$ns" link set lo up
 done
 ip link add ${P}-c0 netns ${P}-client type veth peer name ${P}-h0 netns ${P}-host
-ip link add ${P}-h1 netns ${P}-host type veth peer name ${P}-t0 netns ${P}-ctr
-ip -n ${P}-client addr add 10.88.1.2/24 dev ${P}-c0
+ip -n ${P}-client addr add $CLIENT_IP/24 dev ${P}-c0
 ip -n ${P}-host addr add $HOST_IP/24 dev ${P}-h0
-ip -n ${P}-host addr add 10.88.2.1/24 dev ${P}-h1
-ip -n ${P}-ctr addr add $CTR_IP/24 dev ${P}-t0
 ip -n ${P}-client link set ${P}-c0 up
 ip -n ${P}-host link set ${P}-h0 up
-ip -n ${P}-host link set ${P}-h1 up
-ip -n ${P}-ctr link set ${P}-t0 up
-ip -n ${P}-client route add default via $HOST_IP
-ip -n ${P}-ctr route add default via 10.88.2.1
 
 # Pins live on a bpffs in the root mount namespace so they outlive the
 # daemon (`ip netns exec` gives each process a private /sys).
@@ -75,22 +70,29 @@ for _ in $(seq 300); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { echo "daemon did not come up" >&2; exit 1; }
 na() { echo "+ netagent $*"; "$BIN" --socket "$SOCK" "$@"; }
 
-say "publishing ports"
-na publish "8080->$CTR_IP:80"
-na publish "5201->$CTR_IP:5201"
-na publish "5201->$CTR_IP:5201/udp"
-na port
-na port "$CTR_IP"
+say "networks: the default 'bridge', plus 'front' and an isolated 'back'"
+na network create front --subnet 10.89.1.0/24
+na network create back
+na network ls
 
-say "demo container: HTTP on :80 and iperf3 on :5201"
+say "containers: web on front (publishing ports), db on back"
+na container attach web --netns /run/netns/${P}-web --network front \
+    -p 8080:80 -p 5201:5201 -p 5201:5201/udp -p 9000-9100:9000
+na container attach db --netns /run/netns/${P}-db --network back
+na container ls
+na port web
+WEB_IP=$("$BIN" --socket "$SOCK" --json container inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["endpoints"][0]["ip"])')
+DB_IP=$("$BIN" --socket "$SOCK" --json container inspect db | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["endpoints"][0]["ip"])')
+
+say "web serves HTTP on :80 and iperf3 on :5201"
 mkdir -p "$ROOT/www"
-echo "hello from the container at $CTR_IP" > "$ROOT/www/index.txt"
-ip netns exec ${P}-ctr python3 -m http.server 80 --bind $CTR_IP --directory "$ROOT/www" >/dev/null 2>&1 &
+echo "hello from the container at $WEB_IP" > "$ROOT/www/index.txt"
+ip netns exec ${P}-web python3 -m http.server 80 --directory "$ROOT/www" >/dev/null 2>&1 &
 pids+=($!)
-ip netns exec ${P}-ctr iperf3 -s -B $CTR_IP -p 5201 >/dev/null 2>&1 &
+ip netns exec ${P}-web iperf3 -s -p 5201 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
-    ip netns exec ${P}-ctr ss -ltn | grep -q ":80 " && ip netns exec ${P}-ctr ss -ltn | grep -q ":5201 " && break
+    ip netns exec ${P}-web ss -ltn | grep -q ":80 " && ip netns exec ${P}-web ss -ltn | grep -q ":5201 " && break
     sleep 0.1
 done
 
@@ -103,6 +105,16 @@ ip netns exec ${P}-client iperf3 -c $HOST_IP -p 5201 -t 3 -f m | tail -4
 say "client -> iperf3 UDP through $HOST_IP:5201"
 ip netns exec ${P}-client iperf3 -u -b 200M -c $HOST_IP -p 5201 -t 2 -f m | tail -4
 
+say "web -> client (outbound, masqueraded to $HOST_IP)"
+ip netns exec ${P}-web ping -c 2 -W 1 $CLIENT_IP | tail -2
+
+say "web -> db ($DB_IP): other network, dropped by the datapath"
+if ip netns exec ${P}-web ping -c 1 -W 1 "$DB_IP" >/dev/null 2>&1; then
+    echo "isolation FAILED: web reached db" >&2
+    exit 1
+fi
+echo "no reply: isolated"
+
 say "counters"
 na stats
 
@@ -114,7 +126,9 @@ if [ "${NETAGENT_DEMO_HOLD:-0}" = 1 ]; then
     say "holding; try (in another shell):"
     echo "  $BIN --socket $SOCK port"
     echo "  $BIN --socket $SOCK stats"
-    echo "  bpftool map dump pinned $ROOT/bpffs/maps/NA_CT4_V1"
+    echo "  $BIN --socket $SOCK network inspect front"
+    echo "  bpftool map dump pinned $ROOT/bpffs/maps/NA_EPADDR4_V1"
+    echo "  bpftool map dump pinned $ROOT/bpffs/maps/NA_SNAT4_V1"
     echo "  ip netns exec ${P}-client curl http://$HOST_IP:8080/index.txt"
     echo "Ctrl-C (or SIGTERM) to tear it all down."
     # Wait on a background sleep: bash runs the EXIT/INT/TERM trap only
