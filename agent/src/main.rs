@@ -50,6 +50,11 @@ enum Command {
         /// ingress translates everything; can be faster on veth).
         #[arg(long, value_enum, default_value_t = XdpAttachMode::Native)]
         xdp_mode: XdpAttachMode,
+        /// Hold a socket on every published port so no other process can
+        /// take it (one open file each). With `false`, ports are still
+        /// checked against other processes when published, but not held.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        hold_ports: bool,
     },
     /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
     /// Several specs (or a file) are published all together or not at all.
@@ -197,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bpffs,
             ifaces,
             xdp_mode,
+            hold_ports,
         } => {
             init_logging();
             return server::run(DaemonConfig {
@@ -205,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 socket: cli.socket,
                 ifaces,
                 xdp_mode,
+                hold_ports,
             });
         }
         Command::Teardown { bpffs, state_dir } => {

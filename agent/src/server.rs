@@ -50,6 +50,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     pub ifaces: Vec<String>,
     pub xdp_mode: XdpAttachMode,
+    /// Hold a socket on every published port (see `host::ports`).
+    pub hold_ports: bool,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -81,7 +83,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
 
-    let mut agent = Agent::new(store, datapath, NetlinkHost::default())?;
+    let mut agent = Agent::new(store, datapath, NetlinkHost::new(config.hold_ports))?;
     let report = agent.reconcile()?;
     info!(?report, "publication map reconciled with the state file");
     let unreserved = agent.reserve_published_ports();

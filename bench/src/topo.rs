@@ -250,10 +250,14 @@ impl Topo {
         self._bpffs = None;
         let _ = std::fs::remove_dir_all(self.work.path().join("state"));
         let bpffs = Bpffs::new();
+        // Ports are checked against other processes but not held: the
+        // rule sets compared hold nothing either, and 50,000 held sockets
+        // need more open files than a hard limit may allow (20,000 on the
+        // reference machine; see README "Host port reservations").
         let extra: &[&str] = if self.kind == Kind::NetagentTc {
-            &["--xdp-mode", "off"]
+            &["--xdp-mode", "off", "--hold-ports=false"]
         } else {
-            &[]
+            &["--hold-ports=false"]
         };
         let daemon = Daemon::start_with(
             &self.host,

@@ -39,6 +39,15 @@ pub struct NetlinkHost {
     reservations: Reservations,
 }
 
+impl NetlinkHost {
+    /// `hold_ports`: see [`Reservations::new`].
+    pub fn new(hold_ports: bool) -> Self {
+        Self {
+            reservations: Reservations::new(hold_ports),
+        }
+    }
+}
+
 fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> HostError {
     let op = op.into();
     move |source| HostError::Netlink { op, source }

@@ -22,34 +22,57 @@ use super::{HostError, HostPort};
 use crate::spec::Proto;
 
 /// The held sockets, by what they hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reservations {
     held: HashMap<HostPort, OwnedFd>,
+    /// Off (`netagent daemon --hold-ports=false`): a port is still checked
+    /// against other processes (bound and let go at once) but not held, for
+    /// hosts with more publications than the daemon may open files.
+    hold: bool,
+}
+
+impl Default for Reservations {
+    fn default() -> Self {
+        Self::new(true)
+    }
 }
 
 impl Reservations {
+    pub fn new(hold: bool) -> Self {
+        Self {
+            held: HashMap::new(),
+            hold,
+        }
+    }
+
     pub fn reserve(&mut self, port: HostPort) -> Result<(), HostError> {
         if self.held.contains_key(&port) {
             return Ok(());
         }
-        let fd = bind(port).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                HostError::PortInUse {
-                    ip: port.ip,
-                    port: port.port,
-                    proto: port.proto,
-                }
-            } else {
-                HostError::Io {
-                    op: format!(
-                        "reserving host port {}:{}/{}",
-                        port.ip, port.port, port.proto
-                    ),
-                    source: e,
-                }
-            }
+        let fd = bind(port).map_err(|e| match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => HostError::PortInUse {
+                ip: port.ip,
+                port: port.port,
+                proto: port.proto,
+            },
+            Some(libc::EMFILE | libc::ENFILE) => HostError::Io {
+                op: format!(
+                    "reserving host port {}:{}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
+                    port.ip, port.port, port.proto
+                ),
+                source: e,
+            },
+            _ => HostError::Io {
+                op: format!(
+                    "reserving host port {}:{}/{}",
+                    port.ip, port.port, port.proto
+                ),
+                source: e,
+            },
         })?;
-        self.held.insert(port, fd);
+        if self.hold {
+            self.held.insert(port, fd);
+        }
         Ok(())
     }
 
@@ -265,6 +288,26 @@ mod tests {
             assert!(free, "{proto} port {port} still held after release");
         }
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn without_holding_a_taken_port_is_still_refused_and_nothing_is_held() {
+        let mut r = Reservations::new(false);
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let hp = |port| HostPort {
+            ip: Ipv4Addr::LOCALHOST,
+            port,
+            proto: Proto::Tcp,
+        };
+        assert!(matches!(
+            r.reserve(hp(port)),
+            Err(HostError::PortInUse { .. })
+        ));
+        drop(held);
+        r.reserve(hp(port)).unwrap();
+        assert!(r.is_empty());
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "not held");
     }
 
     #[test]
