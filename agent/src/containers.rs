@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     agent::{Agent, AgentError, host_port, pub_key, pub_value},
     datapath::Datapath,
-    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, IFACE_PREFIX, parse_mac},
+    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, parse_mac},
     ipam::{self, NetworkIpam},
     model::{
         Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkMode, random_id,
@@ -35,7 +35,8 @@ use crate::{
     state::Publication,
 };
 
-/// Prefix of endpoint veths (host side) and of bridges.
+/// Prefix of endpoint veths (host side) and of bridges; both start with
+/// [`crate::host::IFACE_PREFIX`] (a test checks), so [`Host::own_links`] finds them.
 const VETH_PREFIX: &str = "na-v";
 const BRIDGE_PREFIX: &str = "na-br";
 
@@ -1148,7 +1149,6 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 report.collected += 1;
             }
         }
-        debug_assert!(IFACE_PREFIX.len() < VETH_PREFIX.len());
         if changed {
             let mut next = self.state.clone();
             next.containers = containers;
@@ -1156,23 +1156,6 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             self.state = next;
         }
         Ok(report)
-    }
-
-    /// Every interface and bridge the state names, for `netagent teardown`.
-    pub fn owned_interfaces(&self) -> (Vec<String>, Vec<String>) {
-        let veths = self
-            .state
-            .containers
-            .iter()
-            .flat_map(|c| c.endpoints().iter().map(|e| e.host_ifname.clone()))
-            .collect();
-        let bridges = self
-            .state
-            .networks
-            .iter()
-            .map(|n| n.bridge.clone())
-            .collect();
-        (veths, bridges)
     }
 }
 
@@ -1241,6 +1224,16 @@ mod tests {
 
     fn err(r: Result<impl std::fmt::Debug, AgentError>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn interface_prefixes_are_ours() {
+        for p in [VETH_PREFIX, BRIDGE_PREFIX, DEFAULT_BRIDGE] {
+            assert!(p.starts_with(crate::host::IFACE_PREFIX), "{p}");
+        }
+        // Names stay within IFNAMSIZ - 1.
+        assert!(format!("{VETH_PREFIX}{}", &random_id()[..11]).len() <= 15);
+        assert!(format!("{BRIDGE_PREFIX}-{}", &random_id()[..9]).len() <= 15);
     }
 
     #[test]

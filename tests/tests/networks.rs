@@ -56,7 +56,9 @@ fn reachability_matrix_over_networks() {
         ("e2", "bridge"),
     ];
     for (name, net) in members {
-        w.attach(name, &["--network", net]);
+        // c1 publishes a port: icc=false must not close it to the outside.
+        let publish: &[&str] = if name == "c1" { &["-p", "8090:7"] } else { &[] };
+        w.attach(name, &[&["--network", net], publish].concat());
     }
     w.daemon.ok(&["network", "connect", "nb", "mm"]);
     // Internal networks give no default route; d1 adds one itself (as a
@@ -151,6 +153,9 @@ fn reachability_matrix_over_networks() {
         "a real matrix: {blocked} blocked of {}",
         results.len()
     );
+    let mut conn = tcp_connect(&w.upstream, &format!("{HOST_UP_IP}:8090"))
+        .expect("a published port of an icc=false network stays reachable");
+    assert!(tcp_roundtrip(&mut conn, "icc").unwrap().ends_with(" icc"));
     // Each kind of drop was counted by its reason (SYN retransmits may add more).
     for reason in ["drop_isolation", "drop_icc", "drop_internal"] {
         assert!(w.event(reason) > 0, "{reason} not counted");
