@@ -10,9 +10,11 @@
 //!   its MAC as destination.
 //! - From a container to anywhere else: `bpf_fib_lookup` with the network's
 //!   bridge as input interface, like the stack would route it; redirected
-//!   to the egress interface (whose TC egress still runs, so reverse NAT
-//!   and masquerade apply). Destinations on the host itself, on the same
-//!   bridge, and anything the lookup cannot forward go to the stack.
+//!   to the egress interface if it is one the agent serves (whose TC egress
+//!   still runs, so reverse NAT and masquerade apply). Destinations on the
+//!   host itself, on the same bridge or behind any other interface (another
+//!   tool's bridge, say: the host's firewall keeps its say there), and
+//!   anything the lookup cannot forward go to the stack.
 //!
 //! Routed hops decrement the TTL (with the header checksum), and a TTL that
 //! would expire goes to the stack, which answers with ICMP time exceeded.
@@ -30,7 +32,7 @@ use aya_ebpf::{
 use datapath_common::{EndpointAddr, EndpointIface, Event};
 
 use crate::{
-    maps::NA_EPADDR4_V1,
+    maps::{NA_EPADDR4_V1, NA_MASQ4_V1},
     parse::{ETH_HLEN, IP_CSUM_OFF, IP_TTL_OFF, Ipv4Fields, ipv4_fields},
     stats,
     tc::{DROP, PASS},
@@ -157,7 +159,9 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4Fields) -> Result<i32, 
     // Local destinations, the container's own bridge, and anything the
     // lookup cannot forward (unreachable, needs fragmenting, ...) are the
     // stack's business.
-    if egress == bridge_ifindex {
+    // SAFETY: presence is all we read. The masquerade-address map holds
+    // exactly the served interfaces (with an address).
+    if egress == bridge_ifindex || unsafe { NA_MASQ4_V1.get(&egress) }.is_none() {
         return Err(PASS);
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {

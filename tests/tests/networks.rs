@@ -748,7 +748,16 @@ fn coexists_with_docker_netavark_and_cni_firewalls() {
             .collect();
         (rules, w.host.exec(&["nft", "list", "ruleset"]))
     };
+    // Rules only (`nft -s`: no counters), for after traffic that must cross
+    // the FORWARD hook.
+    let rules_only = |w: &World| {
+        (
+            snapshot(w).0,
+            w.host.exec(&["nft", "-s", "list", "ruleset"]),
+        )
+    };
     let before = snapshot(&w);
+    let rules_before = rules_only(&w);
 
     w.daemon.ok(&["network", "create", "n1"]);
     w.attach("web", &["--network", "n1", "-p", "8080:80"]);
@@ -782,10 +791,51 @@ fn coexists_with_docker_netavark_and_cni_firewalls() {
         sock(w.ip("other", "bridge"), 80),
         PROBE_TIMEOUT
     ));
-    w.daemon.ok(&["container", "detach", "db"]);
     assert_eq!(
         snapshot(&w),
         before,
+        "counters included: none of that traffic crossed the FORWARD hook"
+    );
+    // A Docker container behind Docker's bridge: netagent's redirects stop
+    // at served interfaces, so reaching it goes through the host's FORWARD
+    // chain, where Docker's DROP policy keeps applying.
+    let dk = w.netns("dk").name.clone();
+    w.host.ip(&["link", "add", "docker0", "type", "bridge"]);
+    w.host
+        .ip(&["addr", "add", "172.30.0.1/16", "dev", "docker0"]);
+    w.host.ip(&["link", "set", "docker0", "up"]);
+    netagent_tests::netns::run(&[
+        "ip",
+        "link",
+        "add",
+        "dkh",
+        "netns",
+        &w.host.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &dk,
+    ]);
+    w.host
+        .ip(&["link", "set", "dkh", "master", "docker0", "up"]);
+    w.ns("dk")
+        .ip(&["addr", "add", "172.30.0.2/16", "dev", "eth0"]);
+    w.ns("dk").ip(&["link", "set", "eth0", "up"]);
+    w.ns("dk")
+        .ip(&["route", "add", "default", "via", "172.30.0.1"]);
+    let _dk = tcp_echo(w.ns("dk"), 80);
+    let docker_ctr = sock("172.30.0.2".parse().unwrap(), 80);
+    assert!(
+        !tcp_reaches(w.ns("web"), docker_ctr, PROBE_TIMEOUT),
+        "a netagent container went around Docker's FORWARD policy"
+    );
+    w.daemon.ok(&["container", "detach", "db"]);
+    assert_eq!(
+        rules_only(&w),
+        rules_before,
         "netagent changed another tool's firewall"
     );
 }

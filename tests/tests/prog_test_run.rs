@@ -905,17 +905,19 @@ fn tc_from_container_routes_by_fib_lookup() {
 
 fn routed_table() {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
-    let fwd0 = std::fs::read_to_string("/sys/class/net/fwd0/ifindex")
-        .map(|s| s.trim().parse::<u32>().unwrap())
-        .unwrap_or_else(|_| {
-            // /sys shows the namespace it was mounted in; ask the kernel.
-            let c = std::ffi::CString::new("fwd0").unwrap();
-            // SAFETY: if_nametoindex with a valid C string, in this thread's namespace.
-            unsafe { libc::if_nametoindex(c.as_ptr()) }
-        });
+    let name = std::ffi::CString::new("fwd0").unwrap();
+    // SAFETY: if_nametoindex with a valid C string, in this thread's namespace.
+    let fwd0 = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(fwd0, 0, "fwd0 missing");
     let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
     let mut dp = Dp::with_endpoint_program();
     dp.endpoint_iface(TEST_RUN_IFINDEX, &net1);
+
+    // fwd0 not served: the stack (and the host's firewall) decide.
+    let out = FrameSpec::tcp("10.1.0.2", 40000, "192.0.2.9", 443, b"routed").build();
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!((ret, after), (TC_ACT_PIPE, out.clone()), "unserved egress");
+    dp.masq_addr(fwd0, "192.0.2.1");
 
     // Known neighbour: a full rewrite.
     let out = FrameSpec::tcp("10.1.0.2", 40000, "192.0.2.9", 443, b"routed").build();
@@ -933,7 +935,6 @@ fn routed_table() {
         "nothing else changed but the IP checksum"
     );
     assert_eq!(dp.event(Event::RedirectRouted), 1);
-    assert_ne!(fwd0, 0);
 
     // No neighbour entry: the kernel resolves it (MACs untouched here).
     let out = FrameSpec::udp("10.1.0.2", 40000, "192.0.2.10", 53, b"q").build();
