@@ -120,38 +120,62 @@ fn default_true() -> bool {
     true
 }
 
-/// `netagent network create`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `netagent network create` (its CLI arguments and its API request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct NetworkCreate {
     pub name: String,
+    /// Subnet in CIDR form (picked from 172.17-31.0.0/16, then
+    /// 192.168.0.0/16 in /20s, avoiding networks and host routes).
+    #[arg(long)]
     pub subnet: Option<Ipv4Net>,
+    /// Gateway (the bridge's address); the subnet's first address by default.
+    #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
+    /// Allocate container addresses from this sub-range only.
+    #[arg(long)]
     pub ip_range: Option<Ipv4Net>,
+    /// No traffic leaves the network's subnet.
+    #[arg(long)]
     #[serde(default)]
     pub internal: bool,
+    /// Inter-container communication (`--icc=false` blocks it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     #[serde(default = "default_true")]
     pub icc: bool,
+    /// Network driver (only `bridge`).
+    #[arg(long, short = 'd')]
     pub driver: Option<String>,
 }
 
-/// `netagent container attach`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `netagent container attach` (its CLI arguments and its API request).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct ContainerAttach {
+    /// Unique container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
     pub name: String,
-    /// Required, except with `container:OTHER` (then, if given, it must be
+    /// The container's network namespace (/run/netns/NAME, /proc/PID/ns/net);
+    /// optional with `--network container:OTHER` (then, if given, it must be
     /// OTHER's namespace, under any path).
+    #[arg(long)]
     pub netns: Option<PathBuf>,
-    /// A network name, `container:OTHER`, or `None` for the default network.
+    /// A network (default `bridge`), or `container:OTHER` to share OTHER's
+    /// network stack.
+    #[arg(long)]
     pub network: Option<String>,
+    #[arg(long)]
     pub ip: Option<Ipv4Addr>,
+    #[arg(long = "alias")]
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// `-p` values as typed.
+    /// Publish: [IP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp] (as typed).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Publish every exposed port to a random host port.
+    #[arg(short = 'P', long = "publish-all")]
     #[serde(default)]
     pub publish_all: bool,
-    /// `--expose` values as typed.
+    /// Expose PORT[-END][/PROTO] (published by -P; as typed).
+    #[arg(long)]
     #[serde(default)]
     pub expose: Vec<String>,
 }
@@ -373,15 +397,14 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         aliases: Vec<String>,
     ) -> Result<(Endpoint, u32), AgentError> {
         let host_ifname = format!("{VETH_PREFIX}{}", &random_id()[..11]);
-        let link = self.host.add_endpoint(&EndpointConfig {
-            host_ifname: host_ifname.clone(),
-            bridge: network.bridge.clone(),
-            netns: container.netns.clone(),
-            ifname: ifname.clone(),
+        let link = self.host.add_endpoint(&endpoint_config(
+            &container.netns,
+            network,
+            &host_ifname,
+            &ifname,
             ip,
-            prefix_len: network.ipam.subnet.prefix_len(),
-            default_gateway: default_route.then_some(network.ipam.gateway),
-        })?;
+            default_route,
+        ))?;
         let endpoint = Endpoint {
             network: network.name.clone(),
             ifname,
@@ -578,7 +601,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             &network,
             ip,
             "eth0".into(),
-            !network.internal,
+            gives_default_route(&[], &network, &self.state.networks),
             req.aliases.clone(),
         )?;
 
@@ -923,21 +946,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             }
         }
         self.host.netns_id(&container.netns)?;
-        // The first network with outside access gives the default route.
-        let has_route = container
-            .endpoints()
-            .iter()
-            .any(|e| self.network(&e.network).is_ok_and(|n| !n.internal));
+        let default_route =
+            gives_default_route(container.endpoints(), &network, &self.state.networks);
         let addr = network.ipam.allocate(ip)?;
         let ifname = Self::next_ifname(&container);
-        let (endpoint, _) = self.create_endpoint(
-            &container,
-            &network,
-            addr,
-            ifname,
-            !has_route && !network.internal,
-            aliases,
-        )?;
+        let (endpoint, _) =
+            self.create_endpoint(&container, &network, addr, ifname, default_route, aliases)?;
         let mut next = self.state.clone();
         replace_network(&mut next.networks, network);
         if let Some(c) = next.containers.iter_mut().find(|c| c.name == name)
@@ -1071,7 +1085,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             let Some(endpoints) = container.endpoints_mut() else {
                 continue;
             };
-            for ep in endpoints.iter_mut() {
+            for (i, ep) in endpoints.iter_mut().enumerate() {
                 let Some(network) = networks.get(&ep.network) else {
                     warn!(network = %ep.network, "an endpoint names a network the state lacks");
                     continue;
@@ -1079,16 +1093,16 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 let ifindex = match self.host.ifindex(&ep.host_ifname)? {
                     Some(i) => Some(i),
                     None if self.host.netns_id(&snapshot.netns).is_ok() => {
-                        let has_route = ep.ifname == "eth0" && !network.internal;
-                        match self.host.add_endpoint(&EndpointConfig {
-                            host_ifname: ep.host_ifname.clone(),
-                            bridge: network.bridge.clone(),
-                            netns: snapshot.netns.clone(),
-                            ifname: ep.ifname.clone(),
-                            ip: ep.ip,
-                            prefix_len: network.ipam.subnet.prefix_len(),
-                            default_gateway: has_route.then_some(network.ipam.gateway),
-                        }) {
+                        let earlier = &snapshot.endpoints()[..i];
+                        let route = gives_default_route(earlier, network, &self.state.networks);
+                        match self.host.add_endpoint(&endpoint_config(
+                            &snapshot.netns,
+                            network,
+                            &ep.host_ifname,
+                            &ep.ifname,
+                            ep.ip,
+                            route,
+                        )) {
                             Ok(link) => {
                                 ep.mac = link.mac;
                                 changed = true;
@@ -1156,6 +1170,34 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             self.state = next;
         }
         Ok(report)
+    }
+}
+
+/// The one rule for a container's default route: it goes through its first
+/// endpoint (in attach order) on a network with outside access. `earlier`
+/// are the endpoints before the one on `network`.
+fn gives_default_route(earlier: &[Endpoint], network: &Network, networks: &[Network]) -> bool {
+    let outside = |name: &str| networks.iter().any(|n| n.name == name && !n.internal);
+    !network.internal && !earlier.iter().any(|e| outside(&e.network))
+}
+
+/// What the host needs to make one endpoint's veth pair.
+fn endpoint_config(
+    netns: &std::path::Path,
+    network: &Network,
+    host_ifname: &str,
+    ifname: &str,
+    ip: Ipv4Addr,
+    default_route: bool,
+) -> EndpointConfig {
+    EndpointConfig {
+        host_ifname: host_ifname.to_owned(),
+        bridge: network.bridge.clone(),
+        netns: netns.to_owned(),
+        ifname: ifname.to_owned(),
+        ip,
+        prefix_len: network.ipam.subnet.prefix_len(),
+        default_gateway: default_route.then_some(network.ipam.gateway),
     }
 }
 
@@ -1577,6 +1619,18 @@ mod tests {
                 .contains("network priv is internal")
         );
         let info = a.container_attach(attach("db", "priv", &[])).unwrap();
+        assert_eq!(
+            a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
+            None
+        );
+        // The first network with outside access gives the route, at connect
+        // time and when reconcile rebuilds the interface alike.
+        let eth1 = a.network_connect("neta", "db", None, vec![]).unwrap();
+        let gw = Some("10.1.0.1".parse().unwrap());
+        assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
+        a.host.endpoints.clear();
+        assert_eq!(a.reconcile_networks().unwrap().recreated_endpoints, 2);
+        assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
         assert_eq!(
             a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
             None

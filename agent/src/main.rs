@@ -8,7 +8,6 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ipnet::Ipv4Net;
 use netagent::{
     api::{DEFAULT_SOCKET, Request, Response},
     client,
@@ -100,28 +99,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum NetworkCommand {
     /// Create a bridge network.
-    Create {
-        name: String,
-        /// Subnet in CIDR form (picked from 172.17-31.0.0/16, then
-        /// 192.168.0.0/16 in /20s, avoiding networks and host routes).
-        #[arg(long)]
-        subnet: Option<Ipv4Net>,
-        /// Gateway (the bridge's address); the subnet's first address by default.
-        #[arg(long)]
-        gateway: Option<Ipv4Addr>,
-        /// Allocate container addresses from this sub-range only.
-        #[arg(long)]
-        ip_range: Option<Ipv4Net>,
-        /// No traffic leaves the network's subnet.
-        #[arg(long)]
-        internal: bool,
-        /// Inter-container communication (`--icc=false` blocks it).
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-        icc: bool,
-        /// Network driver (only `bridge`).
-        #[arg(long, short = 'd')]
-        driver: Option<String>,
-    },
+    Create(NetworkCreate),
     /// List networks.
     #[command(alias = "list")]
     Ls,
@@ -149,31 +127,7 @@ enum NetworkCommand {
 #[derive(Debug, Subcommand)]
 enum ContainerCommand {
     /// Attach a network namespace as a container.
-    Attach {
-        /// Unique container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
-        name: String,
-        /// The container's network namespace (/run/netns/NAME, /proc/PID/ns/net);
-        /// optional with `--network container:OTHER`.
-        #[arg(long)]
-        netns: Option<PathBuf>,
-        /// A network (default `bridge`), or `container:OTHER` to share
-        /// OTHER's network stack.
-        #[arg(long)]
-        network: Option<String>,
-        #[arg(long)]
-        ip: Option<Ipv4Addr>,
-        #[arg(long = "alias")]
-        aliases: Vec<String>,
-        /// Publish: [IP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp].
-        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-        publish: Vec<String>,
-        /// Publish every exposed port to a random host port.
-        #[arg(short = 'P', long = "publish-all")]
-        publish_all: bool,
-        /// Expose PORT[-END][/PROTO] (published by -P).
-        #[arg(long)]
-        expose: Vec<String>,
-    },
+    Attach(ContainerAttach),
     /// Detach a container: its interfaces, addresses and ports go.
     #[command(alias = "rm")]
     Detach { name: String },
@@ -304,23 +258,7 @@ fn port_request(container: Option<String>, port: Option<String>) -> anyhow::Resu
 
 fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
     Ok(match cmd {
-        NetworkCommand::Create {
-            name,
-            subnet,
-            gateway,
-            ip_range,
-            internal,
-            icc,
-            driver,
-        } => Request::NetworkCreate(NetworkCreate {
-            name,
-            subnet,
-            gateway,
-            ip_range,
-            internal,
-            icc,
-            driver,
-        }),
+        NetworkCommand::Create(req) => Request::NetworkCreate(req),
         NetworkCommand::Ls => Request::NetworkLs,
         NetworkCommand::Inspect { name } => Request::NetworkInspect { name },
         NetworkCommand::Rm { names } => match <[String; 1]>::try_from(names) {
@@ -346,25 +284,7 @@ fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
 
 fn container_request(cmd: ContainerCommand) -> Request {
     match cmd {
-        ContainerCommand::Attach {
-            name,
-            netns,
-            network,
-            ip,
-            aliases,
-            publish,
-            publish_all,
-            expose,
-        } => Request::ContainerAttach(ContainerAttach {
-            name,
-            netns,
-            network,
-            ip,
-            aliases,
-            publish,
-            publish_all,
-            expose,
-        }),
+        ContainerCommand::Attach(req) => Request::ContainerAttach(req),
         ContainerCommand::Detach { name } => Request::ContainerDetach { name },
         ContainerCommand::Ls => Request::ContainerLs,
         ContainerCommand::Inspect { name } => Request::ContainerInspect { name },

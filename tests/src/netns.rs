@@ -463,6 +463,24 @@ impl Daemon {
         )
     }
 
+    /// `netagent stats --json`, the `stats` object.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = self.ok(&["--json", "stats"]);
+        serde_json::from_str::<serde_json::Value>(&out).expect("stats JSON")["stats"].clone()
+    }
+
+    /// One datapath event counter, by name.
+    pub fn event(&self, name: &str) -> u64 {
+        self.stats()["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e[0] == name)
+            .unwrap_or_else(|| panic!("no event {name}"))[1]
+            .as_u64()
+            .expect("count")
+    }
+
     /// Runs a CLI command that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.cli(args);

@@ -127,16 +127,7 @@ impl World {
 
     /// A datapath event counter, from `netagent stats --json`.
     pub fn event(&self, name: &str) -> u64 {
-        let out = self.daemon.ok(&["--json", "stats"]);
-        let stats: Value = serde_json::from_str(&out).expect("stats JSON");
-        stats["stats"]["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .find(|e| e[0] == name)
-            .unwrap_or_else(|| panic!("no event {name}"))[1]
-            .as_u64()
-            .expect("count")
+        self.daemon.event(name)
     }
 
     /// Interfaces of the host namespace whose names start with `prefix`.

@@ -41,19 +41,11 @@ impl Env {
     }
 
     fn stats(&self) -> Value {
-        let out = self.daemon.ok(&["--json", "stats"]);
-        serde_json::from_str::<Value>(&out).expect("stats JSON")["stats"].clone()
+        self.daemon.stats()
     }
 
     fn event(&self, name: &str) -> u64 {
-        self.stats()["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .find(|e| e[0] == name)
-            .unwrap_or_else(|| panic!("no event {name}"))[1]
-            .as_u64()
-            .expect("count")
+        self.daemon.event(name)
     }
 
     /// (fwd_packets, rev_packets) of the publication whose host port is `port`.

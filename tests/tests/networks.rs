@@ -421,30 +421,18 @@ fn host_ports_are_reserved_and_taken_ports_refused() {
     let path = w.netns_path("db");
     let path = path.to_str().unwrap();
     let links_before = w.host_links("na-");
-    let (ok, _, err) = w.daemon.cli(&[
-        "container",
-        "attach",
-        "db",
-        "--netns",
-        path,
-        "-p",
-        "8090:5432",
-    ]);
+    let attach_db = |spec: &str| {
+        w.daemon
+            .cli(&["container", "attach", "db", "--netns", path, "-p", spec])
+    };
+    let (ok, _, err) = attach_db("8090:5432");
     assert!(!ok);
     assert!(
         err.contains("driver failed programming external connectivity on endpoint db (")
             && err.contains("failed to bind host port 0.0.0.0:8090/tcp: address already in use"),
         "{err}"
     );
-    let (ok, _, err) = w.daemon.cli(&[
-        "container",
-        "attach",
-        "db",
-        "--netns",
-        path,
-        "-p",
-        "8080:5432",
-    ]);
+    let (ok, _, err) = attach_db("8080:5432");
     assert!(!ok);
     assert!(
         err.contains("Bind for 0.0.0.0:8080 failed: port is already allocated"),
@@ -456,15 +444,8 @@ fn host_ports_are_reserved_and_taken_ports_refused() {
         "no interface left behind"
     );
     // In a range, the held port is skipped.
-    w.daemon.ok(&[
-        "container",
-        "attach",
-        "db",
-        "--netns",
-        path,
-        "-p",
-        "8090-8091:5432",
-    ]);
+    let (ok, _, err) = attach_db("8090-8091:5432");
+    assert!(ok, "{err}");
     assert_eq!(w.daemon.ok(&["port", "db", "5432"]), "0.0.0.0:8091\n");
     drop(holder);
 

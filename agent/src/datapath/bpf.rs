@@ -562,57 +562,27 @@ impl Datapath for BpfDatapath {
     }
 
     fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
-        let wanted: std::collections::HashMap<u32, u32> = addrs
+        let wanted = addrs
             .iter()
-            .map(|(ip, ifindex)| (u32::from_ne_bytes(ip.octets()), *ifindex))
+            .map(|(ip, ifindex)| {
+                (
+                    u32::from_ne_bytes(ip.octets()),
+                    LocalAddr { ifindex: *ifindex },
+                )
+            })
             .collect();
-        let present = self
-            .local_addrs
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_err("reading the local-address map"))?;
-        for key in present {
-            if !wanted.contains_key(&key) {
-                match self.local_addrs.remove(&key) {
-                    Ok(()) | Err(MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err("pruning the local-address map")(e)),
-                }
-            }
-        }
-        for (key, ifindex) in wanted {
-            self.local_addrs
-                .insert(&key, &LocalAddr { ifindex }, 0)
-                .map_err(map_err("writing the local-address map"))?;
-        }
-        Ok(())
+        replace_all(&mut self.local_addrs, wanted, "the local-address map")
     }
 
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
-        let wanted: std::collections::HashMap<u32, MasqAddr> = addrs
+        let wanted = addrs
             .iter()
             .map(|(ifindex, ip)| {
                 let addr_be = u32::from_ne_bytes(ip.octets());
                 (*ifindex, MasqAddr { addr_be })
             })
             .collect();
-        let present = self
-            .masq_addrs
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_err("reading the masquerade-address map"))?;
-        for key in present.iter().filter(|k| !wanted.contains_key(k)) {
-            remove_key(
-                &mut self.masq_addrs,
-                key,
-                "pruning the masquerade-address map",
-            )?;
-        }
-        for (ifindex, addr) in wanted {
-            self.masq_addrs
-                .insert(&ifindex, &addr, 0)
-                .map_err(map_err("writing the masquerade-address map"))?;
-        }
-        Ok(())
+        replace_all(&mut self.masq_addrs, wanted, "the masquerade-address map")
     }
 
     fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError> {
@@ -725,11 +695,36 @@ impl Datapath for BpfDatapath {
     }
 }
 
+/// Makes a hash map hold exactly `wanted`: stale keys removed, the rest
+/// written (a map the agent alone writes, kept in step with netlink).
+fn replace_all<K, V>(
+    map: &mut HashMap<MapData, K, V>,
+    wanted: std::collections::HashMap<K, V>,
+    what: &'static str,
+) -> Result<(), DatapathError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod,
+{
+    let present = map
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_err(format!("reading {what}")))?;
+    for key in present.iter().filter(|k| !wanted.contains_key(k)) {
+        remove_key(map, key, format!("pruning {what}"))?;
+    }
+    for (key, value) in &wanted {
+        map.insert(key, value, 0)
+            .map_err(map_err(format!("writing {what}")))?;
+    }
+    Ok(())
+}
+
 /// Removes `key` from a hash map; an absent key is not an error.
 fn remove_key<K: aya::Pod, V: aya::Pod>(
     map: &mut HashMap<MapData, K, V>,
     key: &K,
-    op: &'static str,
+    op: impl Into<String>,
 ) -> Result<(), DatapathError> {
     match map.remove(key) {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),

@@ -80,10 +80,6 @@ impl Reservations {
         self.held.remove(&port);
     }
 
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
