@@ -12,7 +12,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use datapath_common::{Event, MAX_PUBLICATIONS, PubKey, PubStats, PubValue};
+use datapath_common::{Event, MAX_PUBLICATIONS, OpenPort, PubKey, PubStats, PubValue};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
@@ -243,6 +243,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             return Err(e);
         }
         self.state = next;
+        self.sync_open_ports();
         match published.as_slice() {
             [p] => info!(spec = %p.spec, stats_slot = p.stats_slot, "published"),
             many => info!(count = many.len(), "published in bulk"),
@@ -279,6 +280,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         self.host.release_port(host_port(&spec));
         self.state = next;
+        self.sync_open_ports();
         info!(%spec, "unpublished");
         Ok(publication)
     }
@@ -401,6 +403,44 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     pub(crate) fn release_ports(&mut self, ports: &[HostPort]) {
         for port in ports {
             self.host.release_port(*port);
+        }
+    }
+
+    /// The container ports reachable by direct routing: every published
+    /// container port of an endpoint on a `routed` network.
+    pub(crate) fn open_ports(&self) -> Vec<OpenPort> {
+        let routed: BTreeSet<Ipv4Addr> = self
+            .state
+            .containers
+            .iter()
+            .flat_map(|c| c.endpoints())
+            .filter(|e| {
+                self.state.networks.iter().any(|n| {
+                    n.name == e.network && n.gateway_mode == crate::model::GatewayMode::Routed
+                })
+            })
+            .map(|e| e.ip)
+            .collect();
+        self.state
+            .publications
+            .iter()
+            .filter(|p| routed.contains(&p.spec.container_ip))
+            .map(|p| OpenPort {
+                addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
+                port_be: p.spec.container_port.to_be(),
+                proto: p.spec.proto.number(),
+                _pad: 0,
+            })
+            .collect()
+    }
+
+    /// Brings the open-port map in line with the state, after a change of
+    /// publications or endpoints. Best effort: a failure is logged, and
+    /// the next start's reconcile writes it again.
+    pub(crate) fn sync_open_ports(&mut self) {
+        let ports = self.open_ports();
+        if let Err(e) = self.datapath.set_open_ports(&ports) {
+            error!(error = %e, "updating the open-port map (routed networks)");
         }
     }
 

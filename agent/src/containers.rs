@@ -27,7 +27,8 @@ use crate::{
     host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, parse_mac},
     ipam::{self, NetworkIpam},
     model::{
-        Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkMode, random_id,
+        Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, GatewayMode, Network, NetworkMode,
+        random_id,
         valid_container_name, valid_network_name,
     },
     portmap::{ExposedPorts, HostChoice, PortMapping},
@@ -104,6 +105,8 @@ pub enum NetError {
         hi: u16,
         proto: Proto,
     },
+    #[error("invalid network option {0}")]
+    BadOption(String),
     #[error("--netns is required (the container's network namespace)")]
     NetnsRequired,
     #[error(
@@ -145,6 +148,44 @@ pub struct NetworkCreate {
     /// Network driver (only `bridge`).
     #[arg(long, short = 'd')]
     pub driver: Option<String>,
+    /// Driver options, as Docker takes them:
+    /// `com.docker.network.bridge.gateway_mode_ipv4=nat|routed`.
+    #[arg(long = "opt", short = 'o', value_name = "KEY=VALUE")]
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Docker's option key for the IPv4 gateway mode.
+pub const GATEWAY_MODE_OPT: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+
+impl NetworkCreate {
+    /// The gateway mode the options ask for; unknown options are refused.
+    fn gateway_mode(&self) -> Result<GatewayMode, NetError> {
+        let mut mode = GatewayMode::Nat;
+        for opt in &self.options {
+            let (key, value) = opt
+                .split_once('=')
+                .ok_or_else(|| NetError::BadOption(format!("{opt:?}: expected KEY=VALUE")))?;
+            match key {
+                GATEWAY_MODE_OPT => {
+                    mode = value
+                        .parse()
+                        .map_err(|e: String| NetError::BadOption(format!("{key}: {e}")))?;
+                }
+                other => {
+                    return Err(NetError::BadOption(format!(
+                        "{other:?} is not supported (netagent knows {GATEWAY_MODE_OPT})"
+                    )));
+                }
+            }
+        }
+        if mode == GatewayMode::Routed && self.internal {
+            return Err(NetError::BadOption(format!(
+                "{GATEWAY_MODE_OPT}=routed: an internal network has no gateway to route through"
+            )));
+        }
+        Ok(mode)
+    }
 }
 
 /// `netagent container attach` (its CLI arguments and its API request).
@@ -268,6 +309,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             internal: false,
             icc: true,
             driver: None,
+            options: Vec::new(),
         })?;
         info!(subnet = %network.ipam.subnet, "created the default network");
         Ok(())
@@ -280,10 +322,11 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if self.network(&req.name).is_ok() {
             return Err(NetError::NetworkExists(req.name).into());
         }
-        let driver = req.driver.unwrap_or_else(|| "bridge".into());
+        let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
         if driver != "bridge" {
             return Err(NetError::Driver(driver).into());
         }
+        let gateway_mode = req.gateway_mode()?;
         let taken = self.taken_subnets()?;
         let subnet = match req.subnet {
             Some(subnet) => {
@@ -311,6 +354,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             bridge,
             internal: req.internal,
             icc: req.icc,
+            gateway_mode,
             ipam,
         };
         let link = self.host.ensure_bridge(&bridge_config(&network))?;
@@ -467,18 +511,22 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 
     /// Removes an endpoint's kernel objects, best effort: what fails is
     /// logged, and the next start's reconcile collects it.
+    ///
+    /// The veth goes first: while it exists, its program must find its map
+    /// entries (without them it drops everything, failing closed), and
+    /// once it is gone nothing can arrive through it.
     fn destroy_endpoint(&mut self, endpoint: &Endpoint) {
         let mut failures = Vec::new();
-        if let Err(e) = self.datapath.remove_endpoint_iface(endpoint.host_ifindex) {
-            failures.push(e.to_string());
-        }
-        if let Err(e) = self.datapath.remove_endpoint_addr(endpoint.ip) {
+        if let Err(e) = self.host.remove_endpoint(&endpoint.host_ifname) {
             failures.push(e.to_string());
         }
         if let Err(e) = self.datapath.detach_endpoint(&endpoint.host_ifname) {
             failures.push(e.to_string());
         }
-        if let Err(e) = self.host.remove_endpoint(&endpoint.host_ifname) {
+        if let Err(e) = self.datapath.remove_endpoint_iface(endpoint.host_ifindex) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = self.datapath.remove_endpoint_addr(endpoint.ip) {
             failures.push(e.to_string());
         }
         if !failures.is_empty() {
@@ -638,6 +686,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             return Err(e.into());
         }
         self.state = next;
+        self.sync_open_ports();
         info!(name = %container.name, %ip, network = %net_name, ports = published.len(), "container attached");
         self.container_inspect(&container.name)
     }
@@ -846,6 +895,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             self.destroy_endpoint(ep);
         }
         self.state = next;
+        self.sync_open_ports();
         info!(name, "container detached");
         Ok(container)
     }
@@ -1052,6 +1102,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         self.destroy_endpoint(&endpoint);
         self.state = next;
+        self.sync_open_ports();
         info!(
             container = name,
             network = net_name,
@@ -1169,6 +1220,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             self.store.save(&next)?;
             self.state = next;
         }
+        self.sync_open_ports();
         Ok(report)
     }
 }
@@ -1242,6 +1294,7 @@ mod tests {
             internal: false,
             icc: true,
             driver: None,
+            options: Vec::new(),
         }
     }
 

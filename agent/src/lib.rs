@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod host;
 pub mod ipam;
 pub mod localaddr;
+pub mod masq;
 pub mod model;
 pub mod output;
 pub mod portmap;

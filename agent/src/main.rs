@@ -54,6 +54,12 @@ enum Command {
         /// checked against other processes when published, but not held.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         hold_ports: bool,
+        /// Source ports masquerade may use, LO-HI[,LO-HI]. Default:
+        /// 1024-65535 minus the host's ephemeral range
+        /// (net.ipv4.ip_local_port_range), so masqueraded flows never take
+        /// a tuple the host's own connections may pick.
+        #[arg(long, value_name = "RANGES")]
+        masquerade_ports: Option<netagent::masq::MasqPorts>,
     },
     /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
     /// Several specs (or a file) are published all together or not at all.
@@ -157,6 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ifaces,
             xdp_mode,
             hold_ports,
+            masquerade_ports,
         } => {
             init_logging();
             return server::run(DaemonConfig {
@@ -166,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ifaces,
                 xdp_mode,
                 hold_ports,
+                masquerade_ports,
             });
         }
         Command::Teardown { bpffs, state_dir } => {

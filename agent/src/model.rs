@@ -2,7 +2,7 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use datapath_common::{NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy};
+use datapath_common::{NET_F_INTERNAL, NET_F_NO_ICC, NET_F_ROUTED, NetPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -29,7 +29,39 @@ pub struct Network {
     pub internal: bool,
     /// Inter-container communication (`--icc`, on by default).
     pub icc: bool,
+    /// How the network meets the outside (Docker's
+    /// `com.docker.network.bridge.gateway_mode_ipv4`).
+    #[serde(default)]
+    pub gateway_mode: GatewayMode,
     pub ipam: NetworkIpam,
+}
+
+/// A network's gateway mode, as Docker 28 defines it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    /// Containers reach out masqueraded; nothing from outside reaches a
+    /// container address unless it is a published port or a reply.
+    #[default]
+    Nat,
+    /// No masquerade: containers use their own addresses outside, and
+    /// their published container ports (and replies to their flows) are
+    /// reachable by direct routing.
+    Routed,
+}
+
+impl std::str::FromStr for GatewayMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nat" => Ok(GatewayMode::Nat),
+            "routed" => Ok(GatewayMode::Routed),
+            other => Err(format!(
+                "unsupported gateway mode {other:?}: netagent has nat (the default) and routed"
+            )),
+        }
+    }
 }
 
 impl Network {
@@ -41,6 +73,9 @@ impl Network {
         }
         if !self.icc {
             flags |= NET_F_NO_ICC;
+        }
+        if self.gateway_mode == GatewayMode::Routed {
+            flags |= NET_F_ROUTED;
         }
         NetPolicy {
             net_id: self.net_id,

@@ -30,6 +30,7 @@ use crate::{
     },
     host::{Host, netlink::NetlinkHost, ports::raise_fd_limit},
     localaddr,
+    masq::MasqPorts,
     portmap::ExposedPorts,
     spec::PortSpec,
     state::StateStore,
@@ -52,6 +53,9 @@ pub struct DaemonConfig {
     pub xdp_mode: XdpAttachMode,
     /// Hold a socket on every published port (see `host::ports`).
     pub hold_ports: bool,
+    /// Masquerade source ports; `None`: 1024-65535 minus the host's
+    /// ephemeral range.
+    pub masquerade_ports: Option<MasqPorts>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -78,6 +82,8 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .context("listing local addresses")?;
     datapath.set_local_addrs(&addrs)?;
     datapath.set_masq_addrs(&masq_addrs(&config.ifaces, &addrs))?;
+    let pool = masquerade_pool(config.masquerade_ports)?;
+    datapath.set_config(&pool.config())?;
     match raise_fd_limit() {
         Ok(limit) => debug!(limit, "open-file limit raised for port reservations"),
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
@@ -170,6 +176,31 @@ pub fn teardown_all(pins: &PinDir, state_dir: &Path) -> anyhow::Result<()> {
     } else {
         bail!("teardown incomplete: {}", errors.join("; "))
     }
+}
+
+/// The masquerade port pool: the one given, or 1024-65535 minus the
+/// host's ephemeral range. A given pool that overlaps the ephemeral range
+/// is used, with a warning naming the overlap and the way out.
+fn masquerade_pool(given: Option<MasqPorts>) -> anyhow::Result<MasqPorts> {
+    let (lo, hi, reserved) = crate::host::ports::ephemeral_ports();
+    let pool = match given {
+        Some(pool) => pool,
+        None => MasqPorts::outside_ephemeral(lo, hi)?,
+    };
+    let overlap = pool.ephemeral_overlap(lo, hi, &reserved);
+    if !overlap.is_empty() {
+        let spans: Vec<String> = overlap
+            .iter()
+            .map(|r| format!("{}-{}", r.lo, r.hi))
+            .collect();
+        warn!(
+            pool = %pool,
+            overlap = %spans.join(","),
+            "masquerade ports overlap the host's ephemeral range ({lo}-{hi}): a host connection may pick a masqueraded flow's tuple; add them to net.ipv4.ip_local_reserved_ports"
+        );
+    }
+    info!(pool = %pool, ports = pool.len(), "masquerade port pool");
+    Ok(pool)
 }
 
 /// The masquerade address of each served interface: its first IPv4

@@ -31,8 +31,25 @@ pub const XDP_TRANSLATED_MARK: u32 = 0x4e41_5844;
 
 /// Capacity of the publication map and of the per-publication counter array.
 pub const MAX_PUBLICATIONS: u32 = 65_536;
-/// Capacity of the connection-tracking LRU map.
+/// Capacity of the conntrack map of published TCP flows whose handshake
+/// completed (the client acknowledged the container's SYN-ACK).
 pub const MAX_FLOWS: u32 = 262_144;
+/// Capacity of the conntrack map of published TCP flows that have only
+/// sent a SYN so far. Kept apart so a SYN flood (spoofed or not) churns
+/// this map only and never evicts an established flow.
+pub const MAX_EMBRYONIC_FLOWS: u32 = 65_536;
+/// Capacity of the conntrack map of published UDP flows (apart from TCP,
+/// so a UDP flood never evicts a TCP flow).
+pub const MAX_UDP_FLOWS: u32 = 131_072;
+/// Capacity of the fragment map: datagrams whose first fragment was
+/// translated, awaiting their later fragments.
+pub const MAX_FRAGMENTS: u32 = 16_384;
+/// Capacity of the masquerade share map: (container, destination) pairs
+/// with unanswered flows in the current window.
+pub const MAX_SHARES: u32 = 65_536;
+/// Capacity of the open-port map (container ports reachable by direct
+/// routing on `routed` networks).
+pub const MAX_OPEN_PORTS: u32 = 65_536;
 /// Capacity of the local-address map (wildcard host IP matching).
 pub const MAX_LOCAL_ADDRS: u32 = 4_096;
 /// Capacity of the endpoint maps (container interfaces and addresses).
@@ -45,20 +62,44 @@ pub const MAX_MASQ_IFACES: u32 = 256;
 /// event never changes the map's layout (and never forces a rename).
 pub const EVENT_SLOTS: u32 = 64;
 
-/// Source ports masquerade hands out, inclusive. Above Linux's default
-/// ephemeral range (32768-60999), so a masqueraded flow never takes the
-/// tuple of a connection the host itself opens.
-pub const SNAT_PORT_MIN: u16 = 61_000;
-/// See [`SNAT_PORT_MIN`].
-pub const SNAT_PORT_MAX: u16 = 65_535;
-/// Idle time after which a masqueraded UDP flow's port may be reused.
-pub const SNAT_UDP_TIMEOUT_NS: u64 = 30_000_000_000;
-/// Idle time after which a masqueraded TCP flow with no FIN/RST seen may be
-/// reused (netfilter keeps established flows far longer; the LRU evicts
-/// under pressure anyway).
-pub const SNAT_TCP_TIMEOUT_NS: u64 = 7_200_000_000_000;
-/// Idle time after a FIN or RST, covering the peers' TIME_WAIT.
-pub const SNAT_TCP_CLOSING_TIMEOUT_NS: u64 = 120_000_000_000;
+/// The masquerade port ranges the datapath uses when the agent has not
+/// configured any ([`DatapathConfig`] all zero): 1024-65535 minus Linux's
+/// default ephemeral range (32768-60999), so a masqueraded flow never
+/// takes a tuple the host's own connections may pick.
+pub const DEFAULT_MASQ_PORTS: [PortRange; 2] = [
+    PortRange {
+        lo: 1024,
+        hi: 32_767,
+    },
+    PortRange {
+        lo: 61_000,
+        hi: 65_535,
+    },
+];
+
+const SECOND_NS: u64 = 1_000_000_000;
+/// Masquerade idle timeouts by flow state, netfilter's model with shorter
+/// lives for what was never answered: a TCP flow that only sent SYNs.
+pub const SNAT_TCP_SYN_SENT_TIMEOUT_NS: u64 = 30 * SECOND_NS;
+/// A TCP flow the peer answered (established).
+pub const SNAT_TCP_ESTABLISHED_TIMEOUT_NS: u64 = 24 * 3600 * SECOND_NS;
+/// A TCP flow after a FIN (either side): covers TIME_WAIT.
+pub const SNAT_TCP_CLOSING_TIMEOUT_NS: u64 = 120 * SECOND_NS;
+/// A TCP flow after a RST.
+pub const SNAT_TCP_RST_TIMEOUT_NS: u64 = 10 * SECOND_NS;
+/// A UDP flow the peer never answered.
+pub const SNAT_UDP_UNREPLIED_TIMEOUT_NS: u64 = 30 * SECOND_NS;
+/// A UDP flow the peer answered (netfilter's "stream" timeout).
+pub const SNAT_UDP_REPLIED_TIMEOUT_NS: u64 = 120 * SECOND_NS;
+/// An ICMP echo flow.
+pub const SNAT_ICMP_TIMEOUT_NS: u64 = 30 * SECOND_NS;
+/// The window over which a container's unanswered flows to one
+/// destination are counted against its share (the unanswered timeout: a
+/// flow counted in a window has expired by the end of the next one).
+pub const SNAT_SHARE_WINDOW_NS: u64 = SNAT_UDP_UNREPLIED_TIMEOUT_NS;
+/// A later fragment whose first fragment was translated longer ago than
+/// this is not translated (Linux's `ipfrag_time`).
+pub const FRAG_TIMEOUT_NS: u64 = 30 * SECOND_NS;
 
 /// [`NetPolicy::flags`] bit: the network is `--internal` (no traffic leaves
 /// its subnet).
@@ -66,21 +107,54 @@ pub const NET_F_INTERNAL: u32 = 1;
 /// [`NetPolicy::flags`] bit: inter-container communication is off
 /// (`--icc=false`): endpoints of the network cannot reach each other.
 pub const NET_F_NO_ICC: u32 = 2;
+/// [`NetPolicy::flags`] bit: the network's gateway mode is `routed`: no
+/// masquerade, and its containers' published ports (the open-port map)
+/// and replies to their own flows are reachable by direct routing. In the
+/// default `nat` mode nothing from outside reaches a container address
+/// unless it was translated (published port, masquerade reply).
+pub const NET_F_ROUTED: u32 = 4;
 
 /// [`SnatKey::dir`]: the container's packet, before translation.
 pub const SNAT_DIR_OUT: u8 = 0;
 /// [`SnatKey::dir`]: the reply's tuple as it arrives (to the host address).
 pub const SNAT_DIR_REPLY: u8 = 1;
-/// [`SnatValue::flags`] bit: a FIN or RST was seen; shorter idle timeout.
+/// [`SnatValue::flags`] bit: a FIN was seen; closing timeout.
 pub const SNAT_F_CLOSING: u8 = 1;
+/// [`SnatValue::flags`] bit: the peer answered (a REPLY entry translated a
+/// packet); the flow is no longer counted against its container's share.
+pub const SNAT_F_REPLIED: u8 = 2;
+/// [`SnatValue::flags`] bit: a RST was seen; shortest timeout.
+pub const SNAT_F_RST: u8 = 4;
+/// [`SnatValue::flags`] bit: an identity entry of a `routed` network's
+/// container: nothing is translated, the entry only lets replies in.
+pub const SNAT_F_IDENTITY: u8 = 8;
+
+/// [`CtValue::flags`] bit: the container's SYN-ACK was seen and its
+/// sequence number is in [`CtValue::isn`].
+pub const CT_F_ISN: u8 = 1;
+/// [`CtValue::flags`] bit: a FIN or RST was seen.
+pub const CT_F_CLOSING: u8 = 2;
+
+/// [`FragValue::rewrite`]: later fragments get `addr_be` as source.
+pub const FRAG_REWRITE_SRC: u8 = 0;
+/// [`FragValue::rewrite`]: later fragments get `addr_be` as destination.
+pub const FRAG_REWRITE_DST: u8 = 1;
+/// [`FragValue::stats_slot`] of a fragment that belongs to no publication.
+pub const NO_STATS_SLOT: u32 = u32::MAX;
 
 /// Map names, as the kernel and bpftool show them and as they are pinned.
 /// At most 15 bytes: the kernel truncates longer names.
 pub mod map_names {
     /// [`super::PubKey`] -> [`super::PubValue`].
     pub const PUBLICATIONS: &str = "NA_PUB4_V1";
-    /// [`super::CtKey`] -> [`super::CtValue`] (LRU).
-    pub const CONNTRACK: &str = "NA_CT4_V1";
+    /// [`super::CtKey`] -> [`super::CtValue`] (LRU): published TCP flows
+    /// whose handshake completed.
+    pub const CT_TCP: &str = "NA_CTTCP4_V1";
+    /// [`super::CtKey`] -> [`super::CtValue`] (LRU): published TCP flows
+    /// that only sent a SYN so far.
+    pub const CT_SYN: &str = "NA_CTSYN4_V1";
+    /// [`super::CtKey`] -> [`super::CtValue`] (LRU): published UDP flows.
+    pub const CT_UDP: &str = "NA_CTUDP4_V1";
     /// Local IPv4 address (network order u32) -> [`super::LocalAddr`].
     pub const LOCAL_ADDRS: &str = "NA_LOCAL4_V1";
     /// Per-CPU [`super::PubStats`] indexed by [`super::PubValue::stats_slot`].
@@ -95,6 +169,20 @@ pub mod map_names {
     pub const SNAT: &str = "NA_SNAT4_V1";
     /// Served ifindex -> [`super::MasqAddr`]: the source masquerade uses there.
     pub const MASQ_ADDRS: &str = "NA_MASQ4_V1";
+    /// [`super::FragKey`] -> [`super::FragValue`] (LRU): translated
+    /// datagrams whose later fragments are still to come.
+    pub const FRAGMENTS: &str = "NA_FRAG4_V1";
+    /// [`super::ShareKey`] -> [`super::ShareValue`] (LRU): unanswered
+    /// masquerade flows per (container, destination).
+    pub const SHARES: &str = "NA_SHARE4_V1";
+    /// [`super::OpenPort`] -> `u32` (unused): container ports reachable by
+    /// direct routing (published ports of `routed` networks' containers).
+    pub const OPEN_PORTS: &str = "NA_OPEN4_V1";
+    /// One [`super::DatapathConfig`] at index 0.
+    pub const CONFIG: &str = "NA_CFG4_V1";
+    /// Names of maps earlier versions pinned and this one no longer uses;
+    /// the agent removes their pins at start.
+    pub const RETIRED: &[&str] = &["NA_CT4_V1", "NA_EVENTS_V1"];
 }
 
 /// Program names, as the kernel and bpftool show them (at most 15 bytes).
@@ -170,11 +258,17 @@ pub struct CtValue {
     pub orig_addr_be: u32,
     /// Original destination port (the published host port), network order.
     pub orig_port_be: u16,
-    pub _pad: u16,
+    /// [`CT_F_ISN`] | [`CT_F_CLOSING`].
+    pub flags: u8,
+    pub _pad: u8,
     /// The publication's counter slot, for reply counters.
     pub stats_slot: u32,
+    /// The container's initial sequence number (host order), from its
+    /// SYN-ACK: the client's ACK of it (`ack == isn + 1`) proves the client
+    /// saw the SYN-ACK, so a spoofed source cannot complete the handshake.
+    pub isn: u32,
 }
-const _: () = assert!(size_of::<CtValue>() == 12);
+const _: () = assert!(size_of::<CtValue>() == 16);
 
 /// Value of the local-address map. Presence is what matters; the interface
 /// index is kept for humans reading the map with bpftool.
@@ -281,6 +375,117 @@ pub struct MasqAddr {
 }
 const _: () = assert!(size_of::<MasqAddr>() == 4);
 
+/// A container port reachable by direct routing (key of the open-port
+/// map): a published port of a container on a `routed` network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct OpenPort {
+    /// Container address, network order.
+    pub addr_be: u32,
+    /// Container port, network order.
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<OpenPort>() == 8);
+
+/// Fragment tracking key: the original (untranslated) IPv4 identity of a
+/// datagram, as its first fragment carried it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragKey {
+    pub src_addr_be: u32,
+    pub dst_addr_be: u32,
+    /// The IPv4 identification field, network order.
+    pub id_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<FragKey>() == 12);
+
+/// What the later fragments of a translated datagram get: the address the
+/// first fragment was given (their ports are in the first fragment only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragValue {
+    pub addr_be: u32,
+    /// The publication's counter slot, or [`NO_STATS_SLOT`].
+    pub stats_slot: u32,
+    /// [`FRAG_REWRITE_SRC`] or [`FRAG_REWRITE_DST`].
+    pub rewrite: u8,
+    pub _pad: [u8; 3],
+    pub _pad2: u32,
+    /// `bpf_ktime_get_ns` of the first fragment.
+    pub first_seen_ns: u64,
+}
+const _: () = assert!(size_of::<FragValue>() == 24);
+
+/// Masquerade share key: one container's flows to one destination (the
+/// port pool masquerade allocates from is per destination).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ShareKey {
+    /// The container's address, network order.
+    pub ctr_addr_be: u32,
+    /// The destination address and port, network order.
+    pub peer_addr_be: u32,
+    pub peer_port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<ShareKey>() == 12);
+
+/// Unanswered flows a container opened to one destination in the current
+/// window (see [`SNAT_SHARE_WINDOW_NS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ShareValue {
+    pub window_start_ns: u64,
+    pub unanswered: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<ShareValue>() == 16);
+
+/// An inclusive port range, host order; `lo > hi` (or both 0) is empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+const _: () = assert!(size_of::<PortRange>() == 4);
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub const fn len(&self) -> u32 {
+        if self.lo == 0 || self.lo > self.hi {
+            0
+        } else {
+            (self.hi - self.lo) as u32 + 1
+        }
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Settings the agent writes (index 0 of the config map). All zero means
+/// the built-in defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct DatapathConfig {
+    /// Masquerade source ports: up to two ranges, kept out of the host's
+    /// ephemeral range. Both empty: [`DEFAULT_MASQ_PORTS`].
+    pub masq_ports: [PortRange; 2],
+    /// Unanswered flows one container may open to one destination per
+    /// [`SNAT_SHARE_WINDOW_NS`] (0: an eighth of the ports), so one
+    /// container cannot take the whole pool of a destination.
+    pub masq_share: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<DatapathConfig>() == 16);
+
 /// Per-publication counters (per CPU; the agent sums them).
 /// "fwd" is client -> container, "rev" is container -> client.
 #[repr(C)]
@@ -309,19 +514,21 @@ pub enum Event {
     TcDnat = 2,
     /// TC egress translated a reply back to the published address.
     RevNat = 3,
-    /// An IPv4 fragment was passed untouched (never translated).
-    PassFragment = 4,
-    /// A malformed or truncated IPv4/TCP/UDP header was passed untouched.
+    /// Retired (was `pass_fragment`: fragments are translated now).
+    Unused4 = 4,
+    /// A malformed or truncated header that is not a container's was left to
+    /// the stack (which drops it).
     PassMalformed = 5,
     /// A packet to a wildcard publication whose destination is not local.
     PassNotLocal = 6,
-    /// A TC helper (store bytes / checksum replace) failed; packet dropped.
+    /// A rewrite helper (store bytes / checksum replace) failed; packet dropped.
     DropRewriteFailed = 7,
     /// A packet to 127.0.0.0/8 arrived on a served interface; never translated.
     PassLoopbackDst = 8,
     /// Dropped: a container's packet to an endpoint of a network it is not on.
     DropIsolation = 9,
-    /// Dropped: container to container inside a network with icc off.
+    /// Dropped: container to container (or to the network's broadcast and
+    /// multicast addresses) inside a network with icc off.
     DropIcc = 10,
     /// Dropped: a packet leaving the subnet of an internal network.
     DropInternal = 11,
@@ -331,17 +538,61 @@ pub enum Event {
     SnatReply = 13,
     /// Dropped: no masquerade port was free for a new flow.
     DropSnatNoPort = 14,
-    /// A container's packet left a served interface with no IPv4 address to
-    /// masquerade to; passed untranslated.
-    PassNoMasqAddr = 15,
+    /// Retired (was `pass_no_masquerade_addr`: such packets are dropped now,
+    /// see [`Event::DropNoMasqAddr`]).
+    Unused15 = 15,
     /// A packet was handed straight to a container's interface (bypassing
     /// the host's forwarding path and its firewall).
     RedirectToEndpoint = 16,
     /// A container's packet was routed by FIB lookup and redirected to its
     /// egress interface.
     RedirectRouted = 17,
+    /// Dropped: a container sent with a source (IPv4, ARP sender or Ethernet
+    /// address) that is not its own.
+    DropSpoofed = 18,
+    /// Dropped: a packet from a container interface the agent has no entry for.
+    DropUnknownEndpoint = 19,
+    /// Dropped: a container sent a frame that is neither ARP nor IPv4.
+    DropCtrProtocol = 20,
+    /// Dropped: a packet from outside to a container address that is not a
+    /// published port, a reply, or allowed by a `routed` network.
+    DropUnpublished = 21,
+    /// Dropped: a container's packet leaving a served interface that cannot
+    /// be masqueraded (another protocol, an ICMP error of no known flow,
+    /// malformed headers), so it would have left with a private address.
+    DropUntranslatable = 22,
+    /// Dropped: a container's packet leaving a served interface that has no
+    /// IPv4 address to masquerade to.
+    DropNoMasqAddr = 23,
+    /// Dropped: a container's packet that cannot open a masquerade flow (TCP
+    /// without SYN, an echo reply) and belongs to none.
+    DropSnatNoFlow = 24,
+    /// Dropped: a container already holds its share of unanswered flows to
+    /// that destination.
+    DropSnatShare = 25,
+    /// XDP could not tag a packet (no metadata room) and left it to TC.
+    XdpNoMeta = 26,
+    /// An ICMP error about a published or masqueraded flow was translated
+    /// on its way to the container.
+    IcmpErrorIn = 27,
+    /// An ICMP error from a container about a published or masqueraded flow
+    /// was translated on its way out.
+    IcmpErrorOut = 28,
+    /// A later fragment of a translated datagram was translated.
+    FragTranslated = 29,
+    /// Dropped: a later fragment from or to a container whose first fragment
+    /// was not seen (or expired).
+    DropFragUntracked = 30,
+    /// A published TCP flow completed its handshake (the client acknowledged
+    /// the container's SYN-ACK) and moved to the established map.
+    CtEstablished = 31,
+    /// A packet too big for its next interface was left to the stack, which
+    /// answers with ICMP fragmentation needed.
+    PassFragNeeded = 32,
+    /// A packet reached a container of a `routed` network by direct routing.
+    RoutedIn = 33,
     /// Number of events (at most [`EVENT_SLOTS`]).
-    Count = 18,
+    Count = 34,
 }
 const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
@@ -352,7 +603,7 @@ impl Event {
         Event::XdpDeferred,
         Event::TcDnat,
         Event::RevNat,
-        Event::PassFragment,
+        Event::Unused4,
         Event::PassMalformed,
         Event::PassNotLocal,
         Event::DropRewriteFailed,
@@ -363,9 +614,25 @@ impl Event {
         Event::SnatOut,
         Event::SnatReply,
         Event::DropSnatNoPort,
-        Event::PassNoMasqAddr,
+        Event::Unused15,
         Event::RedirectToEndpoint,
         Event::RedirectRouted,
+        Event::DropSpoofed,
+        Event::DropUnknownEndpoint,
+        Event::DropCtrProtocol,
+        Event::DropUnpublished,
+        Event::DropUntranslatable,
+        Event::DropNoMasqAddr,
+        Event::DropSnatNoFlow,
+        Event::DropSnatShare,
+        Event::XdpNoMeta,
+        Event::IcmpErrorIn,
+        Event::IcmpErrorOut,
+        Event::FragTranslated,
+        Event::DropFragUntracked,
+        Event::CtEstablished,
+        Event::PassFragNeeded,
+        Event::RoutedIn,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -375,7 +642,7 @@ impl Event {
             Event::XdpDeferred => "xdp_deferred_to_tc",
             Event::TcDnat => "tc_dnat",
             Event::RevNat => "reverse_nat",
-            Event::PassFragment => "pass_fragment",
+            Event::Unused4 => "unused_4",
             Event::PassMalformed => "pass_malformed",
             Event::PassNotLocal => "pass_not_local",
             Event::DropRewriteFailed => "drop_rewrite_failed",
@@ -386,11 +653,53 @@ impl Event {
             Event::SnatOut => "masquerade",
             Event::SnatReply => "masquerade_reply",
             Event::DropSnatNoPort => "drop_masquerade_no_port",
-            Event::PassNoMasqAddr => "pass_no_masquerade_addr",
+            Event::Unused15 => "unused_15",
             Event::RedirectToEndpoint => "redirect_to_endpoint",
             Event::RedirectRouted => "redirect_routed",
+            Event::DropSpoofed => "drop_spoofed",
+            Event::DropUnknownEndpoint => "drop_unknown_endpoint",
+            Event::DropCtrProtocol => "drop_ctr_protocol",
+            Event::DropUnpublished => "drop_unpublished",
+            Event::DropUntranslatable => "drop_untranslatable",
+            Event::DropNoMasqAddr => "drop_no_masquerade_addr",
+            Event::DropSnatNoFlow => "drop_masquerade_no_flow",
+            Event::DropSnatShare => "drop_masquerade_share",
+            Event::XdpNoMeta => "xdp_no_metadata",
+            Event::IcmpErrorIn => "icmp_error_in",
+            Event::IcmpErrorOut => "icmp_error_out",
+            Event::FragTranslated => "fragment_translated",
+            Event::DropFragUntracked => "drop_fragment_untracked",
+            Event::CtEstablished => "conntrack_established",
+            Event::PassFragNeeded => "pass_frag_needed",
+            Event::RoutedIn => "routed_in",
             Event::Count => "count",
         }
+    }
+
+    /// Whether the number is retired (kept only so the others keep theirs).
+    pub const fn is_retired(self) -> bool {
+        matches!(self, Event::Unused4 | Event::Unused15)
+    }
+
+    /// Whether the event counts dropped packets.
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Event::DropRewriteFailed
+                | Event::DropIsolation
+                | Event::DropIcc
+                | Event::DropInternal
+                | Event::DropSnatNoPort
+                | Event::DropSpoofed
+                | Event::DropUnknownEndpoint
+                | Event::DropCtrProtocol
+                | Event::DropUnpublished
+                | Event::DropUntranslatable
+                | Event::DropNoMasqAddr
+                | Event::DropSnatNoFlow
+                | Event::DropSnatShare
+                | Event::DropFragUntracked
+        )
     }
 }
 
@@ -410,4 +719,11 @@ mod user {
     unsafe impl aya::Pod for super::SnatKey {}
     unsafe impl aya::Pod for super::SnatValue {}
     unsafe impl aya::Pod for super::MasqAddr {}
+    unsafe impl aya::Pod for super::OpenPort {}
+    unsafe impl aya::Pod for super::FragKey {}
+    unsafe impl aya::Pod for super::FragValue {}
+    unsafe impl aya::Pod for super::ShareKey {}
+    unsafe impl aya::Pod for super::ShareValue {}
+    unsafe impl aya::Pod for super::PortRange {}
+    unsafe impl aya::Pod for super::DatapathConfig {}
 }

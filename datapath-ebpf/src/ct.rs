@@ -1,58 +1,183 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! Reverse-NAT state: what the DNAT paths record and TC egress reads.
+//! Conntrack of published flows: what reverse NAT needs, and who may
+//! create it.
 //!
-//! Only the reply direction is tracked. The forward direction is translated
-//! from the publication map on every packet, so unpublishing (or moving) a
-//! port takes effect for established flows too: their next packet is no
-//! longer translated (TCP peers then get a RST from the host stack). Stale
-//! entries can only rewrite replies from the old container endpoint to the
-//! same client tuple, and age out of the LRU.
+//! The forward direction (client -> container) is translated from the
+//! publication map on every packet, so unpublishing or moving a port takes
+//! effect for established flows too. Only the reply direction is tracked,
+//! keyed by the reply tuple (container -> client), in three LRU maps so
+//! that no flood evicts what it should not:
+//! - UDP flows (`NA_CTUDP4_V1`): any client datagram opens or refreshes one.
+//! - TCP flows that only sent a SYN (`NA_CTSYN4_V1`): a SYN opens one. The
+//!   container's SYN-ACK records its sequence number there.
+//! - Established TCP flows (`NA_CTTCP4_V1`): a client ACK that acknowledges
+//!   the recorded SYN-ACK moves the flow here. A spoofed source never sees
+//!   the SYN-ACK, so it cannot; a SYN flood churns only the SYN map.
+//!
+//! A TCP packet that is neither a SYN nor part of a tracked flow is still
+//! translated (the stateless forward path), but opens nothing: the
+//! container's answer then matches no flow and is never masqueraded.
 
 use aya_ebpf::bindings::BPF_ANY;
-use datapath_common::{CtKey, CtValue, PubValue};
+use datapath_common::{
+    CT_F_CLOSING, CT_F_ISN, CtKey, CtValue, Event, IPPROTO_TCP, IPPROTO_UDP, PubValue,
+};
 
-use crate::{maps::NA_CT4_V1, parse::Packet};
+use crate::{
+    hdr::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    maps::{NA_CTSYN4_V1, NA_CTTCP4_V1, NA_CTUDP4_V1},
+    parse::Packet,
+    stats,
+};
 
-/// Records that replies from `to` (the container endpoint) to the packet's
-/// source must look like they come from the packet's original destination.
-/// Skips the map write when the entry is already current, so a steady flow
-/// costs one lookup per packet (which also refreshes the LRU).
+/// How far past the container's ISN a client's first ACK may acknowledge
+/// (data the container sent before it) and still complete the handshake.
+/// A blind guess succeeds with probability 2^16 / 2^32.
+const ACK_WINDOW: u32 = 1 << 16;
+
+/// The reply-tuple key of a flow: container `src:sport` to client.
 #[inline(always)]
-pub fn record(pkt: &Packet, to: &PubValue) {
-    let key = CtKey {
-        src_addr_be: to.addr_be,
-        dst_addr_be: pkt.saddr,
-        src_port_be: to.port_be,
-        dst_port_be: pkt.sport,
-        proto: pkt.proto,
+pub fn key(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> CtKey {
+    CtKey {
+        src_addr_be: src,
+        dst_addr_be: dst,
+        src_port_be: sport,
+        dst_port_be: dport,
+        proto,
         _pad: [0; 3],
-    };
+    }
+}
+
+/// Records a client's packet to a publication, once DNAT chose `to`:
+/// replies from `to` to the packet's source must look like they come from
+/// the packet's original destination.
+#[inline(always)]
+pub fn track_forward(pkt: &Packet, to: &PubValue) {
+    let key = key(to.addr_be, to.port_be, pkt.saddr, pkt.sport, pkt.proto);
     let value = CtValue {
         orig_addr_be: pkt.daddr,
         orig_port_be: pkt.dport,
+        flags: 0,
         _pad: 0,
         stats_slot: to.stats_slot,
+        isn: 0,
     };
-    // SAFETY: compared by value at once.
-    if unsafe { NA_CT4_V1.get(&key) } == Some(&value) {
-        return;
+    match pkt.proto {
+        IPPROTO_UDP => {
+            // SAFETY: compared by value at once (the lookup refreshes the LRU).
+            let current = unsafe { NA_CTUDP4_V1.get(&key) };
+            if current.is_some_and(|c| same_target(c, &value)) {
+                return;
+            }
+            // A failed insert (memory pressure) loses reverse NAT for this
+            // flow's replies; the next datagram retries.
+            let _ = NA_CTUDP4_V1.insert(&key, &value, u64::from(BPF_ANY));
+        }
+        IPPROTO_TCP => track_tcp(pkt, &key, &value),
+        _ => {}
     }
-    // A failed insert (only possible under memory pressure) loses reverse
-    // NAT for this flow's replies; the next forward packet retries.
-    let _ = NA_CT4_V1.insert(&key, &value, u64::from(BPF_ANY));
 }
 
-/// The reverse-NAT entry for a reply packet, if any.
+#[inline(always)]
+fn same_target(a: &CtValue, b: &CtValue) -> bool {
+    a.orig_addr_be == b.orig_addr_be
+        && a.orig_port_be == b.orig_port_be
+        && a.stats_slot == b.stats_slot
+}
+
+#[inline(always)]
+fn track_tcp(pkt: &Packet, key: &CtKey, value: &CtValue) {
+    if let Some(e) = NA_CTTCP4_V1.get_ptr_mut(key) {
+        // SAFETY: a valid map value; plain integer fields written in place
+        // (a racing CPU at worst sees the older value).
+        let e = unsafe { &mut *e };
+        if !same_target(e, value) {
+            e.orig_addr_be = value.orig_addr_be;
+            e.orig_port_be = value.orig_port_be;
+            e.stats_slot = value.stats_slot;
+        }
+        if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            e.flags |= CT_F_CLOSING;
+        }
+        return;
+    }
+    if pkt.tcp_has(TCP_SYN) && !pkt.tcp_has(TCP_ACK) {
+        // SAFETY: compared by value at once.
+        let current = unsafe { NA_CTSYN4_V1.get(key) };
+        // A retransmitted SYN keeps the ISN already recorded.
+        if current.is_some_and(|c| same_target(c, value)) {
+            return;
+        }
+        let _ = NA_CTSYN4_V1.insert(key, value, u64::from(BPF_ANY));
+        return;
+    }
+    if !pkt.tcp_has(TCP_ACK) || pkt.tcp_has(TCP_SYN) {
+        return;
+    }
+    // SAFETY: copied out at once.
+    let Some(embryo) = (unsafe { NA_CTSYN4_V1.get(key) }).copied() else {
+        return;
+    };
+    if embryo.flags & CT_F_ISN == 0
+        || pkt.tcp_ack.wrapping_sub(embryo.isn.wrapping_add(1)) >= ACK_WINDOW
+    {
+        return;
+    }
+    let established = CtValue {
+        orig_addr_be: value.orig_addr_be,
+        orig_port_be: value.orig_port_be,
+        stats_slot: value.stats_slot,
+        ..embryo
+    };
+    if NA_CTTCP4_V1
+        .insert(key, &established, u64::from(BPF_ANY))
+        .is_ok()
+    {
+        let _ = NA_CTSYN4_V1.remove(key);
+        stats::count(Event::CtEstablished);
+    }
+}
+
+/// The reverse-NAT entry for a reply packet (container -> client), if its
+/// flow is tracked. A SYN-ACK records the container's sequence number for
+/// the handshake check.
 #[inline(always)]
 pub fn lookup_reply(pkt: &Packet) -> Option<CtValue> {
-    let key = CtKey {
-        src_addr_be: pkt.saddr,
-        dst_addr_be: pkt.daddr,
-        src_port_be: pkt.sport,
-        dst_port_be: pkt.dport,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
+    let key = key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto);
+    match pkt.proto {
+        // SAFETY: copied out at once.
+        IPPROTO_UDP => unsafe { NA_CTUDP4_V1.get(&key) }.copied(),
+        IPPROTO_TCP => {
+            // SAFETY: copied out at once.
+            if let Some(v) = unsafe { NA_CTTCP4_V1.get(&key) } {
+                return Some(*v);
+            }
+            let e = NA_CTSYN4_V1.get_ptr_mut(&key)?;
+            // SAFETY: as in `track_tcp`.
+            let e = unsafe { &mut *e };
+            if pkt.tcp_has(TCP_SYN | TCP_ACK) {
+                e.isn = pkt.tcp_seq;
+                e.flags |= CT_F_ISN;
+            }
+            Some(*e)
+        }
+        _ => None,
+    }
+}
+
+/// The entry of a flow by its reply tuple, in whichever map holds it (for
+/// ICMP errors, which must belong to a tracked flow).
+#[inline(always)]
+pub fn find(key: &CtKey) -> Option<CtValue> {
     // SAFETY: copied out at once.
-    unsafe { NA_CT4_V1.get(&key) }.copied()
+    unsafe {
+        match key.proto {
+            IPPROTO_UDP => NA_CTUDP4_V1.get(key).copied(),
+            IPPROTO_TCP => match NA_CTTCP4_V1.get(key) {
+                Some(v) => Some(*v),
+                None => NA_CTSYN4_V1.get(key).copied(),
+            },
+            _ => None,
+        }
+    }
 }

@@ -5,9 +5,9 @@
 //! whatever another tool's firewall does there (Docker sets the FORWARD
 //! policy to DROP), and skips the cost of the stack's routing.
 //!
-//! - To a container endpoint (after DNAT or masquerade reply, or from a
-//!   container on the same network): straight to its host-side veth, with
-//!   its MAC as destination.
+//! - To a container endpoint (after DNAT, a masquerade reply, a translated
+//!   ICMP error or fragment, or from a container on the same network):
+//!   straight to its host-side veth, with its MAC as destination.
 //! - From a container to anywhere else: `bpf_fib_lookup` with the network's
 //!   bridge as input interface, like the stack would route it; redirected
 //!   to the egress interface if it is one the agent serves (whose TC egress
@@ -15,6 +15,13 @@
 //!   host itself, on the same bridge or behind any other interface (another
 //!   tool's bridge, say: the host's firewall keeps its say there), and
 //!   anything the lookup cannot forward go to the stack.
+//!
+//! MTU: the lookup is made without `tot_len`, so the kernel checks the skb
+//! against the egress MTU itself, GSO-aware (`is_skb_forwardable`): a TSO
+//! super-packet whose segments fit is forwarded. A packet that really does
+//! not fit goes to the stack, which answers ICMP fragmentation needed (its
+//! MTU check runs before the FORWARD hook). The same holds for deliveries
+//! to a container (`bpf_check_mtu`).
 //!
 //! Routed hops decrement the TTL (with the header checksum), and a TTL that
 //! would expire goes to the stack, which answers with ICMP time exceeded.
@@ -24,23 +31,25 @@ use core::mem::size_of;
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, bpf_redir_neigh,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, 
+        bpf_fib_lookup, bpf_redir_neigh,
     },
-    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::generated::{
+        bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
+    },
     programs::TcContext,
 };
 use datapath_common::{EndpointAddr, EndpointIface, Event};
 
 use crate::{
+    hdr::{IP_CSUM_OFF, IP_TTL_OFF},
     maps::{NA_EPADDR4_V1, NA_MASQ4_V1},
-    parse::{ETH_HLEN, IP_CSUM_OFF, IP_TTL_OFF, Ipv4Fields, ipv4_fields},
+    parse::Ipv4,
     stats,
-    tc::{DROP, PASS},
+    verdict::TC_NEXT,
 };
 
 const AF_INET: u8 = 2;
-/// Bytes read here: Ethernet and the fixed IPv4 header.
-const HDR_LEN: u32 = (ETH_HLEN + 20) as u32;
 
 /// Redirects to `ifindex`'s egress; the helper's return value is the TC
 /// verdict (TC_ACT_REDIRECT, or TC_ACT_SHOT for a bad ifindex).
@@ -50,32 +59,29 @@ fn redirect(ifindex: u32) -> i32 {
     unsafe { bpf_redirect(ifindex, 0) as i32 }
 }
 
-/// The IPv4 header of the skb, pulled into the linear area if needed.
+/// Whether the skb fits `ifindex`'s MTU (GSO-aware).
 #[inline(always)]
-fn header(ctx: &TcContext) -> Option<Ipv4Fields> {
-    if ((ctx.data_end() - ctx.data()) as u32) < HDR_LEN {
-        let _ = ctx.pull_data(HDR_LEN);
-    }
-    ipv4_fields(ctx.data(), ctx.data_end())
+fn fits(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut mtu = 0u32;
+    // SAFETY: `mtu` is a valid out-parameter; flags 0, no length change.
+    let rc = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut mtu, 0, 0) };
+    rc == i64::from(aya_ebpf::bindings::bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS)
 }
 
 /// Decrements the TTL of a routed packet, keeping the header checksum.
-/// `Err(PASS)` if it would expire (the stack answers that), `Err(DROP)` if
-/// a helper failed half-way.
+/// `Err(TC_NEXT)` if it would expire (the stack answers that), `Err(TC_DROP)`
+/// if a helper failed half-way.
 #[inline(always)]
-fn decrement_ttl(ctx: &TcContext, ip: &Ipv4Fields) -> Result<(), i32> {
+fn decrement_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), i32> {
     if ip.ttl <= 1 {
-        return Err(PASS);
+        return Err(TC_NEXT);
     }
     let old = u16::from_ne_bytes([ip.ttl, ip.proto]);
     let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]);
     let done = ctx
         .l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 2)
         .and_then(|()| ctx.store(IP_TTL_OFF, &(ip.ttl - 1), 0));
-    done.map_err(|_| {
-        stats::count(Event::DropRewriteFailed);
-        DROP
-    })
+    done.map_err(|_| stats::tc_drop(Event::DropRewriteFailed))
 }
 
 /// Sets the Ethernet addresses; on failure the frame may be half-written.
@@ -84,29 +90,28 @@ fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: Option<&[u8; 6]>) -> Result<(),
     let done = ctx
         .store(0, dst, 0)
         .and_then(|()| src.map_or(Ok(()), |src| ctx.store(6, src, 0)));
-    done.map_err(|_| {
-        stats::count(Event::DropRewriteFailed);
-        DROP
-    })
+    done.map_err(|_| stats::tc_drop(Event::DropRewriteFailed))
 }
 
-/// Ingress of a served interface, after translation: a packet for a
-/// container endpoint goes straight to it (a routed hop); anything else
-/// continues into the stack.
+/// Ingress of a served interface, after translation: the packet (whose
+/// destination is now `daddr`) goes straight to its container, a routed
+/// hop. `ip` is the header as it arrived (TTL). Not an endpoint any more
+/// (it was detached meanwhile): the stack decides.
 #[inline(always)]
-pub fn to_endpoint(ctx: &TcContext) -> i32 {
-    let Some(ip) = header(ctx) else {
-        return PASS;
-    };
+pub fn to_endpoint(ctx: &TcContext, ip: &Ipv4, daddr: u32) -> i32 {
     // SAFETY: copied out at once; the agent replaces entries whole.
-    let Some(ep) = (unsafe { NA_EPADDR4_V1.get(&ip.daddr) }).copied() else {
-        return PASS;
+    let Some(ep) = (unsafe { NA_EPADDR4_V1.get(&daddr) }).copied() else {
+        return TC_NEXT;
     };
-    deliver(ctx, &ip, &ep).unwrap_or_else(|verdict| verdict)
+    deliver(ctx, ip, &ep).unwrap_or_else(|verdict| verdict)
 }
 
 #[inline(always)]
-fn deliver(ctx: &TcContext, ip: &Ipv4Fields, ep: &EndpointAddr) -> Result<i32, i32> {
+fn deliver(ctx: &TcContext, ip: &Ipv4, ep: &EndpointAddr) -> Result<i32, i32> {
+    if !fits(ctx, ep.host_ifindex) {
+        stats::count(Event::PassFragNeeded);
+        return Err(TC_NEXT);
+    }
     decrement_ttl(ctx, ip)?;
     set_macs(ctx, &ep.mac, Some(&ep.gw_mac))?;
     stats::count(Event::RedirectToEndpoint);
@@ -120,7 +125,7 @@ fn deliver(ctx: &TcContext, ip: &Ipv4Fields, ep: &EndpointAddr) -> Result<i32, i
 pub fn from_container(
     ctx: &TcContext,
     src: &EndpointIface,
-    ip: &Ipv4Fields,
+    ip: &Ipv4,
     dst: Option<&EndpointAddr>,
 ) -> i32 {
     if let Some(dst) = dst {
@@ -136,13 +141,14 @@ pub fn from_container(
 }
 
 #[inline(always)]
-fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4Fields) -> Result<i32, i32> {
+fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4) -> Result<i32, i32> {
     // SAFETY: an all-zero bpf_fib_lookup is a valid (empty) request.
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET;
     params.l4_protocol = ip.proto;
     params.ifindex = bridge_ifindex;
-    params.__bindgen_anon_1.tot_len = ip.tot_len;
+    // tot_len stays 0: the kernel then checks the skb against the egress
+    // MTU itself, GSO-aware (see the module doc).
     params.__bindgen_anon_2.tos = ip.tos;
     params.__bindgen_anon_3.ipv4_src = ip.saddr;
     params.__bindgen_anon_4.ipv4_dst = ip.daddr;
@@ -162,7 +168,7 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4Fields) -> Result<i32, 
     // SAFETY: presence is all we read. The masquerade-address map holds
     // exactly the served interfaces (with an address).
     if egress == bridge_ifindex || unsafe { NA_MASQ4_V1.get(&egress) }.is_none() {
-        return Err(PASS);
+        return Err(TC_NEXT);
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
         decrement_ttl(ctx, ip)?;
@@ -186,5 +192,8 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4Fields) -> Result<i32, 
             unsafe { bpf_redirect_neigh(egress, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0) };
         return Ok(verdict as i32);
     }
-    Err(PASS)
+    if rc == i64::from(aya_ebpf::bindings::BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+        stats::count(Event::PassFragNeeded);
+    }
+    Err(TC_NEXT)
 }

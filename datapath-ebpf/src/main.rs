@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! netagent's eBPF datapath: entry points only. One ELF, so every program
-//! shares the maps in maps.rs by construction.
+//! netagent's eBPF datapath: entry points only, by attach point. One ELF,
+//! so every program shares the maps in maps.rs by construction.
+//!
+//! - Served interfaces (the host's uplinks): `na_xdp_ingress`,
+//!   `na_tc_ingress`, `na_tc_egress` (served.rs).
+//! - A container's host-side veth: `na_tc_from_ctr` (endpoint.rs).
+//!
+//! Module layers, each using only those below it (no cycles):
+//! verdict, hdr, csum -> parse, skb, stats, maps -> rewrite, nat, ct, snat,
+//! frag, policy -> icmp, fwd -> served, endpoint.
 #![no_std]
 #![no_main]
 // The #[classifier] expansion trips this deny-by-default lint on the
@@ -9,43 +17,52 @@
 
 mod csum;
 mod ct;
+mod endpoint;
+mod frag;
 mod fwd;
+mod hdr;
+mod icmp;
 mod maps;
 mod nat;
 mod parse;
 mod policy;
+mod rewrite;
+mod served;
+mod skb;
 mod snat;
 mod stats;
-mod tc;
-mod xdp;
+mod verdict;
 
 use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 
-/// DNAT of published ports, on the interfaces the agent serves.
+/// Served interface, XDP: DNAT of published ports from the wire.
 #[xdp]
 pub fn na_xdp_ingress(ctx: XdpContext) -> u32 {
-    xdp::ingress(&ctx)
+    served::xdp_ingress(&ctx)
 }
 
-/// DNAT of the packets XDP deferred (CHECKSUM_PARTIAL seeds).
+/// Served interface, TC ingress: the rest of what arrives (DNAT of what
+/// XDP left, masquerade replies, ICMP errors, fragments) and delivery to
+/// containers; nothing untranslated reaches a container.
 #[classifier]
 pub fn na_tc_ingress(ctx: TcContext) -> i32 {
-    tc::ingress(&ctx)
+    served::tc_ingress(&ctx)
 }
 
-/// Reverse NAT of container replies, masquerade of container traffic.
+/// Served interface, TC egress: reverse NAT of published flows,
+/// masquerade; nothing leaves with a container's private address.
 #[classifier]
 pub fn na_tc_egress(ctx: TcContext) -> i32 {
-    tc::egress(&ctx)
+    served::tc_egress(&ctx)
 }
 
-/// Isolation between networks, on a container's host-side interface.
+/// Container veth, TC ingress: source validation, isolation, forwarding.
 #[classifier]
 pub fn na_tc_from_ctr(ctx: TcContext) -> i32 {
-    tc::from_container(&ctx)
+    endpoint::from_container(&ctx)
 }
 
 #[cfg(not(test))]

@@ -4,13 +4,15 @@
 //! the same strings for the agent (an ELF test keeps them in sync).
 
 use aya_ebpf::{
-    btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use datapath_common::{
-    CtKey, CtValue, EVENT_SLOTS, EndpointAddr, EndpointIface, LocalAddr, MAX_ENDPOINTS, MAX_FLOWS,
-    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr, PubKey,
-    PubStats, PubValue, SnatKey, SnatValue,
+    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
+    LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_LOCAL_ADDRS,
+    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES,
+    MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey,
+    SnatValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -18,10 +20,22 @@ use datapath_common::{
 #[btf_map]
 pub static NA_PUB4_V1: HashMap<PubKey, PubValue, { MAX_PUBLICATIONS as usize }> = HashMap::new();
 
-/// Reverse-NAT state, keyed by the reply tuple. Written by the DNAT paths,
-/// read by TC egress; LRU so that abandoned flows age out under pressure.
+/// Published TCP flows whose handshake completed, keyed by the reply
+/// tuple. Only a client that saw the container's SYN-ACK gets an entry
+/// here, so spoofed traffic cannot evict these.
 #[btf_map]
-pub static NA_CT4_V1: LruHashMap<CtKey, CtValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+pub static NA_CTTCP4_V1: LruHashMap<CtKey, CtValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+
+/// Published TCP flows that only sent a SYN so far (and the container's
+/// SYN-ACK sequence once seen). A SYN flood churns this map alone.
+#[btf_map]
+pub static NA_CTSYN4_V1: LruHashMap<CtKey, CtValue, { MAX_EMBRYONIC_FLOWS as usize }> =
+    LruHashMap::new();
+
+/// Published UDP flows, apart from TCP's.
+#[btf_map]
+pub static NA_CTUDP4_V1: LruHashMap<CtKey, CtValue, { MAX_UDP_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// The host's local IPv4 addresses (network order), kept by the agent from
 /// netlink. A wildcard publication matches only destinations found here.
@@ -42,7 +56,8 @@ pub static NA_EVENTS_V2: PerCpuArray<u64, { EVENT_SLOTS as usize }> = PerCpuArra
 pub static NA_EPIF4_V1: HashMap<u32, EndpointIface, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Container addresses (network order): the network a destination (or a
-/// masquerade candidate source) belongs to. Written only by the agent.
+/// masquerade candidate source) belongs to, and the interface and MAC that
+/// own the address. Written only by the agent.
 #[btf_map]
 pub static NA_EPADDR4_V1: HashMap<u32, EndpointAddr, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
@@ -54,3 +69,23 @@ pub static NA_SNAT4_V1: LruHashMap<SnatKey, SnatValue, { MAX_SNAT_ENTRIES as usi
 /// Masquerade source address per served interface. Written only by the agent.
 #[btf_map]
 pub static NA_MASQ4_V1: HashMap<u32, MasqAddr, { MAX_MASQ_IFACES as usize }> = HashMap::new();
+
+/// Datagrams whose first fragment was translated: what their later
+/// fragments get.
+#[btf_map]
+pub static NA_FRAG4_V1: LruHashMap<FragKey, FragValue, { MAX_FRAGMENTS as usize }> =
+    LruHashMap::new();
+
+/// Unanswered masquerade flows per (container, destination) and window.
+#[btf_map]
+pub static NA_SHARE4_V1: LruHashMap<ShareKey, ShareValue, { MAX_SHARES as usize }> =
+    LruHashMap::new();
+
+/// Container ports reachable by direct routing (`routed` networks).
+/// Written only by the agent.
+#[btf_map]
+pub static NA_OPEN4_V1: HashMap<OpenPort, u32, { MAX_OPEN_PORTS as usize }> = HashMap::new();
+
+/// The agent's settings, at index 0.
+#[btf_map]
+pub static NA_CFG4_V1: Array<DatapathConfig, 1> = Array::new();

@@ -1,51 +1,100 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! Publication lookup (forward DNAT decision).
+//! Publication lookup: the forward DNAT decision.
 
 use datapath_common::{Event, IPPROTO_ICMP, PubKey, PubValue};
 
 use crate::{
     maps::{NA_LOCAL4_V1, NA_PUB4_V1},
-    parse::Packet,
     stats,
 };
 
-/// Finds the publication a packet is addressed to: the exact (daddr, dport,
-/// proto) entry first, then the wildcard (0.0.0.0) entry if `daddr` is one
-/// of the host's own addresses. A refused match is counted by reason; a
-/// plain miss is not.
+/// Whether `addr` (wire order) is in 127.0.0.0/8.
+#[inline(always)]
+pub fn is_loopback(addr: u32) -> bool {
+    addr.to_ne_bytes()[0] == 127
+}
+
+/// [`find`], counting why a match was refused (a plain miss is not).
+#[inline(always)]
+pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PubValue> {
+    match find(addr, port, proto) {
+        Ok(v) => Some(v),
+        Err(Miss::Loopback) => {
+            stats::count(Event::PassLoopbackDst);
+            None
+        }
+        Err(Miss::NotLocal) => {
+            stats::count(Event::PassNotLocal);
+            None
+        }
+        Err(Miss::None) => None,
+    }
+}
+
+/// Why [`find`] found nothing.
+pub enum Miss {
+    None,
+    /// A loopback address: never translated.
+    Loopback,
+    /// Only a wildcard publication, and the address is not the host's.
+    NotLocal,
+}
+
+/// Finds the publication of (`addr`, `port`, `proto`): the exact entry
+/// first, then the wildcard (0.0.0.0) entry if `addr` is one of the host's
+/// own addresses.
 ///
-/// Packets to 127.0.0.0/8 never match: they can only reach a served
+/// Loopback destinations never match: they can only reach a served
 /// interface forged (a martian), and a loopback publication must never be
 /// reachable from another host (Docker #45610).
 #[inline(always)]
-pub fn lookup(pkt: &Packet) -> Option<PubValue> {
-    if pkt.proto == IPPROTO_ICMP {
+pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
+    if proto == IPPROTO_ICMP {
         // Nothing is published for ICMP (echo is parsed for masquerade).
-        return None;
+        return Err(Miss::None);
     }
-    if pkt.daddr.to_ne_bytes()[0] == 127 {
-        stats::count(Event::PassLoopbackDst);
-        return None;
+    if is_loopback(addr) {
+        return Err(Miss::Loopback);
     }
     let mut key = PubKey {
-        addr_be: pkt.daddr,
-        port_be: pkt.dport,
-        proto: pkt.proto,
+        addr_be: addr,
+        port_be: port,
+        proto,
         _pad: 0,
     };
     // SAFETY: values are plain data copied out at once; the agent replaces
     // entries whole, so a torn read can only mix two valid publications'
     // fields for a packet racing an update, which the next packet corrects.
     if let Some(v) = unsafe { NA_PUB4_V1.get(&key) } {
-        return Some(*v);
+        return Ok(*v);
     }
     key.addr_be = 0;
     // SAFETY: as above.
-    let v = unsafe { NA_PUB4_V1.get(&key) }.copied()?;
+    let v = unsafe { NA_PUB4_V1.get(&key) }
+        .copied()
+        .ok_or(Miss::None)?;
     // SAFETY: presence is all we read.
-    if unsafe { NA_LOCAL4_V1.get(&pkt.daddr) }.is_none() {
-        stats::count(Event::PassNotLocal);
-        return None;
+    if unsafe { NA_LOCAL4_V1.get(&addr) }.is_none() {
+        return Err(Miss::NotLocal);
     }
-    Some(v)
+    Ok(v)
+}
+
+/// Whether `port` is published on `addr` or on every address, so replies
+/// to it would be taken for a published flow (masquerade skips it).
+#[inline(always)]
+pub fn published(addr: u32, port: u16, proto: u8) -> bool {
+    let mut key = PubKey {
+        addr_be: addr,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: presence is all we read.
+    if unsafe { NA_PUB4_V1.get(&key) }.is_some() {
+        return true;
+    }
+    key.addr_be = 0;
+    // SAFETY: as above.
+    unsafe { NA_PUB4_V1.get(&key) }.is_some()
 }

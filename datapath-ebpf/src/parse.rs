@@ -1,97 +1,114 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! Header walk: Ethernet -> IPv4 (any IHL) -> TCP/UDP ports and checksum,
-//! or an ICMP echo's identifier (which masquerade translates like a port).
+//! Header walk over the linear area `[data, data_end)` of an XDP buffer or
+//! an skb (after the pull in skb.rs): the IPv4 header of any packet, then
+//! what NAT translates (a TCP/UDP/ICMP echo "flow", whole or first
+//! fragment), or the packet an ICMP error quotes.
 //!
-//! Works on the linear packet area `[data, data_end)` of either an XDP buffer
-//! or an skb (after `bpf_skb_pull_data`). Every read goes through [`ptr_at`],
-//! the single bounds check the verifier needs. Header structs use byte
-//! arrays only (alignment 1), so no read depends on packet alignment.
-
-use core::mem::size_of;
+//! Addresses, ports, IDs and checksums are raw wire-order values
+//! (`from_ne_bytes` of the wire bytes): they go straight into map keys and
+//! checksum arithmetic. Lengths are host order.
 
 use datapath_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
-/// Ethernet header length; programs attach to Ethernet devices only.
-pub const ETH_HLEN: usize = 14;
-/// Offset of the IPv4 header checksum from the frame start.
-pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
-/// Offset of the IPv4 source address from the frame start.
-pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
-/// Offset of the IPv4 destination address from the frame start.
-pub const IP_DST_OFF: usize = ETH_HLEN + 16;
-/// Offset of the checksum inside a TCP header.
-const TCP_CSUM_OFF: usize = 16;
-/// ICMP echo request and reply types.
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_ECHO_REPLY: u8 = 0;
-/// ICMP echo header: type, code, checksum, identifier, sequence.
-const ICMP_ECHO_HLEN: usize = 8;
-/// Offset of the flags byte inside a TCP header.
-const TCP_FLAGS_OFF: usize = 13;
-/// Offset of the checksum inside a UDP header.
-const UDP_CSUM_OFF: usize = 6;
-/// Minimum header lengths.
-const TCP_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
+use crate::hdr::{
+    ETH_HLEN, ETH_P_IP, EthHdr, ICMP_CSUM_OFF, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST, ICMP_HLEN, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, IPV4_HLEN,
+    Ipv4Hdr, Ports, TCP_CSUM_OFF, TCP_HLEN, TcpHdr, UDP_CSUM_OFF, UDP_HLEN, read,
+};
+
 /// IPv4 "more fragments" flag and fragment offset bits of `frag_off`.
-const IP_MF_OFFSET_MASK: u16 = 0x3fff;
+const IP_MF: u16 = 0x2000;
+const IP_OFFSET_MASK: u16 = 0x1fff;
 
-#[repr(C)]
-pub struct EthHdr {
-    pub dst: [u8; 6],
-    pub src: [u8; 6],
-    pub proto: [u8; 2],
+/// Where a packet sits in its datagram.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Frag {
+    /// Not fragmented.
+    Whole,
+    /// The first fragment: it carries the L4 header.
+    First,
+    /// A later fragment: IP header and payload only.
+    Later,
 }
 
-#[repr(C)]
-pub struct Ipv4Hdr {
-    pub version_ihl: u8,
-    pub tos: u8,
-    pub tot_len: [u8; 2],
-    pub id: [u8; 2],
-    pub frag_off: [u8; 2],
-    pub ttl: u8,
+/// Why a packet is left alone by a parse.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not an IPv4 frame (ARP, IPv6, ...).
+    NotIpv4,
+    /// Not something this parse handles (another protocol, ICMP that is
+    /// not echo, a later fragment).
+    NotFlow,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+/// The fixed IPv4 header fields, of any IPv4 packet.
+#[derive(Clone, Copy)]
+pub struct Ipv4 {
+    pub saddr: u32,
+    pub daddr: u32,
     pub proto: u8,
-    pub check: [u8; 2],
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+    pub ttl: u8,
+    pub tos: u8,
+    /// Total length, host order.
+    pub tot_len: u16,
+    /// Identification, wire order.
+    pub id: u16,
+    pub frag: Frag,
+    /// Offset of the L4 header from the frame start.
+    pub l4_off: usize,
 }
 
-/// The first four bytes of TCP and UDP headers.
-#[repr(C)]
-pub struct Ports {
-    pub src: [u8; 2],
-    pub dst: [u8; 2],
+/// Parses the IPv4 header. `frame_len` is the whole frame's length (for an
+/// skb it may exceed the linear area): a total length claiming more bytes
+/// than arrived is malformed.
+#[inline(always)]
+pub fn ipv4(data: usize, data_end: usize, frame_len: usize) -> Result<Ipv4, Skip> {
+    let eth = read::<EthHdr>(data, data_end, 0).ok_or(Skip::NotIpv4)?;
+    if eth.proto != ETH_P_IP {
+        return Err(Skip::NotIpv4);
+    }
+    let ip = read::<Ipv4Hdr>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
+    let ihl = (ip.version_ihl & 0x0f) as usize * 4;
+    let tot_len = u16::from_be_bytes(ip.tot_len);
+    if ip.version_ihl >> 4 != 4
+        || ihl < IPV4_HLEN
+        || (tot_len as usize) < ihl
+        || ETH_HLEN + tot_len as usize > frame_len
+    {
+        return Err(Skip::Malformed);
+    }
+    let frag_off = u16::from_be_bytes(ip.frag_off);
+    let frag = if frag_off & IP_OFFSET_MASK != 0 {
+        Frag::Later
+    } else if frag_off & IP_MF != 0 {
+        Frag::First
+    } else {
+        Frag::Whole
+    };
+    Ok(Ipv4 {
+        saddr: u32::from_ne_bytes(ip.saddr),
+        daddr: u32::from_ne_bytes(ip.daddr),
+        proto: ip.proto,
+        ttl: ip.ttl,
+        tos: ip.tos,
+        tot_len,
+        id: u16::from_ne_bytes(ip.id),
+        frag,
+        l4_off: ETH_HLEN + ihl,
+    })
 }
 
-/// A TCP header without options.
-#[repr(C)]
-pub struct TcpHdr {
-    pub ports: Ports,
-    pub seq: [u8; 4],
-    pub ack: [u8; 4],
-    pub off_flags: [u8; 2],
-    pub window: [u8; 2],
-    pub check: [u8; 2],
-    pub urgent: [u8; 2],
-}
-
-#[repr(C)]
-pub struct UdpHdr {
-    pub ports: Ports,
-    pub len: [u8; 2],
-    pub check: [u8; 2],
-}
-
-/// A TCP, UDP or ICMP echo packet over IPv4, as the NAT code needs it.
-/// Addresses, ports and the checksum are raw wire-order values
-/// (`from_ne_bytes` of the wire bytes): they go straight into map keys and
-/// checksum arithmetic.
+/// A TCP, UDP or ICMP echo packet (whole, or the first fragment of one),
+/// as NAT needs it.
 ///
 /// An ICMP echo request has its identifier as `sport` and 0 as `dport`, a
 /// reply the other way round, so a request and its reply form a flow
 /// exactly like a UDP datagram and its answer.
+#[derive(Clone, Copy)]
 pub struct Packet {
+    pub ip: Ipv4,
     pub proto: u8,
     pub saddr: u32,
     pub daddr: u32,
@@ -101,214 +118,221 @@ pub struct Packet {
     /// start (both the echo identifier for ICMP).
     pub sport_off: usize,
     pub dport_off: usize,
-    /// Offset of the L4 header from the frame start.
-    pub l4_off: usize,
     /// Offset of the L4 checksum from the frame start.
     pub l4_csum_off: usize,
     /// The L4 checksum field as found.
     pub l4_csum: u16,
-    /// L4 length used in the pseudo-header (host order).
+    /// L4 length the pseudo-header covers (host order): the UDP length
+    /// field, or the IP payload length for TCP.
     pub l4_len: u16,
-    /// IPv4 total length (host order), for byte counters.
-    pub ip_len: u16,
-    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ...); 0 for UDP.
+    /// TCP flags byte; 0 for UDP and ICMP.
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgement numbers, host order; 0 otherwise.
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
 }
 
-/// TCP FIN and RST bits of [`Packet::tcp_flags`].
-pub const TCP_FIN_RST: u8 = 0x01 | 0x04;
+impl Packet {
+    /// Whether the TCP flags have all of `bits`.
+    #[inline(always)]
+    pub fn tcp_has(&self, bits: u8) -> bool {
+        self.tcp_flags & bits == bits
+    }
 
-/// Why a packet is left alone.
-pub enum Skip {
-    /// Not IPv4 TCP/UDP: none of our business, not counted.
-    NotOurs,
-    /// An IPv4 fragment: never translated (later fragments carry no ports).
-    Fragment,
-    /// Truncated or inconsistent headers.
-    Malformed,
+    /// Whether this is an ICMP echo request (vs. reply): requests carry
+    /// the identifier as the source "port".
+    #[inline(always)]
+    pub fn is_echo_request(&self) -> bool {
+        self.proto == IPPROTO_ICMP && self.dport == 0
+    }
 }
 
-/// Returns a pointer to a `T` at `off` bytes into the packet, or `None` if
-/// it would cross `data_end`.
+/// Parses the flow of `ip` (not a later fragment: those carry no L4).
 #[inline(always)]
-pub fn ptr_at<T>(data: usize, data_end: usize, off: usize) -> Option<*const T> {
-    let start = data + off;
-    if start + size_of::<T>() > data_end {
-        return None;
+pub fn flow(data: usize, data_end: usize, ip: &Ipv4) -> Result<Packet, Skip> {
+    if ip.frag == Frag::Later {
+        return Err(Skip::NotFlow);
     }
-    Some(start as *const T)
-}
-
-/// Mutable twin of [`ptr_at`].
-#[inline(always)]
-pub fn ptr_at_mut<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
-    ptr_at::<T>(data, data_end, off).map(|p| p.cast_mut())
-}
-
-/// Parses the linear area `[data, data_end)`. `frame_len` is the whole
-/// frame's length (for an skb it may exceed the linear area), used to reject
-/// an IPv4 total length that claims more bytes than arrived.
-#[inline(always)]
-pub fn parse(data: usize, data_end: usize, frame_len: usize) -> Result<Packet, Skip> {
-    let eth = ptr_at::<EthHdr>(data, data_end, 0).ok_or(Skip::NotOurs)?;
-    // SAFETY: ptr_at checked the bounds; byte arrays need no alignment.
-    if unsafe { (*eth).proto } != [0x08, 0x00] {
-        return Err(Skip::NotOurs);
-    }
-    let ip = ptr_at::<Ipv4Hdr>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
-    // SAFETY: as above.
-    let ip = unsafe { &*ip };
-    let proto = ip.proto;
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP {
-        return Err(Skip::NotOurs);
-    }
-    let ihl = (ip.version_ihl & 0x0f) as usize * 4;
-    if ip.version_ihl >> 4 != 4 || ihl < size_of::<Ipv4Hdr>() {
-        return Err(Skip::Malformed);
-    }
-    let ip_len = u16::from_be_bytes(ip.tot_len);
-    if u16::from_be_bytes(ip.frag_off) & IP_MF_OFFSET_MASK != 0 {
-        return Err(Skip::Fragment);
-    }
-    let l4_off = ETH_HLEN + ihl;
-    if proto == IPPROTO_ICMP {
-        return parse_icmp_echo(data, data_end, frame_len, ip, l4_off, ip_len);
-    }
-    let (l4_hlen, csum_off) = if proto == IPPROTO_TCP {
-        (TCP_HLEN, TCP_CSUM_OFF)
-    } else {
-        (UDP_HLEN, UDP_CSUM_OFF)
-    };
-    if (ip_len as usize) < ihl + l4_hlen || ETH_HLEN + ip_len as usize > frame_len {
-        return Err(Skip::Malformed);
-    }
-    let ports = ptr_at::<Ports>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
-    let csum = ptr_at::<[u8; 2]>(data, data_end, l4_off + csum_off).ok_or(Skip::Malformed)?;
-    let mut l4_len = ip_len - ihl as u16;
-    if proto == IPPROTO_UDP {
-        // The UDP length field must fit in the IP payload; the pseudo-header
-        // uses it (that is what the sender summed).
-        let ulen = ptr_at::<[u8; 2]>(data, data_end, l4_off + 4).ok_or(Skip::Malformed)?;
-        // SAFETY: bounds checked above.
-        let ulen = u16::from_be_bytes(unsafe { *ulen });
-        if (ulen as usize) < UDP_HLEN || ulen > l4_len {
-            return Err(Skip::Malformed);
-        }
-        l4_len = ulen;
-    }
-    let tcp_flags = if proto == IPPROTO_TCP {
-        let flags = ptr_at::<u8>(data, data_end, l4_off + TCP_FLAGS_OFF).ok_or(Skip::Malformed)?;
-        // SAFETY: bounds checked by ptr_at.
-        unsafe { *flags }
-    } else {
-        0
-    };
-    // SAFETY: bounds checked above.
-    let (ports, l4_csum) = unsafe { (&*ports, *csum) };
-    Ok(Packet {
-        proto,
-        saddr: u32::from_ne_bytes(ip.saddr),
-        daddr: u32::from_ne_bytes(ip.daddr),
-        sport: u16::from_ne_bytes(ports.src),
-        dport: u16::from_ne_bytes(ports.dst),
+    let l4_off = ip.l4_off;
+    let ihl = l4_off - ETH_HLEN;
+    let payload = ip.tot_len as usize - ihl;
+    let mut p = Packet {
+        ip: *ip,
+        proto: ip.proto,
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        sport: 0,
+        dport: 0,
         sport_off: l4_off,
         dport_off: l4_off + 2,
-        l4_off,
-        l4_csum_off: l4_off + csum_off,
-        l4_csum: u16::from_ne_bytes(l4_csum),
-        l4_len,
-        ip_len,
-        tcp_flags,
-    })
-}
-
-/// The ICMP part of [`parse`]: echo requests and replies only (errors and
-/// everything else are not ours).
-///
-/// The header is bounds-checked before the length checks on purpose: once
-/// `ip_len` is known to cover it, LLVM proves the `data_end` check
-/// redundant for XDP (where `frame_len == data_end - data`) and drops it,
-/// and the verifier, which cannot follow that proof, rejects the load.
-#[inline(always)]
-fn parse_icmp_echo(
-    data: usize,
-    data_end: usize,
-    frame_len: usize,
-    ip: &Ipv4Hdr,
-    l4_off: usize,
-    ip_len: u16,
-) -> Result<Packet, Skip> {
-    let icmp = ptr_at::<[u8; ICMP_ECHO_HLEN]>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
-    // SAFETY: bounds checked by ptr_at.
-    let icmp = unsafe { *icmp };
-    if (ip_len as usize) < l4_off - ETH_HLEN + ICMP_ECHO_HLEN
-        || ETH_HLEN + ip_len as usize > frame_len
-    {
-        return Err(Skip::Malformed);
-    }
-    let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
-    let (sport, dport) = match icmp[0] {
-        ICMP_ECHO_REQUEST => (id, 0),
-        ICMP_ECHO_REPLY => (0, id),
-        _ => return Err(Skip::NotOurs),
-    };
-    Ok(Packet {
-        proto: IPPROTO_ICMP,
-        saddr: u32::from_ne_bytes(ip.saddr),
-        daddr: u32::from_ne_bytes(ip.daddr),
-        sport,
-        dport,
-        sport_off: l4_off + 4,
-        dport_off: l4_off + 4,
-        l4_off,
-        l4_csum_off: l4_off + 2,
-        l4_csum: u16::from_ne_bytes([icmp[2], icmp[3]]),
-        l4_len: ip_len - (l4_off - ETH_HLEN) as u16,
-        ip_len,
+        l4_csum_off: 0,
+        l4_csum: 0,
+        l4_len: payload as u16,
         tcp_flags: 0,
-    })
+        tcp_seq: 0,
+        tcp_ack: 0,
+    };
+    match ip.proto {
+        IPPROTO_TCP => {
+            // Read before the length check: LLVM may otherwise drop the
+            // data_end check it can prove from `tot_len <= frame_len` in
+            // XDP, which the verifier cannot follow.
+            let tcp = read::<TcpHdr>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
+            if payload < TCP_HLEN {
+                return Err(Skip::Malformed);
+            }
+            p.sport = u16::from_ne_bytes(tcp.ports.src);
+            p.dport = u16::from_ne_bytes(tcp.ports.dst);
+            p.l4_csum_off = l4_off + TCP_CSUM_OFF;
+            p.l4_csum = u16::from_ne_bytes(tcp.check);
+            p.tcp_flags = tcp.flags;
+            p.tcp_seq = u32::from_be_bytes(tcp.seq);
+            p.tcp_ack = u32::from_be_bytes(tcp.ack);
+        }
+        IPPROTO_UDP => {
+            let ports = read::<Ports>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
+            let ulen = read::<[u8; 2]>(data, data_end, l4_off + 4).ok_or(Skip::Malformed)?;
+            let csum = read::<[u8; 2]>(data, data_end, l4_off + UDP_CSUM_OFF)
+                .ok_or(Skip::Malformed)?;
+            let ulen = u16::from_be_bytes(ulen);
+            // The pseudo-header uses the UDP length (what the sender
+            // summed); in a first fragment it exceeds this packet.
+            if payload < UDP_HLEN
+                || (ulen as usize) < UDP_HLEN
+                || (ip.frag == Frag::Whole && ulen as usize > payload)
+            {
+                return Err(Skip::Malformed);
+            }
+            p.sport = u16::from_ne_bytes(ports.src);
+            p.dport = u16::from_ne_bytes(ports.dst);
+            p.l4_csum_off = l4_off + UDP_CSUM_OFF;
+            p.l4_csum = u16::from_ne_bytes(csum);
+            p.l4_len = ulen;
+        }
+        IPPROTO_ICMP => {
+            let icmp = read::<[u8; ICMP_HLEN]>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
+            if payload < ICMP_HLEN {
+                return Err(Skip::Malformed);
+            }
+            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
+            match icmp[0] {
+                ICMP_ECHO_REQUEST => p.sport = id,
+                ICMP_ECHO_REPLY => p.dport = id,
+                _ => return Err(Skip::NotFlow),
+            }
+            p.sport_off = l4_off + 4;
+            p.dport_off = l4_off + 4;
+            p.l4_csum_off = l4_off + ICMP_CSUM_OFF;
+            p.l4_csum = u16::from_ne_bytes([icmp[2], icmp[3]]);
+        }
+        _ => return Err(Skip::NotFlow),
+    }
+    Ok(p)
 }
 
-/// The fixed IPv4 header fields forwarding and policy need, of any IPv4
-/// packet (every protocol, fragments included). Addresses are raw wire
-/// order; `tot_len` is host order.
-pub struct Ipv4Fields {
-    pub tos: u8,
-    pub ttl: u8,
-    pub proto: u8,
-    pub tot_len: u16,
+/// Whether `ip` is an ICMP error (destination unreachable, time exceeded,
+/// parameter problem): the kinds that quote a packet of some flow.
+#[inline(always)]
+pub fn is_icmp_error(data: usize, data_end: usize, ip: &Ipv4) -> bool {
+    if ip.proto != IPPROTO_ICMP || ip.frag == Frag::Later {
+        return false;
+    }
+    // Type and code: a one-byte read at a variable offset gets its bounds
+    // check turned into `ptr >= data_end` by LLVM, which gives the
+    // verifier no range at offset 0.
+    matches!(
+        read::<[u8; 2]>(data, data_end, ip.l4_off),
+        Some([ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM, _])
+    )
+}
+
+/// The packet an ICMP error quotes, as the translation needs it: the
+/// quoted IPv4 header's addresses and checksum, its ports (or echo
+/// identifier), and its L4 checksum if the quote includes it.
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    /// Offset of the outer ICMP checksum.
+    pub icmp_csum_off: usize,
+    /// Offset of the quoted IPv4 header.
+    pub ip_off: usize,
     pub saddr: u32,
     pub daddr: u32,
+    pub ip_csum: u16,
+    pub proto: u8,
+    /// Ports as in [`Packet`] (for echo: identifier as `sport` of a
+    /// request, `dport` of a reply).
+    pub sport: u16,
+    pub dport: u16,
+    pub sport_off: usize,
+    pub dport_off: usize,
+    /// Offset of the quoted L4 checksum, 0 if the quote stops before it
+    /// (routers may quote only 8 bytes of L4) or it is a zero UDP one.
+    pub l4_csum_off: usize,
+    pub l4_csum: u16,
 }
 
-/// Offset of the IPv4 TTL (followed by the protocol) from the frame start.
-pub const IP_TTL_OFF: usize = ETH_HLEN + 8;
-
-/// [`Ipv4Fields`] of an IPv4 frame; `None` for non-IPv4 frames and for
-/// truncated or non-version-4 headers.
+/// Parses what an ICMP error quotes (after [`is_icmp_error`]). `None` if
+/// the quote is not an IPv4 TCP/UDP/echo packet with its ports, or is a
+/// later fragment.
 #[inline(always)]
-pub fn ipv4_fields(data: usize, data_end: usize) -> Option<Ipv4Fields> {
-    let eth = ptr_at::<EthHdr>(data, data_end, 0)?;
-    // SAFETY: ptr_at checked the bounds; byte arrays need no alignment.
-    if unsafe { (*eth).proto } != [0x08, 0x00] {
+pub fn quoted(data: usize, data_end: usize, ip: &Ipv4) -> Option<Quoted> {
+    let ip_off = ip.l4_off + ICMP_HLEN;
+    let inner = read::<Ipv4Hdr>(data, data_end, ip_off)?;
+    let ihl = (inner.version_ihl & 0x0f) as usize * 4;
+    if inner.version_ihl >> 4 != 4 || ihl < IPV4_HLEN {
         return None;
     }
-    let ip = ptr_at::<Ipv4Hdr>(data, data_end, ETH_HLEN)?;
-    // SAFETY: as above.
-    let ip = unsafe { &*ip };
-    if ip.version_ihl >> 4 != 4 {
+    if u16::from_be_bytes(inner.frag_off) & IP_OFFSET_MASK != 0 {
         return None;
     }
-    Some(Ipv4Fields {
-        tos: ip.tos,
-        ttl: ip.ttl,
-        proto: ip.proto,
-        tot_len: u16::from_be_bytes(ip.tot_len),
-        saddr: u32::from_ne_bytes(ip.saddr),
-        daddr: u32::from_ne_bytes(ip.daddr),
-    })
+    let l4_off = ip_off + ihl;
+    let mut q = Quoted {
+        icmp_csum_off: ip.l4_off + ICMP_CSUM_OFF,
+        ip_off,
+        saddr: u32::from_ne_bytes(inner.saddr),
+        daddr: u32::from_ne_bytes(inner.daddr),
+        ip_csum: u16::from_ne_bytes(inner.check),
+        proto: inner.proto,
+        sport: 0,
+        dport: 0,
+        sport_off: l4_off,
+        dport_off: l4_off + 2,
+        l4_csum_off: 0,
+        l4_csum: 0,
+    };
+    match inner.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let ports = read::<Ports>(data, data_end, l4_off)?;
+            q.sport = u16::from_ne_bytes(ports.src);
+            q.dport = u16::from_ne_bytes(ports.dst);
+            let csum_off = if inner.proto == IPPROTO_TCP {
+                l4_off + TCP_CSUM_OFF
+            } else {
+                l4_off + UDP_CSUM_OFF
+            };
+            if let Some(csum) = read::<[u8; 2]>(data, data_end, csum_off) {
+                let csum = u16::from_ne_bytes(csum);
+                if !(inner.proto == IPPROTO_UDP && csum == 0) {
+                    q.l4_csum_off = csum_off;
+                    q.l4_csum = csum;
+                }
+            }
+        }
+        IPPROTO_ICMP => {
+            let icmp = read::<[u8; ICMP_HLEN]>(data, data_end, l4_off)?;
+            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
+            match icmp[0] {
+                ICMP_ECHO_REQUEST => q.sport = id,
+                ICMP_ECHO_REPLY => q.dport = id,
+                _ => return None,
+            }
+            q.sport_off = l4_off + 4;
+            q.dport_off = l4_off + 4;
+            q.l4_csum_off = l4_off + ICMP_CSUM_OFF;
+            q.l4_csum = u16::from_ne_bytes([icmp[2], icmp[3]]);
+        }
+        _ => return None,
+    }
+    Some(q)
 }
 
-/// Linear bytes TC must pull so that [`parse`] sees every header it reads:
-/// Ethernet + the largest IPv4 header + a TCP header.
-pub const MAX_HDR_LEN: u32 = (ETH_HLEN + 60 + TCP_HLEN) as u32;

@@ -1,97 +1,266 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! Masquerade: containers' packets leaving a served interface get that
-//! interface's address and a port from `SNAT_PORT_MIN..=SNAT_PORT_MAX` as
-//! their source; replies get the container's address and port back.
+//! interface's address and a port from the masquerade pool as their
+//! source; replies get the container's address and port back.
 //!
-//! A flow is two LRU entries (see `SnatKey`). Every outgoing packet checks
-//! that its reply entry still points back at it and refreshes both, so an
-//! active flow never loses its way back, and an entry lost to LRU pressure
-//! or taken over by a newer flow is replaced by a fresh port. A port is
-//! handed to a new flow only if no live flow to the same remote endpoint
-//! holds it, where "live" is the idle timeout for its protocol and state.
+//! A flow is two LRU entries (see `SnatKey`): OUT, keyed by the container's
+//! tuple, and REPLY, keyed by the reply's tuple, which holds the flow's
+//! state (last packet, FIN/RST seen, answered). Every outgoing packet
+//! checks that its REPLY entry still points back at it and refreshes it.
+//!
+//! Who may take a port, and for how long:
+//! - Only a packet that can open a flow does (a TCP SYN, a UDP datagram,
+//!   an echo request); anything else without a flow is refused.
+//! - A port is free for a destination when no live flow to that
+//!   destination holds it. Live depends on state, as in netfilter: a TCP
+//!   flow never answered 30 s, answered 24 h, after a FIN 2 min, after a
+//!   RST 10 s; UDP 30 s unanswered, 2 min answered; ICMP 30 s. Expired
+//!   REPLY entries translate nothing.
+//! - Ports are probed linearly from a random start through the pool (up
+//!   to two configured ranges, kept out of the host's ephemeral range),
+//!   skipping ports published on the masquerade address and ports a host
+//!   socket holds for that peer (bound or connected).
+//! - Each container may have at most its share of unanswered flows to one
+//!   destination per window (`DatapathConfig::masq_share`), so one that
+//!   floods a silent peer cannot take the whole pool from the others.
+//!
+//! Containers of `routed` networks are not translated: they get an
+//! identity REPLY entry (their own address and port) so that replies, and
+//! nothing else, come back in by direct routing.
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    EbpfContext as _,
+    bindings::{BPF_ANY, BPF_F_CURRENT_NETNS, BPF_NOEXIST, bpf_sock_tuple},
+    helpers::{
+        bpf_get_prandom_u32, bpf_ktime_get_ns,
+        generated::{bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
+    },
+    programs::TcContext,
 };
 use datapath_common::{
-    IPPROTO_TCP, PubKey, SNAT_DIR_OUT, SNAT_DIR_REPLY, SNAT_F_CLOSING, SNAT_PORT_MAX,
-    SNAT_PORT_MIN, SNAT_TCP_CLOSING_TIMEOUT_NS, SNAT_TCP_TIMEOUT_NS, SNAT_UDP_TIMEOUT_NS, SnatKey,
+    DEFAULT_MASQ_PORTS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PortRange, SNAT_DIR_OUT,
+    SNAT_DIR_REPLY, SNAT_F_CLOSING, SNAT_F_IDENTITY, SNAT_F_REPLIED, SNAT_F_RST,
+    SNAT_ICMP_TIMEOUT_NS, SNAT_SHARE_WINDOW_NS, SNAT_TCP_CLOSING_TIMEOUT_NS,
+    SNAT_TCP_ESTABLISHED_TIMEOUT_NS, SNAT_TCP_RST_TIMEOUT_NS, SNAT_TCP_SYN_SENT_TIMEOUT_NS,
+    SNAT_UDP_REPLIED_TIMEOUT_NS, SNAT_UDP_UNREPLIED_TIMEOUT_NS, ShareKey, ShareValue, SnatKey,
     SnatValue,
 };
 
 use crate::{
-    maps::{NA_PUB4_V1, NA_SNAT4_V1},
-    parse::{Packet, TCP_FIN_RST},
+    hdr::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    maps::{NA_CFG4_V1, NA_SHARE4_V1, NA_SNAT4_V1},
+    nat,
+    parse::Packet,
 };
 
-/// Random ports tried for a new flow before giving up.
-const ALLOC_TRIES: u32 = 32;
-const PORT_COUNT: u32 = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
+/// Ports probed for a new flow before giving up.
+const PROBES: u32 = 64;
 
-/// The source a container's outgoing packet must get, allocating a port for
-/// a new flow. `None`: no port is free (the caller drops and counts).
+/// Why a container's packet gets no masquerade source.
+pub enum Refused {
+    /// It cannot open a flow and belongs to none.
+    NoFlow,
+    /// Its container holds its share of unanswered flows to the destination.
+    Share,
+    /// No port of the pool is free for the destination.
+    NoPort,
+}
+
+/// The masquerade port pool and share, from the agent's config.
+struct Pool {
+    first: PortRange,
+    first_len: u32,
+    second: PortRange,
+    total: u32,
+    share: u32,
+}
+
+impl Pool {
+    #[inline(always)]
+    fn load() -> Self {
+        let cfg = NA_CFG4_V1.get(0).copied().unwrap_or_default();
+        let [mut first, mut second] = cfg.masq_ports;
+        if first.is_empty() && second.is_empty() {
+            [first, second] = DEFAULT_MASQ_PORTS;
+        }
+        let first_len = first.len();
+        let total = first_len + second.len();
+        let share = if cfg.masq_share != 0 {
+            cfg.masq_share
+        } else if total >= 8 {
+            total / 8
+        } else {
+            1
+        };
+        Self {
+            first,
+            first_len,
+            second,
+            total,
+            share,
+        }
+    }
+
+    /// The port at `index` of the pool (`index < total`).
+    #[inline(always)]
+    fn port(&self, index: u32) -> u16 {
+        if index < self.first_len {
+            self.first.lo + index as u16
+        } else {
+            self.second.lo + (index - self.first_len) as u16
+        }
+    }
+}
+
+/// The source a container's outgoing packet must get: its flow's, or a
+/// new flow's if the packet may open one.
 #[inline(always)]
-pub fn outbound(pkt: &Packet, masq_addr: u32) -> Option<SnatValue> {
+pub fn outbound(ctx: &TcContext, pkt: &Packet, masq_addr: u32) -> Result<SnatValue, Refused> {
     let now = now_ns();
-    let closing = closing_flag(pkt);
-    let out_key = SnatKey {
-        src_addr_be: pkt.saddr,
-        dst_addr_be: pkt.daddr,
-        src_port_be: pkt.sport,
-        dst_port_be: pkt.dport,
-        proto: pkt.proto,
-        dir: SNAT_DIR_OUT,
-        _pad: [0; 2],
-    };
+    let state = state_flags(pkt);
+    let out_key = out_key(pkt);
     if let Some(out) = NA_SNAT4_V1.get_ptr_mut(&out_key) {
         // SAFETY: a valid map value pointer; fields written in place are
         // plain integers (a racing CPU at worst sees the older value).
         let out = unsafe { &mut *out };
-        if out.addr_be == masq_addr && refresh_reply(pkt, out.addr_be, out.port_be, now, closing) {
+        if out.addr_be == masq_addr && refresh_reply(pkt, out.addr_be, out.port_be, now, state) {
             out.last_seen_ns = now;
-            out.flags |= closing;
-            return Some(*out);
+            return Ok(*out);
         }
     }
-    let value = allocate(pkt, masq_addr, now, closing)?;
+    if !opens_flow(pkt) {
+        return Err(Refused::NoFlow);
+    }
+    let pool = Pool::load();
+    let share = ShareKey {
+        ctr_addr_be: pkt.saddr,
+        peer_addr_be: pkt.daddr,
+        peer_port_be: pkt.dport,
+        proto: pkt.proto,
+        _pad: 0,
+    };
+    if !share_allows(&share, pool.share, now) {
+        return Err(Refused::Share);
+    }
+    let value = allocate(ctx, pkt, masq_addr, now, state, &pool).ok_or(Refused::NoPort)?;
+    share_take(&share, now);
     // A failed insert (memory pressure) is retried by the next packet.
     let _ = NA_SNAT4_V1.insert(&out_key, &value, u64::from(BPF_ANY));
-    Some(value)
+    Ok(value)
 }
 
-/// The container endpoint a reply is for, if it belongs to a masqueraded
-/// flow; refreshes the reply entry.
+/// A `routed` network's container: records (or refreshes) the identity
+/// entry that lets replies to its flow in. Packets that cannot open a
+/// flow refresh one if it exists and record nothing otherwise.
+#[inline(always)]
+pub fn identity(pkt: &Packet) {
+    let now = now_ns();
+    let state = state_flags(pkt);
+    let key = reply_key(pkt.daddr, pkt.dport, pkt.saddr, pkt.sport, pkt.proto);
+    if let Some(e) = NA_SNAT4_V1.get_ptr_mut(&key) {
+        // SAFETY: as in `outbound`.
+        let e = unsafe { &mut *e };
+        e.last_seen_ns = now;
+        e.flags |= state;
+        return;
+    }
+    if !opens_flow(pkt) {
+        return;
+    }
+    let value = SnatValue {
+        addr_be: pkt.saddr,
+        port_be: pkt.sport,
+        flags: SNAT_F_IDENTITY | state,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    let _ = NA_SNAT4_V1.insert(&key, &value, u64::from(BPF_ANY));
+}
+
+/// The container endpoint a reply is for, if it belongs to a live
+/// masqueraded (or identity) flow; refreshes the flow and marks it
+/// answered, which takes it off its container's share.
 #[inline(always)]
 pub fn reply(pkt: &Packet) -> Option<SnatValue> {
     let key = reply_key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto);
-    let entry = NA_SNAT4_V1.get_ptr_mut(&key)?;
+    reply_entry(&key, state_flags(pkt))
+}
+
+/// A live flow's REPLY entry, unchanged: for ICMP errors, which belong to
+/// a flow (their quoted packet names it) without answering it.
+#[inline(always)]
+pub fn peek_reply(key: &SnatKey) -> Option<SnatValue> {
+    // SAFETY: copied out at once.
+    let entry = unsafe { NA_SNAT4_V1.get(key) }.copied()?;
+    (!expired(&entry, key.proto, now_ns())).then_some(entry)
+}
+
+/// [`reply`] by key. `state`: flag bits the packet sets.
+#[inline(always)]
+fn reply_entry(key: &SnatKey, state: u8) -> Option<SnatValue> {
+    let entry = NA_SNAT4_V1.get_ptr_mut(key)?;
     // SAFETY: as in `outbound`.
     let entry = unsafe { &mut *entry };
-    entry.last_seen_ns = now_ns();
-    entry.flags |= closing_flag(pkt);
+    let now = now_ns();
+    if expired(entry, key.proto, now) {
+        return None;
+    }
+    entry.last_seen_ns = now;
+    entry.flags |= state;
+    if entry.flags & SNAT_F_REPLIED == 0 {
+        entry.flags |= SNAT_F_REPLIED;
+        if entry.flags & SNAT_F_IDENTITY == 0 {
+            share_release(&ShareKey {
+                ctr_addr_be: entry.addr_be,
+                peer_addr_be: key.src_addr_be,
+                peer_port_be: key.src_port_be,
+                proto: key.proto,
+                _pad: 0,
+            });
+        }
+    }
     Some(*entry)
 }
 
-/// The REPLY key of a flow from the remote `peer:peer_port` to the
-/// masquerade `addr:port`.
+/// The OUT entry of a flow by the container's tuple: for ICMP errors a
+/// container sends about a reply it got.
 #[inline(always)]
-fn reply_key(peer: u32, peer_port: u16, addr: u32, port: u16, proto: u8) -> SnatKey {
+pub fn out_entry(key: &SnatKey) -> Option<SnatValue> {
+    // SAFETY: copied out at once.
+    unsafe { NA_SNAT4_V1.get(key) }.copied()
+}
+
+/// The OUT key of a container's packet.
+#[inline(always)]
+fn out_key(pkt: &Packet) -> SnatKey {
+    flow_key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto, SNAT_DIR_OUT)
+}
+
+/// A key of either direction.
+#[inline(always)]
+pub fn flow_key(src: u32, sport: u16, dst: u32, dport: u16, proto: u8, dir: u8) -> SnatKey {
     SnatKey {
-        src_addr_be: peer,
-        dst_addr_be: addr,
-        src_port_be: peer_port,
-        dst_port_be: port,
+        src_addr_be: src,
+        dst_addr_be: dst,
+        src_port_be: sport,
+        dst_port_be: dport,
         proto,
-        dir: SNAT_DIR_REPLY,
+        dir,
         _pad: [0; 2],
     }
+}
+
+/// The REPLY key of a flow from the remote `peer:peer_port` to the
+/// masquerade (or, for identity entries, the container's) `addr:port`.
+#[inline(always)]
+pub fn reply_key(peer: u32, peer_port: u16, addr: u32, port: u16, proto: u8) -> SnatKey {
+    flow_key(peer, peer_port, addr, port, proto, SNAT_DIR_REPLY)
 }
 
 /// Whether the flow's reply entry (masquerade `addr:port`) still leads
 /// back to this packet's source; refreshes it if so.
 #[inline(always)]
-fn refresh_reply(pkt: &Packet, addr: u32, port: u16, now: u64, closing: u8) -> bool {
+fn refresh_reply(pkt: &Packet, addr: u32, port: u16, now: u64, state: u8) -> bool {
     let key = reply_key(pkt.daddr, pkt.dport, addr, port, pkt.proto);
     let Some(entry) = NA_SNAT4_V1.get_ptr_mut(&key) else {
         return false;
@@ -102,26 +271,56 @@ fn refresh_reply(pkt: &Packet, addr: u32, port: u16, now: u64, closing: u8) -> b
         return false;
     }
     entry.last_seen_ns = now;
-    entry.flags |= closing;
+    entry.flags |= state;
     true
 }
 
-/// Claims a port for a new flow: random tries, skipping ports published on
-/// the masquerade address and ports a live flow to the same peer holds.
+/// Whether a packet may open a masquerade flow.
 #[inline(always)]
-fn allocate(pkt: &Packet, masq_addr: u32, now: u64, closing: u8) -> Option<SnatValue> {
+fn opens_flow(pkt: &Packet) -> bool {
+    match pkt.proto {
+        IPPROTO_TCP => pkt.tcp_has(TCP_SYN) && !pkt.tcp_has(TCP_ACK),
+        IPPROTO_UDP => true,
+        IPPROTO_ICMP => pkt.is_echo_request(),
+        _ => false,
+    }
+}
+
+/// Claims a port for a new flow: linear probing from a random start
+/// through the pool.
+#[inline(always)]
+fn allocate(
+    ctx: &TcContext,
+    pkt: &Packet,
+    masq_addr: u32,
+    now: u64,
+    state: u8,
+    pool: &Pool,
+) -> Option<SnatValue> {
+    if pool.total == 0 {
+        return None;
+    }
     let back = SnatValue {
         addr_be: pkt.saddr,
         port_be: pkt.sport,
-        flags: closing,
+        flags: state,
         _pad: 0,
         last_seen_ns: now,
     };
-    for _ in 0..ALLOC_TRIES {
-        // SAFETY: no preconditions.
-        let port = SNAT_PORT_MIN as u32 + unsafe { bpf_get_prandom_u32() } % PORT_COUNT;
-        let port_be = (port as u16).to_be();
-        if published(masq_addr, port_be, pkt.proto) {
+    // SAFETY: no preconditions.
+    let start = unsafe { bpf_get_prandom_u32() } % pool.total;
+    for i in 0..PROBES {
+        if i >= pool.total {
+            break;
+        }
+        let mut index = start + i;
+        if index >= pool.total {
+            index -= pool.total;
+        }
+        let port_be = pool.port(index).to_be();
+        if nat::published(masq_addr, port_be, pkt.proto)
+            || host_socket(ctx, pkt, masq_addr, port_be)
+        {
             continue;
         }
         let key = reply_key(pkt.daddr, pkt.dport, masq_addr, port_be, pkt.proto);
@@ -146,7 +345,7 @@ fn allocate(pkt: &Packet, masq_addr: u32, now: u64, closing: u8) -> Option<SnatV
             return Some(SnatValue {
                 addr_be: masq_addr,
                 port_be,
-                flags: closing,
+                flags: 0,
                 _pad: 0,
                 last_seen_ns: now,
             });
@@ -155,51 +354,132 @@ fn allocate(pkt: &Packet, masq_addr: u32, now: u64, closing: u8) -> Option<SnatV
     None
 }
 
-/// Whether `port` is published on `addr` or on every address, so replies
-/// to it would be taken for a published flow.
+/// Whether a socket of the host holds `masq_addr:port_be` for the
+/// packet's destination: connected to it, or bound (listening) there.
+/// Such a port would steal the host's own replies.
 #[inline(always)]
-fn published(addr: u32, port_be: u16, proto: u8) -> bool {
-    let mut key = PubKey {
-        addr_be: addr,
-        port_be,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: presence is all we read.
-    if unsafe { NA_PUB4_V1.get(&key) }.is_some() {
-        return true;
+fn host_socket(ctx: &TcContext, pkt: &Packet, masq_addr: u32, port_be: u16) -> bool {
+    if pkt.proto != IPPROTO_TCP && pkt.proto != IPPROTO_UDP {
+        return false;
     }
-    key.addr_be = 0;
-    // SAFETY: as above.
-    unsafe { NA_PUB4_V1.get(&key) }.is_some()
+    // SAFETY: an all-zero tuple is valid; the IPv4 variant is filled.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // SAFETY: writing the IPv4 variant of a zeroed union.
+    unsafe {
+        let t = &mut tuple.__bindgen_anon_1.ipv4;
+        t.saddr = pkt.daddr;
+        t.daddr = masq_addr;
+        t.sport = pkt.dport;
+        t.dport = port_be;
+    }
+    let size = core::mem::size_of::<u32>() as u32 * 3;
+    let netns = BPF_F_CURRENT_NETNS as u64;
+    // SAFETY: tuple is valid for `size` bytes (the IPv4 variant); a
+    // returned socket is released at once.
+    unsafe {
+        let sk = if pkt.proto == IPPROTO_TCP {
+            bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, netns, 0)
+        } else {
+            bpf_sk_lookup_udp(ctx.as_ptr(), &mut tuple, size, netns, 0)
+        };
+        if sk.is_null() {
+            return false;
+        }
+        bpf_sk_release(sk.cast());
+    }
+    true
 }
 
-/// Whether a flow entry has been idle past its timeout.
+/// Whether a flow entry has been idle past the timeout of its state.
 #[inline(always)]
-fn expired(entry: &SnatValue, proto: u8, now: u64) -> bool {
-    let timeout = if proto != IPPROTO_TCP {
-        SNAT_UDP_TIMEOUT_NS
-    } else if entry.flags & SNAT_F_CLOSING != 0 {
-        SNAT_TCP_CLOSING_TIMEOUT_NS
-    } else {
-        SNAT_TCP_TIMEOUT_NS
+pub fn expired(entry: &SnatValue, proto: u8, now: u64) -> bool {
+    let replied = entry.flags & SNAT_F_REPLIED != 0;
+    let timeout = match proto {
+        IPPROTO_TCP => {
+            if entry.flags & SNAT_F_RST != 0 {
+                SNAT_TCP_RST_TIMEOUT_NS
+            } else if entry.flags & SNAT_F_CLOSING != 0 {
+                SNAT_TCP_CLOSING_TIMEOUT_NS
+            } else if replied {
+                SNAT_TCP_ESTABLISHED_TIMEOUT_NS
+            } else {
+                SNAT_TCP_SYN_SENT_TIMEOUT_NS
+            }
+        }
+        IPPROTO_UDP if replied => SNAT_UDP_REPLIED_TIMEOUT_NS,
+        IPPROTO_UDP => SNAT_UDP_UNREPLIED_TIMEOUT_NS,
+        _ => SNAT_ICMP_TIMEOUT_NS,
     };
     now.wrapping_sub(entry.last_seen_ns) > timeout
 }
 
-/// [`SNAT_F_CLOSING`] if the packet is a TCP FIN or RST.
+/// The state bits a packet sets on its flow: FIN, RST.
 #[inline(always)]
-fn closing_flag(pkt: &Packet) -> u8 {
-    if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & TCP_FIN_RST != 0 {
-        SNAT_F_CLOSING
-    } else {
-        0
+pub fn state_flags(pkt: &Packet) -> u8 {
+    if pkt.proto != IPPROTO_TCP {
+        return 0;
+    }
+    let mut flags = 0;
+    if pkt.tcp_flags & TCP_FIN != 0 {
+        flags |= SNAT_F_CLOSING;
+    }
+    if pkt.tcp_flags & TCP_RST != 0 {
+        flags |= SNAT_F_RST;
+    }
+    flags
+}
+
+/// Whether the container may open one more unanswered flow to the
+/// destination in the current window.
+#[inline(always)]
+fn share_allows(key: &ShareKey, share: u32, now: u64) -> bool {
+    // SAFETY: copied out at once.
+    match unsafe { NA_SHARE4_V1.get(key) } {
+        Some(v) => {
+            now.wrapping_sub(v.window_start_ns) > SNAT_SHARE_WINDOW_NS || v.unanswered < share
+        }
+        None => true,
+    }
+}
+
+/// Counts a new unanswered flow against the container's share (a new
+/// window starts when the last one is over).
+#[inline(always)]
+fn share_take(key: &ShareKey, now: u64) {
+    if let Some(v) = NA_SHARE4_V1.get_ptr_mut(key) {
+        // SAFETY: as in `outbound`.
+        let v = unsafe { &mut *v };
+        if now.wrapping_sub(v.window_start_ns) > SNAT_SHARE_WINDOW_NS {
+            v.window_start_ns = now;
+            v.unanswered = 1;
+        } else {
+            v.unanswered += 1;
+        }
+        return;
+    }
+    let v = ShareValue {
+        window_start_ns: now,
+        unanswered: 1,
+        _pad: 0,
+    };
+    let _ = NA_SHARE4_V1.insert(key, &v, u64::from(BPF_ANY));
+}
+
+/// An answered flow no longer counts against its container's share.
+#[inline(always)]
+fn share_release(key: &ShareKey) {
+    if let Some(v) = NA_SHARE4_V1.get_ptr_mut(key) {
+        // SAFETY: as in `outbound`.
+        let v = unsafe { &mut *v };
+        if v.unanswered > 0 {
+            v.unanswered -= 1;
+        }
     }
 }
 
 /// Monotonic nanoseconds.
 #[inline(always)]
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     // SAFETY: no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }

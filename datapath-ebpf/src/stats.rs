@@ -2,9 +2,12 @@
 //! Per-CPU counters. Plain `+=` is safe: each CPU owns its slot, and the
 //! programs run with preemption off in softirq context.
 
-use datapath_common::Event;
+use datapath_common::{Event, NO_STATS_SLOT};
 
-use crate::maps::{NA_EVENTS_V2, NA_PUBSTAT_V1};
+use crate::{
+    maps::{NA_EVENTS_V2, NA_PUBSTAT_V1},
+    verdict::{TC_DROP, XDP_DROPPED},
+};
 
 /// Counts one occurrence of `event`.
 #[inline(always)]
@@ -13,6 +16,20 @@ pub fn count(event: Event) {
         // SAFETY: the pointer is this CPU's slot; no other writer exists.
         unsafe { *p += 1 };
     }
+}
+
+/// Counts a drop by its reason and returns TC's drop verdict.
+#[inline(always)]
+pub fn tc_drop(reason: Event) -> i32 {
+    count(reason);
+    TC_DROP
+}
+
+/// Counts a drop by its reason and returns XDP's drop verdict.
+#[inline(always)]
+pub fn xdp_drop(reason: Event) -> u32 {
+    count(reason);
+    XDP_DROPPED
 }
 
 /// Which way a packet of a publication's flow travels.
@@ -24,12 +41,17 @@ pub enum Direction {
     Reverse,
 }
 
-/// Adds one packet of `bytes` to the publication's counters.
+/// Adds one packet of `bytes` to the publication's counters
+/// ([`NO_STATS_SLOT`]: none).
 #[inline(always)]
-pub fn count_publication(slot: u32, dir: Direction, bytes: u64) {
+pub fn count_publication(slot: u32, dir: Direction, bytes: u16) {
+    if slot == NO_STATS_SLOT {
+        return;
+    }
     if let Some(p) = NA_PUBSTAT_V1.get_ptr_mut(slot) {
         // SAFETY: as in `count`.
         let s = unsafe { &mut *p };
+        let bytes = u64::from(bytes);
         match dir {
             Direction::Forward => {
                 s.fwd_packets += 1;
@@ -40,15 +62,5 @@ pub fn count_publication(slot: u32, dir: Direction, bytes: u64) {
                 s.rev_bytes += bytes;
             }
         }
-    }
-}
-
-/// Counts why a packet was skipped (plain non-IPv4/TCP/UDP is not counted).
-#[inline(always)]
-pub fn count_skip(skip: crate::parse::Skip) {
-    match skip {
-        crate::parse::Skip::NotOurs => {}
-        crate::parse::Skip::Fragment => count(Event::PassFragment),
-        crate::parse::Skip::Malformed => count(Event::PassMalformed),
     }
 }

@@ -10,6 +10,16 @@ pub use datapath_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// Destination unreachable codes.
+pub const ICMP_PORT_UNREACH: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+/// TCP flag bits.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// RFC 1071 Internet checksum of `data` added to `initial` (not complemented).
 pub fn sum16(data: &[u8], initial: u32) -> u32 {
@@ -69,7 +79,14 @@ pub struct FrameSpec {
     pub ip_options: Vec<u8>,
     /// The IPv4 flags + fragment offset field.
     pub frag_off: u16,
+    /// The IPv4 identification field.
+    pub ip_id: u16,
+    pub ttl: u8,
     pub csum: L4Csum,
+    /// TCP flags, sequence and acknowledgement numbers.
+    pub tcp_flags: u8,
+    pub seq: u32,
+    pub ack: u32,
 }
 
 impl FrameSpec {
@@ -101,8 +118,21 @@ impl FrameSpec {
             payload: payload.to_vec(),
             ip_options: Vec::new(),
             frag_off: 0x4000, // DF
+            ip_id: 0x1234,
+            ttl: 64,
             csum: L4Csum::Valid,
+            tcp_flags: TCP_SYN,
+            seq: 1,
+            ack: 0,
         }
+    }
+
+    /// The same packet with other TCP flags and numbers.
+    pub fn tcp_with(mut self, flags: u8, seq: u32, ack: u32) -> Self {
+        self.tcp_flags = flags;
+        self.seq = seq;
+        self.ack = ack;
+        self
     }
 
     /// The L4 segment (header + payload) with its checksum field filled.
@@ -112,9 +142,9 @@ impl FrameSpec {
         l4.extend_from_slice(&self.dport.to_be_bytes());
         let csum_off = match self.proto {
             IPPROTO_TCP => {
-                l4.extend_from_slice(&1u32.to_be_bytes()); // seq
-                l4.extend_from_slice(&0u32.to_be_bytes()); // ack
-                l4.extend_from_slice(&[0x50, 0x02]); // doff 5, SYN
+                l4.extend_from_slice(&self.seq.to_be_bytes());
+                l4.extend_from_slice(&self.ack.to_be_bytes());
+                l4.extend_from_slice(&[0x50, self.tcp_flags]); // doff 5
                 l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]); // window, csum, urg
                 16
             }
@@ -170,9 +200,9 @@ impl FrameSpec {
         f.push(0x40 | (ihl / 4) as u8);
         f.push(0);
         f.extend_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
-        f.extend_from_slice(&0x1234u16.to_be_bytes());
+        f.extend_from_slice(&self.ip_id.to_be_bytes());
         f.extend_from_slice(&self.frag_off.to_be_bytes());
-        f.push(64);
+        f.push(self.ttl);
         f.push(self.proto);
         f.extend_from_slice(&[0, 0]);
         f.extend_from_slice(&self.src.octets());
@@ -310,6 +340,233 @@ pub fn non_ip_frame(ethertype: u16, len: usize) -> Vec<u8> {
     f
 }
 
+/// An IPv4 header checksum computed from scratch (the field zeroed).
+pub fn ip_header_csum(header: &[u8]) -> u16 {
+    let mut h = header.to_vec();
+    h[10] = 0;
+    h[11] = 0;
+    !fold(sum16(&h, 0))
+}
+
+/// An ICMP error frame from `src` to `dst` quoting the first `quote` bytes
+/// of `quoted` (an Ethernet frame; its IPv4 packet is what is quoted).
+/// `rest` is the second word of the ICMP header (the MTU for
+/// "fragmentation needed", in its low 16 bits).
+pub fn icmp_error(
+    src: &str,
+    dst: &str,
+    ty: u8,
+    code: u8,
+    rest: u32,
+    quoted: &[u8],
+    quote: usize,
+) -> Vec<u8> {
+    let inner = &quoted[14..];
+    let inner = &inner[..quote.min(inner.len())];
+    let mut icmp = vec![ty, code, 0, 0];
+    icmp.extend_from_slice(&rest.to_be_bytes());
+    icmp.extend_from_slice(inner);
+    let csum = !fold(sum16(&icmp, 0));
+    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    let src: Ipv4Addr = src.parse().expect("src");
+    let dst: Ipv4Addr = dst.parse().expect("dst");
+    f.extend_from_slice(&[0x45, 0xc0]);
+    f.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, IPPROTO_ICMP, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let c = ip_header_csum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// An ICMP error as found, every checksum verified from scratch: the
+/// outer IPv4 header, the ICMP message, the quoted IPv4 header, and the
+/// quoted L4 checksum when the whole quoted datagram is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedError {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ty: u8,
+    pub code: u8,
+    pub inner_src: Ipv4Addr,
+    pub inner_dst: Ipv4Addr,
+    pub inner_proto: u8,
+    pub inner_sport: u16,
+    pub inner_dport: u16,
+    /// Whether the quoted L4 checksum could be (and was) verified.
+    pub inner_l4_verified: bool,
+}
+
+pub fn verify_icmp_error(frame: &[u8]) -> Result<CheckedError, String> {
+    if frame.len() < 14 + 20 + 8 + 20 + 8 || frame[12..14] != ETH_P_IP.to_be_bytes() {
+        return Err("not an IPv4 frame with an ICMP error".into());
+    }
+    let ip = &frame[14..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if fold(sum16(&ip[..ihl], 0)) != 0xffff {
+        return Err("bad outer IPv4 header checksum".into());
+    }
+    if ip[9] != IPPROTO_ICMP {
+        return Err("not ICMP".into());
+    }
+    let icmp = &ip[ihl..tot];
+    if fold(sum16(icmp, 0)) != 0xffff {
+        return Err("bad ICMP checksum".into());
+    }
+    let inner = &icmp[8..];
+    let iihl = usize::from(inner[0] & 0x0f) * 4;
+    if fold(sum16(&inner[..iihl], 0)) != 0xffff {
+        return Err("bad quoted IPv4 header checksum".into());
+    }
+    let itot = usize::from(u16::from_be_bytes([inner[2], inner[3]]));
+    let iproto = inner[9];
+    let isrc = Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
+    let idst = Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
+    let l4 = &inner[iihl..];
+    let (sport, dport) = if iproto == IPPROTO_ICMP {
+        let id = u16::from_be_bytes([l4[4], l4[5]]);
+        if l4[0] == ICMP_ECHO_REQUEST {
+            (id, 0)
+        } else {
+            (0, id)
+        }
+    } else {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
+    };
+    let whole = inner.len() >= itot;
+    let mut inner_l4_verified = false;
+    if whole {
+        let l4 = &inner[iihl..itot];
+        let pseudo = if iproto == IPPROTO_ICMP {
+            0
+        } else {
+            pseudo_sum(isrc, idst, iproto, l4.len() as u16)
+        };
+        let udp_none = iproto == IPPROTO_UDP && l4[6] == 0 && l4[7] == 0;
+        if !udp_none && fold(sum16(l4, pseudo)) != 0xffff {
+            return Err("bad quoted L4 checksum".into());
+        }
+        inner_l4_verified = !udp_none;
+    }
+    Ok(CheckedError {
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        ty: icmp[0],
+        code: icmp[1],
+        inner_src: isrc,
+        inner_dst: idst,
+        inner_proto: iproto,
+        inner_sport: sport,
+        inner_dport: dport,
+        inner_l4_verified,
+    })
+}
+
+/// Splits an IPv4 frame into fragments carrying at most `max_payload`
+/// bytes each (rounded down to a multiple of 8), as a sender would.
+pub fn fragment(frame: &[u8], max_payload: usize) -> Vec<Vec<u8>> {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let payload = &frame[14 + ihl..];
+    let step = max_payload / 8 * 8;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + step).min(payload.len());
+        let more = end < payload.len();
+        let mut f = frame[..14 + ihl].to_vec();
+        f.extend_from_slice(&payload[off..end]);
+        let tot = (ihl + end - off) as u16;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&(flags | (off / 8) as u16).to_be_bytes());
+        let c = ip_header_csum(&f[14..14 + ihl]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+/// Reassembles fragments (in any order) into one frame, checking that
+/// every fragment's header checksum is valid and that they agree on the
+/// addresses, protocol and ID.
+pub fn reassemble(fragments: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let first = fragments
+        .iter()
+        .find(|f| u16::from_be_bytes([f[20], f[21]]) & 0x1fff == 0)
+        .ok_or("no first fragment")?;
+    let ihl = usize::from(first[14] & 0x0f) * 4;
+    let mut payload: Vec<(usize, Vec<u8>)> = Vec::new();
+    for f in fragments {
+        if fold(sum16(&f[14..14 + ihl], 0)) != 0xffff {
+            return Err("bad fragment header checksum".into());
+        }
+        if f[26..34] != first[26..34] || f[18..20] != first[18..20] || f[23] != first[23] {
+            return Err("fragments disagree on addresses, ID or protocol".into());
+        }
+        let off = usize::from(u16::from_be_bytes([f[20], f[21]]) & 0x1fff) * 8;
+        let tot = usize::from(u16::from_be_bytes([f[16], f[17]]));
+        payload.push((off, f[14 + ihl..14 + tot].to_vec()));
+    }
+    payload.sort();
+    let mut whole = first[..14 + ihl].to_vec();
+    for (off, bytes) in payload {
+        if off != whole.len() - 14 - ihl {
+            return Err(format!("hole or overlap at offset {off}"));
+        }
+        whole.extend_from_slice(&bytes);
+    }
+    let tot = (whole.len() - 14) as u16;
+    whole[16..18].copy_from_slice(&tot.to_be_bytes());
+    whole[20..22].copy_from_slice(&0u16.to_be_bytes());
+    let c = ip_header_csum(&whole[14..14 + ihl]);
+    whole[24..26].copy_from_slice(&c.to_be_bytes());
+    Ok(whole)
+}
+
+/// An ARP packet (IPv4 over Ethernet) from `sha`/`spa`, asking for `tpa`.
+pub fn arp_request(sha: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
+    let spa: Ipv4Addr = spa.parse().expect("spa");
+    let tpa: Ipv4Addr = tpa.parse().expect("tpa");
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+/// A raw IPv4 frame of another protocol (e.g. GRE, 47) with `payload`.
+pub fn ipv4_raw(src: &str, dst: &str, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let src: Ipv4Addr = src.parse().expect("src");
+    let dst: Ipv4Addr = dst.parse().expect("dst");
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]);
+    f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let c = ip_header_csum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +591,32 @@ mod tests {
         let mut udp = FrameSpec::udp("10.0.0.1", 1, "10.0.0.2", 2, b"odd");
         udp.csum = L4Csum::Zero;
         assert_eq!(verify(&udp.build()).unwrap().l4_csum, 0);
+    }
+
+    #[test]
+    fn icmp_errors_and_fragments_round_trip() {
+        let quoted = FrameSpec::udp("10.0.0.1", 1234, "10.0.0.2", 53, &[7; 40]).build();
+        let err = icmp_error("10.0.0.9", "10.0.0.1", 3, 3, 0, &quoted, 1000);
+        let checked = verify_icmp_error(&err).unwrap();
+        assert!(checked.inner_l4_verified);
+        assert_eq!((checked.inner_sport, checked.inner_dport), (1234, 53));
+        let short = icmp_error("10.0.0.9", "10.0.0.1", 3, 3, 0, &quoted, 28);
+        assert!(!verify_icmp_error(&short).unwrap().inner_l4_verified);
+        let mut bad = err.clone();
+        bad[14 + 20 + 8 + 12] ^= 1;
+        assert!(verify_icmp_error(&bad).is_err());
+
+        let big = FrameSpec::udp("10.0.0.1", 1, "10.0.0.2", 2, &[9; 4000]).build();
+        let frags = fragment(&big, 1480);
+        assert_eq!(frags.len(), 3);
+        let mut shuffled = frags.clone();
+        shuffled.reverse();
+        let whole = reassemble(&shuffled).unwrap();
+        let mut want = big.clone();
+        want[20..22].copy_from_slice(&0u16.to_be_bytes());
+        let c = ip_header_csum(&want[14..34]);
+        want[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(whole, want);
+        verify(&whole).unwrap();
     }
 }

@@ -6,12 +6,15 @@
 use std::mem::size_of;
 
 use datapath_common::{
-    CtKey, CtValue, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, LocalAddr, MAX_ENDPOINTS,
-    MAX_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_PUBLICATIONS, MAX_SNAT_ENTRIES, MasqAddr,
-    PubKey, PubStats, PubValue, SnatKey, SnatValue, map_names, prog_names,
+    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, FragKey,
+    FragValue, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
+    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
+    MAX_SNAT_ENTRIES, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey,
+    ShareValue, SnatKey, SnatValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 
@@ -30,11 +33,53 @@ fn maps_and_programs_match_the_common_abi() {
             MAX_PUBLICATIONS,
         ),
         (
-            map_names::CONNTRACK,
+            map_names::CT_TCP,
             BPF_MAP_TYPE_LRU_HASH,
             size_of::<CtKey>(),
             size_of::<CtValue>(),
             MAX_FLOWS,
+        ),
+        (
+            map_names::CT_SYN,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey>(),
+            size_of::<CtValue>(),
+            MAX_EMBRYONIC_FLOWS,
+        ),
+        (
+            map_names::CT_UDP,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey>(),
+            size_of::<CtValue>(),
+            MAX_UDP_FLOWS,
+        ),
+        (
+            map_names::FRAGMENTS,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<FragKey>(),
+            size_of::<FragValue>(),
+            MAX_FRAGMENTS,
+        ),
+        (
+            map_names::SHARES,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<ShareKey>(),
+            size_of::<ShareValue>(),
+            MAX_SHARES,
+        ),
+        (
+            map_names::OPEN_PORTS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<OpenPort>(),
+            size_of::<u32>(),
+            MAX_OPEN_PORTS,
+        ),
+        (
+            map_names::CONFIG,
+            BPF_MAP_TYPE_ARRAY,
+            size_of::<u32>(),
+            size_of::<DatapathConfig>(),
+            1,
         ),
         (
             map_names::LOCAL_ADDRS,
@@ -111,6 +156,12 @@ fn maps_and_programs_match_the_common_abi() {
         expected.len(),
         "the agent pins every map"
     );
+    for retired in map_names::RETIRED {
+        assert!(
+            !obj.maps.contains_key(*retired),
+            "{retired} is retired but still in the object"
+        );
+    }
 
     for name in [
         prog_names::XDP_INGRESS,
@@ -135,6 +186,12 @@ fn event_table_is_dense_and_named() {
     for (i, event) in Event::ALL.iter().enumerate() {
         assert_eq!(*event as usize, i, "{event:?} out of order in Event::ALL");
         assert!(!event.name().is_empty() && event.name() != "count");
+        assert_eq!(
+            event.is_drop(),
+            event.name().starts_with("drop_"),
+            "{event:?}: drop events are named drop_*"
+        );
+        assert_eq!(event.is_retired(), event.name().starts_with("unused_"));
     }
     assert_eq!(Event::ALL.len(), Event::Count as usize);
     assert!(

@@ -22,7 +22,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -31,10 +31,11 @@ use aya::{
     },
 };
 use datapath_common::{
-    EndpointAddr, EndpointIface, Event, LocalAddr, MasqAddr, PubKey, PubStats, PubValue,
+    DatapathConfig, EndpointAddr, EndpointIface, Event, LocalAddr, MasqAddr, OpenPort, PubKey,
+    PubStats, PubValue,
     map_names::{
-        CONNTRACK, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS, MASQ_ADDRS, PUB_STATS,
-        PUBLICATIONS, SNAT,
+        CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, FRAGMENTS,
+        LOCAL_ADDRS, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES, SNAT,
     },
     prog_names::{TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -47,9 +48,11 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 15] = [
     PUBLICATIONS,
-    CONNTRACK,
+    CT_TCP,
+    CT_SYN,
+    CT_UDP,
     LOCAL_ADDRS,
     PUB_STATS,
     EVENTS,
@@ -57,6 +60,10 @@ pub const MAP_NAMES: [&str; 9] = [
     ENDPOINT_ADDRS,
     SNAT,
     MASQ_ADDRS,
+    FRAGMENTS,
+    SHARES,
+    OPEN_PORTS,
+    CONFIG,
 ];
 
 /// How the XDP program is attached (`netagent daemon --xdp-mode`).
@@ -159,6 +166,8 @@ pub struct BpfDatapath {
     endpoint_ifaces: HashMap<MapData, u32, EndpointIface>,
     endpoint_addrs: HashMap<MapData, u32, EndpointAddr>,
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
+    open_ports: HashMap<MapData, OpenPort, u32>,
+    config: Array<MapData, DatapathConfig>,
     /// Held so their descriptors stay open while the agent runs.
     links: Vec<PinnedLink>,
     /// The same for endpoint links, by host-side interface name, so a
@@ -180,6 +189,7 @@ impl BpfDatapath {
             "creating pin directory {}",
             pins.maps().display()
         )))?;
+        remove_retired_pins(&pins)?;
         let map_paths: Vec<(&str, PathBuf)> = MAP_NAMES.iter().map(|&n| (n, pins.map(n))).collect();
         let mut loader = EbpfLoader::new();
         for (name, path) in &map_paths {
@@ -212,6 +222,8 @@ impl BpfDatapath {
         let endpoint_addrs =
             HashMap::try_from(take(ENDPOINT_ADDRS)?).map_err(map_err(ENDPOINT_ADDRS))?;
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
+        let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
+        let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
         Ok(Self {
             ebpf,
             pins,
@@ -222,6 +234,8 @@ impl BpfDatapath {
             endpoint_ifaces,
             endpoint_addrs,
             masq_addrs,
+            open_ports,
+            config,
             links: Vec::new(),
             endpoint_links: std::collections::HashMap::new(),
         })
@@ -436,6 +450,20 @@ fn attach_pinned<P>(
         .map_err(|e| DatapathError::Other(format!("pinning {}: {e}", path.display())))
 }
 
+/// Removes the pins of maps an earlier version used and this one does
+/// not (a layout change renames a map), so they do not linger in bpffs.
+fn remove_retired_pins(pins: &PinDir) -> Result<(), DatapathError> {
+    for name in RETIRED {
+        let path = pins.map(name);
+        match fs::remove_file(&path) {
+            Ok(()) => info!(map = name, "removed the pin of a retired map"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("unpinning {}", path.display()))(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure `dir` is on a bpffs, mounting one there if not (for example
 /// when the agent runs under `ip netns exec`, which remounts /sys).
 fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
@@ -549,6 +577,7 @@ impl Datapath for BpfDatapath {
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
         Event::ALL
             .iter()
+            .filter(|e| !e.is_retired())
             .map(|&event| {
                 let values = self
                     .events
@@ -572,6 +601,17 @@ impl Datapath for BpfDatapath {
             })
             .collect();
         replace_all(&mut self.local_addrs, wanted, "the local-address map")
+    }
+
+    fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
+        self.config
+            .set(0, config, 0)
+            .map_err(map_err("writing the datapath config"))
+    }
+
+    fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError> {
+        let wanted = ports.iter().map(|p| (*p, 1u32)).collect();
+        replace_all(&mut self.open_ports, wanted, "the open-port map")
     }
 
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {

@@ -6,7 +6,9 @@ use std::{
     net::Ipv4Addr,
 };
 
-use datapath_common::{EndpointAddr, EndpointIface, Event, PubKey, PubStats, PubValue};
+use datapath_common::{
+    DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
+};
 
 use super::{Datapath, DatapathError};
 
@@ -20,6 +22,8 @@ pub struct FakeDatapath {
     pub endpoint_addrs: BTreeMap<Ipv4Addr, EndpointAddr>,
     /// Host-side interfaces with the isolation program attached.
     pub attached: BTreeSet<String>,
+    pub config: DatapathConfig,
+    pub open_ports: BTreeSet<(u32, u16, u8)>,
     /// Maximum number of publications; `None` = unlimited.
     pub capacity: Option<usize>,
     /// When set, every write fails (simulates a broken kernel map).
@@ -81,7 +85,26 @@ impl Datapath for FakeDatapath {
     }
 
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
-        Ok(Event::ALL.iter().map(|&e| (e, 0)).collect())
+        Ok(Event::ALL
+            .iter()
+            .filter(|e| !e.is_retired())
+            .map(|&e| (e, 0))
+            .collect())
+    }
+
+    fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
+        self.check_writes()?;
+        self.config = *config;
+        Ok(())
+    }
+
+    fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError> {
+        self.check_writes()?;
+        self.open_ports = ports
+            .iter()
+            .map(|p| (p.addr_be, p.port_be, p.proto))
+            .collect();
+        Ok(())
     }
 
     fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {

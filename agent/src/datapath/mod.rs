@@ -6,7 +6,9 @@ pub mod fake;
 
 use std::net::Ipv4Addr;
 
-use datapath_common::{EndpointAddr, EndpointIface, Event, PubKey, PubStats, PubValue};
+use datapath_common::{
+    DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
+};
 
 /// Errors from the datapath. `op` names what was being done. Sources are
 /// boxed: aya's errors are large and these travel up every call.
@@ -53,8 +55,14 @@ pub trait Datapath: Send {
     fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError>;
     /// A counter slot summed over CPUs.
     fn stats(&self, slot: u32) -> Result<PubStats, DatapathError>;
-    /// Datapath event counters summed over CPUs, in `Event::ALL` order.
+    /// Datapath event counters summed over CPUs, in `Event::ALL` order
+    /// (retired numbers left out).
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError>;
+    /// Writes the datapath's settings (masquerade ports and share).
+    fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError>;
+    /// Makes the open-port map (container ports reachable by direct
+    /// routing on `routed` networks) hold exactly `ports`.
+    fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError>;
     /// Makes the local-address map hold exactly `addrs` (address, ifindex).
     fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError>;
     /// Makes the masquerade-address map hold exactly `addrs` (served

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! The programs on the interfaces the agent serves (the host's uplinks):
+//! what arrives from outside and what leaves.
+//!
+//! In (XDP, then TC ingress): DNAT to published ports, replies to
+//! masqueraded flows, ICMP errors and later fragments of those, each
+//! delivered straight to its container (fwd.rs). Anything else for a
+//! container address is dropped (`drop_unpublished`): nothing from outside
+//! reaches a container unless it was translated, or its network is
+//! `routed` and the port is published there. The rest is the host's.
+//!
+//! Out (TC egress): replies of published flows get their published source
+//! back, containers' packets are masqueraded, ICMP errors and later
+//! fragments of those follow. A container's packet that cannot be
+//! translated is dropped and counted, never sent with its private source
+//! (unless its network is `routed`, where container addresses are meant
+//! to be seen).
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    helpers::generated::bpf_xdp_adjust_meta,
+    programs::{TcContext, XdpContext},
+};
+use datapath_common::{
+    EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, IPPROTO_UDP, NET_F_ROUTED,
+    NO_STATS_SLOT, OpenPort, PubValue, SNAT_F_IDENTITY, SnatValue, XDP_TRANSLATED_MARK,
+};
+
+use crate::{
+    csum, ct, frag, fwd,
+    hdr::{FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF, IP_SRC_OFF, read},
+    icmp::{self, Untranslated},
+    maps::{NA_EPADDR4_V1, NA_MASQ4_V1, NA_OPEN4_V1},
+    nat,
+    parse::{self, Frag, Ipv4, Packet, Skip},
+    rewrite::{self, Nat, TcBackend, XdpBackend},
+    skb,
+    snat::{self, Refused},
+    stats::{self, Direction, tc_drop, xdp_drop},
+    verdict::{TC_NEXT, XDP_NEXT},
+};
+
+/// XDP: DNAT of published TCP/UDP packets whose L4 checksum is complete
+/// (everything from a real wire), before the kernel builds an skb. The
+/// rest (fragments, ICMP, CHECKSUM_PARTIAL seeds, packets it cannot tag)
+/// is left untouched to TC ingress. Always passes to the stack: TC
+/// ingress then delivers what XDP translated.
+#[inline(always)]
+pub fn xdp_ingress(ctx: &XdpContext) -> u32 {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let Ok(ip) = parse::ipv4(data, data_end, data_end - data) else {
+        return XDP_NEXT;
+    };
+    if ip.frag != Frag::Whole {
+        return XDP_NEXT;
+    }
+    let Ok(pkt) = parse::flow(data, data_end, &ip) else {
+        return XDP_NEXT;
+    };
+    // Refusals are counted once, by TC ingress, which sees this packet next.
+    let Ok(target) = nat::find(pkt.daddr, pkt.dport, pkt.proto) else {
+        return XDP_NEXT;
+    };
+    let has_l4_csum = !(pkt.proto == IPPROTO_UDP && pkt.l4_csum == 0);
+    if has_l4_csum && pkt.l4_csum == csum::partial_seed(pkt.saddr, pkt.daddr, pkt.proto, pkt.l4_len)
+    {
+        stats::count(Event::XdpDeferred);
+        return XDP_NEXT;
+    }
+    // Tag first: a packet translated but untagged would be taken for an
+    // untranslated one by TC ingress.
+    if !mark_translated(ctx) {
+        stats::count(Event::XdpNoMeta);
+        return XDP_NEXT;
+    }
+    let mut b = XdpBackend {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+    };
+    if Nat::destination(&pkt, target.addr_be, target.port_be)
+        .apply(&mut b)
+        .is_err()
+    {
+        return xdp_drop(Event::DropRewriteFailed);
+    }
+    ct::track_forward(&pkt, &target);
+    stats::count(Event::XdpDnat);
+    stats::count_publication(target.stats_slot, Direction::Forward, pkt.ip.tot_len);
+    XDP_NEXT
+}
+
+/// Tags the packet's metadata so TC ingress knows it is translated.
+/// False if the driver gives no metadata room (the packet must then be
+/// left to TC). Invalidates packet pointers.
+#[inline(always)]
+fn mark_translated(ctx: &XdpContext) -> bool {
+    // SAFETY: the helper only moves data_meta within the headroom.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(size_of::<u32>() as i32)) } != 0 {
+        return false;
+    }
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + size_of::<u32>() > data {
+        return false;
+    }
+    // SAFETY: bounds checked against data just above; metadata is 4-aligned.
+    unsafe { *(meta as *mut u32) = XDP_TRANSLATED_MARK };
+    true
+}
+
+/// TC ingress of a served interface.
+#[inline(always)]
+pub fn tc_ingress(ctx: &TcContext) -> i32 {
+    let marked = skb::translated_by_xdp(ctx);
+    skb::pull(ctx, FLOW_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let ip = match parse::ipv4(data, data_end, ctx.len() as usize) {
+        Ok(ip) => ip,
+        Err(Skip::Malformed) => {
+            stats::count(Event::PassMalformed);
+            return TC_NEXT;
+        }
+        Err(_) => return TC_NEXT,
+    };
+    if marked {
+        return fwd::to_endpoint(ctx, &ip, ip.daddr);
+    }
+    if nat::is_loopback(ip.daddr) {
+        stats::count(Event::PassLoopbackDst);
+        return TC_NEXT;
+    }
+    if ip.frag == Frag::Later {
+        return later_fragment_in(ctx, &ip);
+    }
+    if parse::is_icmp_error(data, data_end, &ip) {
+        return icmp_error_in(ctx, &ip);
+    }
+    let pkt = match parse::flow(data, data_end, &ip) {
+        Ok(pkt) => pkt,
+        Err(_) => return guard_in(ctx, &ip, None),
+    };
+    if let Some(target) = nat::lookup(pkt.daddr, pkt.dport, pkt.proto) {
+        return dnat(ctx, &pkt, &target);
+    }
+    if let Some(to) = snat::reply(&pkt) {
+        return masquerade_reply(ctx, &pkt, &to);
+    }
+    guard_in(ctx, &ip, Some(&pkt))
+}
+
+#[inline(always)]
+fn dnat(ctx: &TcContext, pkt: &Packet, target: &PubValue) -> i32 {
+    let nat = Nat::destination(pkt, target.addr_be, target.port_be);
+    if nat.apply(&mut TcBackend(ctx)).is_err() {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    ct::track_forward(pkt, target);
+    if pkt.ip.frag == Frag::First {
+        frag::record(&pkt.ip, FRAG_REWRITE_DST, target.addr_be, target.stats_slot);
+    }
+    stats::count(Event::TcDnat);
+    stats::count_publication(target.stats_slot, Direction::Forward, pkt.ip.tot_len);
+    fwd::to_endpoint(ctx, &pkt.ip, target.addr_be)
+}
+
+/// A reply to a masqueraded flow gets the container's address and port as
+/// its destination (an identity flow of a `routed` network keeps its own).
+#[inline(always)]
+fn masquerade_reply(ctx: &TcContext, pkt: &Packet, to: &SnatValue) -> i32 {
+    if to.flags & SNAT_F_IDENTITY != 0 {
+        stats::count(Event::RoutedIn);
+    } else {
+        let nat = Nat::destination(pkt, to.addr_be, to.port_be);
+        if nat.apply(&mut TcBackend(ctx)).is_err() {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        stats::count(Event::SnatReply);
+    }
+    if pkt.ip.frag == Frag::First {
+        frag::record(&pkt.ip, FRAG_REWRITE_DST, to.addr_be, NO_STATS_SLOT);
+    }
+    fwd::to_endpoint(ctx, &pkt.ip, to.addr_be)
+}
+
+#[inline(always)]
+fn later_fragment_in(ctx: &TcContext, ip: &Ipv4) -> i32 {
+    let Some(f) = frag::lookup(ip) else {
+        return guard_in(ctx, ip, None);
+    };
+    if f.rewrite != FRAG_REWRITE_DST {
+        return guard_in(ctx, ip, None);
+    }
+    if rewrite::address(&mut TcBackend(ctx), IP_DST_OFF, ip.daddr, f.addr_be).is_err() {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    stats::count(Event::FragTranslated);
+    stats::count_publication(f.stats_slot, Direction::Forward, ip.tot_len);
+    fwd::to_endpoint(ctx, ip, f.addr_be)
+}
+
+#[inline(always)]
+fn icmp_error_in(ctx: &TcContext, ip: &Ipv4) -> i32 {
+    skb::pull(ctx, ICMP_ERROR_HDR_LEN);
+    let Some(q) = parse::quoted(ctx.data(), ctx.data_end(), ip) else {
+        return guard_in(ctx, ip, None);
+    };
+    match icmp::translate_in(&mut TcBackend(ctx), ip, &q) {
+        Ok(to) => {
+            stats::count(Event::IcmpErrorIn);
+            fwd::to_endpoint(ctx, ip, to.addr_be)
+        }
+        Err(Untranslated::NoFlow) => guard_in(ctx, ip, None),
+        Err(Untranslated::Failed) => tc_drop(Event::DropRewriteFailed),
+    }
+}
+
+/// The last word on a packet from outside that nothing translated: to a
+/// container address, only a `routed` network's open ports (and pings)
+/// get in; everything else for a container is dropped. The rest is the
+/// host's.
+#[inline(always)]
+fn guard_in(ctx: &TcContext, ip: &Ipv4, pkt: Option<&Packet>) -> i32 {
+    // SAFETY: copied out at once.
+    let Some(ep) = (unsafe { NA_EPADDR4_V1.get(&ip.daddr) }).copied() else {
+        return TC_NEXT;
+    };
+    if ep.net.flags & NET_F_ROUTED != 0
+        && let Some(pkt) = pkt
+        && (pkt.is_echo_request() || open(pkt))
+    {
+        stats::count(Event::RoutedIn);
+        return fwd::to_endpoint(ctx, ip, ip.daddr);
+    }
+    if ip.frag == Frag::Later {
+        return tc_drop(Event::DropFragUntracked);
+    }
+    tc_drop(Event::DropUnpublished)
+}
+
+/// Whether the packet's destination port is open on its container.
+#[inline(always)]
+fn open(pkt: &Packet) -> bool {
+    let key = OpenPort {
+        addr_be: pkt.daddr,
+        port_be: pkt.dport,
+        proto: pkt.proto,
+        _pad: 0,
+    };
+    // SAFETY: presence is all we read.
+    unsafe { NA_OPEN4_V1.get(&key) }.is_some()
+}
+
+/// TC egress of a served interface.
+#[inline(always)]
+pub fn tc_egress(ctx: &TcContext) -> i32 {
+    skb::pull(ctx, FLOW_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let ip = match parse::ipv4(data, data_end, ctx.len() as usize) {
+        Ok(ip) => ip,
+        Err(Skip::Malformed) => return malformed_out(data, data_end),
+        Err(_) => return TC_NEXT,
+    };
+    // SAFETY: a reference into a map value the agent replaces whole.
+    let ctr: Option<&EndpointAddr> = unsafe { NA_EPADDR4_V1.get(&ip.saddr) };
+    // A container whose source must not leave as is.
+    let private = ctr.is_some_and(|e| e.net.flags & NET_F_ROUTED == 0);
+    if ip.frag == Frag::Later {
+        return later_fragment_out(ctx, &ip, private);
+    }
+    if parse::is_icmp_error(data, data_end, &ip) {
+        return icmp_error_out(ctx, &ip, private);
+    }
+    let Ok(pkt) = parse::flow(data, data_end, &ip) else {
+        return guard_out(private);
+    };
+    if let Some(orig) = ct::lookup_reply(&pkt) {
+        return reverse_nat(ctx, &pkt, orig.orig_addr_be, orig.orig_port_be, orig.stats_slot);
+    }
+    if ctr.is_none() {
+        return TC_NEXT;
+    }
+    if !private {
+        snat::identity(&pkt);
+        return TC_NEXT;
+    }
+    masquerade(ctx, &pkt)
+}
+
+/// A container's packet that cannot be translated is dropped; the host's
+/// own go on.
+#[inline(always)]
+fn guard_out(private: bool) -> i32 {
+    if private {
+        tc_drop(Event::DropUntranslatable)
+    } else {
+        TC_NEXT
+    }
+}
+
+/// Malformed IPv4 leaving: dropped if its source is a container's (as far
+/// as it can be read), left to the stack otherwise.
+#[inline(always)]
+fn malformed_out(data: usize, data_end: usize) -> i32 {
+    let Some(src) = read::<[u8; 4]>(data, data_end, IP_SRC_OFF) else {
+        return TC_NEXT;
+    };
+    // SAFETY: copied out at once.
+    match unsafe { NA_EPADDR4_V1.get(&u32::from_ne_bytes(src)) } {
+        Some(ep) => guard_out(ep.net.flags & NET_F_ROUTED == 0),
+        None => TC_NEXT,
+    }
+}
+
+/// A reply of a published flow gets the published address and port as its
+/// source, so the client sees what it connected to.
+#[inline(always)]
+fn reverse_nat(ctx: &TcContext, pkt: &Packet, addr: u32, port: u16, slot: u32) -> i32 {
+    if Nat::source(pkt, addr, port)
+        .apply(&mut TcBackend(ctx))
+        .is_err()
+    {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    if pkt.ip.frag == Frag::First {
+        frag::record(&pkt.ip, FRAG_REWRITE_SRC, addr, slot);
+    }
+    stats::count(Event::RevNat);
+    stats::count_publication(slot, Direction::Reverse, pkt.ip.tot_len);
+    TC_NEXT
+}
+
+/// SNAT of a container's packet: source becomes the interface's
+/// masquerade address and a flow port.
+#[inline(always)]
+fn masquerade(ctx: &TcContext, pkt: &Packet) -> i32 {
+    let ifindex = skb::ifindex(ctx);
+    // SAFETY: copied out at once.
+    let Some(masq) = (unsafe { NA_MASQ4_V1.get(&ifindex) }).copied() else {
+        return tc_drop(Event::DropNoMasqAddr);
+    };
+    let source = match snat::outbound(ctx, pkt, masq.addr_be) {
+        Ok(source) => source,
+        Err(Refused::NoFlow) => return tc_drop(Event::DropSnatNoFlow),
+        Err(Refused::Share) => return tc_drop(Event::DropSnatShare),
+        Err(Refused::NoPort) => return tc_drop(Event::DropSnatNoPort),
+    };
+    if Nat::source(pkt, source.addr_be, source.port_be)
+        .apply(&mut TcBackend(ctx))
+        .is_err()
+    {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    if pkt.ip.frag == Frag::First {
+        frag::record(&pkt.ip, FRAG_REWRITE_SRC, source.addr_be, NO_STATS_SLOT);
+    }
+    stats::count(Event::SnatOut);
+    TC_NEXT
+}
+
+#[inline(always)]
+fn later_fragment_out(ctx: &TcContext, ip: &Ipv4, private: bool) -> i32 {
+    let Some(f) = frag::lookup(ip) else {
+        return if private {
+            tc_drop(Event::DropFragUntracked)
+        } else {
+            TC_NEXT
+        };
+    };
+    if f.rewrite != FRAG_REWRITE_SRC {
+        return guard_out(private);
+    }
+    if rewrite::address(&mut TcBackend(ctx), IP_SRC_OFF, ip.saddr, f.addr_be).is_err() {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    stats::count(Event::FragTranslated);
+    stats::count_publication(f.stats_slot, Direction::Reverse, ip.tot_len);
+    TC_NEXT
+}
+
+#[inline(always)]
+fn icmp_error_out(ctx: &TcContext, ip: &Ipv4, private: bool) -> i32 {
+    skb::pull(ctx, ICMP_ERROR_HDR_LEN);
+    let Some(q) = parse::quoted(ctx.data(), ctx.data_end(), ip) else {
+        return guard_out(private);
+    };
+    match icmp::translate_out(&mut TcBackend(ctx), ip, &q) {
+        Ok(()) => {
+            stats::count(Event::IcmpErrorOut);
+            TC_NEXT
+        }
+        Err(Untranslated::NoFlow) => guard_out(private),
+        Err(Untranslated::Failed) => tc_drop(Event::DropRewriteFailed),
+    }
+}
