@@ -28,8 +28,7 @@ use crate::{
     ipam::{self, NetworkIpam},
     model::{
         Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, GatewayMode, Network, NetworkMode,
-        random_id,
-        valid_container_name, valid_network_name,
+        random_id, valid_container_name, valid_network_name,
     },
     portmap::{ExposedPorts, HostChoice, PortMapping},
     spec::{PortSpec, Proto},

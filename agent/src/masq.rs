@@ -36,7 +36,10 @@ pub struct MasqPorts(pub [PortRange; 2]);
 impl MasqPorts {
     /// 1024-65535 minus the ephemeral range `lo..=hi`.
     pub fn outside_ephemeral(lo: u16, hi: u16) -> Result<Self, MasqPortsError> {
-        let below = (lo > 1024).then(|| PortRange { lo: 1024, hi: lo - 1 });
+        let below = (lo > 1024).then(|| PortRange {
+            lo: 1024,
+            hi: lo - 1,
+        });
         let above = (hi < 65_535).then(|| PortRange {
             lo: hi.max(1023) + 1,
             hi: 65_535,

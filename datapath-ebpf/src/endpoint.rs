@@ -20,7 +20,7 @@ use datapath_common::Event;
 
 use crate::{
     fwd,
-    hdr::{ArpEthIpv4, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ENDPOINT_HDR_LEN, EthHdr, read},
+    hdr::{ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHdr, read},
     maps::{NA_EPADDR4_V1, NA_EPIF4_V1},
     parse, policy, skb,
     stats::tc_drop,

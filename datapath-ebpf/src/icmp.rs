@@ -54,11 +54,7 @@ impl From<Failed> for Untranslated {
 /// Translates an error arriving for the host about a packet a published
 /// or masqueraded flow sent.
 #[inline(always)]
-pub fn translate_in<B: Backend>(
-    b: &mut B,
-    ip: &Ipv4,
-    q: &Quoted,
-) -> Result<Inbound, Untranslated> {
+pub fn translate_in<B: Backend>(b: &mut B, ip: &Ipv4, q: &Quoted) -> Result<Inbound, Untranslated> {
     let (addr, port) = inbound_flow(q).ok_or(Untranslated::NoFlow)?;
     if addr == q.saddr && port == q.sport && addr == ip.daddr {
         // An identity flow (`routed` network): nothing to change.

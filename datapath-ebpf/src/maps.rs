@@ -10,9 +10,8 @@ use aya_ebpf::{
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
     LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES,
-    MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey,
-    SnatValue,
+    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_UDP_FLOWS,
+    MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -34,8 +33,7 @@ pub static NA_CTSYN4_V1: LruHashMap<CtKey, CtValue, { MAX_EMBRYONIC_FLOWS as usi
 
 /// Published UDP flows, apart from TCP's.
 #[btf_map]
-pub static NA_CTUDP4_V1: LruHashMap<CtKey, CtValue, { MAX_UDP_FLOWS as usize }> =
-    LruHashMap::new();
+pub static NA_CTUDP4_V1: LruHashMap<CtKey, CtValue, { MAX_UDP_FLOWS as usize }> = LruHashMap::new();
 
 /// The host's local IPv4 addresses (network order), kept by the agent from
 /// netlink. A wildcard publication matches only destinations found here.

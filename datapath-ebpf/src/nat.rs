@@ -70,9 +70,7 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
     }
     key.addr_be = 0;
     // SAFETY: as above.
-    let v = unsafe { NA_PUB4_V1.get(&key) }
-        .copied()
-        .ok_or(Miss::None)?;
+    let v = unsafe { NA_PUB4_V1.get(&key) }.copied().ok_or(Miss::None)?;
     // SAFETY: presence is all we read.
     if unsafe { NA_LOCAL4_V1.get(&addr) }.is_none() {
         return Err(Miss::NotLocal);

@@ -12,8 +12,8 @@ use datapath_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::hdr::{
     ETH_HLEN, ETH_P_IP, EthHdr, ICMP_CSUM_OFF, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY,
-    ICMP_ECHO_REQUEST, ICMP_HLEN, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, IPV4_HLEN,
-    Ipv4Hdr, Ports, TCP_CSUM_OFF, TCP_HLEN, TcpHdr, UDP_CSUM_OFF, UDP_HLEN, read,
+    ICMP_ECHO_REQUEST, ICMP_HLEN, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, IPV4_HLEN, Ipv4Hdr,
+    Ports, TCP_CSUM_OFF, TCP_HLEN, TcpHdr, UDP_CSUM_OFF, UDP_HLEN, read,
 };
 
 /// IPv4 "more fragments" flag and fragment offset bits of `frag_off`.
@@ -192,8 +192,8 @@ pub fn flow(data: usize, data_end: usize, ip: &Ipv4) -> Result<Packet, Skip> {
         IPPROTO_UDP => {
             let ports = read::<Ports>(data, data_end, l4_off).ok_or(Skip::Malformed)?;
             let ulen = read::<[u8; 2]>(data, data_end, l4_off + 4).ok_or(Skip::Malformed)?;
-            let csum = read::<[u8; 2]>(data, data_end, l4_off + UDP_CSUM_OFF)
-                .ok_or(Skip::Malformed)?;
+            let csum =
+                read::<[u8; 2]>(data, data_end, l4_off + UDP_CSUM_OFF).ok_or(Skip::Malformed)?;
             let ulen = u16::from_be_bytes(ulen);
             // The pseudo-header uses the UDP length (what the sender
             // summed); in a first fragment it exceeds this packet.
@@ -242,7 +242,10 @@ pub fn is_icmp_error(data: usize, data_end: usize, ip: &Ipv4) -> bool {
     // verifier no range at offset 0.
     matches!(
         read::<[u8; 2]>(data, data_end, ip.l4_off),
-        Some([ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM, _])
+        Some([
+            ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM,
+            _
+        ])
     )
 }
 
@@ -335,4 +338,3 @@ pub fn quoted(data: usize, data_end: usize, ip: &Ipv4) -> Option<Quoted> {
     }
     Some(q)
 }
-

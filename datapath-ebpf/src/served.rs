@@ -274,7 +274,13 @@ pub fn tc_egress(ctx: &TcContext) -> i32 {
         return guard_out(private);
     };
     if let Some(orig) = ct::lookup_reply(&pkt) {
-        return reverse_nat(ctx, &pkt, orig.orig_addr_be, orig.orig_port_be, orig.stats_slot);
+        return reverse_nat(
+            ctx,
+            &pkt,
+            orig.orig_addr_be,
+            orig.orig_port_be,
+            orig.stats_slot,
+        );
     }
     if ctr.is_none() {
         return TC_NEXT;

@@ -233,7 +233,14 @@ pub fn out_entry(key: &SnatKey) -> Option<SnatValue> {
 /// The OUT key of a container's packet.
 #[inline(always)]
 fn out_key(pkt: &Packet) -> SnatKey {
-    flow_key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto, SNAT_DIR_OUT)
+    flow_key(
+        pkt.saddr,
+        pkt.sport,
+        pkt.daddr,
+        pkt.dport,
+        pkt.proto,
+        SNAT_DIR_OUT,
+    )
 }
 
 /// A key of either direction.

@@ -64,11 +64,13 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// A freshly loaded datapath with empty maps and every program loaded.
+/// A freshly loaded datapath with empty maps; each program is loaded (and
+/// verified) the first time a case runs it.
 pub struct Dp {
     pub ebpf: Ebpf,
     /// Packets that came out of XDP with the translated mark.
     marks: usize,
+    loaded: Vec<&'static str>,
 }
 
 impl Default for Dp {
@@ -84,26 +86,53 @@ impl Dp {
             !netagent::datapath::bpf::OBJECT.is_empty(),
             "built with AYA_BUILD_SKIP=1: no eBPF object to test"
         );
-        let mut ebpf = Ebpf::load(netagent::datapath::bpf::OBJECT).expect("loading the object");
-        let xdp: &mut Xdp = ebpf
+        let ebpf = Ebpf::load(netagent::datapath::bpf::OBJECT).expect("loading the object");
+        Self {
+            ebpf,
+            marks: 0,
+            loaded: Vec::new(),
+        }
+    }
+
+    /// The XDP program, loaded on first use.
+    fn xdp(&mut self) -> &mut Xdp {
+        let xdp: &mut Xdp = self
+            .ebpf
             .program_mut(XDP_INGRESS)
             .expect("xdp")
             .try_into()
             .expect("xdp type");
-        xdp.load().expect("verifier accepts XDP program");
-        for name in [TC_INGRESS, TC_EGRESS, TC_FROM_CONTAINER] {
-            let tc: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .expect("tc")
-                .try_into()
-                .expect("tc type");
-            tc.load()
-                .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
+        if !self.loaded.contains(&XDP_INGRESS) {
+            xdp.load().expect("verifier accepts the XDP program");
+            self.loaded.push(XDP_INGRESS);
         }
-        Self { ebpf, marks: 0 }
+        xdp
     }
 
-    fn hash<K: aya::Pod, V: aya::Pod>(&mut self, name: &str) -> HashMap<&mut aya::maps::MapData, K, V> {
+    /// A TC program, loaded on first use.
+    fn tc(&mut self, name: &str) -> &mut SchedClassifier {
+        let name = [TC_INGRESS, TC_EGRESS, TC_FROM_CONTAINER]
+            .into_iter()
+            .find(|n| *n == name)
+            .unwrap_or_else(|| panic!("no TC program {name}"));
+        let tc: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .expect("tc")
+            .try_into()
+            .expect("tc type");
+        if !self.loaded.contains(&name) {
+            tc.load()
+                .unwrap_or_else(|e| panic!("verifier rejects {name}: {e:?}"));
+            self.loaded.push(name);
+        }
+        tc
+    }
+
+    fn hash<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &str,
+    ) -> HashMap<&mut aya::maps::MapData, K, V> {
         HashMap::try_from(self.ebpf.map_mut(name).expect("map")).expect("hash map")
     }
 
@@ -185,13 +214,7 @@ impl Dp {
     /// metadata area in front of the frame; it is split off and checked:
     /// XDP tags exactly the packets it translated, for TC ingress.
     pub fn run_xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let xdp: &mut Xdp = self
-            .ebpf
-            .program_mut(XDP_INGRESS)
-            .expect("xdp")
-            .try_into()
-            .expect("xdp type");
-        let (verdict, mut out) = test_run(xdp, frame, None);
+        let (verdict, mut out) = test_run(self.xdp(), frame, None);
         let meta_len = out.len() - frame.len();
         let frame_out = out.split_off(meta_len);
         match meta_len {
@@ -216,12 +239,6 @@ impl Dp {
     /// already in front of it (the kernel allows 32 at most, so XDP then
     /// has no room for its mark). Returns (verdict, metadata, frame).
     pub fn run_xdp_with_metadata(&mut self, meta: &[u8], frame: &[u8]) -> (u32, Vec<u8>, Vec<u8>) {
-        let xdp: &mut Xdp = self
-            .ebpf
-            .program_mut(XDP_INGRESS)
-            .expect("xdp")
-            .try_into()
-            .expect("xdp type");
         let mut data = meta.to_vec();
         data.extend_from_slice(frame);
         // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
@@ -229,19 +246,13 @@ impl Dp {
         let mut ctx = [0u8; 24];
         ctx[..4].copy_from_slice(&(meta.len() as u32).to_ne_bytes());
         ctx[4..8].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-        let (verdict, mut out) = test_run(xdp, &data, Some(&ctx));
+        let (verdict, mut out) = test_run(self.xdp(), &data, Some(&ctx));
         let frame_out = out.split_off(out.len() - frame.len());
         (verdict, out, frame_out)
     }
 
     pub fn run_tc(&mut self, name: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-        let tc: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .expect("tc")
-            .try_into()
-            .expect("tc type");
-        test_run(tc, frame, None)
+        test_run(self.tc(name), frame, None)
     }
 
     /// A container interface (its host-side ifindex) on `net`, whose

@@ -190,9 +190,17 @@ fn outbound_masquerade_tcp_udp_icmp() {
     let (peer, _) = seen.split_once(' ').unwrap();
     let peer: SocketAddr = peer.parse().unwrap();
     assert_eq!(peer.ip().to_string(), HOST_UP_IP, "masqueraded to the host");
+    // The default pool: 1024-65535 minus the host's ephemeral range.
+    let ephemeral = w
+        .host
+        .exec(&["cat", "/proc/sys/net/ipv4/ip_local_port_range"]);
+    let mut it = ephemeral
+        .split_whitespace()
+        .map(|p| p.parse::<u16>().unwrap());
+    let (lo, hi) = (it.next().unwrap(), it.next().unwrap());
     assert!(
-        (61000..=65535).contains(&peer.port()),
-        "masquerade port {peer}"
+        peer.port() >= 1024 && !(lo..=hi).contains(&peer.port()),
+        "masquerade port {peer} inside the ephemeral range {lo}-{hi}"
     );
 
     let udp = udp_socket(w.ns("web"));

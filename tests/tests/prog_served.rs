@@ -66,7 +66,10 @@ fn xdp_dnat_table() {
         let cport = if frame.proto == IPPROTO_TCP { 80 } else { 53 };
         let checked = assert_dnat(&before, &after, cport);
         if frame.csum == L4Csum::Zero {
-            assert_eq!(checked.l4_csum, 0, "{name}: zero UDP checksum must stay zero");
+            assert_eq!(
+                checked.l4_csum, 0,
+                "{name}: zero UDP checksum must stay zero"
+            );
         }
         assert_eq!(dp.event(Event::XdpDnat), 1, "{name}");
         // The reply tuple is tracked, pointing back at the published address.

@@ -1,0 +1,383 @@
+//! BPF_PROG_TEST_RUN tables for the program on a container's veth: it
+//! fails closed (unknown interface, protocols other than ARP and IPv4),
+//! lets a container send only from its own address and MAC, applies the
+//! isolation rules (broadcast and multicast included), and forwards past
+//! the host's forwarding path. Needs root.
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests panic on failure, with context from the asserts"
+)]
+
+use std::net::Ipv4Addr;
+
+use datapath_common::{
+    Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy, prog_names::TC_FROM_CONTAINER,
+};
+use netagent_tests::{
+    dp::{Dp, REMOTE, TC_DROP, TC_NEXT, TC_REDIRECT, TEST_RUN_IFINDEX, in_private_netns, policy},
+    packet::{
+        ETH_P_IPV6, FrameSpec, arp_request, fold, ip_header_csum, ipv4_raw, non_ip_frame, sum16,
+        verify,
+    },
+};
+
+/// The sending container: 10.1.0.2 on the test-run device.
+const SELF_IP: &str = "10.1.0.2";
+const SELF_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 2];
+/// A neighbour on the same network, and one on another.
+const PEER_IP: &str = "10.1.0.3";
+const PEER_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 3];
+const OTHER_IP: &str = "10.2.0.3";
+
+fn from_self(mut f: FrameSpec) -> Vec<u8> {
+    f.eth_src = SELF_MAC;
+    f.build()
+}
+
+fn with_src_mac(mut frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    frame[6..12].copy_from_slice(&mac);
+    frame
+}
+
+fn tcp_to(dst: &str) -> Vec<u8> {
+    from_self(FrameSpec::tcp(SELF_IP, 40000, dst, 80, b""))
+}
+
+fn udp_to(dst: &str) -> Vec<u8> {
+    from_self(FrameSpec::udp(SELF_IP, 40000, dst, 9, b"hello"))
+}
+
+fn icmp_to(dst: &str) -> Vec<u8> {
+    from_self(FrameSpec::icmp_echo(SELF_IP, dst, 9, true, b"ping"))
+}
+
+#[test]
+fn container_veth_fails_closed_validates_sources_and_isolates() {
+    in_private_netns(&[], endpoint_table);
+}
+
+fn endpoint_table() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
+    let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
+    let internal = policy(1, NET_F_INTERNAL, "10.1.0.0", "255.255.255.0");
+    let mut frag = FrameSpec::udp(SELF_IP, 5353, OTHER_IP, 53, b"frag");
+    frag.frag_off = 0x0010;
+    frag.eth_src = SELF_MAC;
+    let mut vlan = tcp_to(PEER_IP);
+    vlan[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+    let mut bad_ihl = tcp_to(REMOTE);
+    bad_ihl[14] = 0x44;
+    let arp = |sha: [u8; 6], spa: &str| with_src_mac(arp_request(sha, spa, PEER_IP), sha);
+    // (name, source interface's network (None: no entry), frame,
+    // expected drop reason)
+    type Case = (&'static str, Option<NetPolicy>, Vec<u8>, Option<Event>);
+    let cases: Vec<Case> = vec![
+        ("same network", Some(net1), tcp_to(PEER_IP), None),
+        ("same network, icmp", Some(net1), icmp_to(PEER_IP), None),
+        (
+            "other network",
+            Some(net1),
+            tcp_to(OTHER_IP),
+            Some(Event::DropIsolation),
+        ),
+        (
+            "other network, icmp",
+            Some(net1),
+            icmp_to(OTHER_IP),
+            Some(Event::DropIsolation),
+        ),
+        (
+            "other network, fragment",
+            Some(net1),
+            frag.build(),
+            Some(Event::DropIsolation),
+        ),
+        ("outside world", Some(net1), tcp_to(REMOTE), None),
+        (
+            "icc off, same network",
+            Some(no_icc),
+            tcp_to(PEER_IP),
+            Some(Event::DropIcc),
+        ),
+        ("icc off, gateway", Some(no_icc), tcp_to("10.1.0.1"), None),
+        ("icc off, outside world", Some(no_icc), tcp_to(REMOTE), None),
+        (
+            "icc off, subnet broadcast",
+            Some(no_icc),
+            udp_to("10.1.0.255"),
+            Some(Event::DropIcc),
+        ),
+        (
+            "icc off, limited broadcast",
+            Some(no_icc),
+            udp_to("255.255.255.255"),
+            Some(Event::DropIcc),
+        ),
+        (
+            "icc off, multicast",
+            Some(no_icc),
+            udp_to("224.0.0.1"),
+            Some(Event::DropIcc),
+        ),
+        (
+            "icc on, subnet broadcast",
+            Some(net1),
+            udp_to("10.1.0.255"),
+            None,
+        ),
+        ("icc on, multicast", Some(net1), udp_to("224.0.0.1"), None),
+        (
+            "internal, outside world",
+            Some(internal),
+            icmp_to(REMOTE),
+            Some(Event::DropInternal),
+        ),
+        (
+            "internal, multicast",
+            Some(internal),
+            udp_to("224.0.0.1"),
+            Some(Event::DropInternal),
+        ),
+        (
+            "internal, gateway",
+            Some(internal),
+            tcp_to("10.1.0.1"),
+            None,
+        ),
+        (
+            "internal, same network",
+            Some(internal),
+            tcp_to(PEER_IP),
+            None,
+        ),
+        (
+            "internal, other network",
+            Some(internal),
+            tcp_to(OTHER_IP),
+            Some(Event::DropIsolation),
+        ),
+        // Fail closed.
+        (
+            "unknown interface",
+            None,
+            tcp_to(REMOTE),
+            Some(Event::DropUnknownEndpoint),
+        ),
+        (
+            "ipv6",
+            Some(net1),
+            with_src_mac(non_ip_frame(ETH_P_IPV6, 80), SELF_MAC),
+            Some(Event::DropCtrProtocol),
+        ),
+        ("vlan tag", Some(net1), vlan, Some(Event::DropCtrProtocol)),
+        (
+            "malformed ipv4 (ihl 4)",
+            Some(net1),
+            bad_ihl,
+            Some(Event::DropCtrProtocol),
+        ),
+        // Its own address and MAC only.
+        (
+            "spoofed: a neighbour's address",
+            Some(net1),
+            from_self(FrameSpec::tcp(PEER_IP, 40000, REMOTE, 80, b"")),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "spoofed: another network's container",
+            Some(net1),
+            from_self(FrameSpec::udp(OTHER_IP, 53, REMOTE, 40000, b"fake answer")),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "spoofed: an outside address",
+            Some(net1),
+            from_self(FrameSpec::udp("8.8.8.8", 53, REMOTE, 40000, b"")),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "spoofed: unspecified source",
+            Some(net1),
+            from_self(FrameSpec::udp("0.0.0.0", 68, "255.255.255.255", 67, b"")),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "spoofed: a neighbour's MAC",
+            Some(net1),
+            with_src_mac(tcp_to(REMOTE), PEER_MAC),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "spoofed: gre from another address",
+            Some(net1),
+            with_src_mac(ipv4_raw(PEER_IP, REMOTE, 47, &[0; 8]), SELF_MAC),
+            Some(Event::DropSpoofed),
+        ),
+        ("arp, own address", Some(net1), arp(SELF_MAC, SELF_IP), None),
+        (
+            "arp, a neighbour's address",
+            Some(net1),
+            arp(SELF_MAC, PEER_IP),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "arp, a neighbour's MAC",
+            Some(net1),
+            arp(PEER_MAC, SELF_IP),
+            Some(Event::DropSpoofed),
+        ),
+        (
+            "arp probe (sender 0.0.0.0)",
+            Some(net1),
+            arp(SELF_MAC, "0.0.0.0"),
+            Some(Event::DropSpoofed),
+        ),
+    ];
+    for (name, src, frame, drop) in cases {
+        let mut dp = Dp::new();
+        if let Some(src) = src {
+            dp.endpoint_iface(TEST_RUN_IFINDEX, &src);
+            dp.endpoint_at(SELF_IP, &src, TEST_RUN_IFINDEX, SELF_MAC);
+        }
+        dp.endpoint_at(PEER_IP, &net1, 0, PEER_MAC);
+        dp.endpoint_at(OTHER_IP, &net2, 0, PEER_MAC);
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        let to_peer = drop.is_none() && frame[12..14] == [8, 0] && frame[30..34] == [10, 1, 0, 3];
+        match drop {
+            Some(reason) => {
+                assert_eq!(ret, TC_DROP, "{name}");
+                assert_eq!(after, frame, "{name}: a drop never rewrites");
+                assert_eq!(
+                    dp.events(),
+                    vec![(reason, 1)],
+                    "{name}: one reason per drop"
+                );
+            }
+            // An allowed packet to an endpoint of the same network goes
+            // straight to its veth, addressed to its MAC, otherwise as is.
+            None if to_peer => {
+                assert_eq!(ret, TC_REDIRECT, "{name}");
+                assert_eq!(after[..6], PEER_MAC, "{name}");
+                assert_eq!(after[6..], frame[6..], "{name}: bridged, not routed");
+                assert_eq!(dp.events(), vec![(Event::RedirectToEndpoint, 1)], "{name}");
+            }
+            // Elsewhere: this namespace has no route, so the stack (or the
+            // bridge, for ARP and broadcasts) decides.
+            None => {
+                assert_eq!((ret, &after), (TC_NEXT, &frame), "{name}");
+                assert_eq!(dp.events(), vec![], "{name}");
+            }
+        }
+    }
+}
+
+/// A container's packet to elsewhere is routed by FIB lookup: with a known
+/// neighbour, MACs from the lookup, TTL one less, redirected; without one,
+/// redirected through the kernel's neighbour resolution; an expiring TTL,
+/// destinations without a route and unserved egresses are left to the
+/// stack. The namespace has a veth `fwd0` with 192.0.2.1/24, one permanent
+/// neighbour, and forwarding on (a lookup needs it on the input device).
+#[test]
+fn container_traffic_is_routed_by_fib_lookup() {
+    in_private_netns(
+        &[
+            &[
+                "link",
+                "add",
+                "fwd0",
+                "address",
+                "02:aa:00:00:00:01",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "fwd1",
+            ],
+            &["addr", "add", "192.0.2.1/24", "dev", "fwd0"],
+            &["link", "set", "fwd0", "up"],
+            &["link", "set", "fwd1", "up"],
+            &[
+                "neigh",
+                "replace",
+                "192.0.2.9",
+                "lladdr",
+                "02:aa:00:00:00:09",
+                "nud",
+                "permanent",
+                "dev",
+                "fwd0",
+            ],
+        ],
+        routed_table,
+    );
+}
+
+fn routed_table() {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+    let name = std::ffi::CString::new("fwd0").unwrap();
+    // SAFETY: if_nametoindex with a valid C string, in this thread's namespace.
+    let fwd0 = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(fwd0, 0, "fwd0 missing");
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let mut dp = Dp::new();
+    dp.endpoint_iface(TEST_RUN_IFINDEX, &net1);
+    dp.endpoint_at(SELF_IP, &net1, TEST_RUN_IFINDEX, SELF_MAC);
+
+    // fwd0 not served: the stack (and the host's firewall) decide.
+    let out = from_self(FrameSpec::tcp(SELF_IP, 40000, "192.0.2.9", 443, b"routed"));
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!((ret, after), (TC_NEXT, out.clone()), "unserved egress");
+    dp.masq_addr(fwd0, "192.0.2.1");
+
+    // Known neighbour: a full rewrite.
+    let (ret, routed) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!(ret, TC_REDIRECT);
+    assert_eq!(routed[..6], [0x02, 0xaa, 0, 0, 0, 9], "neighbour's MAC");
+    assert_eq!(routed[6..12], [0x02, 0xaa, 0, 0, 0, 1], "egress MAC");
+    assert_eq!(routed[22], out[22] - 1, "TTL");
+    let checked = verify(&routed).expect("checksums after the TTL change");
+    assert_eq!(checked.dst, "192.0.2.9".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(routed[12..22], out[12..22]);
+    assert_eq!(
+        routed[26..],
+        out[26..],
+        "nothing else changed but the IP checksum"
+    );
+    assert_eq!(dp.event(Event::RedirectRouted), 1);
+
+    // A packet larger than the egress MTU (1500) without GSO goes to the
+    // stack, which answers "fragmentation needed"; the lookup is made
+    // without tot_len, so the kernel's own (GSO-aware) check decides.
+    let big = from_self(FrameSpec::udp(SELF_IP, 40000, "192.0.2.9", 53, &[0; 1600]));
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &big);
+    assert_eq!((ret, after), (TC_NEXT, big), "too big");
+    assert_eq!(dp.event(Event::PassFragNeeded), 1);
+
+    // No neighbour entry: the kernel resolves it (MACs untouched here).
+    let out = from_self(FrameSpec::udp(SELF_IP, 40000, "192.0.2.10", 53, b"q"));
+    let (ret, routed) = dp.run_tc(TC_FROM_CONTAINER, &out);
+    assert_eq!(ret, TC_REDIRECT);
+    assert_eq!(routed[..12], out[..12]);
+    assert_eq!(routed[22], out[22] - 1);
+    verify(&routed).unwrap();
+    assert_eq!(dp.event(Event::RedirectRouted), 2);
+
+    // TTL 1 and no route: the stack's business, untouched.
+    let mut dying = from_self(FrameSpec::tcp(SELF_IP, 40000, "192.0.2.9", 443, b""));
+    dying[22] = 1;
+    let csum = ip_header_csum(&dying[14..34]);
+    dying[24..26].copy_from_slice(&csum.to_be_bytes());
+    assert_eq!(fold(sum16(&dying[14..34], 0)), 0xffff);
+    for (name, frame) in [
+        ("ttl 1", dying),
+        (
+            "no route",
+            from_self(FrameSpec::tcp(SELF_IP, 1, "203.0.113.1", 2, b"")),
+        ),
+    ] {
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        assert_eq!((ret, after), (TC_NEXT, frame), "{name}");
+    }
+    assert_eq!(dp.event(Event::RedirectRouted), 2);
+}
