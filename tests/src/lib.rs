@@ -5,5 +5,6 @@
 pub mod dp;
 pub mod netns;
 pub mod packet;
+pub mod probe;
 pub mod traffic;
 pub mod world;

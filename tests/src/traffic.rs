@@ -116,7 +116,7 @@ pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
 pub fn udp_echo(ns: &Netns, port: u16) -> Server {
     let socket = ns.enter(move || UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP"));
     socket.set_read_timeout(Some(POLL)).expect("timeout");
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     Server::spawn(move || {
         if let Ok((n, peer)) = socket.recv_from(&mut buf) {
             let mut reply = format!("{peer} ").into_bytes();
@@ -124,6 +124,97 @@ pub fn udp_echo(ns: &Netns, port: u16) -> Server {
             let _ = socket.send_to(&reply, peer);
         }
     })
+}
+
+/// A TCP server in a namespace for bulk transfers: a connection that
+/// starts with the byte `d` gets `bytes` bytes back (a download); one that
+/// starts with `u` is read to its end and answered with the byte count it
+/// carried (an upload).
+pub fn tcp_bulk(ns: &Netns, port: u16, bytes: usize) -> Server {
+    let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    Server::spawn(move || match listener.accept() {
+        Ok((conn, _)) => {
+            thread::spawn(move || serve_bulk(conn, bytes));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
+        Err(e) => panic!("accept: {e}"),
+    })
+}
+
+fn serve_bulk(mut conn: TcpStream, bytes: usize) {
+    use std::io::Read as _;
+    conn.set_nonblocking(false).ok();
+    conn.set_read_timeout(Some(BULK_TIMEOUT)).ok();
+    let mut kind = [0u8; 1];
+    if conn.read_exact(&mut kind).is_err() {
+        return;
+    }
+    if kind[0] == b'd' {
+        let chunk = vec![0x5a; 64 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if conn.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    } else {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        let _ = conn.write_all(total.to_string().as_bytes());
+    }
+}
+
+/// How long one bulk transfer may take before a test calls it stalled.
+pub const BULK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Downloads from a [`tcp_bulk`] server from inside `ns`; returns the
+/// bytes received.
+pub fn bulk_download(ns: &Netns, to: &str) -> std::io::Result<u64> {
+    use std::io::Read as _;
+    let mut conn = tcp_connect(ns, to)?;
+    conn.set_read_timeout(Some(BULK_TIMEOUT))?;
+    conn.write_all(b"d")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match conn.read(&mut buf)? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
+    }
+}
+
+/// Uploads `bytes` bytes to a [`tcp_bulk`] server from inside `ns`;
+/// returns the count the server says it received.
+pub fn bulk_upload(ns: &Netns, to: &str, bytes: usize) -> std::io::Result<u64> {
+    use std::io::Read as _;
+    let mut conn = tcp_connect(ns, to)?;
+    conn.set_read_timeout(Some(BULK_TIMEOUT))?;
+    conn.set_write_timeout(Some(BULK_TIMEOUT))?;
+    conn.write_all(b"u")?;
+    let chunk = vec![0xa5; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    answer
+        .trim()
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("bad count {answer:?}: {e}")))
 }
 
 /// A TCP connection made from inside `ns`.

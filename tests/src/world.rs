@@ -37,7 +37,20 @@ pub struct World {
 }
 
 impl World {
+    /// A world whose uplink (`up`/`dn`) has tx checksum offload off, so
+    /// every checksum crossing it is complete and verified by its receiver.
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// A world whose uplink keeps the kernel's default offloads (TSO, GSO,
+    /// checksum offload): senders there and in containers send GSO
+    /// super-packets and CHECKSUM_PARTIAL skbs, as real local senders do.
+    pub fn with_default_offloads() -> Self {
+        Self::build(true)
+    }
+
+    fn build(offloads: bool) -> Self {
         require_root();
         let prefix = unique_prefix();
         let host = Netns::new(format!("{prefix}h"));
@@ -51,8 +64,10 @@ impl World {
         // Checksums leave both ends complete (no offload): the upstream
         // verifies what masquerade wrote, and containers verify what DNAT
         // wrote, instead of trusting a CHECKSUM_PARTIAL skb over veth.
-        crate::netns::Topology::set_tx_csum(&host, &up, false);
-        crate::netns::Topology::set_tx_csum(&upstream, &dn, false);
+        if !offloads {
+            crate::netns::Topology::set_tx_csum(&host, &up, false);
+            crate::netns::Topology::set_tx_csum(&upstream, &dn, false);
+        }
         let bpffs = Bpffs::new();
         let work = tempfile::Builder::new()
             .prefix("netagent-world")
@@ -125,6 +140,60 @@ impl World {
         ep["ip"].as_str().expect("ip").parse().expect("IPv4")
     }
 
+    /// The host-side name of the served uplink (`up`).
+    pub fn up(&self) -> String {
+        format!("{}up", self.prefix)
+    }
+
+    /// A container's MAC on `network` and its gateway's (the bridge's):
+    /// what a raw frame from the container carries.
+    pub fn macs(&self, name: &str, network: &str) -> ([u8; 6], [u8; 6]) {
+        let info = self.inspect(name);
+        let ep = info["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .find(|e| e["network"] == network)
+            .unwrap_or_else(|| panic!("{name} is not on {network}"))
+            .clone();
+        let net: Value = serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
+            .expect("network JSON");
+        let bridge = net["info"]["network"]["bridge"].as_str().expect("bridge").to_owned();
+        let bridge_mac = self
+            .host
+            .ip(&["link", "show", &bridge])
+            .split_whitespace()
+            .skip_while(|t| *t != "link/ether")
+            .nth(1)
+            .expect("bridge MAC")
+            .to_owned();
+        (
+            parse_mac(ep["mac"].as_str().expect("mac")),
+            parse_mac(&bridge_mac),
+        )
+    }
+
+    /// Counts, in the upstream namespace, every IPv4 packet arriving with a
+    /// source other than the host's masquerade address (the only source
+    /// the outside may see of netagent's containers); see [`Leaks::count`].
+    pub fn watch_leaks(&self) -> Leaks<'_> {
+        let table = format!("{}leak", self.prefix);
+        self.upstream.exec(&["nft", "add", "table", "ip", &table]);
+        self.upstream.exec(&[
+            "nft",
+            "add",
+            "chain",
+            "ip",
+            &table,
+            "pre",
+            "{ type filter hook prerouting priority -300; }",
+        ]);
+        self.upstream.exec(&[
+            "nft", "add", "rule", "ip", &table, "pre", "ip", "saddr", "!=", HOST_UP_IP, "counter",
+        ]);
+        Leaks { w: self, table }
+    }
+
     /// A datapath event counter, from `netagent stats --json`.
     pub fn event(&self, name: &str) -> u64 {
         self.daemon.event(name)
@@ -140,6 +209,36 @@ impl World {
             .filter(|n| n.starts_with(prefix))
             .collect()
     }
+}
+
+/// The upstream's counter of packets from unexpected sources.
+pub struct Leaks<'a> {
+    w: &'a World,
+    table: String,
+}
+
+impl Leaks<'_> {
+    /// Packets seen so far.
+    pub fn count(&self) -> u64 {
+        let out = self
+            .w
+            .upstream
+            .exec(&["nft", "list", "chain", "ip", &self.table, "pre"]);
+        out.split_whitespace()
+            .skip_while(|t| *t != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in {out}"))
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    v.try_into().expect("6 bytes")
 }
 
 impl Default for World {
