@@ -90,12 +90,14 @@ pub fn pub_value(p: &Publication) -> PubValue {
     }
 }
 
-/// What [`Agent::reconcile`] changed in the kernel.
+/// What [`Agent::reconcile`] changed in the kernel, and what it could not.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub added: usize,
     pub updated: usize,
     pub removed: usize,
+    /// One line per publication that failed; the others were done.
+    pub errors: Vec<String>,
 }
 
 /// One publication's counters.
@@ -178,33 +180,48 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// Makes the publication map equal the desired state: adds what is
     /// missing, fixes what differs, removes what nobody asked for. Entries
     /// already right are not touched (no counter reset, no map write).
-    pub fn reconcile(&mut self) -> Result<ReconcileReport, AgentError> {
+    /// A failure (a full map, say) is reported per entry; the rest is done.
+    pub fn reconcile(&mut self) -> ReconcileReport {
         let mut report = ReconcileReport::default();
         let actual: std::collections::HashMap<PubKey, PubValue> =
-            self.datapath.publications()?.into_iter().collect();
+            match self.datapath.publications() {
+                Ok(entries) => entries.into_iter().collect(),
+                Err(e) => {
+                    report.errors.push(format!("reading the publication map: {e}"));
+                    return report;
+                }
+            };
         let mut wanted = std::collections::HashSet::new();
         for p in &self.state.publications {
             let key = pub_key(&p.spec);
             let value = pub_value(p);
             wanted.insert(key);
-            match actual.get(&key) {
-                Some(v) if *v == value => {}
-                Some(_) => {
-                    self.datapath.upsert_publication(&key, &value)?;
-                    report.updated += 1;
-                }
-                None => {
-                    self.datapath.reset_stats(p.stats_slot)?;
-                    self.datapath.upsert_publication(&key, &value)?;
-                    report.added += 1;
-                }
+            let done = match actual.get(&key) {
+                Some(v) if *v == value => continue,
+                Some(_) => self
+                    .datapath
+                    .upsert_publication(&key, &value)
+                    .map(|()| report.updated += 1),
+                None => self
+                    .datapath
+                    .reset_stats(p.stats_slot)
+                    .and_then(|()| self.datapath.upsert_publication(&key, &value))
+                    .map(|()| report.added += 1),
+            };
+            if let Err(e) = done {
+                report.errors.push(format!("publication {}: {e}", p.spec));
             }
         }
         for key in actual.keys().filter(|k| !wanted.contains(k)) {
-            self.datapath.remove_publication(key)?;
-            report.removed += 1;
+            match self.datapath.remove_publication(key) {
+                Ok(()) => report.removed += 1,
+                Err(e) => report.errors.push(e.to_string()),
+            }
         }
-        Ok(report)
+        for e in &report.errors {
+            error!(error = %e, "reconciling publications");
+        }
+        report
     }
 
     /// Publishes `spec`. On any error nothing has changed.
@@ -217,12 +234,23 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// existing publications and against each other, the state file is
     /// written once, and a failed map write undoes the ones before it. This
     /// is the bulk path (`netagent publish --file`), O(n) in the specs.
+    ///
+    /// A spec to the address of one of netagent's containers belongs to
+    /// that container, as its `-p` publications do: refused if the
+    /// container's network is internal, listed by `port NAME`, and removed
+    /// when the container is detached (so the next container given the
+    /// address does not inherit it).
     pub fn publish_many(&mut self, specs: &[PortSpec]) -> Result<Vec<Publication>, AgentError> {
         let mut taken = self.port_index();
+        let mut owners = Vec::with_capacity(specs.len());
         for spec in specs {
             taken.claim(spec)?;
+            owners.push(self.owner_of(spec)?);
         }
-        let published = self.new_publications(specs, None)?;
+        let mut published = self.new_publications(specs, None)?;
+        for (p, owner) in published.iter_mut().zip(owners) {
+            p.owner = owner;
+        }
         let mut reserved = Vec::new();
         for p in &published {
             if let Err(e) = self.host.reserve_port(host_port(&p.spec)) {
@@ -347,6 +375,29 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             taken.insert(p.spec);
         }
         taken
+    }
+
+    /// The container whose endpoint `spec` targets (its `uid`), if any;
+    /// refused if that endpoint's network is internal.
+    fn owner_of(&self, spec: &PortSpec) -> Result<Option<u64>, AgentError> {
+        for c in &self.state.containers {
+            if let Some(ep) = c.endpoints().iter().find(|e| e.ip == spec.container_ip) {
+                if self
+                    .state
+                    .networks
+                    .iter()
+                    .any(|n| n.name == ep.network && n.internal)
+                {
+                    return Err(crate::containers::NetError::InternalPublish {
+                        container: c.name.clone(),
+                        network: ep.network.clone(),
+                    }
+                    .into());
+                }
+                return Ok(Some(c.uid));
+            }
+        }
+        Ok(None)
     }
 
     /// Publications for `specs` with fresh counter slots, owned by `owner`.
@@ -707,13 +758,14 @@ mod tests {
         );
 
         let mut a = reopen(&dir, dp);
-        let report = a.reconcile().unwrap();
+        let report = a.reconcile();
         assert_eq!(
             report,
             ReconcileReport {
                 added: 1,
                 updated: 1,
-                removed: 1
+                removed: 1,
+                errors: Vec::new(),
             }
         );
         let mut want: Vec<(PubKey, PubValue)> = [kept, changed, missing]
@@ -727,7 +779,16 @@ mod tests {
             5,
             "an entry already right is left alone, counters included"
         );
-        assert_eq!(a.reconcile().unwrap(), ReconcileReport::default());
+        assert_eq!(a.reconcile(), ReconcileReport::default());
+        // A full map: the entries that fit go in, the rest is reported.
+        let mut dp = std::mem::take(&mut a.datapath);
+        drop(a);
+        dp.publications.clear();
+        dp.capacity = Some(2);
+        let mut a = reopen(&dir, dp);
+        let report = a.reconcile();
+        assert_eq!((report.added, report.errors.len()), (2, 1), "{report:?}");
+        assert!(report.errors[0].contains("map full"), "{report:?}");
     }
 
     #[test]

@@ -19,16 +19,16 @@ use std::{
 use datapath_common::{EndpointAddr, EndpointIface};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     agent::{Agent, AgentError, host_port, pub_key, pub_value},
     datapath::Datapath,
-    host::{BridgeConfig, EndpointConfig, Host, HostError, HostPort, parse_mac},
+    host::{BridgeConfig, EndpointConfig, EndpointLink, Host, HostError, HostPort, parse_mac},
     ipam::{self, NetworkIpam},
     model::{
         Container, DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, GatewayMode, Network, NetworkMode,
-        random_id, valid_container_name, valid_network_name,
+        random_id, valid_alias, valid_container_name, valid_network_name,
     },
     portmap::{ExposedPorts, HostChoice, PortMapping},
     spec::{PortSpec, Proto},
@@ -40,6 +40,16 @@ use crate::{
 const VETH_PREFIX: &str = "na-v";
 const BRIDGE_PREFIX: &str = "na-br";
 
+/// Whether `name` is one netagent gives a container's host-side veth.
+pub fn is_endpoint_name(name: &str) -> bool {
+    name.len() > VETH_PREFIX.len() && name.len() <= 15 && name.starts_with(VETH_PREFIX)
+}
+
+/// Whether `name` is one netagent gives a network's bridge.
+pub fn is_bridge_name(name: &str) -> bool {
+    name.len() > BRIDGE_PREFIX.len() && name.len() <= 15 && name.starts_with(BRIDGE_PREFIX)
+}
+
 /// Refusals, with Docker's wording where users know it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetError {
@@ -47,8 +57,14 @@ pub enum NetError {
     NoSuchNetwork(String),
     #[error("network with name {0} already exists")]
     NetworkExists(String),
-    #[error("invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    #[error(
+        "invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters"
+    )]
     InvalidNetworkName(String),
+    #[error(
+        "invalid alias {0:?}: a DNS name of labels [a-zA-Z0-9_-] (at most 63 characters each, 253 in all)"
+    )]
+    InvalidAlias(String),
     #[error(
         "error while removing network: network {name} id {id} has active endpoints ({containers})"
     )]
@@ -63,7 +79,9 @@ pub enum NetError {
     Driver(String),
     #[error("No such container: {0}")]
     NoSuchContainer(String),
-    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    #[error(
+        "Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters"
+    )]
     InvalidContainerName(String),
     #[error(
         "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
@@ -116,6 +134,14 @@ pub enum NetError {
         "network namespace {path} is already attached as container {container}; use --network container:{container} to share it"
     )]
     NetnsInUse { path: PathBuf, container: String },
+    #[error(
+        "network namespace {path} is the host's own: a container needs a namespace of its own (ip netns add, or the runtime's /proc/PID/ns/net)"
+    )]
+    HostNetns { path: PathBuf },
+    #[error(
+        "network namespace {path} is no longer container {container}'s (the path names another namespace now); detach the container"
+    )]
+    NetnsReplaced { path: PathBuf, container: String },
 }
 
 fn default_true() -> bool {
@@ -245,12 +271,17 @@ pub struct ContainerInfo {
     pub ports: Vec<PortSpec>,
 }
 
-/// What [`Agent::reconcile_networks`] did.
+/// What [`Agent::reconcile_networks`] did, and what it could not do.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct NetReconcileReport {
     pub recreated_endpoints: usize,
     pub missing_endpoints: usize,
+    /// Endpoints whose ifindex or MAC the state file had wrong (taken
+    /// from the kernel).
+    pub corrected_endpoints: usize,
     pub collected: usize,
+    /// One line per item that failed; everything else was done.
+    pub errors: Vec<String>,
 }
 
 impl<D: Datapath, H: Host> Agent<D, H> {
@@ -268,6 +299,20 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| NetError::NoSuchContainer(name.to_owned()))
+    }
+
+    /// Checks that the container's namespace path still names the
+    /// namespace it was attached with.
+    fn check_netns(&mut self, container: &Container) -> Result<(), AgentError> {
+        let id = self.host.netns_id(&container.netns)?;
+        if container.netns_id.is_some_and(|saved| saved != id) {
+            return Err(NetError::NetnsReplaced {
+                path: container.netns.clone(),
+                container: container.name.clone(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Subnets in use: networks and host routes (default routes aside).
@@ -550,6 +595,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if !valid_container_name(&req.name) {
             return Err(NetError::InvalidContainerName(req.name).into());
         }
+        check_aliases(&req.aliases)?;
         if let Ok(existing) = self.container(&req.name) {
             return Err(NetError::NameInUse {
                 name: req.name,
@@ -588,6 +634,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             id: random_id(),
             uid,
             netns: req.netns.clone().unwrap_or_default(),
+            netns_id: None,
             mode: NetworkMode::Bridge {
                 endpoints: Vec::new(),
             },
@@ -605,6 +652,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         let netns = req.netns.clone().ok_or(NetError::NetnsRequired)?;
         let id = self.host.netns_id(&netns)?;
+        if id == self.host.own_netns()? {
+            return Err(NetError::HostNetns { path: netns }.into());
+        }
+        container.netns_id = Some(id);
         let bridged: Vec<(String, PathBuf)> = self
             .state
             .containers
@@ -718,6 +769,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             NetworkMode::Bridge { .. } => target.name.clone(),
         };
         let shared = target.netns.clone();
+        let shared_id = target.netns_id;
         if let Some(given) = &req.netns {
             let same = match (self.host.netns_id(given), self.host.netns_id(&shared)) {
                 (Ok(a), Ok(b)) => a == b,
@@ -732,6 +784,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             }
         }
         container.netns = shared;
+        container.netns_id = shared_id;
         container.mode = NetworkMode::Container { target: root };
         let mut next = self.state.clone();
         next.containers.push(container.clone());
@@ -978,6 +1031,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if matches!(container.mode, NetworkMode::Container { .. }) {
             return Err(NetError::JoinedConnect.into());
         }
+        check_aliases(&aliases)?;
         let mut network = self.network(net_name)?.clone();
         if container.endpoints().iter().any(|e| e.network == net_name) {
             return Err(NetError::AlreadyConnected {
@@ -994,7 +1048,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 return Err(NetError::AliasOnDefault.into());
             }
         }
-        self.host.netns_id(&container.netns)?;
+        self.check_netns(&container)?;
         let default_route =
             gives_default_route(container.endpoints(), &network, &self.state.networks);
         let addr = network.ipam.allocate(ip)?;
@@ -1112,12 +1166,27 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 
     /// Makes bridges, endpoints and endpoint map entries match the state
     /// (daemon start): recreates what is missing where the container's
-    /// namespace still exists, and collects what the state does not name.
-    pub fn reconcile_networks(&mut self) -> Result<NetReconcileReport, AgentError> {
+    /// namespace still exists (the same namespace it was attached with),
+    /// takes each endpoint's ifindex and MAC from the kernel rather than
+    /// the state file (a crash may have left the file behind the kernel),
+    /// and collects what the state does not name.
+    ///
+    /// Never gives up half-way: what fails for one item goes into the
+    /// report's errors (and the log), and every other item is still done.
+    /// Map entries of an endpoint that could not be checked are kept.
+    pub fn reconcile_networks(&mut self) -> NetReconcileReport {
         let mut report = NetReconcileReport::default();
+        let mut broken_nets = BTreeSet::new();
         for network in self.state.networks.clone() {
-            let link = self.host.ensure_bridge(&bridge_config(&network))?;
-            self.bridges.insert(network.bridge.clone(), link);
+            match self.host.ensure_bridge(&bridge_config(&network)) {
+                Ok(link) => {
+                    self.bridges.insert(network.bridge.clone(), link);
+                }
+                Err(e) => {
+                    report.errors.push(format!("network {}: {e}", network.name));
+                    broken_nets.insert(network.name.clone());
+                }
+            }
         }
         let networks: BTreeMap<String, Network> = self
             .state
@@ -1125,9 +1194,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .iter()
             .map(|n| (n.name.clone(), n.clone()))
             .collect();
-        let mut want_ifaces = BTreeSet::new();
-        let mut want_addrs = BTreeSet::new();
-        let mut want_links = BTreeSet::new();
+        let mut want = Wanted::default();
         let mut changed = false;
         let mut containers = self.state.containers.clone();
         for container in &mut containers {
@@ -1136,91 +1203,193 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 continue;
             };
             for (i, ep) in endpoints.iter_mut().enumerate() {
+                let what = format!("container {} endpoint {}", snapshot.name, ep.host_ifname);
                 let Some(network) = networks.get(&ep.network) else {
-                    warn!(network = %ep.network, "an endpoint names a network the state lacks");
+                    report
+                        .errors
+                        .push(format!("{what}: no network {}", ep.network));
                     continue;
                 };
-                let ifindex = match self.host.ifindex(&ep.host_ifname)? {
-                    Some(i) => Some(i),
-                    None if self.host.netns_id(&snapshot.netns).is_ok() => {
-                        let earlier = &snapshot.endpoints()[..i];
-                        let route = gives_default_route(earlier, network, &self.state.networks);
-                        match self.host.add_endpoint(&endpoint_config(
-                            &snapshot.netns,
-                            network,
-                            &ep.host_ifname,
-                            &ep.ifname,
-                            ep.ip,
-                            route,
-                        )) {
-                            Ok(link) => {
-                                ep.mac = link.mac;
-                                changed = true;
-                                report.recreated_endpoints += 1;
-                                Some(link.host_ifindex)
-                            }
-                            Err(e) => {
-                                warn!(container = %snapshot.name, error = %e, "recreating an endpoint");
-                                None
-                            }
-                        }
-                    }
-                    None => None,
-                };
-                let Some(ifindex) = ifindex else {
-                    warn!(container = %snapshot.name, iface = %ep.host_ifname,
-                        "endpoint interface missing and its namespace is gone; detach the container");
-                    report.missing_endpoints += 1;
+                if broken_nets.contains(&network.name) {
+                    report
+                        .errors
+                        .push(format!("{what}: its network's bridge is broken"));
+                    want.keep(ep);
                     continue;
-                };
-                if ep.host_ifindex != ifindex {
-                    ep.host_ifindex = ifindex;
-                    changed = true;
                 }
-                self.program_endpoint(ep, ifindex, network)?;
-                want_ifaces.insert(ifindex);
-                want_addrs.insert(ep.ip);
-                want_links.insert(ep.host_ifname.clone());
+                let link = match self.host.endpoint_link(&ep.host_ifname, &snapshot.netns, &ep.ifname) {
+                    Ok(Some(link)) => link,
+                    Ok(None) => match self.recreate_endpoint(&snapshot, i, ep, network) {
+                        Ok(Some(link)) => {
+                            report.recreated_endpoints += 1;
+                            link
+                        }
+                        Ok(None) => {
+                            warn!(container = %snapshot.name, iface = %ep.host_ifname,
+                                "endpoint interface missing and its namespace is gone; detach the container");
+                            report.missing_endpoints += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            report.errors.push(format!("{what}: recreating: {e}"));
+                            report.missing_endpoints += 1;
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        report.errors.push(format!("{what}: {e}"));
+                        want.keep(ep);
+                        continue;
+                    }
+                };
+                if link.host_ifindex != ep.host_ifindex || link.mac != ep.mac {
+                    info!(container = %snapshot.name, iface = %ep.host_ifname, mac = %link.mac,
+                        ifindex = link.host_ifindex, "endpoint taken from the kernel");
+                    ep.host_ifindex = link.host_ifindex;
+                    ep.mac = link.mac;
+                    changed = true;
+                    report.corrected_endpoints += 1;
+                }
+                if let Err(e) = self.program_endpoint(ep, ep.host_ifindex, network) {
+                    report.errors.push(format!("{what}: {e}"));
+                }
+                want.keep(ep);
             }
         }
-        for (ifindex, _) in self.datapath.endpoint_ifaces()? {
-            if !want_ifaces.contains(&ifindex) {
-                self.datapath.remove_endpoint_iface(ifindex)?;
-                report.collected += 1;
-            }
-        }
-        for (addr, _) in self.datapath.endpoint_addrs()? {
-            if !want_addrs.contains(&addr) {
-                self.datapath.remove_endpoint_addr(addr)?;
-                report.collected += 1;
-            }
-        }
-        for name in self.datapath.attached_endpoints()? {
-            if !want_links.contains(&name) {
-                self.datapath.detach_endpoint(&name)?;
-                report.collected += 1;
-            }
-        }
-        let bridges: BTreeSet<&str> = networks.values().map(|n| n.bridge.as_str()).collect();
-        for name in self.host.own_links()? {
-            let stray_veth = name.starts_with(VETH_PREFIX) && !want_links.contains(&name);
-            let stray_bridge = name.starts_with(BRIDGE_PREFIX) && !bridges.contains(name.as_str());
-            if stray_veth {
-                self.host.remove_endpoint(&name)?;
-                report.collected += 1;
-            } else if stray_bridge {
-                self.host.remove_bridge(&name)?;
-                report.collected += 1;
-            }
-        }
+        self.collect_strays(&want, &networks, &mut report);
         if changed {
             let mut next = self.state.clone();
             next.containers = containers;
-            self.store.save(&next)?;
-            self.state = next;
+            match self.store.save(&next) {
+                Ok(()) => self.state = next,
+                Err(e) => report.errors.push(e.to_string()),
+            }
         }
         self.sync_open_ports();
-        Ok(report)
+        for e in &report.errors {
+            error!(error = %e, "reconciling networks");
+        }
+        report
+    }
+
+    /// Recreates a missing endpoint if its container's namespace is still
+    /// the one it was attached with; `Ok(None)` if the namespace is gone
+    /// (or the path names another namespace now: never touched).
+    fn recreate_endpoint(
+        &mut self,
+        container: &Container,
+        index: usize,
+        ep: &Endpoint,
+        network: &Network,
+    ) -> Result<Option<EndpointLink>, AgentError> {
+        let Ok(id) = self.host.netns_id(&container.netns) else {
+            return Ok(None);
+        };
+        if container.netns_id.is_some_and(|saved| saved != id) {
+            warn!(container = %container.name, netns = %container.netns.display(),
+                "the namespace path names another namespace now; not recreating there");
+            return Ok(None);
+        }
+        let earlier = &container.endpoints()[..index];
+        let route = gives_default_route(earlier, network, &self.state.networks);
+        let link = self.host.add_endpoint(&endpoint_config(
+            &container.netns,
+            network,
+            &ep.host_ifname,
+            &ep.ifname,
+            ep.ip,
+            route,
+        ))?;
+        Ok(Some(link))
+    }
+
+    /// Removes endpoint map entries, program links and interfaces the
+    /// state does not name; each failure is reported, the rest goes on.
+    fn collect_strays(
+        &mut self,
+        want: &Wanted,
+        networks: &BTreeMap<String, Network>,
+        report: &mut NetReconcileReport,
+    ) {
+        match self.datapath.endpoint_ifaces() {
+            Ok(ifaces) => {
+                for (ifindex, _) in ifaces.into_iter().filter(|(i, _)| !want.ifaces.contains(i)) {
+                    match self.datapath.remove_endpoint_iface(ifindex) {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match self.datapath.endpoint_addrs() {
+            Ok(addrs) => {
+                for (addr, _) in addrs.into_iter().filter(|(a, _)| !want.addrs.contains(a)) {
+                    match self.datapath.remove_endpoint_addr(addr) {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match self.datapath.attached_endpoints() {
+            Ok(links) => {
+                for name in links.into_iter().filter(|n| !want.links.contains(n)) {
+                    match self.datapath.detach_endpoint(&name) {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        let bridges: BTreeSet<&str> = networks.values().map(|n| n.bridge.as_str()).collect();
+        match self.host.own_links() {
+            Ok(names) => {
+                for name in names {
+                    let stray_veth = name.starts_with(VETH_PREFIX) && !want.links.contains(&name);
+                    let stray_bridge =
+                        name.starts_with(BRIDGE_PREFIX) && !bridges.contains(name.as_str());
+                    let removed = if stray_veth {
+                        self.host.remove_endpoint(&name)
+                    } else if stray_bridge {
+                        self.host.remove_bridge(&name)
+                    } else {
+                        continue;
+                    };
+                    match removed {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+}
+
+/// What reconcile keeps: endpoint interfaces, addresses and program links.
+#[derive(Default)]
+struct Wanted {
+    ifaces: BTreeSet<u32>,
+    addrs: BTreeSet<Ipv4Addr>,
+    links: BTreeSet<String>,
+}
+
+impl Wanted {
+    fn keep(&mut self, ep: &Endpoint) {
+        self.ifaces.insert(ep.host_ifindex);
+        self.addrs.insert(ep.ip);
+        self.links.insert(ep.host_ifname.clone());
+    }
+}
+
+/// Refuses aliases that are not DNS names.
+fn check_aliases(aliases: &[String]) -> Result<(), NetError> {
+    match aliases.iter().find(|a| !valid_alias(a)) {
+        Some(bad) => Err(NetError::InvalidAlias(bad.clone())),
+        None => Ok(()),
     }
 }
 
@@ -1681,7 +1850,7 @@ mod tests {
         let gw = Some("10.1.0.1".parse().unwrap());
         assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
         a.host.endpoints.clear();
-        assert_eq!(a.reconcile_networks().unwrap().recreated_endpoints, 2);
+        assert_eq!(a.reconcile_networks().recreated_endpoints, 2);
         assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
         assert_eq!(
             a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
@@ -1721,7 +1890,7 @@ mod tests {
                 prefix_len: 24,
             },
         );
-        let report = a.reconcile_networks().unwrap();
+        let report = a.reconcile_networks();
         // The container's namespace still exists, so its veth is rebuilt.
         assert_eq!(report.recreated_endpoints, 1);
         assert!(!a.host.endpoints.contains_key("na-vstray"));
@@ -1741,8 +1910,163 @@ mod tests {
         );
         // A second pass finds nothing to do.
         assert_eq!(
-            a.reconcile_networks().unwrap(),
+            a.reconcile_networks(),
             NetReconcileReport::default()
         );
+    }
+
+    #[test]
+    fn refused_input_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let before = std::fs::read(dir.path().join("state.json")).unwrap();
+        for bad in ["127.0.0.0/16", "224.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "240.0.0.0/8"] {
+            let e = err(a.network_create(create("bad", Some(bad))));
+            assert!(e.contains("which is never a container network"), "{bad}: {e}");
+        }
+        let long = "n".repeat(64);
+        assert!(err(a.network_create(create(&long, None))).contains("at most 63"));
+        assert!(err(a.container_attach(attach(&long, "neta", &[]))).contains("at most 63"));
+        let mut req = attach("web", "neta", &[]);
+        req.aliases = vec!["ok".into(), "not ok".into()];
+        assert!(err(a.container_attach(req)).contains("invalid alias \"not ok\""));
+        let mut req = attach("web", "neta", &[]);
+        req.netns = Some("/proc/self/ns/net".into());
+        assert!(err(a.container_attach(req)).contains("is the host's own"));
+        let mut req = create("opt", None);
+        req.options = vec!["com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected".into()];
+        assert!(err(a.network_create(req)).contains("unsupported gateway mode"));
+        let mut req = create("opt", None);
+        req.options = vec!["com.docker.network.bridge.enable_icc=false".into()];
+        assert!(err(a.network_create(req)).contains("is not supported"));
+        assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+        assert_eq!(a.host.bridges.len(), 2, "no bridge left behind");
+        assert!(a.host.endpoints.is_empty());
+    }
+
+    #[test]
+    fn publications_by_address_belong_to_their_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let mut internal = create("priv", Some("10.2.0.0/24"));
+        internal.internal = true;
+        a.network_create(internal).unwrap();
+        let web = a.container_attach(attach("web", "neta", &[])).unwrap();
+        let db = a.container_attach(attach_as("db", "priv", &[], 2)).unwrap();
+        let (web_ip, db_ip) = (web.endpoints[0].ip, db.endpoints[0].ip);
+        let e = err(a.publish(format!("5432->{db_ip}:5432").parse().unwrap()));
+        assert!(e.contains("network priv is internal"), "{e}");
+        let p = a.publish(format!("8080->{web_ip}:80").parse().unwrap()).unwrap();
+        assert_eq!(p.owner, Some(web.container.uid));
+        let stranger = a.publish("9090->10.1.0.200:80".parse().unwrap()).unwrap();
+        assert_eq!(stranger.owner, None, "no container has that address");
+        assert_eq!(a.container_ports("web", None).unwrap(), vec![p.spec]);
+        a.container_detach("web").unwrap();
+        assert_eq!(a.list(None), vec![stranger], "removed with its container");
+        assert_eq!(a.datapath.publications.len(), 1);
+    }
+
+    #[test]
+    fn a_container_veth_goes_before_its_map_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let info = a.container_attach(attach("web", "neta", &[])).unwrap();
+        let veth = info.endpoints[0].host_ifname.clone();
+        a.container_detach("web").unwrap();
+        let (veth_gone, _) = a
+            .host
+            .removals
+            .iter()
+            .find(|(_, what)| *what == format!("veth {veth}"))
+            .unwrap();
+        assert!(!a.datapath.removals.is_empty());
+        for (seq, what) in &a.datapath.removals {
+            assert!(veth_gone < seq, "{what} removed before the veth");
+        }
+    }
+
+    #[test]
+    fn reconcile_takes_mac_and_ifindex_from_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let info = a.container_attach(attach("web", "neta", &[])).unwrap();
+        let ep = info.endpoints[0].clone();
+        // A crash left the state behind the kernel: the veth was rebuilt
+        // with a new MAC and index the state never heard of.
+        a.host.kernel_macs.insert(ep.host_ifname.clone(), "02:00:00:00:00:99".into());
+        a.host.ifindexes.insert(ep.host_ifname.clone(), 777);
+        let report = a.reconcile_networks();
+        assert_eq!(report.corrected_endpoints, 1, "{report:?}");
+        assert!(report.errors.is_empty(), "{report:?}");
+        let entry = a.datapath.endpoint_addrs[&ep.ip];
+        assert_eq!(entry.mac, [2, 0, 0, 0, 0, 0x99]);
+        assert_eq!(entry.host_ifindex, 777);
+        assert!(a.datapath.endpoint_ifaces.contains_key(&777));
+        assert!(!a.datapath.endpoint_ifaces.contains_key(&ep.host_ifindex));
+        let saved = a.container_inspect("web").unwrap().endpoints[0].clone();
+        assert_eq!((saved.mac.as_str(), saved.host_ifindex), ("02:00:00:00:00:99", 777));
+        assert_eq!(a.reconcile_networks().corrected_endpoints, 0);
+    }
+
+    #[test]
+    fn a_reused_namespace_path_is_never_taken_for_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        let info = a.container_attach(attach("web", "neta", &[])).unwrap();
+        let ep = info.endpoints[0].clone();
+        // The namespace died (taking the veth) and its path now names
+        // another namespace.
+        a.host.endpoints.remove(&ep.host_ifname);
+        a.host.replaced_netns.insert(
+            "/run/netns/web".into(),
+            crate::host::NetnsId { dev: 9, ino: 9 },
+        );
+        let report = a.reconcile_networks();
+        assert_eq!(
+            (report.recreated_endpoints, report.missing_endpoints),
+            (0, 1),
+            "{report:?}"
+        );
+        assert!(a.host.endpoints.is_empty(), "recreated in a stranger's namespace");
+        let e = err(a.network_connect("bridge", "web", None, Vec::new()));
+        assert!(e.contains("no longer container web's"), "{e}");
+        a.container_detach("web").unwrap();
+    }
+
+    #[test]
+    fn reconcile_reports_what_fails_and_does_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(&dir);
+        a.network_create(create("netb", Some("10.3.0.0/24"))).unwrap();
+        let ok = a.container_attach(attach("ok", "neta", &[])).unwrap();
+        let broken = a.container_attach(attach_as("broken", "neta", &[], 2)).unwrap();
+        let orphan = a.container_attach(attach_as("orphan", "netb", &[], 3)).unwrap();
+        // One endpoint vanished and cannot be rebuilt, one network's
+        // bridge cannot be made, and listing links fails.
+        let broken_if = broken.endpoints[0].host_ifname.clone();
+        a.host.endpoints.remove(&broken_if);
+        a.host.fail_endpoint_names.insert(broken_if.clone());
+        let netb_bridge = a.network_inspect("netb").unwrap().network.bridge;
+        a.host.fail_bridges.insert(netb_bridge);
+        a.host.fail_dumps = true;
+        a.datapath.endpoint_ifaces.clear();
+        a.datapath.endpoint_addrs.clear();
+        let report = a.reconcile_networks();
+        assert_eq!(report.errors.len(), 4, "{report:?}");
+        // The healthy endpoint is programmed, the one on the broken bridge
+        // keeps what it had.
+        assert!(a.datapath.endpoint_addrs.contains_key(&ok.endpoints[0].ip));
+        assert!(!a.datapath.endpoint_addrs.contains_key(&orphan.endpoints[0].ip));
+        // The broken container can still be detached.
+        a.host.fail_dumps = false;
+        a.host.fail_bridges.clear();
+        a.container_detach("broken").unwrap();
+        a.container_detach("orphan").unwrap();
+        // A full endpoint map is reported too, per endpoint.
+        a.datapath.endpoint_ifaces.clear();
+        a.datapath.endpoint_capacity = Some(0);
+        let report = a.reconcile_networks();
+        assert_eq!(report.errors.len(), 1, "{report:?}");
+        assert!(report.errors[0].contains("endpoint map full"), "{report:?}");
     }
 }

@@ -46,6 +46,38 @@ pub enum IpamError {
     InUse { ip: Ipv4Addr },
     #[error("no available addresses on this pool ({pool})")]
     Exhausted { pool: Ipv4Net },
+    #[error("invalid subnet {subnet}: it overlaps {range} ({what}), which is never a container network")]
+    ReservedRange {
+        subnet: Ipv4Net,
+        range: &'static str,
+        what: &'static str,
+    },
+}
+
+/// Ranges no network may use: they are not routable unicast (this host,
+/// loopback, link-local, multicast, reserved), and a bridge address there
+/// either fails in netlink or breaks the host.
+pub const RESERVED_RANGES: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved, and the limited broadcast"),
+];
+
+/// Refuses a subnet that overlaps a [`RESERVED_RANGES`] range.
+pub fn check_not_reserved(subnet: Ipv4Net) -> Result<(), IpamError> {
+    for (range, what) in RESERVED_RANGES {
+        let r: Ipv4Net = range.parse().expect("a valid built-in range");
+        if r.contains(&subnet.network()) || subnet.contains(&r.network()) {
+            return Err(IpamError::ReservedRange {
+                subnet,
+                range,
+                what,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One network's address space and what is handed out of it.
@@ -79,6 +111,7 @@ impl NetworkIpam {
                 canonical: subnet.trunc(),
             });
         }
+        check_not_reserved(subnet)?;
         let gateway = gateway.unwrap_or_else(|| first_host(subnet));
         if !usable(subnet, gateway) {
             return Err(IpamError::Gateway { gateway, subnet });
@@ -197,6 +230,30 @@ pub fn pick_subnet(taken: &[(Ipv4Net, String)]) -> Result<Ipv4Net, IpamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_ranges_are_refused() {
+        for bad in [
+            "127.0.0.0/16",
+            "0.0.0.0/8",
+            "169.254.0.0/24",
+            "224.0.0.0/8",
+            "239.1.0.0/16",
+            "240.0.0.0/8",
+            "192.0.0.0/8",
+        ] {
+            let subnet: Ipv4Net = bad.parse().unwrap();
+            let err = NetworkIpam::new(subnet, None, None);
+            if bad == "192.0.0.0/8" {
+                assert!(err.is_ok(), "{bad}");
+            } else {
+                assert!(
+                    matches!(err, Err(IpamError::ReservedRange { .. })),
+                    "{bad}: {err:?}"
+                );
+            }
+        }
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -122,6 +122,11 @@ pub struct Container {
     /// Owner tag of its publications (unique among containers, never 0).
     pub uid: u64,
     pub netns: PathBuf,
+    /// The identity of the namespace `netns` named at attach time: a path
+    /// that later names another namespace (a reused `/proc/PID/ns/net`)
+    /// is not this container's. `None` in state files written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<crate::host::NetnsId>,
     pub mode: NetworkMode,
     /// `--expose` (and every `-p` container port), for `-P`.
     pub exposed: Vec<ExposedPorts>,
@@ -151,11 +156,20 @@ impl Container {
     }
 }
 
-/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+/// The longest container or network name: a DNS label (RFC 1035), so the
+/// name resolves in the embedded DNS (Docker's longer names silently break
+/// it, moby#37971; its swarm refuses them: "name must be 63 characters or
+/// fewer").
+pub const MAX_NAME_LEN: usize = 63;
+/// The longest alias: a DNS name (RFC 1035), in labels of at most 63.
+pub const MAX_ALIAS_LEN: usize = 253;
+
+/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most
+/// [`MAX_NAME_LEN`] characters.
 pub fn valid_container_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
-        && name.len() >= 2
+        && (2..=MAX_NAME_LEN).contains(&name.len())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -163,8 +177,21 @@ pub fn valid_container_name(name: &str) -> bool {
 pub fn valid_network_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
-        && name.len() <= 64
+        && name.len() <= MAX_NAME_LEN
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// An alias is a DNS name: labels of `[a-zA-Z0-9_-]`, 1 to 63 characters,
+/// joined by dots, at most [`MAX_ALIAS_LEN`] in all.
+pub fn valid_alias(alias: &str) -> bool {
+    !alias.is_empty()
+        && alias.len() <= MAX_ALIAS_LEN
+        && alias.split('.').all(|label| {
+            (1..=MAX_NAME_LEN).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        })
 }
 
 /// 64 random hex digits (a Docker-style ID).
@@ -197,6 +224,17 @@ mod tests {
         }
         assert!(valid_network_name("n"));
         assert!(!valid_network_name("bad name"));
+        let long = "a".repeat(MAX_NAME_LEN);
+        assert!(valid_container_name(&long) && valid_network_name(&long));
+        let longer = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(!valid_container_name(&longer) && !valid_network_name(&longer));
+        for ok in ["api", "db.internal", "web_1", "a-b.c-d"] {
+            assert!(valid_alias(ok), "{ok}");
+        }
+        let long_label = format!("{longer}.x");
+        for bad in ["", ".", "a..b", "sp ace", long_label.as_str(), &"a.".repeat(127)] {
+            assert!(!valid_alias(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -19,7 +20,7 @@ use tokio::{
     net::{UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     agent::{Agent, AgentError},
@@ -68,29 +69,41 @@ pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+    // Every lock first, before anything is touched: a second daemon on the
+    // same socket, state directory or bpffs must leave the first one's
+    // datapath, interfaces and state alone.
+    let _socket_lock = take_socket(&config.socket)?;
     let store = StateStore::open(&config.state_dir)?;
+    let pins = PinDir::new(&config.bpffs);
+    let _pins_lock = crate::datapath::bpf::lock_pins(&pins)?;
+    if let Some(iface) = config
+        .ifaces
+        .iter()
+        .find(|i| i.starts_with(crate::host::IFACE_PREFIX))
+    {
+        bail!(
+            "--iface {iface}: interfaces named {}* are netagent's own bridges and container veths, never served",
+            crate::host::IFACE_PREFIX
+        );
+    }
+    let pool = masquerade_pool(config.masquerade_ports)?;
     enable_ip_forward()?;
-    let mut datapath = BpfDatapath::load(PinDir::new(&config.bpffs))
+    let mut datapath = BpfDatapath::load(pins)
         .with_context(|| format!("loading the datapath (pins in {})", config.bpffs.display()))?;
+    datapath.set_config(&pool.config())?;
 
-    let (connection, netlink, mut addr_events) =
+    let (connection, netlink, addr_events) =
         rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])
             .context("opening rtnetlink")?;
     tokio::spawn(connection);
-    let addrs = localaddr::dump(&netlink)
-        .await
-        .context("listing local addresses")?;
-    datapath.set_local_addrs(&addrs)?;
-    datapath.set_masq_addrs(&masq_addrs(&config.ifaces, &addrs))?;
-    let pool = masquerade_pool(config.masquerade_ports)?;
-    datapath.set_config(&pool.config())?;
+    sync_addresses(&netlink, &mut datapath, &config.ifaces).await;
     match raise_fd_limit() {
         Ok(limit) => debug!(limit, "open-file limit raised for port reservations"),
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
 
     let mut agent = Agent::new(store, datapath, NetlinkHost::new(config.hold_ports))?;
-    let report = agent.reconcile()?;
+    let report = agent.reconcile();
     info!(?report, "publication map reconciled with the state file");
     let unreserved = agent.reserve_published_ports();
     if unreserved > 0 {
@@ -99,8 +112,10 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
             "published ports other processes hold (see above)"
         );
     }
-    agent.ensure_default_network()?;
-    let report = agent.reconcile_networks()?;
+    if let Err(e) = agent.ensure_default_network() {
+        error!(error = %e, "creating the default network");
+    }
+    let report = agent.reconcile_networks();
     info!(
         ?report,
         "networks and endpoints reconciled with the state file"
@@ -108,33 +123,22 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     for iface in &config.ifaces {
         agent.datapath_mut().attach(iface, config.xdp_mode)?;
     }
-    agent.datapath_mut().detach_except(&config.ifaces)?;
+    if let Err(e) = agent.datapath_mut().detach_except(&config.ifaces) {
+        error!(error = %e, "detaching from interfaces no longer served");
+    }
 
     let listener = bind_socket(&config.socket)?;
     let agent = Arc::new(Mutex::new(agent));
+    tokio::spawn(accept_loop(listener, Arc::clone(&agent)));
+    let mut addr_events = AddrEvents::new(addr_events);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     info!(socket = %config.socket.display(), ifaces = ?config.ifaces, "netagent ready");
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted.context("accepting an API connection")?;
-                let agent = Arc::clone(&agent);
-                tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, agent).await {
-                        warn!(error = %e, "API connection failed");
-                    }
-                });
-            }
-            event = addr_events.next() => {
-                if event.is_none() {
-                    bail!("the netlink address monitor closed");
-                }
-                let addrs = localaddr::dump(&netlink).await.context("listing local addresses")?;
-                debug!(?addrs, "local addresses changed");
+            () = addr_events.changed() => {
                 let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
-                agent.datapath_mut().set_local_addrs(&addrs)?;
-                agent.datapath_mut().set_masq_addrs(&masq_addrs(&config.ifaces, &addrs))?;
+                sync_addresses(&netlink, agent.datapath_mut(), &config.ifaces).await;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -145,11 +149,150 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Most API connections served at once; more wait in the listen backlog.
+/// Together with [`API_IDLE_TIMEOUT`] it bounds the descriptors the API
+/// can take, which `host::ports::FD_HEADROOM` keeps free.
+pub const MAX_API_CONNECTIONS: usize = 64;
+/// A connection that sends no complete request for this long is closed,
+/// so idle clients cannot hold the connection slots.
+const API_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long accepting pauses when the daemon is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts API connections forever: at most [`MAX_API_CONNECTIONS`] at
+/// once, and an accept error (out of descriptors above all) backs off and
+/// tries again instead of ending the daemon.
+async fn accept_loop<D: Datapath + 'static, H: Host + 'static>(
+    listener: UnixListener,
+    agent: Arc<Mutex<Agent<D, H>>>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
+    let mut exhausted_since: Option<std::time::Instant> = None;
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if let Some(since) = exhausted_since.take() {
+                    info!(after = ?since.elapsed(), "accepting API connections again");
+                }
+                let agent = Arc::clone(&agent);
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, agent).await {
+                        debug!(error = %e, "API connection ended");
+                    }
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                drop(slot);
+                let out_of_files = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if exhausted_since.is_none() {
+                    exhausted_since = Some(std::time::Instant::now());
+                    warn!(error = %e, out_of_files, "accepting an API connection failed; backing off and retrying");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The netlink address monitor, reopened if it ever ends: `changed`
+/// resolves whenever the host's addresses may have changed.
+struct AddrEvents {
+    events: Option<futures_util::stream::BoxStream<'static, ()>>,
+}
+
+impl AddrEvents {
+    fn new<S, T>(events: S) -> Self
+    where
+        S: futures_util::Stream<Item = T> + Send + 'static,
+    {
+        Self {
+            events: Some(events.map(|_| ()).boxed()),
+        }
+    }
+
+    async fn changed(&mut self) {
+        loop {
+            if let Some(events) = &mut self.events {
+                if events.next().await.is_some() {
+                    return;
+                }
+                warn!("the netlink address monitor closed; reopening it");
+                self.events = None;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr]) {
+                Ok((connection, _, events)) => {
+                    tokio::spawn(connection);
+                    self.events = Some(events.map(|_| ()).boxed());
+                    // Addresses may have changed while it was down.
+                    return;
+                }
+                Err(e) => warn!(error = %e, "reopening the netlink address monitor"),
+            }
+        }
+    }
+}
+
+/// Brings the local-address and masquerade-address maps in line with the
+/// host's addresses. A failure is logged and the maps keep what they had;
+/// the next address event tries again.
+async fn sync_addresses<D: Datapath>(netlink: &rtnetlink::Handle, datapath: &mut D, ifaces: &[String]) {
+    let addrs = match localaddr::dump(netlink).await {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            error!(error = %e, "listing local addresses; the address maps keep their entries");
+            return;
+        }
+    };
+    debug!(?addrs, "local addresses");
+    if let Err(e) = datapath.set_local_addrs(&addrs) {
+        error!(error = %e, "updating the local-address map");
+    }
+    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, &addrs)) {
+        error!(error = %e, "updating the masquerade-address map");
+    }
+}
+
+/// Takes the socket's lock file (`<socket>.lock`) and checks that no
+/// daemon listens on the socket: held for the daemon's life, it makes the
+/// socket this daemon's alone (a stale socket file is then safe to
+/// replace).
+fn take_socket(path: &Path) -> anyhow::Result<fs::File> {
+    use std::os::fd::AsRawFd as _;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked || std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!(
+            "another netagent daemon is serving {}; nothing was changed",
+            path.display()
+        );
+    }
+    Ok(lock)
+}
+
 /// `netagent teardown`: removes the pinned datapath and every bridge and
 /// container interface the state names. The state file stays, so a later
 /// `netagent daemon` rebuilds everything from it. Refused while a daemon
 /// holds the state directory. Collects every failure.
 pub fn teardown_all(pins: &PinDir, state_dir: &Path) -> anyhow::Result<()> {
+    let _pins_lock = crate::datapath::bpf::lock_existing_pins(pins)?;
     let mut errors = Vec::new();
     if state_dir.join("state.json").exists() {
         let store = StateStore::open(state_dir)?;
@@ -233,16 +376,11 @@ fn enable_ip_forward() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the API socket, root-only (mode 0600). A stale socket file is
-/// replaced; a live one (another daemon) is an error.
+/// Binds the API socket, root-only (mode 0600). A stale socket file (of a
+/// daemon that died) is replaced: [`take_socket`] made sure no daemon is
+/// behind it.
 fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another netagent daemon is listening on {}", path.display());
-        }
         fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     let listener =
@@ -253,6 +391,8 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves one connection: any number of request lines, one response each.
+/// A request that is not UTF-8 or not JSON gets an error reply; a
+/// connection idle for [`API_IDLE_TIMEOUT`] is closed.
 async fn serve_connection<D: Datapath, H: Host>(
     stream: UnixStream,
     agent: Arc<Mutex<Agent<D, H>>>,
@@ -269,30 +409,40 @@ async fn serve_connection<D: Datapath, H: Host>(
         return write_response(&mut write, &response).await;
     }
     let mut reader = BufReader::new(read);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut reader)
-            .take(MAX_REQUEST_BYTES as u64)
-            .read_line(&mut line)
-            .await?;
+        let mut limited = (&mut reader).take(MAX_REQUEST_BYTES as u64);
+        let read = limited.read_until(b'\n', &mut line);
+        let n = match tokio::time::timeout(API_IDLE_TIMEOUT, read).await {
+            Ok(n) => n?,
+            Err(_) => return Ok(()),
+        };
         if n == 0 {
             return Ok(());
         }
-        let response = if !line.ends_with('\n') && n >= MAX_REQUEST_BYTES {
+        let response = if line.last() != Some(&b'\n') && n >= MAX_REQUEST_BYTES {
             Response::Error {
                 message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
             }
         } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) => match agent.lock() {
-                    Ok(mut agent) => dispatch(&mut agent, request),
-                    Err(_) => Response::Error {
-                        message: "internal error: agent lock poisoned".into(),
-                    },
-                },
+            match std::str::from_utf8(&line) {
                 Err(e) => Response::Error {
-                    message: format!("malformed request: {e}"),
+                    message: format!(
+                        "malformed request: not UTF-8 (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                },
+                Ok(text) => match serde_json::from_str::<Request>(text) {
+                    Ok(request) => match agent.lock() {
+                        Ok(mut agent) => dispatch(&mut agent, request),
+                        Err(_) => Response::Error {
+                            message: "internal error: agent lock poisoned".into(),
+                        },
+                    },
+                    Err(e) => Response::Error {
+                        message: format!("malformed request: {e}"),
+                    },
                 },
             }
         };

@@ -50,6 +50,117 @@ pub struct DesiredState {
     pub containers: Vec<Container>,
 }
 
+impl DesiredState {
+    /// Checks what the loader's types cannot: every name, key, slot and
+    /// address unique, interfaces named as netagent names them, ports
+    /// nonzero, references resolved. `Err` names the first offending entry.
+    pub fn check(&self) -> Result<(), String> {
+        use std::collections::HashSet;
+        fn unique<T: std::hash::Hash + Eq>(
+            seen: &mut HashSet<T>,
+            key: T,
+            what: impl FnOnce() -> String,
+        ) -> Result<(), String> {
+            if seen.insert(key) {
+                Ok(())
+            } else {
+                Err(format!("duplicate {}", what()))
+            }
+        }
+        let mut pubs = HashSet::new();
+        let mut slots = HashSet::new();
+        for p in &self.publications {
+            let s = p.spec;
+            if s.host_port == 0 || s.container_port == 0 {
+                return Err(format!("publication {s} has port 0"));
+            }
+            if p.stats_slot >= datapath_common::MAX_PUBLICATIONS {
+                return Err(format!("publication {s} has counter slot {}", p.stats_slot));
+            }
+            unique(&mut pubs, (s.host_ip, s.host_port, s.proto), || format!("publication {s}"))?;
+            unique(&mut slots, p.stats_slot, || {
+                format!("counter slot {} (publication {s})", p.stats_slot)
+            })?;
+            if let Some(owner) = p.owner
+                && !self.containers.iter().any(|c| c.uid == owner)
+            {
+                return Err(format!("publication {s} is owned by no container (uid {owner})"));
+            }
+        }
+        let mut net_names = HashSet::new();
+        let mut net_ids = HashSet::new();
+        let mut bridges = HashSet::new();
+        for n in &self.networks {
+            unique(&mut net_names, n.name.as_str(), || format!("network {}", n.name))?;
+            if n.net_id == 0 {
+                return Err(format!("network {} has number 0", n.name));
+            }
+            unique(&mut net_ids, n.net_id, || format!("network number {} ({})", n.net_id, n.name))?;
+            if !crate::containers::is_bridge_name(&n.bridge) {
+                return Err(format!(
+                    "network {} names bridge {:?}, not one of netagent's",
+                    n.name, n.bridge
+                ));
+            }
+            unique(&mut bridges, n.bridge.as_str(), || format!("bridge {}", n.bridge))?;
+            if n.ipam.allocated.contains(&n.ipam.gateway) {
+                return Err(format!("network {} hands out its gateway", n.name));
+            }
+        }
+        for (i, a) in self.networks.iter().enumerate() {
+            for b in &self.networks[i + 1..] {
+                if a.ipam.subnet.contains(&b.ipam.subnet.network())
+                    || b.ipam.subnet.contains(&a.ipam.subnet.network())
+                {
+                    return Err(format!(
+                        "networks {} and {} overlap ({} and {})",
+                        a.name, b.name, a.ipam.subnet, b.ipam.subnet
+                    ));
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        let mut uids = HashSet::new();
+        let mut ifnames = HashSet::new();
+        let mut addrs = HashSet::new();
+        for c in &self.containers {
+            unique(&mut names, c.name.as_str(), || format!("container {}", c.name))?;
+            unique(&mut uids, c.uid, || format!("container uid {} ({})", c.uid, c.name))?;
+            if let crate::model::NetworkMode::Container { target } = &c.mode
+                && !self.containers.iter().any(|t| &t.name == target)
+            {
+                return Err(format!("container {} joins missing container {target}", c.name));
+            }
+            for ep in c.endpoints() {
+                let network = self
+                    .networks
+                    .iter()
+                    .find(|n| n.name == ep.network)
+                    .ok_or_else(|| {
+                        format!("container {} is on missing network {}", c.name, ep.network)
+                    })?;
+                if !crate::containers::is_endpoint_name(&ep.host_ifname) {
+                    return Err(format!(
+                        "container {} names host interface {:?}, not one of netagent's",
+                        c.name, ep.host_ifname
+                    ));
+                }
+                unique(&mut ifnames, ep.host_ifname.as_str(), || {
+                    format!("host interface {} (container {})", ep.host_ifname, c.name)
+                })?;
+                unique(&mut addrs, ep.ip, || format!("address {} (container {})", ep.ip, c.name))?;
+                if !network.ipam.subnet.contains(&ep.ip) || ep.ip == network.ipam.gateway {
+                    return Err(format!(
+                        "container {} has address {} outside network {} ({})",
+                        c.name, ep.ip, network.name, network.ipam.subnet
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{op} {path}: {source}")]
@@ -69,6 +180,10 @@ pub enum StateError {
     Version { path: PathBuf, found: u32 },
     #[error("another netagent daemon holds {path}")]
     Locked { path: PathBuf },
+    /// A file that parses but contradicts itself: acted on, it could point
+    /// the datapath at the wrong interface or address.
+    #[error("state file {path} is inconsistent: {entry}; fix or remove it (nothing was changed)")]
+    Inconsistent { path: PathBuf, entry: String },
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
@@ -138,6 +253,9 @@ impl StateStore {
             STATE_VERSION => {}
             found => return Err(StateError::Version { path, found }),
         }
+        if let Err(entry) = state.check() {
+            return Err(StateError::Inconsistent { path, entry });
+        }
         Ok(state)
     }
 
@@ -205,6 +323,63 @@ mod tests {
         assert_eq!(state.publications.len(), 1);
         assert_eq!(state.publications[0].owner, None);
         assert!(state.networks.is_empty() && state.containers.is_empty());
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused_naming_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let base = r#""networks": [{"name": "bridge", "id": "x", "net_id": 1, "driver": "bridge",
+              "bridge": "na-br0", "internal": false, "icc": true,
+              "ipam": {"subnet": "172.17.0.0/16", "gateway": "172.17.0.1", "ip_range": null,
+                       "allocated": ["172.17.0.2"], "cursor": null}}]"#;
+        let container = |ifname: &str, ip: &str| {
+            format!(
+                r#"{{"name": "web", "id": "y", "uid": 1, "netns": "/run/netns/web",
+                  "mode": {{"mode": "bridge", "endpoints": [{{"network": "bridge", "ifname": "eth0",
+                  "host_ifname": "{ifname}", "host_ifindex": 5, "ip": "{ip}", "mac": "02:00:00:00:00:01",
+                  "aliases": []}}]}}, "exposed": [], "port_mappings": [], "publish_all": false}}"#
+            )
+        };
+        let cases = [
+            (
+                format!(r#"{{"version": 2, "publications": [], {base}, "containers": [{}]}}"#, container("eth0", "172.17.0.2")),
+                "names host interface \"eth0\"",
+            ),
+            (
+                format!(
+                    r#"{{"version": 2, "publications": [], {base}, "containers": [{}, {}]}}"#,
+                    container("na-v1", "172.17.0.2"),
+                    container("na-v2", "172.17.0.2").replace("\"web\"", "\"db\"").replace("\"uid\": 1", "\"uid\": 2")
+                ),
+                "duplicate address 172.17.0.2",
+            ),
+            (
+                r#"{"version": 2, "publications": [{"host_ip": "0.0.0.0", "host_port": 0,
+                    "container_ip": "10.0.0.2", "container_port": 80, "proto": "tcp", "stats_slot": 1}]}"#
+                    .to_owned(),
+                "has port 0",
+            ),
+            (
+                r#"{"version": 2, "publications": [
+                    {"host_ip": "0.0.0.0", "host_port": 80, "container_ip": "10.0.0.2", "container_port": 80, "proto": "tcp", "stats_slot": 1},
+                    {"host_ip": "0.0.0.0", "host_port": 80, "container_ip": "10.0.0.3", "container_port": 80, "proto": "tcp", "stats_slot": 2}]}"#
+                    .to_owned(),
+                "duplicate publication 0.0.0.0:80",
+            ),
+        ];
+        for (json, want) in cases {
+            fs::write(dir.path().join("state.json"), &json).unwrap();
+            let err = store.load().unwrap_err().to_string();
+            assert!(err.contains("is inconsistent") && err.contains(want), "{want}: {err}");
+        }
+        // A consistent file of the same shape loads.
+        let good = format!(
+            r#"{{"version": 2, "publications": [], {base}, "containers": [{}]}}"#,
+            container("na-v1", "172.17.0.2")
+        );
+        fs::write(dir.path().join("state.json"), good).unwrap();
+        assert_eq!(store.load().unwrap().containers.len(), 1);
     }
 
     #[test]

@@ -450,6 +450,44 @@ fn attach_pinned<P>(
         .map_err(|e| DatapathError::Other(format!("pinning {}: {e}", path.display())))
 }
 
+/// An exclusive lock on a pin directory, held for a daemon's life: a
+/// second daemon (or a teardown) on the same bpffs is refused before it
+/// touches a pin. A `flock` on the directory itself (bpffs holds no
+/// regular files to lock).
+#[derive(Debug)]
+pub struct PinLock {
+    _dir: fs::File,
+}
+
+/// Makes sure `pins` is on a bpffs (mounting one there if needed) and
+/// locks it; see [`PinLock`].
+pub fn lock_pins(pins: &PinDir) -> Result<PinLock, DatapathError> {
+    ensure_bpffs(pins.root())?;
+    lock_dir(pins.root())
+}
+
+/// Locks `pins` if it exists (`Ok(None)` if not): for teardown, which
+/// must never create or mount anything.
+pub fn lock_existing_pins(pins: &PinDir) -> Result<Option<PinLock>, DatapathError> {
+    if !pins.root().exists() {
+        return Ok(None);
+    }
+    lock_dir(pins.root()).map(Some)
+}
+
+fn lock_dir(dir: &Path) -> Result<PinLock, DatapathError> {
+    use std::os::fd::AsRawFd as _;
+    let file = fs::File::open(dir).map_err(io_err(format!("opening {}", dir.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(DatapathError::Other(format!(
+            "another netagent daemon holds the datapath pinned in {}; nothing was changed",
+            dir.display()
+        )));
+    }
+    Ok(PinLock { _dir: file })
+}
+
 /// Removes the pins of maps an earlier version used and this one does
 /// not (a layout change renames a map), so they do not linger in bpffs.
 fn remove_retired_pins(pins: &PinDir) -> Result<(), DatapathError> {

@@ -12,6 +12,14 @@ use datapath_common::{
 
 use super::{Datapath, DatapathError};
 
+/// A sequence shared by the fakes, so a test can tell in which order the
+/// host and the datapath were changed.
+pub fn next_seq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
 #[derive(Debug, Default)]
 pub struct FakeDatapath {
     pub publications: BTreeMap<(u32, u16, u8), PubValue>,
@@ -28,6 +36,10 @@ pub struct FakeDatapath {
     pub capacity: Option<usize>,
     /// When set, every write fails (simulates a broken kernel map).
     pub fail_writes: bool,
+    /// Capacity of the endpoint maps; `None` = unlimited.
+    pub endpoint_capacity: Option<usize>,
+    /// The order endpoint entries were removed in, with [`next_seq`].
+    pub removals: Vec<(u64, String)>,
 }
 
 fn k(key: &PubKey) -> (u32, u16, u8) {
@@ -127,11 +139,18 @@ impl Datapath for FakeDatapath {
         net: &EndpointIface,
     ) -> Result<(), DatapathError> {
         self.check_writes()?;
+        let full = self
+            .endpoint_capacity
+            .is_some_and(|cap| self.endpoint_ifaces.len() >= cap);
+        if full && !self.endpoint_ifaces.contains_key(&ifindex) {
+            return Err(DatapathError::Other("endpoint map full".into()));
+        }
         self.endpoint_ifaces.insert(ifindex, *net);
         Ok(())
     }
 
     fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.removals.push((next_seq(), format!("iface {ifindex}")));
         self.endpoint_ifaces.remove(&ifindex);
         Ok(())
     }
@@ -151,6 +170,7 @@ impl Datapath for FakeDatapath {
     }
 
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError> {
+        self.removals.push((next_seq(), format!("addr {addr}")));
         self.endpoint_addrs.remove(&addr);
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use ipnet::Ipv4Net;
@@ -28,6 +28,19 @@ pub struct FakeHost {
     /// The ephemeral range handed out (default a tiny one, to test
     /// exhaustion cheaply).
     pub ephemeral: Option<(u16, u16)>,
+    /// Namespace paths that now name another namespace than their hash.
+    pub replaced_netns: BTreeMap<PathBuf, NetnsId>,
+    /// The container-side MAC the "kernel" reports, by host-side name
+    /// (default: what add_endpoint handed out).
+    pub kernel_macs: BTreeMap<String, String>,
+    /// Bridges whose creation fails.
+    pub fail_bridges: BTreeSet<String>,
+    /// Endpoints (host-side names) whose recreation fails.
+    pub fail_endpoint_names: BTreeSet<String>,
+    /// When set, listing links fails (a netlink dump error).
+    pub fail_dumps: bool,
+    /// The order host objects were removed in, with [`crate::datapath::fake::next_seq`].
+    pub removals: Vec<(u64, String)>,
 }
 
 impl Host for FakeHost {
@@ -36,6 +49,12 @@ impl Host for FakeHost {
     }
 
     fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError> {
+        if self.fail_bridges.contains(&bridge.name) {
+            return Err(HostError::Other(format!(
+                "injected bridge failure for {}",
+                bridge.name
+            )));
+        }
         self.bridges.insert(bridge.name.clone(), bridge.clone());
         let index = self
             .bridges
@@ -54,7 +73,7 @@ impl Host for FakeHost {
     }
 
     fn add_endpoint(&mut self, ep: &EndpointConfig) -> Result<EndpointLink, HostError> {
-        if self.fail_endpoints {
+        if self.fail_endpoints || self.fail_endpoint_names.contains(&ep.host_ifname) {
             return Err(HostError::Other("injected endpoint failure".into()));
         }
         if !self.bridges.contains_key(&ep.bridge) {
@@ -74,6 +93,10 @@ impl Host for FakeHost {
     }
 
     fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError> {
+        self.removals.push((
+            crate::datapath::fake::next_seq(),
+            format!("veth {host_ifname}"),
+        ));
         self.endpoints.remove(host_ifname);
         self.ifindexes.remove(host_ifname);
         Ok(())
@@ -87,6 +110,9 @@ impl Host for FakeHost {
     }
 
     fn own_links(&mut self) -> Result<Vec<String>, HostError> {
+        if self.fail_dumps {
+            return Err(HostError::Other("injected netlink dump failure".into()));
+        }
         Ok(self
             .bridges
             .keys()
@@ -126,12 +152,37 @@ impl Host for FakeHost {
                 reason: "No such file or directory (os error 2)".into(),
             });
         }
+        if let Some(id) = self.replaced_netns.get(path) {
+            return Ok(*id);
+        }
         let mut h = DefaultHasher::new();
         path.hash(&mut h);
         Ok(NetnsId {
             dev: 1,
             ino: h.finish(),
         })
+    }
+
+    /// The host's namespace is the one `/proc/self/ns/net` names.
+    fn own_netns(&mut self) -> Result<NetnsId, HostError> {
+        self.netns_id(Path::new("/proc/self/ns/net"))
+    }
+
+    fn endpoint_link(
+        &mut self,
+        host_ifname: &str,
+        _netns: &Path,
+        _ifname: &str,
+    ) -> Result<Option<EndpointLink>, HostError> {
+        let Some(host_ifindex) = self.ifindex(host_ifname)? else {
+            return Ok(None);
+        };
+        let mac = self
+            .kernel_macs
+            .get(host_ifname)
+            .cloned()
+            .unwrap_or_else(|| "02:00:00:00:00:01".into());
+        Ok(Some(EndpointLink { host_ifindex, mac }))
     }
 
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {

@@ -133,12 +133,25 @@ pub trait Host: Send {
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>);
     /// The identity of the network namespace at `path` (two paths name the
     /// same namespace iff their ids are equal); an error if `path` is not
-    /// a network namespace.
+    /// a network namespace (another kind of namespace included).
     fn netns_id(&mut self, path: &Path) -> Result<NetnsId, HostError>;
+    /// The identity of the daemon's own network namespace (the host's).
+    fn own_netns(&mut self) -> Result<NetnsId, HostError>;
+    /// What the kernel says of an existing endpoint: its host side's
+    /// index and its container side's MAC (`ifname` in `netns`). `None`
+    /// when the host side is gone.
+    fn endpoint_link(
+        &mut self,
+        host_ifname: &str,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<EndpointLink>, HostError>;
 }
 
-/// A network namespace's identity: its nsfs device and inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A network namespace's identity: its nsfs device and inode. Persisted
+/// with a container, so a path that now names another namespace (a reused
+/// `/proc/PID/ns/net`) is recognised as such.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct NetnsId {
     pub dev: u64,
     pub ino: u64,

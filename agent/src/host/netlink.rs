@@ -174,9 +174,11 @@ impl Host for NetlinkHost {
         let bridge = bridge.clone();
         run_in(None, move |handle| async move {
             let name = &bridge.name;
+            let mut created = false;
             let index = match link_index(&handle, name).await? {
                 Some(index) => index,
                 None => {
+                    created = true;
                     handle
                         .link()
                         .add(LinkBridge::new(name).build())
@@ -188,19 +190,28 @@ impl Host for NetlinkHost {
                     })?
                 }
             };
-            handle
-                .address()
-                .add(index, IpAddr::V4(bridge.gateway), bridge.prefix_len)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl(format!("adding {} to {name}", bridge.gateway)))?;
-            handle
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(nl(format!("bringing {name} up")))?;
+            let configured = async {
+                handle
+                    .address()
+                    .add(index, IpAddr::V4(bridge.gateway), bridge.prefix_len)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(nl(format!("adding {} to {name}", bridge.gateway)))?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("bringing {name} up")))
+            };
+            if let Err(e) = configured.await {
+                // A bridge made here is not left behind half-configured.
+                if created {
+                    let _ = handle.link().del(index).execute().await;
+                }
+                return Err(e);
+            }
             let mut links = handle.link().get().match_index(index).execute();
             let msg = links
                 .try_next()
@@ -368,6 +379,8 @@ impl Host for NetlinkHost {
         use std::os::unix::fs::MetadataExt as _;
         /// `statfs` magic of nsfs.
         const NSFS_MAGIC: i64 = 0x6e73_6673;
+        /// `ioctl(NS_GET_NSTYPE)`: `_IO(0xb7, 0x3)`.
+        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
         let err = |reason: String| HostError::Netns {
             path: path.to_owned(),
             reason,
@@ -379,17 +392,49 @@ impl Host for NetlinkHost {
         if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
             return Err(err(io::Error::last_os_error().to_string()));
         }
+        let not_net = || {
+            err("not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into())
+        };
         if st.f_type as i64 != NSFS_MAGIC {
-            return Err(err(
-                "not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)"
-                    .into(),
-            ));
+            return Err(not_net());
         }
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let file = File::open(path).map_err(|e| err(e.to_string()))?;
+        // SAFETY: an ioctl without arguments on a descriptor we own.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        if kind != libc::CLONE_NEWNET {
+            return Err(not_net());
+        }
+        let meta = file.metadata().map_err(|e| err(e.to_string()))?;
         Ok(NetnsId {
             dev: meta.dev(),
             ino: meta.ino(),
         })
+    }
+
+    fn own_netns(&mut self) -> Result<NetnsId, HostError> {
+        self.netns_id(Path::new("/proc/self/ns/net"))
+    }
+
+    fn endpoint_link(
+        &mut self,
+        host_ifname: &str,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<EndpointLink>, HostError> {
+        let Some(host_ifindex) = self.ifindex(host_ifname)? else {
+            return Ok(None);
+        };
+        let ifname = ifname.to_owned();
+        let mac = run_in(Some(netns), move |handle| async move {
+            let mut links = handle.link().get().match_name(ifname.clone()).execute();
+            let link = links
+                .try_next()
+                .await
+                .map_err(nl(format!("finding {ifname} in the container")))?
+                .ok_or_else(|| HostError::Other(format!("{ifname} missing in the container")))?;
+            Ok(link_mac(&link))
+        })?;
+        Ok(Some(EndpointLink { host_ifindex, mac }))
     }
 }
 

@@ -21,6 +21,12 @@ use std::{
 use super::{HostError, HostPort};
 use crate::spec::Proto;
 
+/// Open files the daemon keeps for everything but held ports: its API
+/// connections (at most `server::MAX_API_CONNECTIONS`), netlink sockets,
+/// BPF maps, programs and links. Holding a port never eats into them, so
+/// the API keeps answering however many ports are published.
+pub const FD_HEADROOM: u64 = 256;
+
 /// The held sockets, by what they hold.
 #[derive(Debug)]
 pub struct Reservations {
@@ -48,6 +54,18 @@ impl Reservations {
     pub fn reserve(&mut self, port: HostPort) -> Result<(), HostError> {
         if self.held.contains_key(&port) {
             return Ok(());
+        }
+        if self.hold {
+            let limit = fd_limit();
+            if self.held.len() as u64 + FD_HEADROOM >= limit {
+                return Err(HostError::Other(format!(
+                    "cannot hold host port {}:{}/{}: {} ports are held and the daemon's open-file limit is {limit} ({FD_HEADROOM} are kept for its API and the kernel); raise the limit (ulimit -n) or run the daemon with --hold-ports=false",
+                    port.ip,
+                    port.port,
+                    port.proto,
+                    self.held.len()
+                )));
+            }
         }
         let fd = bind(port).map_err(|e| match e.raw_os_error() {
             Some(libc::EADDRINUSE) => HostError::PortInUse {
@@ -201,6 +219,19 @@ fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
             }
         })
         .collect()
+}
+
+/// The daemon's soft open-file limit.
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
 }
 
 /// Raises the soft open-file limit as far as allowed (root may raise the
