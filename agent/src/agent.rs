@@ -183,14 +183,16 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// A failure (a full map, say) is reported per entry; the rest is done.
     pub fn reconcile(&mut self) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let actual: std::collections::HashMap<PubKey, PubValue> =
-            match self.datapath.publications() {
-                Ok(entries) => entries.into_iter().collect(),
-                Err(e) => {
-                    report.errors.push(format!("reading the publication map: {e}"));
-                    return report;
-                }
-            };
+        let actual: std::collections::HashMap<PubKey, PubValue> = match self.datapath.publications()
+        {
+            Ok(entries) => entries.into_iter().collect(),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("reading the publication map: {e}"));
+                return report;
+            }
+        };
         let mut wanted = std::collections::HashSet::new();
         for p in &self.state.publications {
             let key = pub_key(&p.spec);

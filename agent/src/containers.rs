@@ -1217,7 +1217,11 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     want.keep(ep);
                     continue;
                 }
-                let link = match self.host.endpoint_link(&ep.host_ifname, &snapshot.netns, &ep.ifname) {
+                let link = match self.host.endpoint_link(
+                    &ep.host_ifname,
+                    &snapshot.netns,
+                    &ep.ifname,
+                ) {
                     Ok(Some(link)) => link,
                     Ok(None) => match self.recreate_endpoint(&snapshot, i, ep, network) {
                         Ok(Some(link)) => {
@@ -1909,10 +1913,7 @@ mod tests {
                 .contains(a.host.endpoints.keys().next().unwrap())
         );
         // A second pass finds nothing to do.
-        assert_eq!(
-            a.reconcile_networks(),
-            NetReconcileReport::default()
-        );
+        assert_eq!(a.reconcile_networks(), NetReconcileReport::default());
     }
 
     #[test]
@@ -1920,9 +1921,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = agent(&dir);
         let before = std::fs::read(dir.path().join("state.json")).unwrap();
-        for bad in ["127.0.0.0/16", "224.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "240.0.0.0/8"] {
+        for bad in [
+            "127.0.0.0/16",
+            "224.0.0.0/8",
+            "169.254.0.0/16",
+            "0.0.0.0/8",
+            "240.0.0.0/8",
+        ] {
             let e = err(a.network_create(create("bad", Some(bad))));
-            assert!(e.contains("which is never a container network"), "{bad}: {e}");
+            assert!(
+                e.contains("which is never a container network"),
+                "{bad}: {e}"
+            );
         }
         let long = "n".repeat(64);
         assert!(err(a.network_create(create(&long, None))).contains("at most 63"));
@@ -1939,7 +1949,10 @@ mod tests {
         let mut req = create("opt", None);
         req.options = vec!["com.docker.network.bridge.enable_icc=false".into()];
         assert!(err(a.network_create(req)).contains("is not supported"));
-        assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+        assert_eq!(
+            std::fs::read(dir.path().join("state.json")).unwrap(),
+            before
+        );
         assert_eq!(a.host.bridges.len(), 2, "no bridge left behind");
         assert!(a.host.endpoints.is_empty());
     }
@@ -1956,7 +1969,9 @@ mod tests {
         let (web_ip, db_ip) = (web.endpoints[0].ip, db.endpoints[0].ip);
         let e = err(a.publish(format!("5432->{db_ip}:5432").parse().unwrap()));
         assert!(e.contains("network priv is internal"), "{e}");
-        let p = a.publish(format!("8080->{web_ip}:80").parse().unwrap()).unwrap();
+        let p = a
+            .publish(format!("8080->{web_ip}:80").parse().unwrap())
+            .unwrap();
         assert_eq!(p.owner, Some(web.container.uid));
         let stranger = a.publish("9090->10.1.0.200:80".parse().unwrap()).unwrap();
         assert_eq!(stranger.owner, None, "no container has that address");
@@ -1993,7 +2008,9 @@ mod tests {
         let ep = info.endpoints[0].clone();
         // A crash left the state behind the kernel: the veth was rebuilt
         // with a new MAC and index the state never heard of.
-        a.host.kernel_macs.insert(ep.host_ifname.clone(), "02:00:00:00:00:99".into());
+        a.host
+            .kernel_macs
+            .insert(ep.host_ifname.clone(), "02:00:00:00:00:99".into());
         a.host.ifindexes.insert(ep.host_ifname.clone(), 777);
         let report = a.reconcile_networks();
         assert_eq!(report.corrected_endpoints, 1, "{report:?}");
@@ -2004,7 +2021,10 @@ mod tests {
         assert!(a.datapath.endpoint_ifaces.contains_key(&777));
         assert!(!a.datapath.endpoint_ifaces.contains_key(&ep.host_ifindex));
         let saved = a.container_inspect("web").unwrap().endpoints[0].clone();
-        assert_eq!((saved.mac.as_str(), saved.host_ifindex), ("02:00:00:00:00:99", 777));
+        assert_eq!(
+            (saved.mac.as_str(), saved.host_ifindex),
+            ("02:00:00:00:00:99", 777)
+        );
         assert_eq!(a.reconcile_networks().corrected_endpoints, 0);
     }
 
@@ -2027,7 +2047,10 @@ mod tests {
             (0, 1),
             "{report:?}"
         );
-        assert!(a.host.endpoints.is_empty(), "recreated in a stranger's namespace");
+        assert!(
+            a.host.endpoints.is_empty(),
+            "recreated in a stranger's namespace"
+        );
         let e = err(a.network_connect("bridge", "web", None, Vec::new()));
         assert!(e.contains("no longer container web's"), "{e}");
         a.container_detach("web").unwrap();
@@ -2037,10 +2060,15 @@ mod tests {
     fn reconcile_reports_what_fails_and_does_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = agent(&dir);
-        a.network_create(create("netb", Some("10.3.0.0/24"))).unwrap();
+        a.network_create(create("netb", Some("10.3.0.0/24")))
+            .unwrap();
         let ok = a.container_attach(attach("ok", "neta", &[])).unwrap();
-        let broken = a.container_attach(attach_as("broken", "neta", &[], 2)).unwrap();
-        let orphan = a.container_attach(attach_as("orphan", "netb", &[], 3)).unwrap();
+        let broken = a
+            .container_attach(attach_as("broken", "neta", &[], 2))
+            .unwrap();
+        let orphan = a
+            .container_attach(attach_as("orphan", "netb", &[], 3))
+            .unwrap();
         // One endpoint vanished and cannot be rebuilt, one network's
         // bridge cannot be made, and listing links fails.
         let broken_if = broken.endpoints[0].host_ifname.clone();
@@ -2056,7 +2084,11 @@ mod tests {
         // The healthy endpoint is programmed, the one on the broken bridge
         // keeps what it had.
         assert!(a.datapath.endpoint_addrs.contains_key(&ok.endpoints[0].ip));
-        assert!(!a.datapath.endpoint_addrs.contains_key(&orphan.endpoints[0].ip));
+        assert!(
+            !a.datapath
+                .endpoint_addrs
+                .contains_key(&orphan.endpoints[0].ip)
+        );
         // The broken container can still be detached.
         a.host.fail_dumps = false;
         a.host.fail_bridges.clear();

@@ -46,7 +46,9 @@ pub enum IpamError {
     InUse { ip: Ipv4Addr },
     #[error("no available addresses on this pool ({pool})")]
     Exhausted { pool: Ipv4Net },
-    #[error("invalid subnet {subnet}: it overlaps {range} ({what}), which is never a container network")]
+    #[error(
+        "invalid subnet {subnet}: it overlaps {range} ({what}), which is never a container network"
+    )]
     ReservedRange {
         subnet: Ipv4Net,
         range: &'static str,

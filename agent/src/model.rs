@@ -232,7 +232,14 @@ mod tests {
             assert!(valid_alias(ok), "{ok}");
         }
         let long_label = format!("{longer}.x");
-        for bad in ["", ".", "a..b", "sp ace", long_label.as_str(), &"a.".repeat(127)] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "sp ace",
+            long_label.as_str(),
+            &"a.".repeat(127),
+        ] {
             assert!(!valid_alias(bad), "{bad}");
         }
     }

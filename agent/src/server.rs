@@ -243,7 +243,11 @@ impl AddrEvents {
 /// Brings the local-address and masquerade-address maps in line with the
 /// host's addresses. A failure is logged and the maps keep what they had;
 /// the next address event tries again.
-async fn sync_addresses<D: Datapath>(netlink: &rtnetlink::Handle, datapath: &mut D, ifaces: &[String]) {
+async fn sync_addresses<D: Datapath>(
+    netlink: &rtnetlink::Handle,
+    datapath: &mut D,
+    ifaces: &[String],
+) {
     let addrs = match localaddr::dump(netlink).await {
         Ok(addrs) => addrs,
         Err(e) => {

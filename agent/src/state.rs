@@ -77,32 +77,42 @@ impl DesiredState {
             if p.stats_slot >= datapath_common::MAX_PUBLICATIONS {
                 return Err(format!("publication {s} has counter slot {}", p.stats_slot));
             }
-            unique(&mut pubs, (s.host_ip, s.host_port, s.proto), || format!("publication {s}"))?;
+            unique(&mut pubs, (s.host_ip, s.host_port, s.proto), || {
+                format!("publication {s}")
+            })?;
             unique(&mut slots, p.stats_slot, || {
                 format!("counter slot {} (publication {s})", p.stats_slot)
             })?;
             if let Some(owner) = p.owner
                 && !self.containers.iter().any(|c| c.uid == owner)
             {
-                return Err(format!("publication {s} is owned by no container (uid {owner})"));
+                return Err(format!(
+                    "publication {s} is owned by no container (uid {owner})"
+                ));
             }
         }
         let mut net_names = HashSet::new();
         let mut net_ids = HashSet::new();
         let mut bridges = HashSet::new();
         for n in &self.networks {
-            unique(&mut net_names, n.name.as_str(), || format!("network {}", n.name))?;
+            unique(&mut net_names, n.name.as_str(), || {
+                format!("network {}", n.name)
+            })?;
             if n.net_id == 0 {
                 return Err(format!("network {} has number 0", n.name));
             }
-            unique(&mut net_ids, n.net_id, || format!("network number {} ({})", n.net_id, n.name))?;
+            unique(&mut net_ids, n.net_id, || {
+                format!("network number {} ({})", n.net_id, n.name)
+            })?;
             if !crate::containers::is_bridge_name(&n.bridge) {
                 return Err(format!(
                     "network {} names bridge {:?}, not one of netagent's",
                     n.name, n.bridge
                 ));
             }
-            unique(&mut bridges, n.bridge.as_str(), || format!("bridge {}", n.bridge))?;
+            unique(&mut bridges, n.bridge.as_str(), || {
+                format!("bridge {}", n.bridge)
+            })?;
             if n.ipam.allocated.contains(&n.ipam.gateway) {
                 return Err(format!("network {} hands out its gateway", n.name));
             }
@@ -124,12 +134,19 @@ impl DesiredState {
         let mut ifnames = HashSet::new();
         let mut addrs = HashSet::new();
         for c in &self.containers {
-            unique(&mut names, c.name.as_str(), || format!("container {}", c.name))?;
-            unique(&mut uids, c.uid, || format!("container uid {} ({})", c.uid, c.name))?;
+            unique(&mut names, c.name.as_str(), || {
+                format!("container {}", c.name)
+            })?;
+            unique(&mut uids, c.uid, || {
+                format!("container uid {} ({})", c.uid, c.name)
+            })?;
             if let crate::model::NetworkMode::Container { target } = &c.mode
                 && !self.containers.iter().any(|t| &t.name == target)
             {
-                return Err(format!("container {} joins missing container {target}", c.name));
+                return Err(format!(
+                    "container {} joins missing container {target}",
+                    c.name
+                ));
             }
             for ep in c.endpoints() {
                 let network = self
@@ -148,7 +165,9 @@ impl DesiredState {
                 unique(&mut ifnames, ep.host_ifname.as_str(), || {
                     format!("host interface {} (container {})", ep.host_ifname, c.name)
                 })?;
-                unique(&mut addrs, ep.ip, || format!("address {} (container {})", ep.ip, c.name))?;
+                unique(&mut addrs, ep.ip, || {
+                    format!("address {} (container {})", ep.ip, c.name)
+                })?;
                 if !network.ipam.subnet.contains(&ep.ip) || ep.ip == network.ipam.gateway {
                     return Err(format!(
                         "container {} has address {} outside network {} ({})",
@@ -371,7 +390,10 @@ mod tests {
         for (json, want) in cases {
             fs::write(dir.path().join("state.json"), &json).unwrap();
             let err = store.load().unwrap_err().to_string();
-            assert!(err.contains("is inconsistent") && err.contains(want), "{want}: {err}");
+            assert!(
+                err.contains("is inconsistent") && err.contains(want),
+                "{want}: {err}"
+            );
         }
         // A consistent file of the same shape loads.
         let good = format!(

@@ -428,6 +428,49 @@ impl Daemon {
         }
     }
 
+    /// Runs `netagent daemon` once more with this daemon's flags and
+    /// `args` replacing some of them (e.g. another `--state-dir`), without
+    /// waiting for it to be ready: a start that must fail. Returns its
+    /// exit success and its log.
+    pub fn run_another(&self, socket: &Path, state_dir: &Path, bpffs: &Path) -> (bool, String) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(netagent_bin())
+            .arg("--socket")
+            .arg(socket)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--bpffs")
+            .arg(bpffs);
+        for iface in &self.ifaces {
+            cmd.args(["--iface", iface]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning netagent daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("daemon output");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// Starts the daemon again with the same state, pins and socket.
     pub fn restart(&mut self) {
         self.kill();

@@ -90,17 +90,17 @@ impl Probe {
             .fd(BPF_MAP_CREATE)?;
         let map_fd = map.as_raw_fd();
         let program: Vec<[u8; 8]> = vec![
-            insn(0x62, 10, 0, -4, 0),              // *(u32 *)(r10 - 4) = 0
-            insn(0xbf, 2, 10, 0, 0),               // r2 = r10
-            insn(0x07, 2, 0, 0, -4),               // r2 += -4
-            insn(0x18, 1, 1, 0, map_fd),           // r1 = map (ld_imm64, pseudo map fd)
-            insn(0x00, 0, 0, 0, 0),                //   (second half)
-            insn(0x85, 0, 0, 0, 1),                // call bpf_map_lookup_elem
-            insn(0x15, 0, 0, 2, 0),                // if r0 == 0 goto +2
-            insn(0xb7, 1, 0, 0, 1),                // r1 = 1
-            insn(0xdb, 0, 1, 0, 0),                // lock *(u64 *)(r0 + 0) += r1
-            insn(0xb7, 0, 0, 0, -1),               // r0 = -1 (TCX_NEXT)
-            insn(0x95, 0, 0, 0, 0),                // exit
+            insn(0x62, 10, 0, -4, 0),    // *(u32 *)(r10 - 4) = 0
+            insn(0xbf, 2, 10, 0, 0),     // r2 = r10
+            insn(0x07, 2, 0, 0, -4),     // r2 += -4
+            insn(0x18, 1, 1, 0, map_fd), // r1 = map (ld_imm64, pseudo map fd)
+            insn(0x00, 0, 0, 0, 0),      //   (second half)
+            insn(0x85, 0, 0, 0, 1),      // call bpf_map_lookup_elem
+            insn(0x15, 0, 0, 2, 0),      // if r0 == 0 goto +2
+            insn(0xb7, 1, 0, 0, 1),      // r1 = 1
+            insn(0xdb, 0, 1, 0, 0),      // lock *(u64 *)(r0 + 0) += r1
+            insn(0xb7, 0, 0, 0, -1),     // r0 = -1 (TCX_NEXT)
+            insn(0x95, 0, 0, 0, 0),      // exit
         ];
         let code: Vec<u8> = program.concat();
         let license = CString::new("GPL").expect("license");
@@ -143,9 +143,7 @@ impl Probe {
 fn prog_id_of_link(pin: &Path) -> io::Result<u32> {
     let path = CString::new(pin.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let link = Attr::new()
-        .u64(0, path.as_ptr() as u64)
-        .fd(BPF_OBJ_GET)?;
+    let link = Attr::new().u64(0, path.as_ptr() as u64).fd(BPF_OBJ_GET)?;
     // struct bpf_link_info { type, id, prog_id, ... }
     let mut info = [0u8; 64];
     Attr::new()

@@ -156,9 +156,13 @@ impl World {
             .find(|e| e["network"] == network)
             .unwrap_or_else(|| panic!("{name} is not on {network}"))
             .clone();
-        let net: Value = serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
-            .expect("network JSON");
-        let bridge = net["info"]["network"]["bridge"].as_str().expect("bridge").to_owned();
+        let net: Value =
+            serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
+                .expect("network JSON");
+        let bridge = net["info"]["network"]["bridge"]
+            .as_str()
+            .expect("bridge")
+            .to_owned();
         let bridge_mac = self
             .host
             .ip(&["link", "show", &bridge])

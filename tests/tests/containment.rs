@@ -34,7 +34,9 @@ fn sock(ip: Ipv4Addr, port: u16) -> SocketAddr {
 /// The host namespace's FORWARD policy DROP counter: packets that took
 /// the stack's forwarding path and hit Docker's policy.
 fn forward_drops(w: &World) -> u64 {
-    let out = w.host.exec(&["iptables", "-L", "FORWARD", "-v", "-x", "-n"]);
+    let out = w
+        .host
+        .exec(&["iptables", "-L", "FORWARD", "-v", "-x", "-n"]);
     let first = out.lines().next().unwrap();
     // "Chain FORWARD (policy DROP 12 packets, 3456 bytes)"
     first
@@ -58,13 +60,37 @@ fn bulk_transfers_with_default_offloads_under_forward_drop() {
     let _out = tcp_bulk(&w.upstream, 9000, BULK);
     let published = format!("{HOST_UP_IP}:8080");
     let outside = format!("{UPSTREAM_IP}:9000");
-    assert_eq!(bulk_download(&w.upstream, &published).unwrap(), BULK as u64, "container -> client");
-    assert_eq!(bulk_upload(&w.upstream, &published, BULK).unwrap(), BULK as u64, "client -> container");
-    assert_eq!(bulk_download(w.ns("web"), &outside).unwrap(), BULK as u64, "outside -> container");
-    assert_eq!(bulk_upload(w.ns("web"), &outside, BULK).unwrap(), BULK as u64, "container -> outside");
-    assert_eq!(forward_drops(&w), 0, "packets fell back to the stack's FORWARD hook");
+    assert_eq!(
+        bulk_download(&w.upstream, &published).unwrap(),
+        BULK as u64,
+        "container -> client"
+    );
+    assert_eq!(
+        bulk_upload(&w.upstream, &published, BULK).unwrap(),
+        BULK as u64,
+        "client -> container"
+    );
+    assert_eq!(
+        bulk_download(w.ns("web"), &outside).unwrap(),
+        BULK as u64,
+        "outside -> container"
+    );
+    assert_eq!(
+        bulk_upload(w.ns("web"), &outside, BULK).unwrap(),
+        BULK as u64,
+        "container -> outside"
+    );
+    assert_eq!(
+        forward_drops(&w),
+        0,
+        "packets fell back to the stack's FORWARD hook"
+    );
     assert!(w.event("redirect_routed") > 0 && w.event("redirect_to_endpoint") > 0);
-    assert_eq!(w.event("pass_frag_needed"), 0, "GSO packets were taken for too big");
+    assert_eq!(
+        w.event("pass_frag_needed"),
+        0,
+        "GSO packets were taken for too big"
+    );
 }
 
 /// netagent's TC programs hand on (TCX_NEXT) whatever is not theirs, so
@@ -94,15 +120,30 @@ fn the_tcx_chain_goes_on_after_netagents_programs() {
         )
     });
     for _ in 0..3 {
-        assert!(pings(&w.upstream, HOST_UP_IP.parse().unwrap()), "the host answers");
+        assert!(
+            pings(&w.upstream, HOST_UP_IP.parse().unwrap()),
+            "the host answers"
+        );
     }
     let gw = w.daemon.ok(&["--json", "network", "inspect", "bridge"]);
     let gw: serde_json::Value = serde_json::from_str(&gw).unwrap();
-    let gw: Ipv4Addr = gw["info"]["network"]["ipam"]["gateway"].as_str().unwrap().parse().unwrap();
+    let gw: Ipv4Addr = gw["info"]["network"]["ipam"]["gateway"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(pings(w.ns("web"), gw), "the container reaches the host");
-    assert!(ingress.count() >= 3, "ingress probe saw {}", ingress.count());
+    assert!(
+        ingress.count() >= 3,
+        "ingress probe saw {}",
+        ingress.count()
+    );
     assert!(egress.count() >= 3, "egress probe saw {}", egress.count());
-    assert!(container.count() >= 1, "container probe saw {}", container.count());
+    assert!(
+        container.count() >= 1,
+        "container probe saw {}",
+        container.count()
+    );
 }
 
 /// A hostile container tries what a tenant could: send with another
@@ -131,7 +172,9 @@ fn spoofing_from_a_container_goes_nowhere() {
     };
     // A client of the published service, mid-conversation.
     let client = udp_socket(&w.upstream);
-    client.send_to(b"hello", format!("{HOST_UP_IP}:5353")).unwrap();
+    client
+        .send_to(b"hello", format!("{HOST_UP_IP}:5353"))
+        .unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = client.recv_from(&mut buf).unwrap();
     assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("hello"));
@@ -143,19 +186,40 @@ fn spoofing_from_a_container_goes_nowhere() {
     let victims = [
         ("a neighbour", w.ip("peer", "na").to_string()),
         ("another network's container", w.ip("svc", "nb").to_string()),
-        ("an internal network's container", w.ip("vault", "ni").to_string()),
+        (
+            "an internal network's container",
+            w.ip("vault", "ni").to_string(),
+        ),
         ("an outside address", "8.8.8.8".to_owned()),
         ("the client's own address", UPSTREAM_IP.to_owned()),
     ];
     for (_, src) in &victims {
-        send(FrameSpec::udp(src, 53, UPSTREAM_IP, outside_port, b"spoofed"));
+        send(FrameSpec::udp(
+            src,
+            53,
+            UPSTREAM_IP,
+            outside_port,
+            b"spoofed",
+        ));
         send(FrameSpec::tcp(src, 40000, UPSTREAM_IP, 9, b""));
-        send(FrameSpec::icmp_echo(src, UPSTREAM_IP, 77, true, b"spoofed ping"));
+        send(FrameSpec::icmp_echo(
+            src,
+            UPSTREAM_IP,
+            77,
+            true,
+            b"spoofed ping",
+        ));
     }
     // The service's answer, forged: from svc's address and port to the
     // client, which would take it for the published service's.
     let svc_ip = w.ip("svc", "nb").to_string();
-    send(FrameSpec::udp(&svc_ip, 53, UPSTREAM_IP, client_port, b"forged answer"));
+    send(FrameSpec::udp(
+        &svc_ip,
+        53,
+        UPSTREAM_IP,
+        client_port,
+        b"forged answer",
+    ));
     std::thread::sleep(Duration::from_millis(300));
 
     assert_eq!(
@@ -164,14 +228,25 @@ fn spoofing_from_a_container_goes_nowhere() {
         "every spoofed packet dropped and counted"
     );
     assert_eq!(leaks.count(), 0, "a spoofed packet reached the outside");
-    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    assert!(client.recv_from(&mut buf).is_err(), "the client got a forged answer");
-    outside.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "the client got a forged answer"
+    );
+    outside
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     assert!(outside.recv_from(&mut buf).is_err());
     assert_eq!(w.event("masquerade"), 0, "no flow was opened for a victim");
     // The real service still answers its client.
-    client.send_to(b"again", format!("{HOST_UP_IP}:5353")).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client
+        .send_to(b"again", format!("{HOST_UP_IP}:5353"))
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let (n, from) = client.recv_from(&mut buf).unwrap();
     assert_eq!(from.to_string(), format!("{HOST_UP_IP}:5353"));
     assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("again"));
@@ -209,7 +284,10 @@ fn container_addresses_are_unreachable_by_routing_unless_routed() {
     for net in ["bridge", "quiet", "priv", "open"] {
         let info: serde_json::Value =
             serde_json::from_str(&w.daemon.ok(&["--json", "network", "inspect", net])).unwrap();
-        let subnet = info["info"]["network"]["ipam"]["subnet"].as_str().unwrap().to_owned();
+        let subnet = info["info"]["network"]["ipam"]["subnet"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         w.upstream.ip(&["route", "add", &subnet, "via", HOST_UP_IP]);
     }
     let udp_answers = |ip: Ipv4Addr| {
@@ -222,25 +300,41 @@ fn container_addresses_are_unreachable_by_routing_unless_routed() {
     for (name, net) in [("dflt", "bridge"), ("cq", "quiet"), ("cp", "priv")] {
         let ip = w.ip(name, net);
         for port in [80, 81, 82] {
-            assert!(!tcp_reaches(&w.upstream, sock(ip, port), PROBE_TIMEOUT), "{name}:{port}");
+            assert!(
+                !tcp_reaches(&w.upstream, sock(ip, port), PROBE_TIMEOUT),
+                "{name}:{port}"
+            );
         }
         assert!(!udp_answers(ip), "{name}: UDP request/response by routing");
         assert!(!pings(&w.upstream, ip), "{name}: ping by routing");
     }
     assert!(w.event("drop_unpublished") >= 15);
     // The published port, through the host's address, as always.
-    assert!(tcp_reaches(&w.upstream, sock(HOST_UP_IP.parse().unwrap(), 8080), PROBE_TIMEOUT));
+    assert!(tcp_reaches(
+        &w.upstream,
+        sock(HOST_UP_IP.parse().unwrap(), 8080),
+        PROBE_TIMEOUT
+    ));
     // Routed: the published container port by its own address, nothing else.
     let r = w.ip("cr", "open");
-    assert!(tcp_reaches(&w.upstream, sock(r, 81), PROBE_TIMEOUT), "routed, published");
-    assert!(!tcp_reaches(&w.upstream, sock(r, 82), PROBE_TIMEOUT), "routed, unpublished");
+    assert!(
+        tcp_reaches(&w.upstream, sock(r, 81), PROBE_TIMEOUT),
+        "routed, published"
+    );
+    assert!(
+        !tcp_reaches(&w.upstream, sock(r, 82), PROBE_TIMEOUT),
+        "routed, unpublished"
+    );
     assert!(!udp_answers(r), "routed, unpublished UDP");
     // Its own flows leave unmasqueraded and get their answers.
     let _up = tcp_echo(&w.upstream, 7);
     let mut conn =
         netagent_tests::traffic::tcp_connect(w.ns("cr"), &format!("{UPSTREAM_IP}:7")).unwrap();
     let seen = netagent_tests::traffic::tcp_roundtrip(&mut conn, "hi").unwrap();
-    assert!(seen.starts_with(&format!("{r}:")), "routed keeps its address: {seen}");
+    assert!(
+        seen.starts_with(&format!("{r}:")),
+        "routed keeps its address: {seen}"
+    );
 }
 
 /// What masquerade cannot translate never leaves with a container's
@@ -263,8 +357,18 @@ fn nothing_leaves_with_a_container_address() {
         raw.send(&frame);
     };
     let before = w.event("drop_untranslatable") + w.event("drop_fragment_untracked");
-    send(netagent_tests::packet::ipv4_raw(&ip, UPSTREAM_IP, 47, &[0; 24])); // GRE
-    send(netagent_tests::packet::ipv4_raw(&ip, UPSTREAM_IP, 132, &[0; 32])); // SCTP
+    send(netagent_tests::packet::ipv4_raw(
+        &ip,
+        UPSTREAM_IP,
+        47,
+        &[0; 24],
+    )); // GRE
+    send(netagent_tests::packet::ipv4_raw(
+        &ip,
+        UPSTREAM_IP,
+        132,
+        &[0; 32],
+    )); // SCTP
     let mut timestamp = FrameSpec::icmp_echo(&ip, UPSTREAM_IP, 7, true, b"t").build();
     timestamp[34] = 13;
     send(timestamp);
@@ -279,12 +383,27 @@ fn nothing_leaves_with_a_container_address() {
     cut[24..26].copy_from_slice(&c.to_be_bytes());
     send(cut);
     // And a TCP segment of no flow (not a SYN): not masqueraded either.
-    send(FrameSpec::tcp(&ip, 40001, UPSTREAM_IP, 80, b"").tcp_with(TCP_ACK, 1, 1).build());
+    send(
+        FrameSpec::tcp(&ip, 40001, UPSTREAM_IP, 80, b"")
+            .tcp_with(TCP_ACK, 1, 1)
+            .build(),
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(leaks.count(), 0, "a container's address reached the outside");
+    assert_eq!(
+        leaks.count(),
+        0,
+        "a container's address reached the outside"
+    );
     let after = w.event("drop_untranslatable") + w.event("drop_fragment_untracked");
-    assert!(after - before >= 5, "drops not counted: {before} -> {after}");
-    assert_eq!(w.event("drop_masquerade_no_flow"), 2, "the echo reply and the ACK");
+    assert!(
+        after - before >= 5,
+        "drops not counted: {before} -> {after}"
+    );
+    assert_eq!(
+        w.event("drop_masquerade_no_flow"),
+        2,
+        "the echo reply and the ACK"
+    );
     // Sanity: the watch works (a ping from the container arrives
     // masqueraded, with the host's address, which is not a leak).
     assert!(pings(w.ns("evil"), UPSTREAM_IP.parse().unwrap()));
@@ -300,13 +419,19 @@ fn container_veths_fail_closed() {
     let mut w = World::new();
     w.daemon.ok(&["network", "create", "quiet", "--icc=false"]);
     w.daemon.ok(&["network", "create", "loud"]);
-    for (name, net) in [("q1", "quiet"), ("q2", "quiet"), ("l1", "loud"), ("l2", "loud")] {
+    for (name, net) in [
+        ("q1", "quiet"),
+        ("q2", "quiet"),
+        ("l1", "loud"),
+        ("l2", "loud"),
+    ] {
         w.attach(name, &["--network", net]);
     }
     let listen = |w: &World, name: &str| {
         let s = w.ns(name).enter(|| {
             let s = socket2_udp(9999);
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             s
         });
         s
@@ -324,12 +449,20 @@ fn container_veths_fail_closed() {
             s
         });
         let mut got = Vec::new();
-        for dst in [subnet_bcast, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1)] {
+        for dst in [
+            subnet_bcast,
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::new(224, 0, 0, 1),
+        ] {
             tx.send_to(b"flood", (dst, 9999)).unwrap();
             let mut buf = [0u8; 64];
             got.push(rx.recv_from(&mut buf).is_ok());
         }
-        assert_eq!(got, vec![icc; 3], "{net}: broadcast, limited broadcast, multicast");
+        assert_eq!(
+            got,
+            vec![icc; 3],
+            "{net}: broadcast, limited broadcast, multicast"
+        );
     }
     assert!(w.event("drop_icc") >= 3);
 
@@ -347,13 +480,25 @@ fn container_veths_fail_closed() {
     let l2 = w.ip("l2", "loud");
     let _srv = tcp_echo(w.ns("l2"), 80);
     assert!(tcp_reaches(w.ns("l1"), sock(l2, 80), PROBE_TIMEOUT));
-    let veth = w.inspect("l1")["endpoints"][0]["host_ifindex"].as_u64().unwrap() as u32;
+    let veth = w.inspect("l1")["endpoints"][0]["host_ifindex"]
+        .as_u64()
+        .unwrap() as u32;
     let map = w.daemon.bpffs.join("maps").join("NA_EPIF4_V1");
     let key: Vec<String> = veth.to_ne_bytes().iter().map(|b| b.to_string()).collect();
-    let mut args = vec!["bpftool", "map", "delete", "pinned", map.to_str().unwrap(), "key"];
+    let mut args = vec![
+        "bpftool",
+        "map",
+        "delete",
+        "pinned",
+        map.to_str().unwrap(),
+        "key",
+    ];
     args.extend(key.iter().map(String::as_str));
     netagent_tests::netns::run(&args);
-    assert!(!tcp_reaches(w.ns("l1"), sock(l2, 80), PROBE_TIMEOUT), "a stray veth passed traffic");
+    assert!(
+        !tcp_reaches(w.ns("l1"), sock(l2, 80), PROBE_TIMEOUT),
+        "a stray veth passed traffic"
+    );
     assert!(w.event("drop_unknown_endpoint") > 0);
     // A restart puts the entry back (reconcile).
     w.daemon.restart();
@@ -384,7 +529,8 @@ fn path_mtu_discovery_works_through_publications_and_masquerade() {
     far.ip(&["link", "set", &ff, "up"]);
     far.ip(&["route", "add", "default", "via", "10.67.0.1"]);
     w.upstream.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    w.host.ip(&["route", "add", "10.67.0.0/24", "via", UPSTREAM_IP]);
+    w.host
+        .ip(&["route", "add", "10.67.0.0/24", "via", UPSTREAM_IP]);
     const MB2: usize = 2 << 20;
     let _ctr = tcp_bulk(w.ns("web"), 80, MB2);
     let _far = tcp_bulk(&far, 9000, MB2);
@@ -398,7 +544,11 @@ fn path_mtu_discovery_works_through_publications_and_masquerade() {
         MB2 as u64,
         "upload from the masqueraded container"
     );
-    assert!(w.event("icmp_error_in") >= 2, "{}", w.event("icmp_error_in"));
+    assert!(
+        w.event("icmp_error_in") >= 2,
+        "{}",
+        w.event("icmp_error_in")
+    );
 }
 
 /// 4,000-byte UDP datagrams (three fragments at MTU 1500) both ways
@@ -423,7 +573,11 @@ fn fragmented_datagrams_cross_publications_and_masquerade() {
     let ctr = udp_socket(w.ns("dns"));
     let from = roundtrip(&ctr, &format!("{UPSTREAM_IP}:53"), &mut buf);
     assert_eq!(from.to_string(), format!("{UPSTREAM_IP}:53"));
-    assert!(w.event("fragment_translated") >= 8, "{}", w.event("fragment_translated"));
+    assert!(
+        w.event("fragment_translated") >= 8,
+        "{}",
+        w.event("fragment_translated")
+    );
     let errors = (
         w.upstream.snmp("Udp", "InCsumErrors"),
         w.ns("dns").snmp("Udp", "InCsumErrors"),
@@ -448,9 +602,29 @@ fn one_container_cannot_starve_the_others_of_masquerade_ports() {
     let table = format!("{}silent", w.prefix);
     w.upstream.exec(&["nft", "add", "table", "ip", &table]);
     w.upstream.exec(&[
-        "nft", "add", "chain", "ip", &table, "in", "{ type filter hook input priority 0; }",
+        "nft",
+        "add",
+        "chain",
+        "ip",
+        &table,
+        "in",
+        "{ type filter hook input priority 0; }",
     ]);
-    w.upstream.exec(&["nft", "add", "rule", "ip", &table, "in", "meta", "l4proto", "{ tcp, udp }", "th", "dport", "9", "drop"]);
+    w.upstream.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        &table,
+        "in",
+        "meta",
+        "l4proto",
+        "{ tcp, udp }",
+        "th",
+        "dport",
+        "9",
+        "drop",
+    ]);
     for i in 0..12_000u32 {
         let mut f = FrameSpec::tcp(&hog_ip, 1024 + (i % 60_000) as u16, UPSTREAM_IP, 9, b"");
         f.seq = i;
@@ -466,14 +640,22 @@ fn one_container_cannot_starve_the_others_of_masquerade_ports() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let refused = w.event("drop_masquerade_share");
-    assert!(refused >= 7_000, "the hog was not held to its share ({refused} refused)");
+    assert!(
+        refused >= 7_000,
+        "the hog was not held to its share ({refused} refused)"
+    );
     assert_eq!(w.event("drop_masquerade_no_port"), 0);
     w.upstream.exec(&["nft", "delete", "table", "ip", &table]);
     let mut conn = netagent_tests::traffic::tcp_connect(w.ns("other"), &format!("{UPSTREAM_IP}:9"))
         .expect("another container reaches the flooded destination");
-    assert!(netagent_tests::traffic::tcp_roundtrip(&mut conn, "x").unwrap().ends_with(" x"));
+    assert!(
+        netagent_tests::traffic::tcp_roundtrip(&mut conn, "x")
+            .unwrap()
+            .ends_with(" x")
+    );
     let s = udp_socket(w.ns("other"));
     s.send_to(b"y", format!("{UPSTREAM_IP}:9")).unwrap();
     let mut buf = [0u8; 64];
-    s.recv_from(&mut buf).expect("UDP to the flooded destination");
+    s.recv_from(&mut buf)
+        .expect("UDP to the flooded destination");
 }

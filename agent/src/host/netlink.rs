@@ -393,7 +393,10 @@ impl Host for NetlinkHost {
             return Err(err(io::Error::last_os_error().to_string()));
         }
         let not_net = || {
-            err("not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)".into())
+            err(
+                "not a network namespace (expected e.g. /run/netns/NAME or /proc/PID/ns/net)"
+                    .into(),
+            )
         };
         if st.f_type as i64 != NSFS_MAGIC {
             return Err(not_net());
