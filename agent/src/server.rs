@@ -96,7 +96,9 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])
             .context("opening rtnetlink")?;
     tokio::spawn(connection);
-    sync_addresses(&netlink, &mut datapath, &config.ifaces).await;
+    if let Some(addrs) = local_addresses(&netlink).await {
+        apply_addresses(&mut datapath, &addrs, &config.ifaces);
+    }
     match raise_fd_limit() {
         Ok(limit) => debug!(limit, "open-file limit raised for port reservations"),
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
@@ -137,8 +139,10 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             () = addr_events.changed() => {
-                let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
-                sync_addresses(&netlink, agent.datapath_mut(), &config.ifaces).await;
+                if let Some(addrs) = local_addresses(&netlink).await {
+                    let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
+                    apply_addresses(agent.datapath_mut(), &addrs, &config.ifaces);
+                }
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -240,26 +244,33 @@ impl AddrEvents {
     }
 }
 
-/// Brings the local-address and masquerade-address maps in line with the
-/// host's addresses. A failure is logged and the maps keep what they had;
-/// the next address event tries again.
-async fn sync_addresses<D: Datapath>(
-    netlink: &rtnetlink::Handle,
-    datapath: &mut D,
-    ifaces: &[String],
-) {
-    let addrs = match localaddr::dump(netlink).await {
-        Ok(addrs) => addrs,
+/// The host's IPv4 addresses; `None` (logged) if the dump failed, and the
+/// address maps then keep what they had until the next event.
+async fn local_addresses(netlink: &rtnetlink::Handle) -> Option<Vec<(std::net::Ipv4Addr, u32)>> {
+    match localaddr::dump(netlink).await {
+        Ok(addrs) => {
+            debug!(?addrs, "local addresses");
+            Some(addrs)
+        }
         Err(e) => {
             error!(error = %e, "listing local addresses; the address maps keep their entries");
-            return;
+            None
         }
-    };
-    debug!(?addrs, "local addresses");
-    if let Err(e) = datapath.set_local_addrs(&addrs) {
+    }
+}
+
+/// Brings the local-address and masquerade-address maps in line with the
+/// host's addresses; a failed write is logged and retried at the next
+/// address event.
+fn apply_addresses<D: Datapath>(
+    datapath: &mut D,
+    addrs: &[(std::net::Ipv4Addr, u32)],
+    ifaces: &[String],
+) {
+    if let Err(e) = datapath.set_local_addrs(addrs) {
         error!(error = %e, "updating the local-address map");
     }
-    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, &addrs)) {
+    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, addrs)) {
         error!(error = %e, "updating the masquerade-address map");
     }
 }

@@ -428,13 +428,12 @@ fn container_veths_fail_closed() {
         w.attach(name, &["--network", net]);
     }
     let listen = |w: &World, name: &str| {
-        let s = w.ns(name).enter(|| {
+        w.ns(name).enter(|| {
             let s = socket2_udp(9999);
             s.set_read_timeout(Some(Duration::from_millis(300)))
                 .unwrap();
             s
-        });
-        s
+        })
     };
     let bcast_of = |w: &World, name: &str, net: &str| {
         let ip = w.ip(name, net).octets();
