@@ -214,12 +214,7 @@ pub fn flow(data: usize, data_end: usize, ip: &Ipv4) -> Result<Packet, Skip> {
             if payload < ICMP_HLEN {
                 return Err(Skip::Malformed);
             }
-            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
-            match icmp[0] {
-                ICMP_ECHO_REQUEST => p.sport = id,
-                ICMP_ECHO_REPLY => p.dport = id,
-                _ => return Err(Skip::NotFlow),
-            }
+            (p.sport, p.dport) = echo_ports(&icmp).ok_or(Skip::NotFlow)?;
             p.sport_off = l4_off + 4;
             p.dport_off = l4_off + 4;
             p.l4_csum_off = l4_off + ICMP_CSUM_OFF;
@@ -228,6 +223,18 @@ pub fn flow(data: usize, data_end: usize, ip: &Ipv4) -> Result<Packet, Skip> {
         _ => return Err(Skip::NotFlow),
     }
     Ok(p)
+}
+
+/// The "ports" of an ICMP echo: a request has its identifier as source,
+/// a reply as destination. `None` for other ICMP types.
+#[inline(always)]
+fn echo_ports(icmp: &[u8; ICMP_HLEN]) -> Option<(u16, u16)> {
+    let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
+    match icmp[0] {
+        ICMP_ECHO_REQUEST => Some((id, 0)),
+        ICMP_ECHO_REPLY => Some((0, id)),
+        _ => None,
+    }
 }
 
 /// Whether `ip` is an ICMP error (destination unreachable, time exceeded,
@@ -323,12 +330,7 @@ pub fn quoted(data: usize, data_end: usize, ip: &Ipv4) -> Option<Quoted> {
         }
         IPPROTO_ICMP => {
             let icmp = read::<[u8; ICMP_HLEN]>(data, data_end, l4_off)?;
-            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
-            match icmp[0] {
-                ICMP_ECHO_REQUEST => q.sport = id,
-                ICMP_ECHO_REPLY => q.dport = id,
-                _ => return None,
-            }
+            (q.sport, q.dport) = echo_ports(&icmp)?;
             q.sport_off = l4_off + 4;
             q.dport_off = l4_off + 4;
             q.l4_csum_off = l4_off + ICMP_CSUM_OFF;

@@ -127,16 +127,21 @@ impl World {
         serde_json::from_str::<Value>(&out).expect("inspect JSON")["info"].clone()
     }
 
-    /// The container's address on `network`.
-    pub fn ip(&self, name: &str, network: &str) -> Ipv4Addr {
+    /// The container's endpoint on `network`, from its inspect JSON.
+    pub fn endpoint(&self, name: &str, network: &str) -> Value {
         let info = self.inspect(name);
-        let ep = info["endpoints"]
+        info["endpoints"]
             .as_array()
             .expect("endpoints")
             .iter()
             .find(|e| e["network"] == network)
             .unwrap_or_else(|| panic!("{name} is not on {network}: {info}"))
-            .clone();
+            .clone()
+    }
+
+    /// The container's address on `network`.
+    pub fn ip(&self, name: &str, network: &str) -> Ipv4Addr {
+        let ep = self.endpoint(name, network);
         ep["ip"].as_str().expect("ip").parse().expect("IPv4")
     }
 
@@ -148,14 +153,7 @@ impl World {
     /// A container's MAC on `network` and its gateway's (the bridge's):
     /// what a raw frame from the container carries.
     pub fn macs(&self, name: &str, network: &str) -> ([u8; 6], [u8; 6]) {
-        let info = self.inspect(name);
-        let ep = info["endpoints"]
-            .as_array()
-            .expect("endpoints")
-            .iter()
-            .find(|e| e["network"] == network)
-            .unwrap_or_else(|| panic!("{name} is not on {network}"))
-            .clone();
+        let ep = self.endpoint(name, network);
         let net: Value =
             serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
                 .expect("network JSON");
@@ -181,21 +179,27 @@ impl World {
     /// source other than the host's masquerade address (the only source
     /// the outside may see of netagent's containers); see [`Leaks::count`].
     pub fn watch_leaks(&self) -> Leaks<'_> {
-        let table = format!("{}leak", self.prefix);
-        self.upstream.exec(&["nft", "add", "table", "ip", &table]);
-        self.upstream.exec(&[
-            "nft",
-            "add",
-            "chain",
-            "ip",
-            &table,
+        let table = self.upstream_rule(
+            "leak",
             "pre",
             "{ type filter hook prerouting priority -300; }",
-        ]);
-        self.upstream.exec(&[
-            "nft", "add", "rule", "ip", &table, "pre", "ip", "saddr", "!=", HOST_UP_IP, "counter",
-        ]);
+            &["ip", "saddr", "!=", HOST_UP_IP, "counter"],
+        );
         Leaks { w: self, table }
+    }
+
+    /// Makes an nft table `<prefix><name>` in the upstream namespace with
+    /// one chain (`chain`, of `spec`) holding one rule; returns the
+    /// table's name (deleted with the namespace).
+    pub fn upstream_rule(&self, name: &str, chain: &str, spec: &str, rule: &[&str]) -> String {
+        let table = format!("{}{name}", self.prefix);
+        self.upstream.exec(&["nft", "add", "table", "ip", &table]);
+        self.upstream
+            .exec(&["nft", "add", "chain", "ip", &table, chain, spec]);
+        let mut args = vec!["nft", "add", "rule", "ip", &table, chain];
+        args.extend_from_slice(rule);
+        self.upstream.exec(&args);
+        table
     }
 
     /// A datapath event counter, from `netagent stats --json`.

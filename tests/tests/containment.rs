@@ -598,32 +598,20 @@ fn one_container_cannot_starve_the_others_of_masquerade_ports() {
     let _tcp = tcp_echo(&w.upstream, 9);
     let _udp = udp_echo(&w.upstream, 9);
     // Silent while the hog floods: the upstream drops what it gets on 9.
-    let table = format!("{}silent", w.prefix);
-    w.upstream.exec(&["nft", "add", "table", "ip", &table]);
-    w.upstream.exec(&[
-        "nft",
-        "add",
-        "chain",
-        "ip",
-        &table,
+    let table = w.upstream_rule(
+        "silent",
         "in",
         "{ type filter hook input priority 0; }",
-    ]);
-    w.upstream.exec(&[
-        "nft",
-        "add",
-        "rule",
-        "ip",
-        &table,
-        "in",
-        "meta",
-        "l4proto",
-        "{ tcp, udp }",
-        "th",
-        "dport",
-        "9",
-        "drop",
-    ]);
+        &[
+            "meta",
+            "l4proto",
+            "{ tcp, udp }",
+            "th",
+            "dport",
+            "9",
+            "drop",
+        ],
+    );
     for i in 0..12_000u32 {
         let mut f = FrameSpec::tcp(&hog_ip, 1024 + (i % 60_000) as u16, UPSTREAM_IP, 9, b"");
         f.seq = i;

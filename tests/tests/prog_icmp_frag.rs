@@ -143,15 +143,7 @@ fn icmp_errors_of_no_flow_are_the_hosts_or_dropped() {
         let mut dp = fresh();
         // About a packet the host itself sent: the host's business.
         let own = FrameSpec::udp(HOST, 33000, REMOTE, 53, b"q").build();
-        let err = icmp_error(
-            ROUTER,
-            HOST,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &own,
-            2000,
-        );
+        let err = port_unreachable(ROUTER, HOST, &own);
         assert_eq!(dp.run_tc(TC_INGRESS, &err), (TC_NEXT, err));
         // Sent straight to a container address: never let in.
         let forged = FrameSpec::tcp(SRC, 40000, REMOTE, 443, b"").build();
@@ -169,15 +161,7 @@ fn icmp_errors_of_no_flow_are_the_hosts_or_dropped() {
         // A published port's error about a flow that is not tracked (a
         // forged one) is not translated either.
         let untracked = FrameSpec::udp(HOST, 5353, "192.0.2.99", 1, b"q").build();
-        let err = icmp_error(
-            ROUTER,
-            HOST,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &untracked,
-            2000,
-        );
+        let err = port_unreachable(ROUTER, HOST, &untracked);
         assert_eq!(dp.run_tc(TC_INGRESS, &err), (TC_NEXT, err));
         assert_eq!(dp.event(Event::IcmpErrorIn), 0);
     });
@@ -190,15 +174,7 @@ fn icmp_errors_from_containers_leave_translated_or_not_at_all() {
         let mut dp = fresh();
         let to_ctr = FrameSpec::udp(CLIENT, 40000, HOST, 5353, b"q").build();
         let (_, arrived) = dp.run_tc(TC_INGRESS, &to_ctr);
-        let err = icmp_error(
-            CTR,
-            CLIENT,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &arrived,
-            2000,
-        );
+        let err = port_unreachable(CTR, CLIENT, &arrived);
         let (ret, out) = dp.run_tc(TC_EGRESS, &err);
         assert_eq!(ret, TC_NEXT);
         let got = verify_icmp_error(&out).unwrap();
@@ -222,15 +198,7 @@ fn icmp_errors_from_containers_leave_translated_or_not_at_all() {
         let reply = FrameSpec::udp(REMOTE, 53, HOST, port, b"answer").build();
         let (ret, arrived) = dp.run_tc(TC_INGRESS, &reply);
         assert_eq!(ret, TC_REDIRECT);
-        let err = icmp_error(
-            SRC,
-            REMOTE,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &arrived,
-            2000,
-        );
+        let err = port_unreachable(SRC, REMOTE, &arrived);
         let (ret, out) = dp.run_tc(TC_EGRESS, &err);
         assert_eq!(ret, TC_NEXT);
         let got = verify_icmp_error(&out).unwrap();
@@ -243,29 +211,26 @@ fn icmp_errors_from_containers_leave_translated_or_not_at_all() {
 
         // About anything else: it would leak the container's address.
         let stray = FrameSpec::udp(REMOTE, 53, SRC, 9999, b"?").build();
-        let err = icmp_error(
-            SRC,
-            REMOTE,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &stray,
-            2000,
-        );
+        let err = port_unreachable(SRC, REMOTE, &stray);
         assert_eq!(dp.run_tc(TC_EGRESS, &err), (TC_DROP, err));
         assert_eq!(dp.event(Event::DropUntranslatable), 1);
         // The host's own errors go on.
-        let err = icmp_error(
-            HOST,
-            REMOTE,
-            ICMP_DEST_UNREACH,
-            ICMP_PORT_UNREACH,
-            0,
-            &stray,
-            2000,
-        );
+        let err = port_unreachable(HOST, REMOTE, &stray);
         assert_eq!(dp.run_tc(TC_EGRESS, &err), (TC_NEXT, err));
     });
+}
+
+/// A whole-quote "port unreachable" from `src` to `dst` about `quoted`.
+fn port_unreachable(src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
+    icmp_error(
+        src,
+        dst,
+        ICMP_DEST_UNREACH,
+        ICMP_PORT_UNREACH,
+        0,
+        quoted,
+        2000,
+    )
 }
 
 /// Runs fragments through a program in order; returns the verdicts and
