@@ -1217,16 +1217,16 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     want.keep(ep);
                     continue;
                 }
-                let link = match self.host.endpoint_link(
+                let (link, recreated) = match self.host.endpoint_link(
                     &ep.host_ifname,
                     &snapshot.netns,
                     &ep.ifname,
                 ) {
-                    Ok(Some(link)) => link,
+                    Ok(Some(link)) => (link, false),
                     Ok(None) => match self.recreate_endpoint(&snapshot, i, ep, network) {
                         Ok(Some(link)) => {
                             report.recreated_endpoints += 1;
-                            link
+                            (link, true)
                         }
                         Ok(None) => {
                             warn!(container = %snapshot.name, iface = %ep.host_ifname,
@@ -1247,12 +1247,14 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     }
                 };
                 if link.host_ifindex != ep.host_ifindex || link.mac != ep.mac {
-                    info!(container = %snapshot.name, iface = %ep.host_ifname, mac = %link.mac,
-                        ifindex = link.host_ifindex, "endpoint taken from the kernel");
+                    if !recreated {
+                        info!(container = %snapshot.name, iface = %ep.host_ifname, mac = %link.mac,
+                            ifindex = link.host_ifindex, "endpoint taken from the kernel");
+                        report.corrected_endpoints += 1;
+                    }
                     ep.host_ifindex = link.host_ifindex;
                     ep.mac = link.mac;
                     changed = true;
-                    report.corrected_endpoints += 1;
                 }
                 if let Err(e) = self.program_endpoint(ep, ep.host_ifindex, network) {
                     report.errors.push(format!("{what}: {e}"));

@@ -132,8 +132,6 @@ pub const SNAT_F_IDENTITY: u8 = 8;
 /// [`CtValue::flags`] bit: the container's SYN-ACK was seen and its
 /// sequence number is in [`CtValue::isn`].
 pub const CT_F_ISN: u8 = 1;
-/// [`CtValue::flags`] bit: a FIN or RST was seen.
-pub const CT_F_CLOSING: u8 = 2;
 
 /// [`FragValue::rewrite`]: later fragments get `addr_be` as source.
 pub const FRAG_REWRITE_SRC: u8 = 0;
@@ -258,7 +256,7 @@ pub struct CtValue {
     pub orig_addr_be: u32,
     /// Original destination port (the published host port), network order.
     pub orig_port_be: u16,
-    /// [`CT_F_ISN`] | [`CT_F_CLOSING`].
+    /// [`CT_F_ISN`].
     pub flags: u8,
     pub _pad: u8,
     /// The publication's counter slot, for reply counters.
@@ -679,27 +677,6 @@ impl Event {
     /// Whether the number is retired (kept only so the others keep theirs).
     pub const fn is_retired(self) -> bool {
         matches!(self, Event::Unused4 | Event::Unused15)
-    }
-
-    /// Whether the event counts dropped packets.
-    pub const fn is_drop(self) -> bool {
-        matches!(
-            self,
-            Event::DropRewriteFailed
-                | Event::DropIsolation
-                | Event::DropIcc
-                | Event::DropInternal
-                | Event::DropSnatNoPort
-                | Event::DropSpoofed
-                | Event::DropUnknownEndpoint
-                | Event::DropCtrProtocol
-                | Event::DropUnpublished
-                | Event::DropUntranslatable
-                | Event::DropNoMasqAddr
-                | Event::DropSnatNoFlow
-                | Event::DropSnatShare
-                | Event::DropFragUntracked
-        )
     }
 }
 

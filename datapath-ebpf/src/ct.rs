@@ -19,12 +19,10 @@
 //! container's answer then matches no flow and is never masqueraded.
 
 use aya_ebpf::bindings::BPF_ANY;
-use datapath_common::{
-    CT_F_CLOSING, CT_F_ISN, CtKey, CtValue, Event, IPPROTO_TCP, IPPROTO_UDP, PubValue,
-};
+use datapath_common::{CT_F_ISN, CtKey, CtValue, Event, IPPROTO_TCP, IPPROTO_UDP, PubValue};
 
 use crate::{
-    hdr::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    hdr::{TCP_ACK, TCP_SYN},
     maps::{NA_CTSYN4_V1, NA_CTTCP4_V1, NA_CTUDP4_V1},
     parse::Packet,
     stats,
@@ -95,9 +93,6 @@ fn track_tcp(pkt: &Packet, key: &CtKey, value: &CtValue) {
             e.orig_addr_be = value.orig_addr_be;
             e.orig_port_be = value.orig_port_be;
             e.stats_slot = value.stats_slot;
-        }
-        if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-            e.flags |= CT_F_CLOSING;
         }
         return;
     }

@@ -25,6 +25,22 @@ pub fn require_root() {
     );
 }
 
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns
+/// whether it held. For asynchronous effects (a packet through a veth, a
+/// counter going up) instead of a fixed sleep.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs a command and panics with its output if it fails.
 pub fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])

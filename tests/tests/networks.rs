@@ -255,10 +255,7 @@ fn outbound_masquerade_tcp_udp_icmp() {
     bad.eth_dst = mac(&bridge_mac);
     let raw = netagent_tests::traffic::RawSender::new(w.ns("web"), "eth0");
     raw.send(&bad.build());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while csum_errors(&w).1 == before.1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    netagent_tests::netns::wait_until(Duration::from_secs(5), || csum_errors(&w).1 != before.1);
     assert_eq!(
         csum_errors(&w).1,
         before.1 + 1,
