@@ -81,8 +81,8 @@ na container attach web --netns /run/netns/${P}-web --network front \
 na container attach db --netns /run/netns/${P}-db --network back
 na container ls
 na port web
-WEB_IP=$("$BIN" --socket "$SOCK" --json container inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["endpoints"][0]["ip"])')
-DB_IP=$("$BIN" --socket "$SOCK" --json container inspect db | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["endpoints"][0]["ip"])')
+WEB_IP=$("$BIN" --socket "$SOCK" --json container inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoints"][0]["ip"])')
+DB_IP=$("$BIN" --socket "$SOCK" --json container inspect db | python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoints"][0]["ip"])')
 
 say "web serves HTTP on :80 and iperf3 on :5201"
 mkdir -p "$ROOT/www"

@@ -1,13 +1,15 @@
-//! The local API between the CLI and the daemon: one JSON request per line
-//! on a Unix socket, one JSON response line back.
+//! The local API between the CLI (or the CNI plugin) and the daemon: one
+//! JSON request per line on a Unix socket, one JSON response line back.
+//!
+//! These types are serde only: the CLI's flags live in `cli` and are mapped
+//! onto them, so a flag can change without changing the API, and other
+//! clients (the CNI plugin) use this module as a library.
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    agent::Stats,
-    containers::{ContainerAttach, ContainerInfo, NetworkCreate, NetworkInfo},
     model::{Container, Endpoint, Network},
     spec::PortSpec,
     state::Publication,
@@ -15,6 +17,10 @@ use crate::{
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netagent/netagent.sock";
+
+fn default_true() -> bool {
+    true
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -38,6 +44,8 @@ pub enum Request {
     /// Counters.
     Stats,
     NetworkCreate(NetworkCreate),
+    /// `name`: a network's name, full ID or unique ID prefix (so for every
+    /// `network` field below).
     NetworkRm {
         name: String,
     },
@@ -45,18 +53,14 @@ pub enum Request {
     NetworkInspect {
         name: String,
     },
-    NetworkConnect {
-        network: String,
-        container: String,
-        ip: Option<Ipv4Addr>,
-        #[serde(default)]
-        aliases: Vec<String>,
-    },
+    NetworkConnect(NetworkConnect),
     NetworkDisconnect {
         network: String,
         container: String,
     },
     ContainerAttach(ContainerAttach),
+    /// `name`: a container's name, full ID or unique ID prefix (so for
+    /// every `container` field).
     ContainerDetach {
         name: String,
     },
@@ -75,18 +79,210 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Published { publication: Publication },
-    PublishedMany { publications: Vec<Publication> },
-    Unpublished { publication: Publication },
-    Publications { publications: Vec<Publication> },
-    Stats { stats: Stats },
-    Network { network: Network },
-    Networks { networks: Vec<Network> },
-    NetworkInfo { info: NetworkInfo },
-    Endpoint { endpoint: Endpoint },
-    Container { info: ContainerInfo },
-    Containers { containers: Vec<ContainerInfo> },
-    Detached { container: Container },
-    Ports { ports: Vec<PortSpec> },
-    Error { message: String },
+    Published {
+        publication: Publication,
+    },
+    PublishedMany {
+        publications: Vec<Publication>,
+    },
+    Unpublished {
+        publication: Publication,
+    },
+    Publications {
+        publications: Vec<Publication>,
+    },
+    Stats {
+        stats: Stats,
+    },
+    Network {
+        network: Network,
+    },
+    Networks {
+        networks: Vec<NetworkInfo>,
+    },
+    NetworkInfo {
+        info: NetworkInfo,
+    },
+    /// `network connect` (the new endpoint) and `disconnect` (the one
+    /// removed; none when a container leaves `none`).
+    Endpoint {
+        endpoint: Option<Endpoint>,
+    },
+    Container {
+        info: ContainerInfo,
+        /// Docker's warnings (ports discarded on `host`, say).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    Containers {
+        containers: Vec<ContainerInfo>,
+    },
+    Detached {
+        container: Container,
+    },
+    Ports {
+        ports: Vec<PortSpec>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl Response {
+    /// The payload alone, as `--json` prints it: every command prints the
+    /// object or list its response carries, never the `result` wrapper.
+    pub fn payload(&self) -> serde_json::Value {
+        let value = match self {
+            Response::Published { publication } | Response::Unpublished { publication } => {
+                serde_json::to_value(publication)
+            }
+            Response::PublishedMany { publications } | Response::Publications { publications } => {
+                serde_json::to_value(publications)
+            }
+            Response::Stats { stats } => serde_json::to_value(stats),
+            Response::Network { network } => serde_json::to_value(network),
+            Response::Networks { networks } => serde_json::to_value(networks),
+            Response::NetworkInfo { info } => serde_json::to_value(info),
+            Response::Endpoint { endpoint } => serde_json::to_value(endpoint),
+            Response::Container { info, .. } => serde_json::to_value(info),
+            Response::Containers { containers } => serde_json::to_value(containers),
+            Response::Detached { container } => serde_json::to_value(container),
+            Response::Ports { ports } => serde_json::to_value(ports),
+            Response::Error { message } => Ok(serde_json::json!({ "error": message })),
+        };
+        value.expect("API types serialize")
+    }
+}
+
+/// `network create`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// `None`: picked from 172.17-31.0.0/16, then 192.168.0.0/16 in /20s.
+    #[serde(default)]
+    pub subnet: Option<ipnet::Ipv4Net>,
+    /// `None`: the subnet's first address.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip_range: Option<ipnet::Ipv4Net>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default = "default_true")]
+    pub icc: bool,
+    /// `None`: bridge, the only driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// `KEY=VALUE` driver options, as Docker takes them.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl NetworkCreate {
+    /// A request with every default (Docker's `network create NAME`).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            icc: true,
+            driver: None,
+            options: Vec::new(),
+        }
+    }
+}
+
+/// `network connect`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConnect {
+    pub network: String,
+    pub container: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// `container attach`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerAttach {
+    /// `None`: a generated name (Docker's adjective_surname).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The container's network namespace; not needed with
+    /// `container:OTHER`, `host` or `none`.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// A network, `container:OTHER`, `host` or `none`; `None`: `bridge`.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `-p` values as typed.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` values as typed.
+    #[serde(default)]
+    pub expose: Vec<String>,
+}
+
+/// One container on a network, for `network inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkMember {
+    pub container: String,
+    /// Its interface on the network; `None` on `host` and `none`.
+    pub endpoint: Option<Endpoint>,
+}
+
+/// `network inspect` and each row of `network ls`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    /// 64 hex digits.
+    pub id: String,
+    /// `bridge`, `host` or `null` (Docker's driver names).
+    pub driver: String,
+    /// Always `local`.
+    pub scope: String,
+    /// A bridge network's configuration; `None` for `host` and `none`.
+    pub config: Option<Network>,
+    pub members: Vec<NetworkMember>,
+}
+
+/// `container inspect` / `ls`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub container: Container,
+    /// For a joined container, whose network stack it uses.
+    pub joined_to: Option<String>,
+    /// Its endpoints, or for a joined container, those it shares.
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<PortSpec>,
+    /// The network the container's default route goes through, if any.
+    #[serde(default)]
+    pub gateway_network: Option<String>,
+}
+
+/// One publication's counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationStats {
+    pub publication: PortSpec,
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+}
+
+/// Everything `netagent stats` shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub publications: Vec<PublicationStats>,
+    /// Datapath events by name, in `Event::ALL` order.
+    pub events: Vec<(String, u64)>,
 }

@@ -1,18 +1,42 @@
 //! netagent: the agent that drives the eBPF datapath, as a library so the
-//! integration tests can load the same object and reuse the same types.
+//! integration tests (and the CNI plugin, through `api` and `client`) use
+//! the same types.
+//!
+//! Modules, bottom up (each uses only those before it; a test checks):
+//! - model and parsing: `spec`, `portmap`, `ipam`, `masq`, `model`, `names`;
+//! - the kernel: `datapath` (BPF maps and links), `host` (netlink,
+//!   namespaces, port reservations), each a set of traits with fakes;
+//! - `state` (the state file), `api` (wire types), `error`, `lookup`;
+//! - the agent: `endpoints`, `journal`, `agent` (the struct and the commit
+//!   rule), then one module per domain: `publications`, `hostports`,
+//!   `networks`, `containers`, `reconcile`;
+//! - the edges: `server` (the daemon), `client`, `cli`, `output`.
 
 pub mod agent;
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod containers;
 pub mod datapath;
+pub mod endpoints;
+pub mod error;
 pub mod host;
+pub mod hostports;
 pub mod ipam;
+pub mod journal;
 pub mod localaddr;
+pub mod lookup;
 pub mod masq;
 pub mod model;
+pub mod names;
+pub mod networks;
 pub mod output;
 pub mod portmap;
+pub mod publications;
+pub mod reconcile;
 pub mod server;
 pub mod spec;
 pub mod state;
+
+#[cfg(test)]
+mod layering;

@@ -14,6 +14,32 @@ use crate::{
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// Its bridge interface (Docker's `docker0`).
 pub const DEFAULT_BRIDGE: &str = "na-br0";
+/// Prefix of endpoint veths (host side) and of bridges; both start with
+/// [`crate::host::IFACE_PREFIX`] (a test checks), so `Host::own_links`
+/// finds them.
+pub const VETH_PREFIX: &str = "na-v";
+pub const BRIDGE_PREFIX: &str = "na-br";
+
+/// Whether `name` is one netagent gives a container's host-side veth.
+pub fn is_endpoint_name(name: &str) -> bool {
+    name.len() > VETH_PREFIX.len() && name.len() <= 15 && name.starts_with(VETH_PREFIX)
+}
+
+/// Whether `name` is one netagent gives a network's bridge.
+pub fn is_bridge_name(name: &str) -> bool {
+    name.len() > BRIDGE_PREFIX.len() && name.len() <= 15 && name.starts_with(BRIDGE_PREFIX)
+}
+
+/// The pre-defined network of containers on the host's own stack.
+pub const HOST_NETWORK: &str = "host";
+/// The pre-defined network of containers with loopback only.
+pub const NONE_NETWORK: &str = "none";
+
+/// Whether `name` is one of the networks every host has (Docker's
+/// `bridge`, `host` and `none`), which cannot be created or removed.
+pub fn is_predefined(name: &str) -> bool {
+    matches!(name, DEFAULT_NETWORK | HOST_NETWORK | NONE_NETWORK)
+}
 
 /// A bridge network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +137,10 @@ pub enum NetworkMode {
     Bridge { endpoints: Vec<Endpoint> },
     /// `--network container:OTHER`: OTHER's network stack, no interface.
     Container { target: String },
+    /// `--network host`: the host's own network stack, nothing made.
+    Host,
+    /// `--network none`: its own namespace with loopback only.
+    None,
 }
 
 /// A container: a network namespace netagent has attached.
@@ -128,6 +158,12 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<crate::host::NetnsId>,
     pub mode: NetworkMode,
+    /// The network its default route prefers: the first network with
+    /// outside access it was attached to. The route (and its published
+    /// ports) moves to another network when this one is disconnected, and
+    /// comes back when it is reconnected, as in Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_network: Option<String>,
     /// `--expose` (and every `-p` container port), for `-P`.
     pub exposed: Vec<ExposedPorts>,
     /// The `-p` values as given.
@@ -140,19 +176,38 @@ impl Container {
     pub fn endpoints(&self) -> &[Endpoint] {
         match &self.mode {
             NetworkMode::Bridge { endpoints } => endpoints,
-            NetworkMode::Container { .. } => &[],
+            NetworkMode::Container { .. } | NetworkMode::Host | NetworkMode::None => &[],
         }
     }
 
     pub fn endpoints_mut(&mut self) -> Option<&mut Vec<Endpoint>> {
         match &mut self.mode {
             NetworkMode::Bridge { endpoints } => Some(endpoints),
-            NetworkMode::Container { .. } => None,
+            NetworkMode::Container { .. } | NetworkMode::Host | NetworkMode::None => None,
         }
     }
 
     pub fn short_id(&self) -> &str {
-        &self.id[..12]
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+#[cfg(test)]
+impl Network {
+    /// A bridge network on `subnet` with every other setting at its default.
+    pub fn for_tests(name: &str, subnet: &str, internal: bool) -> Self {
+        let subnet = subnet.parse().expect("a CIDR");
+        Network {
+            name: name.into(),
+            id: random_id(),
+            net_id: 1,
+            driver: "bridge".into(),
+            bridge: format!("na-br-{name}"),
+            internal,
+            icc: true,
+            gateway_mode: GatewayMode::Nat,
+            ipam: NetworkIpam::new(subnet, None, None).expect("valid ipam"),
+        }
     }
 }
 

@@ -1,10 +1,146 @@
-//! Human output of the CLI. JSON output is the API's own types.
+//! What the CLI prints: Docker's tables and lines as text, the response's
+//! payload as JSON (`--json`: one documented shape per command, see the
+//! README), or each item through a template (`--format`).
 
 use std::fmt::Write as _;
 
+use serde_json::Value;
+
 use crate::{
-    agent::Stats, containers::ContainerInfo, model::Network, spec::PortSpec, state::Publication,
+    api::{ContainerInfo, NetworkInfo, Request, Response, Stats},
+    spec::PortSpec,
+    state::Publication,
 };
+
+/// How to print a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Style {
+    Text,
+    Json,
+    /// `--format TEMPLATE`.
+    Template(String),
+}
+
+/// A rendered response: what goes to stdout, and Docker's warnings (to
+/// stderr, prefixed `WARNING:`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub stdout: String,
+    pub warnings: Vec<String>,
+}
+
+/// Renders `response` to `request` in `style`.
+pub fn render(request: &Request, response: &Response, style: &Style) -> anyhow::Result<Rendered> {
+    let warnings = match response {
+        Response::Container { warnings, .. } => warnings.clone(),
+        _ => Vec::new(),
+    };
+    let stdout = match style {
+        Style::Json => format!("{}\n", serde_json::to_string_pretty(&response.payload())?),
+        Style::Template(template) => {
+            let items = match response.payload() {
+                Value::Array(items) => items,
+                one => vec![one],
+            };
+            let mut out = String::new();
+            for item in &items {
+                out.push_str(&apply_template(template, item)?);
+                out.push('\n');
+            }
+            out
+        }
+        Style::Text => text(request, response)?,
+    };
+    Ok(Rendered { stdout, warnings })
+}
+
+/// Text output, as Docker prints each command's result.
+fn text(request: &Request, response: &Response) -> anyhow::Result<String> {
+    Ok(match response {
+        Response::Published { publication } => format!("published {}\n", publication.spec),
+        Response::PublishedMany { publications } => publications
+            .iter()
+            .map(|p| format!("published {}\n", p.spec))
+            .collect(),
+        Response::Unpublished { publication } => format!("unpublished {}\n", publication.spec),
+        Response::Publications { publications } => {
+            let filtered = matches!(
+                request,
+                Request::List {
+                    container_ip: Some(_)
+                }
+            );
+            port_lines(publications, filtered)
+        }
+        Response::Stats { stats } => stats_table(stats),
+        Response::Network { network } => format!("{}\n", network.id),
+        Response::Networks { networks } => network_table(networks),
+        Response::NetworkInfo { info } => match request {
+            // Docker echoes what it was asked to remove.
+            Request::NetworkRm { name } => format!("{name}\n"),
+            _ => format!("{}\n", serde_json::to_string_pretty(info)?),
+        },
+        Response::Endpoint { .. } => String::new(),
+        Response::Container { info, .. } => match request {
+            Request::ContainerInspect { .. } => {
+                format!("{}\n", serde_json::to_string_pretty(info)?)
+            }
+            _ => format!("{}\n", info.container.id),
+        },
+        Response::Containers { containers } => container_table(containers),
+        Response::Detached { .. } => match request {
+            Request::ContainerDetach { name } => format!("{name}\n"),
+            _ => String::new(),
+        },
+        Response::Ports { ports } => {
+            let filtered = matches!(
+                request,
+                Request::ContainerPorts {
+                    filter: Some(_),
+                    ..
+                }
+            );
+            container_port_lines(ports, filtered)
+        }
+        Response::Error { message } => anyhow::bail!("{message}"),
+    })
+}
+
+/// Fills `{{.a.b}}` with the field at that path of `item` (strings bare,
+/// anything else as JSON; a missing field is an error naming it), and
+/// `{{json .a}}` with the field as JSON; `{{.}}` is the whole item.
+pub fn apply_template(template: &str, item: &Value) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| anyhow::anyhow!("template: unclosed {{{{ in {template:?}"))?;
+        let action = after[..end].trim();
+        let (as_json, path) = match action.strip_prefix("json ") {
+            Some(path) => (true, path.trim()),
+            None => (false, action),
+        };
+        let path = path
+            .strip_prefix('.')
+            .ok_or_else(|| anyhow::anyhow!("template: {action:?} is not a field (.name)"))?;
+        let mut value = item;
+        for key in path.split('.').filter(|k| !k.is_empty()) {
+            value = value
+                .get(key)
+                .ok_or_else(|| anyhow::anyhow!("template: no field {key:?} in .{path}"))?;
+        }
+        match value {
+            Value::String(s) if !as_json => out.push_str(s),
+            other => out.push_str(&serde_json::to_string(other)?),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 
 /// A left-aligned table with two spaces between columns.
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
@@ -34,23 +170,31 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
 }
 
 /// `netagent network ls`: Docker's columns, then the addressing.
-pub fn network_table(networks: &[Network]) -> String {
+pub fn network_table(networks: &[NetworkInfo]) -> String {
     let rows: Vec<[String; 7]> = networks
         .iter()
         .map(|n| {
+            let (subnet, gateway, options) = match &n.config {
+                Some(c) => (
+                    c.ipam.subnet.to_string(),
+                    c.ipam.gateway.to_string(),
+                    match (c.internal, c.icc) {
+                        (true, true) => "internal".to_owned(),
+                        (true, false) => "internal,icc=false".to_owned(),
+                        (false, false) => "icc=false".to_owned(),
+                        (false, true) => String::new(),
+                    },
+                ),
+                None => Default::default(),
+            };
             [
-                n.id[..12].to_owned(),
+                n.id[..n.id.len().min(12)].to_owned(),
                 n.name.clone(),
                 n.driver.clone(),
-                "local".to_owned(),
-                n.ipam.subnet.to_string(),
-                n.ipam.gateway.to_string(),
-                match (n.internal, n.icc) {
-                    (true, true) => "internal".to_owned(),
-                    (true, false) => "internal,icc=false".to_owned(),
-                    (false, false) => "icc=false".to_owned(),
-                    (false, true) => String::new(),
-                },
+                n.scope.clone(),
+                subnet,
+                gateway,
+                options,
             ]
         })
         .collect();
@@ -68,18 +212,68 @@ pub fn network_table(networks: &[Network]) -> String {
     )
 }
 
-/// `docker ps`-style port column: `0.0.0.0:8080->80/tcp, ...`.
-pub fn ports_cell(ports: &[PortSpec]) -> String {
-    ports
+/// `docker ps`'s PORTS column: published ports as
+/// `0.0.0.0:8080->80/tcp`, exposed but unpublished ones as `5432/tcp`, and
+/// runs of consecutive ports folded into ranges
+/// (`0.0.0.0:8000-8002->8000-8002/tcp`), as Docker's `DisplayablePorts`.
+pub fn ports_cell(ports: &[PortSpec], exposed: &[crate::portmap::ExposedPorts]) -> String {
+    /// Host address and port when published, container port, protocol.
+    type Entry = (Option<(std::net::Ipv4Addr, u16)>, u16, crate::spec::Proto);
+    let mut entries: Vec<Entry> = ports
         .iter()
-        .map(|s| {
-            format!(
-                "{}:{}->{}/{}",
-                s.host_ip, s.host_port, s.container_port, s.proto
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|s| (Some((s.host_ip, s.host_port)), s.container_port, s.proto))
+        .collect();
+    for e in exposed {
+        for port in e.ports.ports() {
+            let published = ports
+                .iter()
+                .any(|s| s.container_port == port && s.proto == e.proto);
+            if !published {
+                entries.push((None, port, e.proto));
+            }
+        }
+    }
+    entries
+        .sort_by_key(|(host, port, proto)| (host.map(|h| h.0), *proto, *port, host.map(|h| h.1)));
+    entries.dedup();
+    let mut cells: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let (host, first, proto) = entries[i];
+        let mut last = i;
+        while let Some(&(next_host, next_port, next_proto)) = entries.get(last + 1) {
+            let (_, last_port, _) = entries[last];
+            let consecutive = next_proto == proto
+                && next_port == last_port + 1
+                && match (next_host, entries[last].0) {
+                    (None, None) => true,
+                    (Some((ip, hp)), Some((last_ip, last_hp))) => {
+                        ip == last_ip && hp == last_hp + 1
+                    }
+                    _ => false,
+                };
+            if !consecutive {
+                break;
+            }
+            last += 1;
+        }
+        let (end_host, end, _) = entries[last];
+        let range = |a: u16, b: u16| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        };
+        cells.push(match (host, end_host) {
+            (Some((ip, hp)), Some((_, end_hp))) => {
+                format!("{ip}:{}->{}/{proto}", range(hp, end_hp), range(first, end))
+            }
+            _ => format!("{}/{proto}", range(first, end)),
+        });
+        i = last + 1;
+    }
+    cells.join(", ")
 }
 
 /// `netagent container ls`.
@@ -87,9 +281,11 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
     let rows: Vec<[String; 5]> = containers
         .iter()
         .map(|c| {
-            let networks = match &c.joined_to {
-                Some(target) => format!("container:{target}"),
-                None => c
+            let networks = match (&c.joined_to, &c.container.mode) {
+                (Some(target), _) => format!("container:{target}"),
+                (None, crate::model::NetworkMode::Host) => "host".to_owned(),
+                (None, crate::model::NetworkMode::None) => "none".to_owned(),
+                (None, _) => c
                     .endpoints
                     .iter()
                     .map(|e| e.network.as_str())
@@ -107,7 +303,7 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
                 c.container.name.clone(),
                 networks,
                 ips,
-                ports_cell(&c.ports),
+                ports_cell(&c.ports, &c.container.exposed),
             ]
         })
         .collect();
@@ -213,7 +409,7 @@ pub fn stats_table(stats: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::PublicationStats;
+    use crate::api::PublicationStats;
 
     fn publication(spec: &str) -> Publication {
         Publication {
@@ -257,5 +453,44 @@ mod tests {
         assert!(lines[1].starts_with("0.0.0.0:8080->172.17.0.2:80/tcp"));
         assert!(lines[1].ends_with("999"));
         assert!(table.contains("xdp_dnat  12"));
+    }
+
+    #[test]
+    fn the_ports_column_reads_as_dockers() {
+        let published: Vec<PortSpec> = [
+            "8000->10.0.0.2:8000",
+            "8001->10.0.0.2:8001",
+            "8002->10.0.0.2:8002",
+            "127.0.0.1:53->10.0.0.2:53/udp",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let exposed: Vec<crate::portmap::ExposedPorts> = ["5432", "9000-9001/udp", "8000-8002"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            ports_cell(&published, &exposed),
+            "5432/tcp, 9000-9001/udp, 0.0.0.0:8000-8002->8000-8002/tcp, 127.0.0.1:53->53/udp"
+        );
+        assert_eq!(ports_cell(&[], &exposed[..1]), "5432/tcp");
+    }
+
+    #[test]
+    fn templates_pick_fields_and_refuse_unknown_ones() {
+        let item = serde_json::json!({"name": "web", "config": {"ipam": {"subnet": "10.0.0.0/24"}}, "n": 3});
+        assert_eq!(
+            apply_template("{{.name}} {{.config.ipam.subnet}} {{.n}}", &item).unwrap(),
+            "web 10.0.0.0/24 3"
+        );
+        assert_eq!(apply_template("{{json .name}}", &item).unwrap(), "\"web\"");
+        assert!(
+            apply_template("{{.nope}}", &item)
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+        assert!(apply_template("{{.name", &item).is_err());
     }
 }

@@ -23,12 +23,13 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    agent::{Agent, AgentError},
+    agent::Agent,
     api::{Request, Response},
     datapath::{
-        Datapath,
-        bpf::{BpfDatapath, PinDir, XdpAttachMode},
+        Datapath, HostMaps as _, XdpAttachMode,
+        bpf::{BpfDatapath, PinDir},
     },
+    error::AgentError,
     host::{Host, netlink::NetlinkHost, ports::raise_fd_limit},
     localaddr,
     masq::MasqPorts,
@@ -81,6 +82,8 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .iter()
         .find(|i| i.starts_with(crate::host::IFACE_PREFIX))
     {
+        // Also refused by `Agent::serve_interfaces`; checked here too so
+        // nothing (IP forwarding, the datapath) is touched first.
         bail!(
             "--iface {iface}: interfaces named {}* are netagent's own bridges and container veths, never served",
             crate::host::IFACE_PREFIX
@@ -122,12 +125,8 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         ?report,
         "networks and endpoints reconciled with the state file"
     );
-    for iface in &config.ifaces {
-        agent.datapath_mut().attach(iface, config.xdp_mode)?;
-    }
-    if let Err(e) = agent.datapath_mut().detach_except(&config.ifaces) {
-        error!(error = %e, "detaching from interfaces no longer served");
-    }
+    let served = agent.serve_interfaces(&config.ifaces, config.xdp_mode)?;
+    info!(?served, "served interfaces");
 
     let listener = bind_socket(&config.socket)?;
     let agent = Arc::new(Mutex::new(agent));
@@ -498,36 +497,45 @@ pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request)
             .map(|network| Response::Network { network }),
         Request::NetworkRm { name } => agent
             .network_rm(&name)
-            .map(|network| Response::Network { network }),
+            .map(|info| Response::NetworkInfo { info }),
         Request::NetworkLs => Ok(Response::Networks {
             networks: agent.network_list(),
         }),
         Request::NetworkInspect { name } => agent
             .network_inspect(&name)
             .map(|info| Response::NetworkInfo { info }),
-        Request::NetworkConnect {
-            network,
-            container,
-            ip,
-            aliases,
-        } => agent
-            .network_connect(&network, &container, ip, aliases)
-            .map(|endpoint| Response::Endpoint { endpoint }),
+        Request::NetworkConnect(req) => {
+            agent
+                .network_connect(req)
+                .map(|endpoint| Response::Endpoint {
+                    endpoint: Some(endpoint),
+                })
+        }
         Request::NetworkDisconnect { network, container } => agent
             .network_disconnect(&network, &container)
             .map(|endpoint| Response::Endpoint { endpoint }),
-        Request::ContainerAttach(req) => agent
-            .container_attach(req)
-            .map(|info| Response::Container { info }),
+        Request::ContainerAttach(req) => {
+            agent
+                .container_attach(req)
+                .map(|attached| Response::Container {
+                    info: attached.info,
+                    warnings: attached.warnings,
+                })
+        }
         Request::ContainerDetach { name } => agent
             .container_detach(&name)
             .map(|container| Response::Detached { container }),
         Request::ContainerLs => Ok(Response::Containers {
             containers: agent.container_list(),
         }),
-        Request::ContainerInspect { name } => agent
-            .container_inspect(&name)
-            .map(|info| Response::Container { info }),
+        Request::ContainerInspect { name } => {
+            agent
+                .container_inspect(&name)
+                .map(|info| Response::Container {
+                    info,
+                    warnings: Vec::new(),
+                })
+        }
         Request::ContainerPorts { name, filter } => filter
             .map(|f| {
                 f.parse::<ExposedPorts>()

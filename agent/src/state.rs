@@ -48,9 +48,41 @@ pub struct DesiredState {
     pub networks: Vec<Network>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// The IDs of the pre-defined `host` and `none` networks, by name
+    /// (made once, so they stay the same across restarts).
+    #[serde(default)]
+    pub predefined: std::collections::BTreeMap<String, String>,
 }
 
 impl DesiredState {
+    /// The container ports reachable by direct routing: every published
+    /// container port of an endpoint on a `routed` network (the datapath's
+    /// open-port map).
+    pub fn open_ports(&self) -> Vec<datapath_common::OpenPort> {
+        use crate::model::GatewayMode;
+        let routed: std::collections::BTreeSet<std::net::Ipv4Addr> = self
+            .containers
+            .iter()
+            .flat_map(|c| c.endpoints())
+            .filter(|e| {
+                self.networks
+                    .iter()
+                    .any(|n| n.name == e.network && n.gateway_mode == GatewayMode::Routed)
+            })
+            .map(|e| e.ip)
+            .collect();
+        self.publications
+            .iter()
+            .filter(|p| routed.contains(&p.spec.container_ip))
+            .map(|p| datapath_common::OpenPort {
+                addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
+                port_be: p.spec.container_port.to_be(),
+                proto: p.spec.proto.number(),
+                _pad: 0,
+            })
+            .collect()
+    }
+
     /// Checks what the loader's types cannot: every name, key, slot and
     /// address unique, interfaces named as netagent names them, ports
     /// nonzero, references resolved. `Err` names the first offending entry.
@@ -104,7 +136,7 @@ impl DesiredState {
             unique(&mut net_ids, n.net_id, || {
                 format!("network number {} ({})", n.net_id, n.name)
             })?;
-            if !crate::containers::is_bridge_name(&n.bridge) {
+            if !crate::model::is_bridge_name(&n.bridge) {
                 return Err(format!(
                     "network {} names bridge {:?}, not one of netagent's",
                     n.name, n.bridge
@@ -156,7 +188,7 @@ impl DesiredState {
                     .ok_or_else(|| {
                         format!("container {} is on missing network {}", c.name, ep.network)
                     })?;
-                if !crate::containers::is_endpoint_name(&ep.host_ifname) {
+                if !crate::model::is_endpoint_name(&ep.host_ifname) {
                     return Err(format!(
                         "container {} names host interface {:?}, not one of netagent's",
                         c.name, ep.host_ifname

@@ -525,7 +525,7 @@ impl Daemon {
     /// `netagent stats --json`, the `stats` object.
     pub fn stats(&self) -> serde_json::Value {
         let out = self.ok(&["--json", "stats"]);
-        serde_json::from_str::<serde_json::Value>(&out).expect("stats JSON")["stats"].clone()
+        serde_json::from_str::<serde_json::Value>(&out).expect("stats JSON")
     }
 
     /// One datapath event counter, by name.

@@ -124,7 +124,7 @@ impl World {
 
     pub fn inspect(&self, name: &str) -> Value {
         let out = self.daemon.ok(&["--json", "container", "inspect", name]);
-        serde_json::from_str::<Value>(&out).expect("inspect JSON")["info"].clone()
+        serde_json::from_str::<Value>(&out).expect("inspect JSON")
     }
 
     /// The container's endpoint on `network`, from its inspect JSON.
@@ -157,7 +157,7 @@ impl World {
         let net: Value =
             serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
                 .expect("network JSON");
-        let bridge = net["info"]["network"]["bridge"]
+        let bridge = net["config"]["bridge"]
             .as_str()
             .expect("bridge")
             .to_owned();

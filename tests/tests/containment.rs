@@ -130,7 +130,7 @@ fn the_tcx_chain_goes_on_after_netagents_programs() {
     }
     let gw = w.daemon.ok(&["--json", "network", "inspect", "bridge"]);
     let gw: serde_json::Value = serde_json::from_str(&gw).unwrap();
-    let gw: Ipv4Addr = gw["info"]["network"]["ipam"]["gateway"]
+    let gw: Ipv4Addr = gw["config"]["ipam"]["gateway"]
         .as_str()
         .unwrap()
         .parse()
@@ -286,7 +286,7 @@ fn container_addresses_are_unreachable_by_routing_unless_routed() {
     for net in ["bridge", "quiet", "priv", "open"] {
         let info: serde_json::Value =
             serde_json::from_str(&w.daemon.ok(&["--json", "network", "inspect", net])).unwrap();
-        let subnet = info["info"]["network"]["ipam"]["subnet"]
+        let subnet = info["config"]["ipam"]["subnet"]
             .as_str()
             .unwrap()
             .to_owned();

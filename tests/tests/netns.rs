@@ -398,8 +398,8 @@ fn cli_rejects_bad_input_and_changes_nothing() {
     }
     let json: Value =
         serde_json::from_str(&env.daemon.ok(&["--json", "port", CONTAINER_IP])).unwrap();
-    assert_eq!(json["publications"][0]["host_port"], 5000);
-    assert_eq!(json["publications"][0]["proto"], "udp");
+    assert_eq!(json[0]["host_port"], 5000);
+    assert_eq!(json[0]["proto"], "udp");
 }
 
 /// Whether any XDP program is attached to `dev` in `ns`.

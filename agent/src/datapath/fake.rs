@@ -1,5 +1,5 @@
-//! An in-memory [`Datapath`] for tests, with a settable capacity so "map
-//! full" paths can be exercised.
+//! In-memory datapaths for tests: one fake per narrow trait, with settable
+//! capacities and injected failures, and [`FakeDatapath`], all of them.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,7 +10,10 @@ use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
 };
 
-use super::{Datapath, DatapathError};
+use super::{
+    DatapathError, EndpointMaps, EndpointPrograms, HostMaps, PublicationMaps, ServedInterfaces,
+    XdpAttachMode,
+};
 
 /// A sequence shared by the fakes, so a test can tell in which order the
 /// host and the datapath were changed.
@@ -20,70 +23,59 @@ pub fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
+fn injected() -> DatapathError {
+    DatapathError::Other("injected write failure".into())
+}
+
+/// The publication map and counters.
 #[derive(Debug, Default)]
-pub struct FakeDatapath {
-    pub publications: BTreeMap<(u32, u16, u8), PubValue>,
+pub struct FakePublications {
+    pub entries: BTreeMap<(u32, u16, u8), PubValue>,
     pub stats: BTreeMap<u32, PubStats>,
-    pub local_addrs: Vec<(Ipv4Addr, u32)>,
-    pub masq_addrs: Vec<(u32, Ipv4Addr)>,
-    pub endpoint_ifaces: BTreeMap<u32, EndpointIface>,
-    pub endpoint_addrs: BTreeMap<Ipv4Addr, EndpointAddr>,
-    /// Host-side interfaces with the isolation program attached.
-    pub attached: BTreeSet<String>,
-    pub config: DatapathConfig,
-    pub open_ports: BTreeSet<(u32, u16, u8)>,
     /// Maximum number of publications; `None` = unlimited.
     pub capacity: Option<usize>,
-    /// When set, every write fails (simulates a broken kernel map).
+    /// When set, every write fails (a broken kernel map).
     pub fail_writes: bool,
-    /// Capacity of the endpoint maps; `None` = unlimited.
-    pub endpoint_capacity: Option<usize>,
-    /// The order endpoint entries were removed in, with [`next_seq`].
-    pub removals: Vec<(u64, String)>,
 }
 
 fn k(key: &PubKey) -> (u32, u16, u8) {
     (key.addr_be, key.port_be, key.proto)
 }
 
-impl Datapath for FakeDatapath {
+impl PublicationMaps for FakePublications {
     fn publications(&self) -> Result<Vec<(PubKey, PubValue)>, DatapathError> {
         Ok(self
-            .publications
+            .entries
             .iter()
             .map(|(&(addr_be, port_be, proto), v)| {
-                (
-                    PubKey {
-                        addr_be,
-                        port_be,
-                        proto,
-                        _pad: 0,
-                    },
-                    *v,
-                )
+                let key = PubKey {
+                    addr_be,
+                    port_be,
+                    proto,
+                    _pad: 0,
+                };
+                (key, *v)
             })
             .collect())
     }
 
     fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> Result<(), DatapathError> {
         if self.fail_writes {
-            return Err(DatapathError::Other("injected write failure".into()));
+            return Err(injected());
         }
-        let full = self
-            .capacity
-            .is_some_and(|cap| self.publications.len() >= cap);
-        if full && !self.publications.contains_key(&k(key)) {
+        let full = self.capacity.is_some_and(|cap| self.entries.len() >= cap);
+        if full && !self.entries.contains_key(&k(key)) {
             return Err(DatapathError::Other("map full".into()));
         }
-        self.publications.insert(k(key), *value);
+        self.entries.insert(k(key), *value);
         Ok(())
     }
 
     fn remove_publication(&mut self, key: &PubKey) -> Result<(), DatapathError> {
         if self.fail_writes {
-            return Err(DatapathError::Other("injected write failure".into()));
+            return Err(injected());
         }
-        self.publications.remove(&k(key));
+        self.entries.remove(&k(key));
         Ok(())
     }
 
@@ -103,15 +95,31 @@ impl Datapath for FakeDatapath {
             .map(|&e| (e, 0))
             .collect())
     }
+}
 
+/// The maps derived from the host and the settings.
+#[derive(Debug, Default)]
+pub struct FakeHostMaps {
+    pub local_addrs: Vec<(Ipv4Addr, u32)>,
+    pub masq_addrs: Vec<(u32, Ipv4Addr)>,
+    pub config: DatapathConfig,
+    pub open_ports: BTreeSet<(u32, u16, u8)>,
+    pub fail_writes: bool,
+}
+
+impl HostMaps for FakeHostMaps {
     fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
-        self.check_writes()?;
+        if self.fail_writes {
+            return Err(injected());
+        }
         self.config = *config;
         Ok(())
     }
 
     fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError> {
-        self.check_writes()?;
+        if self.fail_writes {
+            return Err(injected());
+        }
         self.open_ports = ports
             .iter()
             .map(|p| (p.addr_be, p.port_be, p.proto))
@@ -128,9 +136,25 @@ impl Datapath for FakeDatapath {
         self.masq_addrs = addrs.to_vec();
         Ok(())
     }
+}
 
+/// The endpoint maps and the endpoint program's links.
+#[derive(Debug, Default)]
+pub struct FakeEndpointSide {
+    pub ifaces: BTreeMap<u32, EndpointIface>,
+    pub addrs: BTreeMap<Ipv4Addr, EndpointAddr>,
+    /// Host-side interfaces with the isolation program attached.
+    pub attached: BTreeSet<String>,
+    /// Capacity of the interface map; `None` = unlimited.
+    pub capacity: Option<usize>,
+    pub fail_writes: bool,
+    /// The order entries were removed in, with [`next_seq`].
+    pub removals: Vec<(u64, String)>,
+}
+
+impl EndpointMaps for FakeEndpointSide {
     fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError> {
-        Ok(self.endpoint_ifaces.iter().map(|(&k, &v)| (k, v)).collect())
+        Ok(self.ifaces.iter().map(|(&k, &v)| (k, v)).collect())
     }
 
     fn set_endpoint_iface(
@@ -138,25 +162,25 @@ impl Datapath for FakeDatapath {
         ifindex: u32,
         net: &EndpointIface,
     ) -> Result<(), DatapathError> {
-        self.check_writes()?;
-        let full = self
-            .endpoint_capacity
-            .is_some_and(|cap| self.endpoint_ifaces.len() >= cap);
-        if full && !self.endpoint_ifaces.contains_key(&ifindex) {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        let full = self.capacity.is_some_and(|cap| self.ifaces.len() >= cap);
+        if full && !self.ifaces.contains_key(&ifindex) {
             return Err(DatapathError::Other("endpoint map full".into()));
         }
-        self.endpoint_ifaces.insert(ifindex, *net);
+        self.ifaces.insert(ifindex, *net);
         Ok(())
     }
 
     fn remove_endpoint_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         self.removals.push((next_seq(), format!("iface {ifindex}")));
-        self.endpoint_ifaces.remove(&ifindex);
+        self.ifaces.remove(&ifindex);
         Ok(())
     }
 
     fn endpoint_addrs(&self) -> Result<Vec<(Ipv4Addr, EndpointAddr)>, DatapathError> {
-        Ok(self.endpoint_addrs.iter().map(|(&k, &v)| (k, v)).collect())
+        Ok(self.addrs.iter().map(|(&k, &v)| (k, v)).collect())
     }
 
     fn set_endpoint_addr(
@@ -164,19 +188,25 @@ impl Datapath for FakeDatapath {
         addr: Ipv4Addr,
         net: &EndpointAddr,
     ) -> Result<(), DatapathError> {
-        self.check_writes()?;
-        self.endpoint_addrs.insert(addr, *net);
+        if self.fail_writes {
+            return Err(injected());
+        }
+        self.addrs.insert(addr, *net);
         Ok(())
     }
 
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError> {
         self.removals.push((next_seq(), format!("addr {addr}")));
-        self.endpoint_addrs.remove(&addr);
+        self.addrs.remove(&addr);
         Ok(())
     }
+}
 
+impl EndpointPrograms for FakeEndpointSide {
     fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
-        self.check_writes()?;
+        if self.fail_writes {
+            return Err(injected());
+        }
         self.attached.insert(host_ifname.to_owned());
         Ok(())
     }
@@ -191,11 +221,110 @@ impl Datapath for FakeDatapath {
     }
 }
 
-impl FakeDatapath {
-    fn check_writes(&self) -> Result<(), DatapathError> {
-        if self.fail_writes {
-            return Err(DatapathError::Other("injected write failure".into()));
+/// The programs on served interfaces.
+#[derive(Debug, Default)]
+pub struct FakeServed {
+    pub served: BTreeMap<String, XdpAttachMode>,
+    /// Interfaces attaching to fails on (no such device, say).
+    pub fail: BTreeSet<String>,
+}
+
+impl ServedInterfaces for FakeServed {
+    fn serve(&mut self, iface: &str, mode: XdpAttachMode) -> Result<(), DatapathError> {
+        if self.fail.contains(iface) {
+            return Err(DatapathError::Other(format!("no such interface {iface}")));
         }
+        self.served.insert(iface.to_owned(), mode);
         Ok(())
     }
+
+    fn served(&self) -> Result<Vec<String>, DatapathError> {
+        Ok(self.served.keys().cloned().collect())
+    }
+
+    fn unserve(&mut self, iface: &str) -> Result<(), DatapathError> {
+        self.served.remove(iface);
+        Ok(())
+    }
+}
+
+/// Every fake at once: a whole [`super::Datapath`].
+#[derive(Debug, Default)]
+pub struct FakeDatapath {
+    pub pubs: FakePublications,
+    pub host_maps: FakeHostMaps,
+    pub endpoints: FakeEndpointSide,
+    pub served: FakeServed,
+}
+
+impl FakeDatapath {
+    /// Makes every map write fail (or succeed again).
+    pub fn fail_writes(&mut self, fail: bool) {
+        self.pubs.fail_writes = fail;
+        self.host_maps.fail_writes = fail;
+        self.endpoints.fail_writes = fail;
+    }
+}
+
+/// Forwards each trait method to the field that fakes it.
+macro_rules! forward {
+    ($field:ident: $($sig:tt)*) => { forward!(@each $field; $($sig)*); };
+    (@each $field:ident; fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        fn $name(&self $(, $arg: $ty)*) -> $ret { self.$field.$name($($arg),*) }
+        forward!(@each $field; $($rest)*);
+    };
+    (@each $field:ident; fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        fn $name(&mut self $(, $arg: $ty)*) -> $ret { self.$field.$name($($arg),*) }
+        forward!(@each $field; $($rest)*);
+    };
+    (@each $field:ident;) => {};
+}
+
+type R<T> = Result<T, DatapathError>;
+
+impl PublicationMaps for FakeDatapath {
+    forward!(pubs:
+        fn publications(&self) -> R<Vec<(PubKey, PubValue)>>;
+        fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> R<()>;
+        fn remove_publication(&mut self, key: &PubKey) -> R<()>;
+        fn reset_stats(&mut self, slot: u32) -> R<()>;
+        fn stats(&self, slot: u32) -> R<PubStats>;
+        fn events(&self) -> R<Vec<(Event, u64)>>;
+    );
+}
+
+impl HostMaps for FakeDatapath {
+    forward!(host_maps:
+        fn set_config(&mut self, config: &DatapathConfig) -> R<()>;
+        fn set_open_ports(&mut self, ports: &[OpenPort]) -> R<()>;
+        fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> R<()>;
+        fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> R<()>;
+    );
+}
+
+impl EndpointMaps for FakeDatapath {
+    forward!(endpoints:
+        fn endpoint_ifaces(&self) -> R<Vec<(u32, EndpointIface)>>;
+        fn set_endpoint_iface(&mut self, ifindex: u32, iface: &EndpointIface) -> R<()>;
+        fn remove_endpoint_iface(&mut self, ifindex: u32) -> R<()>;
+        fn endpoint_addrs(&self) -> R<Vec<(Ipv4Addr, EndpointAddr)>>;
+        fn set_endpoint_addr(&mut self, addr: Ipv4Addr, endpoint: &EndpointAddr) -> R<()>;
+        fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> R<()>;
+    );
+}
+
+impl EndpointPrograms for FakeDatapath {
+    forward!(endpoints:
+        fn attach_endpoint(&mut self, host_ifname: &str) -> R<()>;
+        fn detach_endpoint(&mut self, host_ifname: &str) -> R<()>;
+        fn attached_endpoints(&self) -> R<Vec<String>>;
+    );
+}
+
+impl ServedInterfaces for FakeDatapath {
+    forward!(served:
+        fn serve(&mut self, iface: &str, mode: XdpAttachMode) -> R<()>;
+        fn served(&self) -> R<Vec<String>>;
+        fn unserve(&mut self, iface: &str) -> R<()>;
+    );
 }

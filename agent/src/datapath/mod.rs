@@ -42,9 +42,23 @@ pub enum DatapathError {
     Other(String),
 }
 
-/// What the agent needs from the kernel. Keys and values are the ABI types
-/// of `datapath_common`; implementations never interpret them.
-pub trait Datapath: Send {
+/// How the XDP program is attached (`netagent daemon --xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttachMode {
+    /// In the driver (falls back to generic where the driver has no XDP).
+    #[default]
+    Native,
+    /// In the stack, after the skb is built (XDP_FLAGS_SKB_MODE).
+    Generic,
+    /// No XDP: TC ingress translates every packet. On veth, native XDP
+    /// switches the peer to NAPI mode and copies each packet into an XDP
+    /// buffer, which can cost more than the translation saves.
+    Off,
+}
+
+/// The publication map and its counters. Keys and values are the ABI
+/// types of `datapath_common`; implementations never interpret them.
+pub trait PublicationMaps {
     /// Every publication in the map.
     fn publications(&self) -> Result<Vec<(PubKey, PubValue)>, DatapathError>;
     /// Inserts or replaces one publication (a single map write).
@@ -58,6 +72,10 @@ pub trait Datapath: Send {
     /// Datapath event counters summed over CPUs, in `Event::ALL` order
     /// (retired numbers left out).
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError>;
+}
+
+/// The maps derived from the host and the settings, each replaced whole.
+pub trait HostMaps {
     /// Writes the datapath's settings (masquerade ports and share).
     fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError>;
     /// Makes the open-port map (container ports reachable by direct
@@ -68,6 +86,10 @@ pub trait Datapath: Send {
     /// Makes the masquerade-address map hold exactly `addrs` (served
     /// ifindex, the address masquerade uses there).
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+}
+
+/// The endpoint maps: container interfaces and container addresses.
+pub trait EndpointMaps {
     /// Container interfaces (host-side ifindex) and their network.
     fn endpoint_ifaces(&self) -> Result<Vec<(u32, EndpointIface)>, DatapathError>;
     fn set_endpoint_iface(
@@ -86,11 +108,38 @@ pub trait Datapath: Send {
     ) -> Result<(), DatapathError>;
     /// Removing an absent entry is not an error.
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError>;
-    /// Attaches the isolation program to a container's host-side interface
-    /// (pinned, so it outlives the agent); attaching twice is a no-op.
+}
+
+/// The isolation program on container veths (host side).
+pub trait EndpointPrograms {
+    /// Attaches it (pinned, so it outlives the agent); attaching twice is
+    /// a no-op.
     fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
     /// Detaches it; an interface already gone is not an error.
     fn detach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
-    /// Host-side interfaces the isolation program is attached to.
+    /// Host-side interfaces it is attached to.
     fn attached_endpoints(&self) -> Result<Vec<String>, DatapathError>;
+}
+
+/// The programs on served interfaces (the host's uplinks).
+pub trait ServedInterfaces {
+    /// Attaches XDP (in `mode`) and both TC programs to `iface`; existing
+    /// links are updated in place.
+    fn serve(&mut self, iface: &str, mode: XdpAttachMode) -> Result<(), DatapathError>;
+    /// Interfaces the datapath is attached to (pinned links).
+    fn served(&self) -> Result<Vec<String>, DatapathError>;
+    /// Detaches it; an interface not served is not an error.
+    fn unserve(&mut self, iface: &str) -> Result<(), DatapathError>;
+}
+
+/// Everything the agent needs from the kernel datapath. The agent's
+/// building blocks ask for the narrow trait they use.
+pub trait Datapath:
+    PublicationMaps + HostMaps + EndpointMaps + EndpointPrograms + ServedInterfaces + Send
+{
+}
+
+impl<T> Datapath for T where
+    T: PublicationMaps + HostMaps + EndpointMaps + EndpointPrograms + ServedInterfaces + Send
+{
 }

@@ -41,6 +41,11 @@ pub struct FakeHost {
     pub fail_dumps: bool,
     /// The order host objects were removed in, with [`crate::datapath::fake::next_seq`].
     pub removals: Vec<(u64, String)>,
+    /// The host's addresses, when set: reserving a port on any other
+    /// (specific) address fails as the kernel's bind does.
+    pub local_addrs: Option<BTreeSet<std::net::Ipv4Addr>>,
+    /// Each container namespace's default route: (interface, gateway).
+    pub default_routes: BTreeMap<PathBuf, (String, std::net::Ipv4Addr)>,
 }
 
 impl Host for FakeHost {
@@ -83,6 +88,10 @@ impl Host for FakeHost {
             return Err(HostError::Other(format!("{} exists", ep.host_ifname)));
         }
         self.endpoints.insert(ep.host_ifname.clone(), ep.clone());
+        if let Some(gw) = ep.default_gateway {
+            self.default_routes
+                .insert(ep.netns.clone(), (ep.ifname.clone(), gw));
+        }
         self.next_ifindex += 1;
         self.ifindexes
             .insert(ep.host_ifname.clone(), 100 + self.next_ifindex);
@@ -97,8 +106,35 @@ impl Host for FakeHost {
             crate::datapath::fake::next_seq(),
             format!("veth {host_ifname}"),
         ));
-        self.endpoints.remove(host_ifname);
+        if let Some(ep) = self.endpoints.remove(host_ifname)
+            && self
+                .default_routes
+                .get(&ep.netns)
+                .is_some_and(|(ifname, _)| *ifname == ep.ifname)
+        {
+            self.default_routes.remove(&ep.netns);
+        }
         self.ifindexes.remove(host_ifname);
+        Ok(())
+    }
+
+    fn forget_netns(&mut self, _netns: &Path) {}
+
+    fn set_default_route(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), HostError> {
+        match gateway {
+            Some(gw) => {
+                self.default_routes
+                    .insert(netns.to_owned(), (ifname.to_owned(), gw));
+            }
+            None => {
+                self.default_routes.remove(netns);
+            }
+        }
         Ok(())
     }
 
@@ -128,6 +164,17 @@ impl Host for FakeHost {
                 && f.proto == port.proto
                 && (f.ip == port.ip || f.ip.is_unspecified() || port.ip.is_unspecified())
         });
+        let absent = self
+            .local_addrs
+            .as_ref()
+            .is_some_and(|local| !port.ip.is_unspecified() && !local.contains(&port.ip));
+        if absent {
+            return Err(HostError::NotLocal {
+                ip: port.ip,
+                port: port.port,
+                proto: port.proto,
+            });
+        }
         if clash {
             return Err(HostError::PortInUse {
                 ip: port.ip,

@@ -7,6 +7,7 @@
 pub mod fake;
 pub mod netlink;
 pub mod ports;
+pub mod workers;
 
 use std::{
     net::Ipv4Addr,
@@ -38,6 +39,13 @@ pub enum HostError {
     /// A host port some other process holds (Docker's wording).
     #[error("failed to bind host port {ip}:{port}/{proto}: address already in use")]
     PortInUse {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+    },
+    /// A host address the host does not have (Docker's wording).
+    #[error("failed to bind host port {ip}:{port}/{proto}: cannot assign requested address")]
+    NotLocal {
         ip: Ipv4Addr,
         port: u16,
         proto: Proto,
@@ -119,6 +127,17 @@ pub trait Host: Send {
     /// Deletes an endpoint's veth pair; an absent one (the container's
     /// namespace is gone, taking the pair with it) is not an error.
     fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError>;
+    /// Makes the default route in the namespace at `netns` go through
+    /// `gateway` on `ifname`, replacing any other; `None` removes it.
+    fn set_default_route(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), HostError>;
+    /// Lets go of whatever keeps the namespace at `netns` alive on the
+    /// host's side (its netlink worker), once its container is detached.
+    fn forget_netns(&mut self, netns: &Path);
     /// The index of a host interface, if it exists.
     fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError>;
     /// Names of the host interfaces that start with [`IFACE_PREFIX`].

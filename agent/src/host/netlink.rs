@@ -1,13 +1,9 @@
 //! The real [`Host`]: rtnetlink for links, addresses and routes, and
 //! held sockets for port reservations.
 //!
-//! Each netlink operation runs on a short-lived thread with its own
-//! current-thread runtime and its own netlink socket. Work inside a
-//! container's network namespace `setns`es that thread first (never the
-//! daemon's threads, STYLE.md 15), so the socket it opens lives in the
-//! container's namespace; the thread then ends and nothing leaks back.
-//! The daemon calls these synchronously under its agent lock: operations
-//! are serialized anyway, and each takes well under a millisecond.
+//! Each netlink operation runs on the worker of its namespace (see
+//! `workers`): the host's for bridges and host-side veths, the container's
+//! for its interface, addresses and routes.
 
 use std::{
     fs::File,
@@ -15,7 +11,7 @@ use std::{
     io,
     net::{IpAddr, Ipv4Addr},
     os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use futures_util::TryStreamExt as _;
@@ -32,11 +28,13 @@ use super::{
     BridgeConfig, BridgeLink, EndpointConfig, EndpointLink, Host, HostError, HostPort,
     IFACE_PREFIX, NetnsId, parse_mac,
     ports::{self, Reservations},
+    workers::Workers,
 };
 
 #[derive(Debug, Default)]
 pub struct NetlinkHost {
     reservations: Reservations,
+    workers: Workers,
 }
 
 impl NetlinkHost {
@@ -44,7 +42,19 @@ impl NetlinkHost {
     pub fn new(hold_ports: bool) -> Self {
         Self {
             reservations: Reservations::new(hold_ports),
+            workers: Workers::default(),
         }
+    }
+
+    /// Runs `op` on the worker of the namespace at `netns`.
+    fn run_in_netns<T, F, Fut>(&mut self, netns: &Path, op: F) -> Result<T, HostError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Handle) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, HostError>> + 'static,
+    {
+        let id = self.netns_id(netns)?;
+        self.workers.run(Some((netns, id)), op)
     }
 }
 
@@ -62,44 +72,6 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
 fn is_not_found(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m)
         if matches!(m.to_io().raw_os_error(), Some(libc::ENODEV) | Some(libc::ENOENT)))
-}
-
-/// Runs `op` with a netlink handle in `netns` (the daemon's own namespace
-/// when `None`), on a thread of its own.
-fn run_in<T, F, Fut>(netns: Option<&Path>, op: F) -> Result<T, HostError>
-where
-    T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, HostError>>,
-{
-    let netns: Option<PathBuf> = netns.map(Path::to_owned);
-    std::thread::spawn(move || {
-        if let Some(path) = &netns {
-            let ns = File::open(path).map_err(io_err(format!(
-                "opening network namespace {}",
-                path.display()
-            )))?;
-            // SAFETY: setns on this short-lived thread only.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io_err(format!(
-                    "entering network namespace {}",
-                    path.display()
-                ))(io::Error::last_os_error()));
-            }
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(io_err("building a netlink runtime"))?;
-        rt.block_on(async move {
-            let (connection, handle, _) =
-                rtnetlink::new_connection().map_err(io_err("opening rtnetlink"))?;
-            tokio::spawn(connection);
-            op(handle).await
-        })
-    })
-    .join()
-    .map_err(|_| HostError::Other("a netlink worker thread panicked".into()))?
 }
 
 /// The index of link `name`, if it exists.
@@ -142,7 +114,7 @@ fn sysctl(path: &str, value: &str) -> Result<(), HostError> {
 
 impl Host for NetlinkHost {
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
-        run_in(None, |handle| async move {
+        self.workers.run(None, |handle| async move {
             let mut routes = Vec::new();
             let mut stream = handle
                 .route()
@@ -172,7 +144,7 @@ impl Host for NetlinkHost {
 
     fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError> {
         let bridge = bridge.clone();
-        run_in(None, move |handle| async move {
+        self.workers.run(None, move |handle| async move {
             let name = &bridge.name;
             let mut created = false;
             let index = match link_index(&handle, name).await? {
@@ -237,7 +209,7 @@ impl Host for NetlinkHost {
             ep.netns.display()
         )))?;
         let host_side = ep.clone();
-        let host_ifindex = run_in(None, move |handle| async move {
+        let host_ifindex = self.workers.run(None, move |handle| async move {
             let ep = host_side;
             let bridge = link_index(&handle, &ep.bridge)
                 .await?
@@ -272,7 +244,7 @@ impl Host for NetlinkHost {
             Ok(index)
         })?;
         let inside = ep.clone();
-        let configured = run_in(Some(&ep.netns), move |handle| async move {
+        let configured = self.run_in_netns(&ep.netns, move |handle| async move {
             let ep = inside;
             let mut links = handle.link().get().match_name(ep.ifname.clone()).execute();
             let link = links
@@ -341,15 +313,66 @@ impl Host for NetlinkHost {
         self.remove_link(host_ifname)
     }
 
+    fn set_default_route(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), HostError> {
+        let ifname = ifname.to_owned();
+        self.run_in_netns(netns, move |handle| async move {
+            let mut defaults = Vec::new();
+            let mut stream = handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            while let Some(msg) = stream.try_next().await.map_err(nl("listing routes"))? {
+                let h = &msg.header;
+                if h.destination_prefix_length == 0 && h.table == RouteHeader::RT_TABLE_MAIN {
+                    defaults.push(msg);
+                }
+            }
+            for msg in defaults {
+                match handle.route().del(msg).execute().await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(nl("removing the default route")(e)),
+                }
+            }
+            let Some(gw) = gateway else {
+                return Ok(());
+            };
+            let index = link_index(&handle, &ifname)
+                .await?
+                .ok_or_else(|| HostError::Other(format!("{ifname} missing in the container")))?;
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .execute()
+                .await
+                .map_err(nl(format!("adding the default route via {gw} on {ifname}")))
+        })
+    }
+
+    fn forget_netns(&mut self, netns: &Path) {
+        if let Ok(id) = self.netns_id(netns) {
+            self.workers.forget(id);
+        }
+    }
+
     fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError> {
         let name = name.to_owned();
-        run_in(None, move |handle| async move {
+        self.workers.run(None, move |handle| async move {
             link_index(&handle, &name).await
         })
     }
 
     fn own_links(&mut self) -> Result<Vec<String>, HostError> {
-        run_in(None, |handle| async move {
+        self.workers.run(None, |handle| async move {
             let mut names = Vec::new();
             let mut links = handle.link().get().execute();
             while let Some(msg) = links.try_next().await.map_err(nl("listing interfaces"))? {
@@ -428,7 +451,7 @@ impl Host for NetlinkHost {
             return Ok(None);
         };
         let ifname = ifname.to_owned();
-        let mac = run_in(Some(netns), move |handle| async move {
+        let mac = self.run_in_netns(netns, move |handle| async move {
             let mut links = handle.link().get().match_name(ifname.clone()).execute();
             let link = links
                 .try_next()
@@ -445,7 +468,7 @@ impl NetlinkHost {
     /// Deletes a host interface by name; an absent one is fine.
     fn remove_link(&mut self, name: &str) -> Result<(), HostError> {
         let name = name.to_owned();
-        run_in(None, move |handle| async move {
+        self.workers.run(None, move |handle| async move {
             let Some(index) = link_index(&handle, &name).await? else {
                 return Ok(());
             };

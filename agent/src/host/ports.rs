@@ -7,8 +7,10 @@
 //! - UDP: bound, with a classic BPF filter that drops everything, so no
 //!   datagram ever queues on it.
 //! - No SO_REUSEADDR: with it, another SO_REUSEADDR socket could share a
-//!   non-listening TCP port. IP_FREEBIND: a specific host address need not
-//!   be configured yet (a publication may precede its address).
+//!   non-listening TCP port.
+//! - No IP_FREEBIND: a host address the host does not have is refused
+//!   (`EADDRNOTAVAIL`, Docker's "cannot assign requested address"), as
+//!   Docker refuses it, rather than published where nothing can arrive.
 
 use std::{
     collections::HashMap,
@@ -73,6 +75,11 @@ impl Reservations {
                 port: port.port,
                 proto: port.proto,
             },
+            Some(libc::EADDRNOTAVAIL) => HostError::NotLocal {
+                ip: port.ip,
+                port: port.port,
+                proto: port.proto,
+            },
             Some(libc::EMFILE | libc::ENFILE) => HostError::Io {
                 op: format!(
                     "reserving host port {}:{}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
@@ -125,17 +132,6 @@ fn bind(port: HostPort) -> io::Result<OwnedFd> {
             0,
         ))?)
     };
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int option value.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_FREEBIND,
-            (&raw const one).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })?;
     if port.proto == Proto::Udp {
         drop_all(&fd)?;
     }

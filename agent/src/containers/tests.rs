@@ -1,0 +1,713 @@
+//! Unit tests of networks and containers against the fakes.
+
+use super::*;
+use crate::{
+    api::NetworkCreate,
+    datapath::fake::FakeDatapath,
+    host::fake::FakeHost,
+    host::{BridgeConfig, EndpointConfig, HostPort},
+    model::DEFAULT_BRIDGE,
+    reconcile::NetReconcileReport,
+    state::StateStore,
+};
+
+type TestAgent = Agent<FakeDatapath, FakeHost>;
+
+/// An agent with the default network and `neta` (10.1.0.0/24); the
+/// "network namespace" is this process's own (a real nsfs file).
+fn agent(dir: &tempfile::TempDir) -> TestAgent {
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut a = Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap();
+    a.ensure_default_network().unwrap();
+    a.network_create(create("neta", Some("10.1.0.0/24")))
+        .unwrap();
+    a
+}
+
+fn create(name: &str, subnet: Option<&str>) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        subnet: subnet.map(|s| s.parse().unwrap()),
+        gateway: None,
+        ip_range: None,
+        internal: false,
+        icc: true,
+        driver: None,
+        options: Vec::new(),
+    }
+}
+
+fn attach(name: &str, network: &str, publish: &[&str]) -> ContainerAttach {
+    ContainerAttach {
+        name: Some(name.into()),
+        netns: Some(format!("/run/netns/{name}").into()),
+        network: Some(network.into()),
+        publish: publish.iter().map(|s| (*s).to_owned()).collect(),
+        ..ContainerAttach::default()
+    }
+}
+
+/// `attach` with namespace number `n` (the fake host gives each
+/// path a namespace of its own).
+fn attach_as(name: &str, network: &str, publish: &[&str], n: usize) -> ContainerAttach {
+    ContainerAttach {
+        netns: Some(format!("/run/netns/ns{n}").into()),
+        ..attach(name, network, publish)
+    }
+}
+
+fn connect(
+    a: &mut TestAgent,
+    network: &str,
+    container: &str,
+    ip: Option<Ipv4Addr>,
+    aliases: Vec<String>,
+) -> Result<Endpoint, AgentError> {
+    a.network_connect(crate::api::NetworkConnect {
+        network: network.into(),
+        container: container.into(),
+        ip,
+        aliases,
+    })
+}
+
+fn net(a: &TestAgent, name: &str) -> Network {
+    lookup::bridge_network(&a.state, name).unwrap().clone()
+}
+
+fn err(r: Result<impl std::fmt::Debug, AgentError>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn the_default_network_exists_and_new_subnets_avoid_routes_and_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let host = FakeHost {
+        routes: vec![("172.17.0.0/16".parse().unwrap(), "docker0 route".into())],
+        ..FakeHost::default()
+    };
+    let mut a = Agent::new(store, FakeDatapath::default(), host).unwrap();
+    a.ensure_default_network().unwrap();
+    a.ensure_default_network().unwrap();
+    let list = a.network_list();
+    let rows: Vec<(&str, &str)> = list
+        .iter()
+        .map(|n| (n.name.as_str(), n.driver.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [("bridge", "bridge"), ("host", "host"), ("none", "null")]
+    );
+    assert!(list.iter().all(|n| n.id.len() == 64 && n.scope == "local"));
+    let nets = [net(&a, "bridge")];
+    assert_eq!(nets[0].bridge, DEFAULT_BRIDGE);
+    assert_eq!(nets[0].ipam.subnet.to_string(), "172.18.0.0/16");
+    let b = a.network_create(create("b", None)).unwrap();
+    assert_eq!(b.ipam.subnet.to_string(), "172.19.0.0/16");
+    assert_ne!(b.net_id, nets[0].net_id);
+    assert!(a.host.bridges.contains_key(&b.bridge));
+    assert!(err(a.network_create(create("c", Some("172.19.5.0/24")))).contains("overlaps"));
+    assert_eq!(
+        err(a.network_create(create("b", None))),
+        "network with name b already exists"
+    );
+    assert!(err(a.network_create(create("bad name", None))).contains("invalid network name"));
+    let mut other = create("d", None);
+    other.driver = Some("overlay".into());
+    assert!(err(a.network_create(other)).contains("plugin \"overlay\" not found"));
+    assert_eq!(
+        err(a.network_rm("bridge")),
+        "bridge is a pre-defined network and cannot be removed"
+    );
+}
+
+#[test]
+fn attach_makes_an_endpoint_with_policy_entries_and_publications() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let info = a
+        .container_attach(attach("web", "neta", &["8080:80", "127.0.0.1::53/udp"]))
+        .unwrap()
+        .info;
+    let ep = &info.endpoints[0];
+    assert_eq!(ep.ip.to_string(), "10.1.0.2");
+    assert_eq!(ep.ifname, "eth0");
+    assert!(a.datapath.endpoints.attached.contains(&ep.host_ifname));
+    let policy = net(&a, "neta").policy();
+    let addr = a.datapath.endpoints.addrs[&ep.ip];
+    assert_eq!(addr.net, policy);
+    assert_eq!(addr.host_ifindex, ep.host_ifindex);
+    assert_eq!(addr.mac, [2, 0, 0, 0, 0, 1]);
+    let bridge = a.bridges[&net(&a, "neta").bridge];
+    assert_eq!(addr.gw_mac, bridge.mac);
+    let iface = a.datapath.endpoints.ifaces[&ep.host_ifindex];
+    assert_eq!((iface.net, iface.bridge_ifindex), (policy, bridge.ifindex));
+    let cfg = &a.host.endpoints[&ep.host_ifname];
+    assert_eq!(cfg.default_gateway, Some("10.1.0.1".parse().unwrap()));
+    let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        ports,
+        [
+            "127.0.0.1:32768->10.1.0.2:53/udp",
+            "0.0.0.0:8080->10.1.0.2:80/tcp"
+        ]
+    );
+    assert_eq!(a.datapath.pubs.entries.len(), 2);
+    assert_eq!(a.host.reserved.len(), 2);
+    // `port web 80` and a miss in Docker's words.
+    let p80 = a.container_ports("web", Some((80, None))).unwrap();
+    assert_eq!(p80[0].host_port, 8080);
+    assert_eq!(
+        err(a.container_ports("web", Some((81, None)))),
+        "No public port '81/tcp' published for web"
+    );
+    // The state survives a reopen.
+    drop(a);
+    let store = StateStore::open(dir.path()).unwrap();
+    let b = Agent::new(store, FakeDatapath::default(), FakeHost::default()).unwrap();
+    assert_eq!(b.container_inspect("web").unwrap().ports.len(), 2);
+}
+
+#[test]
+fn names_are_unique_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let first = a.container_attach(attach("web", "neta", &[])).unwrap().info;
+    let e = err(a.container_attach(attach_as("web", "neta", &[], 1)));
+    assert!(
+        e.starts_with("Conflict. The container name \"/web\" is already in use by container")
+            && e.contains(&first.container.id),
+        "{e}"
+    );
+    assert!(
+        err(a.container_attach(attach_as("-x", "neta", &[], 1)))
+            .starts_with("Invalid container name (-x)")
+    );
+    assert_eq!(
+        err(a.container_attach(attach_as("db", "nope", &[], 1))),
+        "network nope not found"
+    );
+    // The same namespace twice (not joined) is refused.
+    let mut twice = attach("db", "neta", &[]);
+    twice.netns = Some("/run/netns/web".into());
+    assert!(err(a.container_attach(twice)).contains("use --network container:web"));
+    let mut none = attach("db", "neta", &[]);
+    none.netns = None;
+    assert_eq!(
+        err(a.container_attach(none)),
+        "--netns is required (the container's network namespace)"
+    );
+    let mut gone = attach("db", "neta", &[]);
+    gone.netns = Some("/nonexistent/ns".into());
+    assert!(err(a.container_attach(gone)).starts_with("network namespace /nonexistent/ns: "));
+    // A joined container's --netns must be its target's namespace.
+    let mut other = attach("db", "container:web", &[]);
+    other.netns = Some("/run/netns/elsewhere".into());
+    assert!(err(a.container_attach(other)).contains("is not the one of container web"));
+    a.container_detach("web").unwrap();
+    a.container_attach(attach("web", "neta", &[])).unwrap();
+}
+
+#[test]
+fn every_port_form_allocates_as_docker_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.host.ephemeral = Some((40000, 40003));
+    // A host process holds 8000 and 40000.
+    for port in [8000, 40000] {
+        a.host.foreign.insert(HostPort {
+            ip: Ipv4Addr::UNSPECIFIED,
+            port,
+            proto: Proto::Tcp,
+        });
+    }
+    let mut req = attach(
+        "web",
+        "neta",
+        &[
+            "8000-8002:80",
+            "9000-9001:90-91/udp",
+            "100",
+            "10.9.9.9::101",
+        ],
+    );
+    req.expose = vec!["7000".into(), "90/udp".into()];
+    req.publish_all = true;
+    let info = a.container_attach(req).unwrap().info;
+    let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        ports,
+        [
+            "0.0.0.0:8001->10.1.0.2:80/tcp",
+            "0.0.0.0:9000->10.1.0.2:90/udp",
+            "0.0.0.0:9001->10.1.0.2:91/udp",
+            "0.0.0.0:40001->10.1.0.2:100/tcp",
+            "10.9.9.9:40002->10.1.0.2:101/tcp",
+            "0.0.0.0:40003->10.1.0.2:7000/tcp",
+        ]
+    );
+    // The ephemeral range is now used up on 0.0.0.0/tcp.
+    let e = err(a.container_attach(attach_as("db", "neta", &["5432"], 1)));
+    assert!(
+        e.starts_with("driver failed programming external connectivity on endpoint db (")
+            && e.ends_with("all ports are allocated (no free tcp port in 40000-40003 on 0.0.0.0)"),
+        "{e}"
+    );
+    // A fixed port that is published, and one a host process holds.
+    let e = err(a.container_attach(attach_as("db", "neta", &["8001:5432"], 1)));
+    assert!(
+        e.contains("Bind for 0.0.0.0:8001 failed: port is already allocated"),
+        "{e}"
+    );
+    let e = err(a.container_attach(attach_as("db", "neta", &["8000:5432"], 1)));
+    assert!(
+        e.ends_with("failed to bind host port 0.0.0.0:8000/tcp: address already in use"),
+        "{e}"
+    );
+    // None of the failures left anything behind.
+    assert_eq!(a.state.containers.len(), 1);
+    assert_eq!(a.host.endpoints.len(), 1);
+    assert_eq!(a.datapath.endpoints.addrs.len(), 1);
+    assert_eq!(a.host.reserved.len(), 6);
+    assert_eq!(net(&a, "neta").ipam.allocated.len(), 1);
+    // Detach frees everything.
+    a.container_detach("web").unwrap();
+    assert!(a.host.reserved.is_empty() && a.datapath.pubs.entries.is_empty());
+    assert!(a.host.endpoints.is_empty() && a.datapath.endpoints.attached.is_empty());
+    assert!(a.datapath.endpoints.addrs.is_empty() && a.datapath.endpoints.ifaces.is_empty());
+    assert!(net(&a, "neta").ipam.allocated.is_empty());
+}
+
+#[test]
+fn a_failed_kernel_step_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    a.host.fail_endpoints = true;
+    assert!(
+        a.container_attach(attach("web", "neta", &["8080:80"]))
+            .is_err()
+    );
+    a.host.fail_endpoints = false;
+    a.datapath.fail_writes(true);
+    assert!(
+        a.container_attach(attach("web", "neta", &["8080:80"]))
+            .is_err()
+    );
+    a.datapath.fail_writes(false);
+    assert_eq!(
+        std::fs::read(dir.path().join("state.json")).unwrap(),
+        before
+    );
+    assert!(a.host.endpoints.is_empty() && a.host.reserved.is_empty());
+    assert!(a.datapath.endpoints.attached.is_empty() && a.datapath.pubs.entries.is_empty());
+    assert!(net(&a, "neta").ipam.allocated.is_empty());
+    a.container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap();
+}
+
+#[test]
+fn joined_containers_share_and_refuse_what_docker_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap();
+    let mut side = attach("side", "container:web", &[]);
+    side.netns = None;
+    let info = a.container_attach(side.clone()).unwrap().info;
+    assert_eq!(info.joined_to.as_deref(), Some("web"));
+    assert_eq!(
+        info.endpoints,
+        a.container_inspect("web").unwrap().endpoints
+    );
+    assert!(info.ports.is_empty());
+    assert_eq!(a.host.endpoints.len(), 1, "no new interface");
+    // Joining a joined container joins the root.
+    let mut third = attach("third", "container:side", &[]);
+    third.netns = Some("/run/netns/web".into());
+    assert_eq!(
+        a.container_attach(third).unwrap().info.joined_to.as_deref(),
+        Some("web")
+    );
+    let mut bad = attach("xx", "container:web", &["80"]);
+    bad.netns = None;
+    assert_eq!(
+        err(a.container_attach(bad)),
+        "conflicting options: port publishing and the container type network mode"
+    );
+    assert!(
+        err(connect(&mut a, "bridge", "side", None, vec![]))
+            .starts_with("container sharing network namespace")
+    );
+    assert!(
+        err(a.container_detach("web"))
+            .contains("has containers joined to its network stack (side, third)")
+    );
+    a.container_detach("side").unwrap();
+    a.container_detach("third").unwrap();
+    a.container_detach("web").unwrap();
+    assert!(a.host.endpoints.is_empty());
+}
+
+#[test]
+fn connect_disconnect_and_network_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.network_create(create("netb", Some("10.2.0.0/24")))
+        .unwrap();
+    a.container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap();
+    let ep = a
+        .network_connect(crate::api::NetworkConnect {
+            network: "netb".into(),
+            container: "web".into(),
+            ip: Some("10.2.0.9".parse().unwrap()),
+            aliases: vec!["w".into()],
+        })
+        .unwrap();
+    assert_eq!(
+        (ep.ifname.as_str(), ep.ip.to_string().as_str()),
+        ("eth1", "10.2.0.9")
+    );
+    assert_eq!(
+        a.host.endpoints[&ep.host_ifname].default_gateway, None,
+        "one default route"
+    );
+    assert!(
+        err(connect(&mut a, "netb", "web", None, vec![]))
+            .contains("already exists in network netb")
+    );
+    assert!(
+        err(connect(
+            &mut a,
+            "bridge",
+            "web",
+            Some("172.17.0.9".parse().unwrap()),
+            vec![]
+        ))
+        .contains("user specified IP address is supported on user defined networks only")
+    );
+    let e = err(a.network_rm("netb"));
+    assert!(
+        e.starts_with("error while removing network: network netb id ")
+            && e.ends_with("has active endpoints (web)"),
+        "{e}"
+    );
+    // Disconnecting the publishing network moves the ports to netb.
+    a.network_disconnect("neta", "web").unwrap();
+    let p = a.container_ports("web", None).unwrap();
+    assert_eq!(p[0].container_ip.to_string(), "10.2.0.9");
+    let value = a.datapath.pubs.entries.values().next().unwrap();
+    assert_eq!(value.addr_be.to_ne_bytes(), [10, 2, 0, 9]);
+    // The last one with outside access cannot go while it publishes.
+    assert!(
+        err(a.network_disconnect("netb", "web")).contains("its only network with outside access")
+    );
+    assert!(err(a.network_disconnect("neta", "web")).contains("is not connected to network neta"));
+    a.container_detach("web").unwrap();
+    let removed = a.network_rm("netb").unwrap();
+    assert!(
+        !a.host
+            .bridges
+            .contains_key(&removed.config.as_ref().unwrap().bridge)
+    );
+}
+
+#[test]
+fn internal_networks_refuse_publishing_and_get_no_default_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let mut req = create("priv", Some("10.3.0.0/24"));
+    req.internal = true;
+    req.icc = false;
+    let net = a.network_create(req).unwrap();
+    let policy = net.policy();
+    assert_eq!(
+        policy.flags,
+        datapath_common::NET_F_INTERNAL | datapath_common::NET_F_NO_ICC
+    );
+    assert_eq!(policy.subnet_be.to_ne_bytes(), [10, 3, 0, 0]);
+    assert_eq!(policy.mask_be.to_ne_bytes(), [255, 255, 255, 0]);
+    assert!(
+        err(a.container_attach(attach("db", "priv", &["5432"])))
+            .contains("network priv is internal")
+    );
+    let info = a.container_attach(attach("db", "priv", &[])).unwrap().info;
+    assert_eq!(
+        a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
+        None
+    );
+    // The first network with outside access gives the route, at connect
+    // time and when reconcile rebuilds the interface alike.
+    let eth1 = connect(&mut a, "neta", "db", None, vec![]).unwrap();
+    let gw_addr: Ipv4Addr = "10.1.0.1".parse().unwrap();
+    let gw = Some(gw_addr);
+    assert_eq!(
+        a.host.default_routes[std::path::Path::new("/run/netns/db")],
+        ("eth1".to_owned(), gw_addr)
+    );
+    assert_eq!(
+        a.container_inspect("db")
+            .unwrap()
+            .gateway_network
+            .as_deref(),
+        Some("neta")
+    );
+    a.host.endpoints.clear();
+    assert_eq!(a.reconcile_networks().recreated_endpoints, 2);
+    assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
+    assert_eq!(
+        a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
+        None
+    );
+}
+
+#[test]
+fn reconcile_collects_strays_and_recreates_missing_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.container_attach(attach("web", "neta", &[])).unwrap();
+    // Strays: an interface, a map entry and a link nobody asked for;
+    // and the container's veth vanished.
+    a.host.endpoints.clear();
+    a.host.endpoints.insert(
+        "na-vstray".into(),
+        EndpointConfig {
+            host_ifname: "na-vstray".into(),
+            bridge: "x".into(),
+            netns: "/x".into(),
+            ifname: "eth0".into(),
+            ip: "10.9.9.9".parse().unwrap(),
+            prefix_len: 24,
+            default_gateway: None,
+        },
+    );
+    a.datapath
+        .endpoints
+        .addrs
+        .insert("10.9.9.9".parse().unwrap(), Default::default());
+    a.datapath.endpoints.attached.insert("na-vgone".into());
+    a.host.bridges.insert(
+        "na-br-stray".into(),
+        BridgeConfig {
+            name: "na-br-stray".into(),
+            gateway: "10.8.0.1".parse().unwrap(),
+            prefix_len: 24,
+        },
+    );
+    let report = a.reconcile_networks();
+    // The container's namespace still exists, so its veth is rebuilt.
+    assert_eq!(report.recreated_endpoints, 1);
+    assert!(!a.host.endpoints.contains_key("na-vstray"));
+    assert!(!a.host.bridges.contains_key("na-br-stray"));
+    assert!(!a.datapath.endpoints.attached.contains("na-vgone"));
+    assert!(
+        !a.datapath
+            .endpoints
+            .addrs
+            .contains_key(&"10.9.9.9".parse().unwrap())
+    );
+    assert_eq!(a.host.endpoints.len(), 1);
+    assert_eq!(a.datapath.endpoints.addrs.len(), 1);
+    assert!(
+        a.datapath
+            .endpoints
+            .attached
+            .contains(a.host.endpoints.keys().next().unwrap())
+    );
+    // A second pass finds nothing to do.
+    assert_eq!(a.reconcile_networks(), NetReconcileReport::default());
+}
+
+#[test]
+fn refused_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    for bad in [
+        "127.0.0.0/16",
+        "224.0.0.0/8",
+        "169.254.0.0/16",
+        "0.0.0.0/8",
+        "240.0.0.0/8",
+    ] {
+        let e = err(a.network_create(create("bad", Some(bad))));
+        assert!(
+            e.contains("which is never a container network"),
+            "{bad}: {e}"
+        );
+    }
+    let long = "n".repeat(64);
+    assert!(err(a.network_create(create(&long, None))).contains("at most 63"));
+    assert!(err(a.container_attach(attach(&long, "neta", &[]))).contains("at most 63"));
+    let mut req = attach("web", "neta", &[]);
+    req.aliases = vec!["ok".into(), "not ok".into()];
+    assert!(err(a.container_attach(req)).contains("invalid alias \"not ok\""));
+    let mut req = attach("web", "neta", &[]);
+    req.netns = Some("/proc/self/ns/net".into());
+    assert!(err(a.container_attach(req)).contains("is the host's own"));
+    let mut req = create("opt", None);
+    req.options = vec!["com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected".into()];
+    assert!(err(a.network_create(req)).contains("unsupported gateway mode"));
+    let mut req = create("opt", None);
+    req.options = vec!["com.docker.network.bridge.enable_icc=false".into()];
+    assert!(err(a.network_create(req)).contains("is not supported"));
+    assert_eq!(
+        std::fs::read(dir.path().join("state.json")).unwrap(),
+        before
+    );
+    assert_eq!(a.host.bridges.len(), 2, "no bridge left behind");
+    assert!(a.host.endpoints.is_empty());
+}
+
+#[test]
+fn publications_by_address_belong_to_their_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let mut internal = create("priv", Some("10.2.0.0/24"));
+    internal.internal = true;
+    a.network_create(internal).unwrap();
+    let web = a.container_attach(attach("web", "neta", &[])).unwrap().info;
+    let db = a
+        .container_attach(attach_as("db", "priv", &[], 2))
+        .unwrap()
+        .info;
+    let (web_ip, db_ip) = (web.endpoints[0].ip, db.endpoints[0].ip);
+    let e = err(a.publish(format!("5432->{db_ip}:5432").parse().unwrap()));
+    assert!(e.contains("network priv is internal"), "{e}");
+    let p = a
+        .publish(format!("8080->{web_ip}:80").parse().unwrap())
+        .unwrap();
+    assert_eq!(p.owner, Some(web.container.uid));
+    let stranger = a.publish("9090->10.1.0.200:80".parse().unwrap()).unwrap();
+    assert_eq!(stranger.owner, None, "no container has that address");
+    assert_eq!(a.container_ports("web", None).unwrap(), vec![p.spec]);
+    a.container_detach("web").unwrap();
+    assert_eq!(a.list(None), vec![stranger], "removed with its container");
+    assert_eq!(a.datapath.pubs.entries.len(), 1);
+}
+
+#[test]
+fn a_container_veth_goes_before_its_map_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let info = a.container_attach(attach("web", "neta", &[])).unwrap().info;
+    let veth = info.endpoints[0].host_ifname.clone();
+    a.container_detach("web").unwrap();
+    let (veth_gone, _) = a
+        .host
+        .removals
+        .iter()
+        .find(|(_, what)| *what == format!("veth {veth}"))
+        .unwrap();
+    assert!(!a.datapath.endpoints.removals.is_empty());
+    for (seq, what) in &a.datapath.endpoints.removals {
+        assert!(veth_gone < seq, "{what} removed before the veth");
+    }
+}
+
+#[test]
+fn reconcile_takes_mac_and_ifindex_from_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let info = a.container_attach(attach("web", "neta", &[])).unwrap().info;
+    let ep = info.endpoints[0].clone();
+    // A crash left the state behind the kernel: the veth was rebuilt
+    // with a new MAC and index the state never heard of.
+    a.host
+        .kernel_macs
+        .insert(ep.host_ifname.clone(), "02:00:00:00:00:99".into());
+    a.host.ifindexes.insert(ep.host_ifname.clone(), 777);
+    let report = a.reconcile_networks();
+    assert_eq!(report.corrected_endpoints, 1, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    let entry = a.datapath.endpoints.addrs[&ep.ip];
+    assert_eq!(entry.mac, [2, 0, 0, 0, 0, 0x99]);
+    assert_eq!(entry.host_ifindex, 777);
+    assert!(a.datapath.endpoints.ifaces.contains_key(&777));
+    assert!(!a.datapath.endpoints.ifaces.contains_key(&ep.host_ifindex));
+    let saved = a.container_inspect("web").unwrap().endpoints[0].clone();
+    assert_eq!(
+        (saved.mac.as_str(), saved.host_ifindex),
+        ("02:00:00:00:00:99", 777)
+    );
+    assert_eq!(a.reconcile_networks().corrected_endpoints, 0);
+}
+
+#[test]
+fn a_reused_namespace_path_is_never_taken_for_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let info = a.container_attach(attach("web", "neta", &[])).unwrap().info;
+    let ep = info.endpoints[0].clone();
+    // The namespace died (taking the veth) and its path now names
+    // another namespace.
+    a.host.endpoints.remove(&ep.host_ifname);
+    a.host.replaced_netns.insert(
+        "/run/netns/web".into(),
+        crate::host::NetnsId { dev: 9, ino: 9 },
+    );
+    let report = a.reconcile_networks();
+    assert_eq!(
+        (report.recreated_endpoints, report.missing_endpoints),
+        (0, 1),
+        "{report:?}"
+    );
+    assert!(
+        a.host.endpoints.is_empty(),
+        "recreated in a stranger's namespace"
+    );
+    let e = err(connect(&mut a, "bridge", "web", None, Vec::new()));
+    assert!(e.contains("no longer container web's"), "{e}");
+    a.container_detach("web").unwrap();
+}
+
+#[test]
+fn reconcile_reports_what_fails_and_does_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.network_create(create("netb", Some("10.3.0.0/24")))
+        .unwrap();
+    let ok = a.container_attach(attach("ok", "neta", &[])).unwrap().info;
+    let broken = a
+        .container_attach(attach_as("broken", "neta", &[], 2))
+        .unwrap()
+        .info;
+    let orphan = a
+        .container_attach(attach_as("orphan", "netb", &[], 3))
+        .unwrap()
+        .info;
+    // One endpoint vanished and cannot be rebuilt, one network's
+    // bridge cannot be made, and listing links fails.
+    let broken_if = broken.endpoints[0].host_ifname.clone();
+    a.host.endpoints.remove(&broken_if);
+    a.host.fail_endpoint_names.insert(broken_if.clone());
+    let netb_bridge = a.network_inspect("netb").unwrap().config.unwrap().bridge;
+    a.host.fail_bridges.insert(netb_bridge);
+    a.host.fail_dumps = true;
+    a.datapath.endpoints.ifaces.clear();
+    a.datapath.endpoints.addrs.clear();
+    let report = a.reconcile_networks();
+    assert_eq!(report.errors.len(), 4, "{report:?}");
+    // The healthy endpoint is programmed, the one on the broken bridge
+    // keeps what it had.
+    assert!(a.datapath.endpoints.addrs.contains_key(&ok.endpoints[0].ip));
+    assert!(
+        !a.datapath
+            .endpoints
+            .addrs
+            .contains_key(&orphan.endpoints[0].ip)
+    );
+    // The broken container can still be detached.
+    a.host.fail_dumps = false;
+    a.host.fail_bridges.clear();
+    a.container_detach("broken").unwrap();
+    a.container_detach("orphan").unwrap();
+    // A full endpoint map is reported too, per endpoint.
+    a.datapath.endpoints.ifaces.clear();
+    a.datapath.endpoints.capacity = Some(0);
+    let report = a.reconcile_networks();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].contains("endpoint map full"), "{report:?}");
+}

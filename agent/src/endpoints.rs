@@ -1,0 +1,234 @@
+//! Endpoints: one container interface on one network. Making one (the veth
+//! pair, configured inside the container's namespace), programming it (the
+//! isolation program on its host side, the endpoint map entries), and
+//! destroying it; interface names; the default-route rule.
+//!
+//! Invariant: while a container veth exists, its program finds its map
+//! entries (without them it drops everything, failing closed), so the
+//! veth is made before its entries are written and deleted before they
+//! are removed.
+
+use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
+
+use datapath_common::{EndpointAddr, EndpointIface};
+use tracing::warn;
+
+use crate::{
+    datapath::{EndpointMaps, EndpointPrograms},
+    host::{BridgeConfig, BridgeLink, EndpointConfig, Host, HostError, parse_mac},
+    model::{Container, Endpoint, Network, random_id},
+};
+
+pub use crate::model::{BRIDGE_PREFIX, VETH_PREFIX, is_bridge_name, is_endpoint_name};
+
+/// A fresh host-side veth name.
+pub fn new_veth_name() -> String {
+    format!("{VETH_PREFIX}{}", &random_id()[..11])
+}
+
+/// The bridge name of a new network with ID `id`.
+pub fn new_bridge_name(id: &str) -> String {
+    format!("{BRIDGE_PREFIX}-{}", &id[..9])
+}
+
+/// The first free `ethN` of a container.
+pub fn next_ifname(container: &Container) -> String {
+    let used: BTreeSet<&str> = container
+        .endpoints()
+        .iter()
+        .map(|e| e.ifname.as_str())
+        .collect();
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|n| !used.contains(n.as_str()))
+        .expect("a free interface name")
+}
+
+/// Whether a network gives a container outside access (a default route).
+pub fn has_outside_access(network: &str, networks: &[Network]) -> bool {
+    networks.iter().any(|n| n.name == network && !n.internal)
+}
+
+/// The one rule for a container's default route: it goes through its
+/// endpoint on `preferred` (the container's gateway network) if that has
+/// outside access, else through its first endpoint (in attach order) on a
+/// network with outside access. Returns that endpoint's index.
+pub fn gateway_endpoint(
+    endpoints: &[Endpoint],
+    preferred: Option<&str>,
+    networks: &[Network],
+) -> Option<usize> {
+    let outside = |e: &Endpoint| has_outside_access(&e.network, networks);
+    endpoints
+        .iter()
+        .position(|e| Some(e.network.as_str()) == preferred && outside(e))
+        .or_else(|| endpoints.iter().position(outside))
+}
+
+/// What the host needs to make one endpoint's veth pair.
+pub fn endpoint_config(
+    netns: &Path,
+    network: &Network,
+    host_ifname: &str,
+    ifname: &str,
+    ip: Ipv4Addr,
+    default_route: bool,
+) -> EndpointConfig {
+    EndpointConfig {
+        host_ifname: host_ifname.to_owned(),
+        bridge: network.bridge.clone(),
+        netns: netns.to_owned(),
+        ifname: ifname.to_owned(),
+        ip,
+        prefix_len: network.ipam.subnet.prefix_len(),
+        default_gateway: default_route.then_some(network.ipam.gateway),
+    }
+}
+
+pub fn bridge_config(network: &Network) -> BridgeConfig {
+    BridgeConfig {
+        name: network.bridge.clone(),
+        gateway: network.ipam.gateway,
+        prefix_len: network.ipam.subnet.prefix_len(),
+    }
+}
+
+/// The datapath side of an endpoint (idempotent): the isolation program
+/// on its host-side veth, and both endpoint map entries.
+pub fn program<D: EndpointMaps + EndpointPrograms>(
+    datapath: &mut D,
+    endpoint: &Endpoint,
+    network: &Network,
+    bridge: BridgeLink,
+) -> Result<(), crate::error::AgentError> {
+    let mac = parse_mac(&endpoint.mac).ok_or_else(|| {
+        HostError::Other(format!(
+            "endpoint {} has no usable MAC address ({:?})",
+            endpoint.host_ifname, endpoint.mac
+        ))
+    })?;
+    let net = network.policy();
+    datapath.attach_endpoint(&endpoint.host_ifname)?;
+    datapath.set_endpoint_iface(
+        endpoint.host_ifindex,
+        &EndpointIface {
+            net,
+            bridge_ifindex: bridge.ifindex,
+            _pad: 0,
+        },
+    )?;
+    datapath.set_endpoint_addr(
+        endpoint.ip,
+        &EndpointAddr {
+            net,
+            host_ifindex: endpoint.host_ifindex,
+            mac,
+            gw_mac: bridge.mac,
+        },
+    )?;
+    Ok(())
+}
+
+/// Removes an endpoint's kernel objects, best effort: what fails is
+/// logged, and the next start's reconcile collects it. The veth goes
+/// first (module invariant).
+pub fn destroy<D: EndpointMaps + EndpointPrograms, H: Host>(
+    datapath: &mut D,
+    host: &mut H,
+    endpoint: &Endpoint,
+) {
+    let mut failures = Vec::new();
+    if let Err(e) = host.remove_endpoint(&endpoint.host_ifname) {
+        failures.push(e.to_string());
+    }
+    if let Err(e) = datapath.detach_endpoint(&endpoint.host_ifname) {
+        failures.push(e.to_string());
+    }
+    if let Err(e) = datapath.remove_endpoint_iface(endpoint.host_ifindex) {
+        failures.push(e.to_string());
+    }
+    if let Err(e) = datapath.remove_endpoint_addr(endpoint.ip) {
+        failures.push(e.to_string());
+    }
+    if !failures.is_empty() {
+        warn!(iface = %endpoint.host_ifname, ?failures, "removing an endpoint");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{datapath::fake::FakeEndpointSide, host::fake::FakeHost};
+
+    #[test]
+    fn interface_names_are_ours_and_fit() {
+        for p in [VETH_PREFIX, BRIDGE_PREFIX, crate::model::DEFAULT_BRIDGE] {
+            assert!(p.starts_with(crate::host::IFACE_PREFIX), "{p}");
+        }
+        assert!(is_endpoint_name(&new_veth_name()));
+        assert!(is_bridge_name(&new_bridge_name(&random_id())));
+        assert!(!is_endpoint_name("eth0") && !is_bridge_name("docker0"));
+    }
+
+    fn endpoint(network: &str, ip: &str) -> Endpoint {
+        Endpoint {
+            network: network.into(),
+            ifname: "eth0".into(),
+            host_ifname: "na-vtest".into(),
+            host_ifindex: 42,
+            ip: ip.parse().unwrap(),
+            mac: "02:00:00:00:00:07".into(),
+            aliases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn program_writes_both_entries_and_destroy_removes_veth_first() {
+        let network = Network::for_tests("n", "10.9.0.0/24", false);
+        let ep = endpoint("n", "10.9.0.2");
+        let mut dp = FakeEndpointSide::default();
+        let bridge = BridgeLink {
+            ifindex: 7,
+            mac: [2, 0xbb, 0, 0, 0, 1],
+        };
+        program(&mut dp, &ep, &network, bridge).unwrap();
+        assert!(dp.attached.contains("na-vtest"));
+        assert_eq!(dp.ifaces[&42].bridge_ifindex, 7);
+        let addr = dp.addrs[&ep.ip];
+        assert_eq!(
+            (addr.host_ifindex, addr.mac, addr.gw_mac),
+            (42, [2, 0, 0, 0, 0, 7], bridge.mac)
+        );
+        // A bad MAC writes nothing.
+        let mut bad = ep.clone();
+        bad.mac = "zz".into();
+        let mut empty = FakeEndpointSide::default();
+        assert!(program(&mut empty, &bad, &network, bridge).is_err());
+        assert!(empty.ifaces.is_empty() && empty.addrs.is_empty());
+
+        let mut host = FakeHost::default();
+        destroy(&mut dp, &mut host, &ep);
+        assert!(dp.ifaces.is_empty() && dp.addrs.is_empty() && dp.attached.is_empty());
+        let veth = host.removals[0].0;
+        assert!(dp.removals.iter().all(|(seq, _)| *seq > veth));
+    }
+
+    #[test]
+    fn the_default_route_goes_through_the_first_network_with_outside_access() {
+        let nets = vec![
+            Network::for_tests("internal", "10.8.0.0/24", true),
+            Network::for_tests("a", "10.9.0.0/24", false),
+            Network::for_tests("b", "10.10.0.0/24", false),
+        ];
+        let eps = [
+            endpoint("internal", "10.8.0.2"),
+            endpoint("a", "10.9.0.2"),
+            endpoint("b", "10.10.0.2"),
+        ];
+        assert_eq!(gateway_endpoint(&eps, None, &nets), Some(1));
+        assert_eq!(gateway_endpoint(&eps, Some("b"), &nets), Some(2));
+        assert_eq!(gateway_endpoint(&eps, Some("internal"), &nets), Some(1));
+        assert_eq!(gateway_endpoint(&eps[2..], Some("a"), &nets), Some(0));
+        assert_eq!(gateway_endpoint(&eps[..1], None, &nets), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! The agent's errors. Refusals carry Docker's wording where users and
+//! scripts know it; kernel and state errors name the operation.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use datapath_common::MAX_PUBLICATIONS;
+
+use crate::{
+    datapath::DatapathError,
+    host::HostError,
+    ipam::IpamError,
+    portmap::PortMapError,
+    spec::{PortSpec, Proto, SpecError},
+    state::StateError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Docker's wording, which users and scripts know.
+    #[error("Bind for {ip}:{port} failed: port is already allocated ({existing} is published)")]
+    AlreadyAllocated {
+        ip: Ipv4Addr,
+        port: u16,
+        existing: PortSpec,
+    },
+    #[error("no publication {0}")]
+    NotPublished(PortSpec),
+    #[error("{published} is published, not {requested}")]
+    Mismatch {
+        published: PortSpec,
+        requested: PortSpec,
+    },
+    #[error("publication table is full ({MAX_PUBLICATIONS} entries)")]
+    Full,
+    #[error("saving state: {0}")]
+    State(#[from] StateError),
+    #[error("datapath: {0}")]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    PortMap(#[from] PortMapError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Docker's wrapping of a port error of a container's endpoint.
+    #[error(
+        "driver failed programming external connectivity on endpoint {endpoint} ({id}): {source}"
+    )]
+    Connectivity {
+        endpoint: String,
+        id: String,
+        #[source]
+        source: Box<AgentError>,
+    },
+}
+
+/// Refusals of network and container requests, with Docker's wording
+/// where users know it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetError {
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// Docker's ambiguity error for an ID prefix naming several networks.
+    #[error("network {prefix} is ambiguous ({count} matches found based on ID prefix)")]
+    AmbiguousNetwork { prefix: String, count: usize },
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error(
+        "invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters"
+    )]
+    InvalidNetworkName(String),
+    #[error(
+        "invalid alias {0:?}: a DNS name of labels [a-zA-Z0-9_-] (at most 63 characters each, 253 in all)"
+    )]
+    InvalidAlias(String),
+    #[error(
+        "error while removing network: network {name} id {id} has active endpoints ({containers})"
+    )]
+    NetworkInUse {
+        name: String,
+        id: String,
+        containers: String,
+    },
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("plugin \"{0}\" not found: only the bridge driver is available")]
+    Driver(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// Docker's ambiguity error for an ID prefix naming several containers.
+    #[error("multiple IDs found with provided prefix: {0}")]
+    AmbiguousContainer(String),
+    #[error(
+        "Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 63 characters"
+    )]
+    InvalidContainerName(String),
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse { name: String, id: String },
+    #[error("conflicting options: {0} and the container type network mode")]
+    JoinedConflict(&'static str),
+    #[error(
+        "container sharing network namespace with another container or host cannot be connected to any other network"
+    )]
+    JoinedConnect,
+    /// Docker's `ErrConflictHostNetwork`.
+    #[error("container cannot be disconnected from host network or connected to host network")]
+    HostNetworkConflict,
+    /// Docker's `ErrConflictNoNetwork`.
+    #[error(
+        "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+    )]
+    NoneNetworkConflict,
+    #[error("cannot join container {0}: it is the container being attached")]
+    JoinSelf(String),
+    #[error(
+        "container {name} has containers joined to its network stack ({joined}); detach them first"
+    )]
+    HasJoined { name: String, joined: String },
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    #[error("user specified IP address is supported on user defined networks only")]
+    StaticIpOnDefault,
+    #[error("network-scoped alias is supported only for containers in user defined networks")]
+    AliasOnDefault,
+    #[error("container {container} cannot publish ports: network {network} is internal")]
+    InternalPublish { container: String, network: String },
+    #[error(
+        "container {container} publishes ports through network {network}, its only network with outside access; detach the container instead"
+    )]
+    LastPublishingNetwork { container: String, network: String },
+    #[error("No public port '{port}' published for {container}")]
+    NoPublicPort { port: String, container: String },
+    #[error("all ports are allocated (no free {proto} port in {lo}-{hi} on {ip})")]
+    AllPortsAllocated {
+        ip: Ipv4Addr,
+        lo: u16,
+        hi: u16,
+        proto: Proto,
+    },
+    #[error("invalid network option {0}")]
+    BadOption(String),
+    #[error("--netns is required (the container's network namespace)")]
+    NetnsRequired,
+    #[error(
+        "network namespace {path} is not the one of container {target}, whose network stack --network container:{target} shares"
+    )]
+    NetnsNotShared { path: PathBuf, target: String },
+    #[error(
+        "network namespace {path} is not the host's: --network host shares the host's network stack (leave --netns out)"
+    )]
+    NotHostNetns { path: PathBuf },
+    #[error(
+        "network namespace {path} is already attached as container {container}; use --network container:{container} to share it"
+    )]
+    NetnsInUse { path: PathBuf, container: String },
+    #[error(
+        "network namespace {path} is the host's own: a container needs a namespace of its own (ip netns add, or the runtime's /proc/PID/ns/net)"
+    )]
+    HostNetns { path: PathBuf },
+    #[error(
+        "network namespace {path} is no longer container {container}'s (the path names another namespace now); detach the container"
+    )]
+    NetnsReplaced { path: PathBuf, container: String },
+}

@@ -1,0 +1,422 @@
+//! Publications: `netagent publish`/`unpublish`/`port`/`stats`, the map
+//! entries of every publication (a container's `-p` ones included), and
+//! the publication map's reconcile.
+//!
+//! Invariants:
+//! - no two publications overlap: same protocol and port on the same host
+//!   address, or on any address when either is the wildcard (Docker's rule,
+//!   [`PortIndex`]);
+//! - counter slots are unique among live publications and zeroed on reuse;
+//! - a publication to a container's address belongs to that container.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::Ipv4Addr,
+};
+
+use datapath_common::{Event, MAX_PUBLICATIONS, PubKey, PubStats, PubValue};
+use tracing::{error, info};
+
+use crate::{
+    agent::{Agent, Change},
+    api::{PublicationStats, Stats},
+    datapath::Datapath,
+    error::{AgentError, NetError},
+    host::{Host, HostPort},
+    journal::{Journal, Step},
+    spec::{PortSpec, Proto},
+    state::Publication,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// The datapath's key for a publication.
+pub fn pub_key(spec: &PortSpec) -> PubKey {
+    PubKey {
+        addr_be: u32::from_ne_bytes(spec.host_ip.octets()),
+        port_be: spec.host_port.to_be(),
+        proto: spec.proto.number(),
+        _pad: 0,
+    }
+}
+
+/// The datapath's value for a publication.
+pub fn pub_value(p: &Publication) -> PubValue {
+    PubValue {
+        addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
+        port_be: p.spec.container_port.to_be(),
+        _pad: 0,
+        stats_slot: p.stats_slot,
+    }
+}
+
+/// The reservation a publication needs.
+pub fn host_port(spec: &PortSpec) -> HostPort {
+    HostPort {
+        ip: spec.host_ip,
+        port: spec.host_port,
+        proto: spec.proto,
+    }
+}
+
+/// What [`Agent::reconcile`] changed in the kernel, and what it could not.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    /// One line per publication that failed; the others were done.
+    pub errors: Vec<String>,
+}
+
+impl<D: Datapath, H: Host> Agent<D, H> {
+    /// Takes a socket on every published port. A port some other process
+    /// took while the agent was down cannot be refused any more: it is
+    /// reported, and the publication keeps forwarding.
+    pub fn reserve_published_ports(&mut self) -> usize {
+        let mut failed = 0;
+        for p in &self.state.publications {
+            if let Err(e) = self.host.reserve_port(host_port(&p.spec)) {
+                error!(spec = %p.spec, error = %e, "cannot reserve a published host port");
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Makes the publication map equal the desired state: adds what is
+    /// missing, fixes what differs, removes what nobody asked for. Entries
+    /// already right are not touched (no counter reset, no map write).
+    /// A failure (a full map, say) is reported per entry; the rest is done.
+    pub fn reconcile(&mut self) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        let actual: HashMap<PubKey, PubValue> = match self.datapath.publications() {
+            Ok(entries) => entries.into_iter().collect(),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("reading the publication map: {e}"));
+                return report;
+            }
+        };
+        let mut wanted = HashSet::new();
+        for p in &self.state.publications {
+            let key = pub_key(&p.spec);
+            let value = pub_value(p);
+            wanted.insert(key);
+            let done = match actual.get(&key) {
+                Some(v) if *v == value => continue,
+                Some(_) => self
+                    .datapath
+                    .upsert_publication(&key, &value)
+                    .map(|()| report.updated += 1),
+                None => self
+                    .datapath
+                    .reset_stats(p.stats_slot)
+                    .and_then(|()| self.datapath.upsert_publication(&key, &value))
+                    .map(|()| report.added += 1),
+            };
+            if let Err(e) = done {
+                report.errors.push(format!("publication {}: {e}", p.spec));
+            }
+        }
+        for key in actual.keys().filter(|k| !wanted.contains(k)) {
+            match self.datapath.remove_publication(key) {
+                Ok(()) => report.removed += 1,
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+        for e in &report.errors {
+            error!(error = %e, "reconciling publications");
+        }
+        report
+    }
+
+    /// Publishes `spec`. On any error nothing has changed.
+    pub fn publish(&mut self, spec: PortSpec) -> Result<Publication, AgentError> {
+        let mut published = self.publish_many(&[spec])?;
+        Ok(published.remove(0))
+    }
+
+    /// Publishes every spec, or none: the specs are checked against the
+    /// existing publications and against each other, the state file is
+    /// written once, and a failed map write undoes the ones before it. This
+    /// is the bulk path (`netagent publish --file`), O(n) in the specs.
+    ///
+    /// A spec to the address of one of netagent's containers belongs to
+    /// that container, as its `-p` publications do: refused if the
+    /// container's network is internal, listed by `port NAME`, and removed
+    /// when the container is detached (so the next container given the
+    /// address does not inherit it).
+    pub fn publish_many(&mut self, specs: &[PortSpec]) -> Result<Vec<Publication>, AgentError> {
+        let mut taken = self.port_index();
+        let mut owners = Vec::with_capacity(specs.len());
+        for spec in specs {
+            taken.claim(spec)?;
+            owners.push(self.owner_of(spec)?);
+        }
+        let mut published = self.new_publications(specs, None)?;
+        for (p, owner) in published.iter_mut().zip(owners) {
+            p.owner = owner;
+        }
+        let published = self.transaction(|agent, journal| {
+            for p in &published {
+                agent.host.reserve_port(host_port(&p.spec))?;
+                journal.undo(Step::ReleasePort(host_port(&p.spec)));
+            }
+            agent.install_publications(&published, journal)?;
+            let mut next = agent.state.clone();
+            next.publications.extend_from_slice(&published);
+            Ok(Change {
+                next,
+                output: published,
+            })
+        })?;
+        match published.as_slice() {
+            [p] => info!(spec = %p.spec, stats_slot = p.stats_slot, "published"),
+            many => info!(count = many.len(), "published in bulk"),
+        }
+        Ok(published)
+    }
+
+    /// Unpublishes `spec`, which must match a publication exactly. New and
+    /// established flows stop at once (see the datapath's ct.rs).
+    pub fn unpublish(&mut self, spec: PortSpec) -> Result<Publication, AgentError> {
+        let index = self
+            .state
+            .publications
+            .iter()
+            .position(|p| {
+                p.spec.host_ip == spec.host_ip
+                    && p.spec.host_port == spec.host_port
+                    && p.spec.proto == spec.proto
+            })
+            .ok_or(AgentError::NotPublished(spec))?;
+        let publication = self.state.publications[index];
+        if publication.spec != spec {
+            return Err(AgentError::Mismatch {
+                published: publication.spec,
+                requested: spec,
+            });
+        }
+        self.transaction(|agent, journal| {
+            agent.uninstall_publications(&[publication], journal)?;
+            let mut next = agent.state.clone();
+            next.publications.remove(index);
+            Ok(Change { next, output: () })
+        })?;
+        info!(%spec, "unpublished");
+        Ok(publication)
+    }
+
+    /// Publications, optionally only those to `container_ip`, in natural
+    /// order (container address, port, protocol, then host side).
+    pub fn list(&self, container_ip: Option<Ipv4Addr>) -> Vec<Publication> {
+        let mut list: Vec<Publication> = self
+            .state
+            .publications
+            .iter()
+            .filter(|p| container_ip.is_none_or(|ip| p.spec.container_ip == ip))
+            .copied()
+            .collect();
+        list.sort_by_key(|p| {
+            let s = p.spec;
+            (
+                s.container_ip,
+                s.container_port,
+                s.proto,
+                s.host_ip,
+                s.host_port,
+            )
+        });
+        list
+    }
+
+    pub fn stats(&self) -> Result<Stats, AgentError> {
+        let publications = self
+            .list(None)
+            .into_iter()
+            .map(|p| {
+                let PubStats {
+                    fwd_packets,
+                    fwd_bytes,
+                    rev_packets,
+                    rev_bytes,
+                } = self.datapath.stats(p.stats_slot)?;
+                Ok(PublicationStats {
+                    publication: p.spec,
+                    fwd_packets,
+                    fwd_bytes,
+                    rev_packets,
+                    rev_bytes,
+                })
+            })
+            .collect::<Result<Vec<_>, AgentError>>()?;
+        let events = self
+            .datapath
+            .events()?
+            .into_iter()
+            .map(|(e, n): (Event, u64)| (e.name().to_owned(), n))
+            .collect();
+        Ok(Stats {
+            publications,
+            events,
+        })
+    }
+
+    /// Every live publication in a [`PortIndex`], for clash checks.
+    pub(crate) fn port_index(&self) -> PortIndex {
+        let mut taken = PortIndex::default();
+        for p in &self.state.publications {
+            taken.insert(p.spec);
+        }
+        taken
+    }
+
+    /// The container whose endpoint `spec` targets (its `uid`), if any;
+    /// refused if that endpoint's network is internal.
+    fn owner_of(&self, spec: &PortSpec) -> Result<Option<u64>, AgentError> {
+        for c in &self.state.containers {
+            if let Some(ep) = c.endpoints().iter().find(|e| e.ip == spec.container_ip) {
+                if self
+                    .state
+                    .networks
+                    .iter()
+                    .any(|n| n.name == ep.network && n.internal)
+                {
+                    return Err(NetError::InternalPublish {
+                        container: c.name.clone(),
+                        network: ep.network.clone(),
+                    }
+                    .into());
+                }
+                return Ok(Some(c.uid));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Publications for `specs` with fresh counter slots, owned by `owner`.
+    pub(crate) fn new_publications(
+        &self,
+        specs: &[PortSpec],
+        owner: Option<u64>,
+    ) -> Result<Vec<Publication>, AgentError> {
+        let slots = self.free_slots(specs.len()).ok_or(AgentError::Full)?;
+        Ok(specs
+            .iter()
+            .zip(slots)
+            .map(|(&spec, stats_slot)| Publication {
+                spec,
+                stats_slot,
+                owner,
+            })
+            .collect())
+    }
+
+    /// Writes publications into the kernel map, zeroing their counters
+    /// first; each write's removal is journaled.
+    pub(crate) fn install_publications(
+        &mut self,
+        published: &[Publication],
+        journal: &mut Journal,
+    ) -> Result<(), AgentError> {
+        for p in published {
+            let key = pub_key(&p.spec);
+            self.datapath.reset_stats(p.stats_slot)?;
+            self.datapath.upsert_publication(&key, &pub_value(p))?;
+            journal.undo(Step::RemovePublication(key));
+        }
+        Ok(())
+    }
+
+    /// Takes publications out of the kernel map (each removal's re-insert
+    /// journaled) and lets go of their host ports after the commit.
+    pub(crate) fn uninstall_publications(
+        &mut self,
+        published: &[Publication],
+        journal: &mut Journal,
+    ) -> Result<(), AgentError> {
+        for p in published {
+            let key = pub_key(&p.spec);
+            self.datapath.remove_publication(&key)?;
+            journal.undo(Step::PutPublication(key, pub_value(p)));
+            journal.after_commit(Step::ReleasePort(host_port(&p.spec)));
+        }
+        Ok(())
+    }
+
+    /// Points publications at new container addresses in the map (each
+    /// old entry journaled for undo); counters and slots stay.
+    pub(crate) fn retarget_publications(
+        &mut self,
+        moves: &[(Publication, Publication)],
+        journal: &mut Journal,
+    ) -> Result<(), AgentError> {
+        for (old, new) in moves {
+            self.datapath
+                .upsert_publication(&pub_key(&new.spec), &pub_value(new))?;
+            journal.undo(Step::PutPublication(pub_key(&old.spec), pub_value(old)));
+        }
+        Ok(())
+    }
+
+    /// The `n` lowest counter slots no publication holds, if there are `n`.
+    fn free_slots(&self, n: usize) -> Option<Vec<u32>> {
+        let used: BTreeSet<u32> = self
+            .state
+            .publications
+            .iter()
+            .map(|p| p.stats_slot)
+            .collect();
+        let free: Vec<u32> = (0..MAX_PUBLICATIONS)
+            .filter(|s| !used.contains(s))
+            .take(n)
+            .collect();
+        (free.len() == n).then_some(free)
+    }
+}
+
+/// Host ports in use, by (protocol, port), for Docker's overlap rule: two
+/// publications clash on the same protocol and port when their host
+/// addresses are equal or either is the wildcard.
+#[derive(Default)]
+pub(crate) struct PortIndex {
+    by_port: HashMap<(Proto, u16), Vec<PortSpec>>,
+}
+
+impl PortIndex {
+    pub(crate) fn insert(&mut self, spec: PortSpec) {
+        self.by_port
+            .entry((spec.proto, spec.host_port))
+            .or_default()
+            .push(spec);
+    }
+
+    /// Adds `spec`, or fails with Docker's "port is already allocated".
+    pub(crate) fn claim(&mut self, spec: &PortSpec) -> Result<(), AgentError> {
+        if let Some(existing) = self.conflict(spec) {
+            return Err(AgentError::AlreadyAllocated {
+                ip: spec.host_ip,
+                port: spec.host_port,
+                existing,
+            });
+        }
+        self.insert(*spec);
+        Ok(())
+    }
+
+    /// The publication `spec` would clash with, if any.
+    pub(crate) fn conflict(&self, spec: &PortSpec) -> Option<PortSpec> {
+        self.by_port
+            .get(&(spec.proto, spec.host_port))?
+            .iter()
+            .find(|p| {
+                p.host_ip == spec.host_ip
+                    || p.host_ip.is_unspecified()
+                    || spec.host_ip.is_unspecified()
+            })
+            .copied()
+    }
+}
