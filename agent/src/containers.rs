@@ -49,13 +49,14 @@ fn check_aliases(aliases: &[String]) -> Result<(), NetError> {
     }
 }
 
-/// Docker's refusals of a static IP or aliases on the default network.
+/// Docker's refusals of a static IP or aliases on a pre-defined network
+/// (`bridge`, `host`, `none`).
 fn check_user_defined(
     network: &str,
     ip: Option<Ipv4Addr>,
     aliases: &[String],
 ) -> Result<(), NetError> {
-    if network == DEFAULT_NETWORK {
+    if crate::model::is_predefined(network) {
         if ip.is_some() {
             return Err(NetError::StaticIpOnDefault);
         }

@@ -191,11 +191,15 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         self.collect_strays(&want, &networks, &mut report);
         if changed {
-            let mut next = self.state.clone();
-            next.containers = containers;
-            match self.store.save(&next) {
-                Ok(()) => self.state = next,
-                Err(e) => report.errors.push(e.to_string()),
+            // The kernel's facts (ifindex, MAC) into the state, under the
+            // one commit rule; nothing to undo if the write fails.
+            let saved = self.transaction(|agent, _| {
+                let mut next = agent.state.clone();
+                next.containers = containers;
+                Ok(crate::agent::Change { next, output: () })
+            });
+            if let Err(e) = saved {
+                report.errors.push(e.to_string());
             }
         }
         self.sync_open_ports();

@@ -249,6 +249,9 @@ pub struct StateStore {
     dir: PathBuf,
     /// Held open: the flock lives as long as the descriptor.
     _lock: File,
+    /// Tests: the next save fails (a full disk, say).
+    #[cfg(test)]
+    pub(crate) fail_next_save: std::sync::atomic::AtomicBool,
 }
 
 impl StateStore {
@@ -274,6 +277,8 @@ impl StateStore {
         Ok(Self {
             dir: dir.to_owned(),
             _lock: lock,
+            #[cfg(test)]
+            fail_next_save: Default::default(),
         })
     }
 
@@ -313,6 +318,17 @@ impl StateStore {
     /// Replaces the state file atomically and durably.
     pub fn save(&self, state: &DesiredState) -> Result<(), StateError> {
         let path = self.path();
+        #[cfg(test)]
+        if self
+            .fail_next_save
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(StateError::Io {
+                op: "writing",
+                path,
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;

@@ -711,3 +711,241 @@ fn reconcile_reports_what_fails_and_does_the_rest() {
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(report.errors[0].contains("endpoint map full"), "{report:?}");
 }
+
+/// The publication map's container address for host port `port`.
+fn target_of(a: &TestAgent, port: u16) -> Ipv4Addr {
+    let (_, value) = a
+        .datapath
+        .pubs
+        .entries
+        .iter()
+        .find(|((_, p, _), _)| u16::from_be(*p) == port)
+        .expect("a publication");
+    Ipv4Addr::from(value.addr_be.to_ne_bytes())
+}
+
+#[test]
+fn the_gateway_and_its_ports_move_on_disconnect_and_come_back_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.network_create(create("netb", Some("10.2.0.0/24")))
+        .unwrap();
+    let netns = std::path::PathBuf::from("/run/netns/web");
+    let web = a
+        .container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap()
+        .info;
+    let eth0 = web.endpoints[0].clone();
+    assert_eq!(web.gateway_network.as_deref(), Some("neta"));
+    assert_eq!(
+        a.host.default_routes[&netns],
+        ("eth0".to_owned(), "10.1.0.1".parse().unwrap())
+    );
+    let eth1 = connect(&mut a, "netb", "web", None, vec![]).unwrap();
+    // A second network does not take the route.
+    assert_eq!(a.host.default_routes[&netns].0, "eth0");
+    assert_eq!(target_of(&a, 8080), eth0.ip);
+
+    a.network_disconnect("neta", "web").unwrap();
+    assert_eq!(
+        a.host.default_routes[&netns],
+        ("eth1".to_owned(), "10.2.0.1".parse().unwrap()),
+        "the route moved to the remaining network"
+    );
+    assert_eq!(target_of(&a, 8080), eth1.ip, "the published port moved along");
+    let info = a.container_inspect("web").unwrap();
+    assert_eq!(info.gateway_network.as_deref(), Some("netb"));
+    assert_eq!(info.ports[0].container_ip, eth1.ip);
+    assert_eq!(a.container_ports("web", Some((80, None))).unwrap().len(), 1);
+
+    // Reconnecting the gateway network brings both back.
+    let back = connect(&mut a, "neta", "web", None, vec![]).unwrap();
+    assert_eq!(back.ifname, "eth0");
+    assert_eq!(
+        a.host.default_routes[&netns],
+        ("eth0".to_owned(), "10.1.0.1".parse().unwrap())
+    );
+    assert_eq!(target_of(&a, 8080), back.ip);
+    assert_eq!(
+        a.container_inspect("web").unwrap().gateway_network.as_deref(),
+        Some("neta")
+    );
+    // Disconnecting the last network with outside access is refused while
+    // ports are published through it, and changes nothing.
+    a.network_disconnect("netb", "web").unwrap();
+    let before = a.state.clone();
+    assert!(err(a.network_disconnect("neta", "web")).contains("its only network with outside access"));
+    assert_eq!(a.state, before);
+    assert_eq!(a.host.default_routes[&netns].0, "eth0");
+}
+
+#[test]
+fn a_failed_gateway_move_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.network_create(create("netb", Some("10.2.0.0/24")))
+        .unwrap();
+    let web = a
+        .container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap()
+        .info;
+    connect(&mut a, "netb", "web", None, vec![]).unwrap();
+    let before = a.state.clone();
+    a.datapath.fail_writes(true);
+    assert!(a.network_disconnect("neta", "web").is_err());
+    a.datapath.fail_writes(false);
+    assert_eq!(a.state, before);
+    assert_eq!(
+        a.host.default_routes[std::path::Path::new("/run/netns/web")].0,
+        "eth0",
+        "the route was put back"
+    );
+    assert_eq!(target_of(&a, 8080), web.endpoints[0].ip);
+    assert!(a.host.endpoints.contains_key(&web.endpoints[0].host_ifname));
+}
+
+#[test]
+fn containers_and_networks_are_found_by_name_id_or_unique_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let web = a
+        .container_attach(attach("web", "neta", &["8080:80"]))
+        .unwrap()
+        .info;
+    let id = web.container.id.clone();
+    for term in [&id[..5], &id[..12], id.as_str(), "web"] {
+        assert_eq!(a.container_inspect(term).unwrap().container.name, "web");
+        assert_eq!(a.container_ports(term, Some((80, None))).unwrap().len(), 1);
+    }
+    let neta = net(&a, "neta");
+    let mut req = attach_as("db", "neta", &[], 2);
+    req.network = Some(neta.id[..6].to_owned());
+    assert_eq!(
+        a.container_attach(req).unwrap().info.endpoints[0].network,
+        "neta"
+    );
+    let netb = a
+        .network_create(create("netb", Some("10.2.0.0/24")))
+        .unwrap();
+    connect(&mut a, &netb.id[..7], &id[..7], None, vec![]).unwrap();
+    a.network_disconnect(&netb.id, &id).unwrap();
+    assert_eq!(a.network_inspect(&netb.id[..5]).unwrap().name, "netb");
+    assert_eq!(a.network_rm(&netb.id[..5]).unwrap().name, "netb");
+    a.container_detach(&id[..6]).unwrap();
+    assert_eq!(err(a.container_inspect("web")), "No such container: web");
+    assert_eq!(
+        err(a.container_detach("ffffffffffff")),
+        "No such container: ffffffffffff"
+    );
+}
+
+#[test]
+fn host_and_none_networks_behave_as_dockers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    // --network host: -p is discarded with Docker's warning, nothing made.
+    let req = ContainerAttach {
+        name: Some("hc".into()),
+        network: Some("host".into()),
+        publish: vec!["8080:80".into()],
+        ..ContainerAttach::default()
+    };
+    let attached = a.container_attach(req).unwrap();
+    assert_eq!(
+        attached.warnings,
+        ["Published ports are discarded when using host network mode"]
+    );
+    assert!(attached.info.ports.is_empty() && attached.info.endpoints.is_empty());
+    assert!(a.host.endpoints.is_empty() && a.datapath.pubs.entries.is_empty());
+    // A namespace that is not the host's is refused with host networking.
+    let req = ContainerAttach {
+        name: Some("h2".into()),
+        netns: Some("/run/netns/other".into()),
+        network: Some("host".into()),
+        ..ContainerAttach::default()
+    };
+    assert!(err(a.container_attach(req)).contains("is not the host's"));
+    let mut bad = attach("h3", "host", &[]);
+    bad.netns = None;
+    bad.ip = Some("10.1.0.9".parse().unwrap());
+    assert_eq!(
+        err(a.container_attach(bad)),
+        "user specified IP address is supported on user defined networks only"
+    );
+
+    // --network none: loopback only.
+    let none = a.container_attach(attach("nc", "none", &[])).unwrap();
+    assert!(none.warnings.is_empty() && none.info.endpoints.is_empty());
+
+    let host_conflict =
+        "container cannot be disconnected from host network or connected to host network";
+    let none_conflict = "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+    assert_eq!(err(connect(&mut a, "neta", "hc", None, vec![])), host_conflict);
+    assert_eq!(err(a.network_disconnect("host", "hc")), host_conflict);
+    assert_eq!(err(connect(&mut a, "neta", "nc", None, vec![])), none_conflict);
+    a.container_attach(attach_as("web", "neta", &[], 3)).unwrap();
+    assert_eq!(err(connect(&mut a, "host", "web", None, vec![])), host_conflict);
+    assert_eq!(err(connect(&mut a, "none", "web", None, vec![])), none_conflict);
+
+    // The pre-defined networks list their containers, and stay.
+    let host = a.network_inspect("host").unwrap();
+    assert_eq!((host.driver.as_str(), host.members.len()), ("host", 1));
+    assert!(host.members[0].endpoint.is_none());
+    assert_eq!(a.network_inspect("none").unwrap().members[0].container, "nc");
+    for name in ["host", "none", "bridge"] {
+        assert_eq!(
+            err(a.network_rm(name)),
+            format!("{name} is a pre-defined network and cannot be removed")
+        );
+    }
+    assert_eq!(
+        err(a.network_create(create("host", None))),
+        "network with name host already exists"
+    );
+    // Leaving `none` makes the container connectable (Docker allows it).
+    assert_eq!(a.network_disconnect("none", "nc").unwrap(), None);
+    connect(&mut a, "neta", "nc", None, vec![]).unwrap();
+    // Every kind of container detaches cleanly.
+    for name in ["hc", "nc", "web"] {
+        a.container_detach(name).unwrap();
+    }
+    assert!(a.host.endpoints.is_empty());
+}
+
+#[test]
+fn a_name_is_generated_when_none_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let mut req = attach("x", "neta", &[]);
+    req.name = None;
+    let info = a.container_attach(req).unwrap().info;
+    let name = &info.container.name;
+    assert!(name.contains('_') && valid_container_name(name), "{name}");
+    assert_eq!(a.container_inspect(name).unwrap().container.id, info.container.id);
+}
+
+#[test]
+fn a_host_address_the_host_lacks_is_refused_with_dockers_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.host.local_addrs = Some(["10.0.0.5".parse().unwrap()].into());
+    let e = err(a.container_attach(attach("web", "neta", &["192.0.2.1:8080:80"])));
+    assert!(
+        e.starts_with("driver failed programming external connectivity on endpoint web (")
+            && e.ends_with(
+                "failed to bind host port 192.0.2.1:8080/tcp: cannot assign requested address"
+            ),
+        "{e}"
+    );
+    assert!(a.state.containers.is_empty() && a.host.endpoints.is_empty());
+    let e = err(a.container_attach(attach("web", "neta", &["192.0.2.1::80"])));
+    assert!(e.ends_with("cannot assign requested address"), "{e}");
+    let e = err(a.publish("192.0.2.1:5000->10.1.0.9:80".parse().unwrap()));
+    assert_eq!(
+        e,
+        "failed to bind host port 192.0.2.1:5000/tcp: cannot assign requested address"
+    );
+    // The host's own address and the wildcard are fine.
+    a.container_attach(attach("web", "neta", &["10.0.0.5:8080:80", "8081:81"]))
+        .unwrap();
+}
