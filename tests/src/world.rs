@@ -157,10 +157,7 @@ impl World {
         let net: Value =
             serde_json::from_str(&self.daemon.ok(&["--json", "network", "inspect", network]))
                 .expect("network JSON");
-        let bridge = net["config"]["bridge"]
-            .as_str()
-            .expect("bridge")
-            .to_owned();
+        let bridge = net["config"]["bridge"].as_str().expect("bridge").to_owned();
         let bridge_mac = self
             .host
             .ip(&["link", "show", &bridge])

@@ -66,10 +66,7 @@ fn reachability_matrix_over_networks() {
     // must drop them anyway.
     let nd: Value =
         serde_json::from_str(&w.daemon.ok(&["--json", "network", "inspect", "nd"])).unwrap();
-    let gw = nd["config"]["ipam"]["gateway"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let gw = nd["config"]["ipam"]["gateway"].as_str().unwrap().to_owned();
     w.ns("d1").ip(&["route", "add", "default", "via", &gw]);
     let icc: BTreeMap<&str, bool> = [
         ("na", true),

@@ -74,7 +74,10 @@ fn a_failed_commit_undoes_every_kernel_step() {
     assert_eq!(state_file(&dir), before, "the state file is untouched");
     assert!(a.host.endpoints.is_empty(), "the veth is gone");
     assert!(a.host.reserved.is_empty(), "the host ports are released");
-    assert!(a.datapath.pubs.entries.is_empty(), "the publications are gone");
+    assert!(
+        a.datapath.pubs.entries.is_empty(),
+        "the publications are gone"
+    );
     assert_eq!(a.datapath.endpoints.addrs.len(), endpoints_before);
     assert!(a.datapath.endpoints.attached.is_empty());
     assert!(a.state.containers.is_empty());

@@ -752,7 +752,11 @@ fn the_gateway_and_its_ports_move_on_disconnect_and_come_back_on_reconnect() {
         ("eth1".to_owned(), "10.2.0.1".parse().unwrap()),
         "the route moved to the remaining network"
     );
-    assert_eq!(target_of(&a, 8080), eth1.ip, "the published port moved along");
+    assert_eq!(
+        target_of(&a, 8080),
+        eth1.ip,
+        "the published port moved along"
+    );
     let info = a.container_inspect("web").unwrap();
     assert_eq!(info.gateway_network.as_deref(), Some("netb"));
     assert_eq!(info.ports[0].container_ip, eth1.ip);
@@ -767,14 +771,19 @@ fn the_gateway_and_its_ports_move_on_disconnect_and_come_back_on_reconnect() {
     );
     assert_eq!(target_of(&a, 8080), back.ip);
     assert_eq!(
-        a.container_inspect("web").unwrap().gateway_network.as_deref(),
+        a.container_inspect("web")
+            .unwrap()
+            .gateway_network
+            .as_deref(),
         Some("neta")
     );
     // Disconnecting the last network with outside access is refused while
     // ports are published through it, and changes nothing.
     a.network_disconnect("netb", "web").unwrap();
     let before = a.state.clone();
-    assert!(err(a.network_disconnect("neta", "web")).contains("its only network with outside access"));
+    assert!(
+        err(a.network_disconnect("neta", "web")).contains("its only network with outside access")
+    );
     assert_eq!(a.state, before);
     assert_eq!(a.host.default_routes[&netns].0, "eth0");
 }
@@ -880,18 +889,34 @@ fn host_and_none_networks_behave_as_dockers() {
     let host_conflict =
         "container cannot be disconnected from host network or connected to host network";
     let none_conflict = "container cannot be connected to multiple networks with one of the networks in private (none) mode";
-    assert_eq!(err(connect(&mut a, "neta", "hc", None, vec![])), host_conflict);
+    assert_eq!(
+        err(connect(&mut a, "neta", "hc", None, vec![])),
+        host_conflict
+    );
     assert_eq!(err(a.network_disconnect("host", "hc")), host_conflict);
-    assert_eq!(err(connect(&mut a, "neta", "nc", None, vec![])), none_conflict);
-    a.container_attach(attach_as("web", "neta", &[], 3)).unwrap();
-    assert_eq!(err(connect(&mut a, "host", "web", None, vec![])), host_conflict);
-    assert_eq!(err(connect(&mut a, "none", "web", None, vec![])), none_conflict);
+    assert_eq!(
+        err(connect(&mut a, "neta", "nc", None, vec![])),
+        none_conflict
+    );
+    a.container_attach(attach_as("web", "neta", &[], 3))
+        .unwrap();
+    assert_eq!(
+        err(connect(&mut a, "host", "web", None, vec![])),
+        host_conflict
+    );
+    assert_eq!(
+        err(connect(&mut a, "none", "web", None, vec![])),
+        none_conflict
+    );
 
     // The pre-defined networks list their containers, and stay.
     let host = a.network_inspect("host").unwrap();
     assert_eq!((host.driver.as_str(), host.members.len()), ("host", 1));
     assert!(host.members[0].endpoint.is_none());
-    assert_eq!(a.network_inspect("none").unwrap().members[0].container, "nc");
+    assert_eq!(
+        a.network_inspect("none").unwrap().members[0].container,
+        "nc"
+    );
     for name in ["host", "none", "bridge"] {
         assert_eq!(
             err(a.network_rm(name)),
@@ -921,7 +946,10 @@ fn a_name_is_generated_when_none_is_given() {
     let info = a.container_attach(req).unwrap().info;
     let name = &info.container.name;
     assert!(name.contains('_') && valid_container_name(name), "{name}");
-    assert_eq!(a.container_inspect(name).unwrap().container.id, info.container.id);
+    assert_eq!(
+        a.container_inspect(name).unwrap().container.id,
+        info.container.id
+    );
 }
 
 #[test]
