@@ -121,15 +121,14 @@ mod tests {
     #[test]
     fn names_ids_and_unique_prefixes_resolve_as_docker_does() {
         let mut state = DesiredState {
-            containers: Vec::new(),
+            containers: vec![
+                container_with("web", &format!("7c742{}", "0".repeat(59))),
+                container_with("db", &format!("7c7f1{}", "1".repeat(59))),
+                // A name that is another container's ID prefix: the name wins.
+                container_with("7c7f1", &format!("abcde{}", "2".repeat(59))),
+            ],
             ..DesiredState::default()
         };
-        state.containers = vec![
-            container_with("web", &format!("7c742{}", "0".repeat(59))),
-            container_with("db", &format!("7c7f1{}", "1".repeat(59))),
-            // A name that is another container's ID prefix: the name wins.
-            container_with("7c7f1", &format!("abcde{}", "2".repeat(59))),
-        ];
         assert_eq!(container(&state, "web").unwrap().name, "web");
         assert_eq!(container(&state, "7c742").unwrap().name, "web");
         assert_eq!(

@@ -4,7 +4,7 @@
 //! A mapping expands to one [`HostChoice`] per container port: a fixed host
 //! port, "any free port in this range" (a host range with one container
 //! port), or "any free ephemeral port" (no host port). The agent resolves
-//! choices against publications and host sockets (see `containers.rs`).
+//! choices against publications and host sockets (see `hostports.rs`).
 
 use std::{fmt, net::Ipv4Addr, str::FromStr};
 
