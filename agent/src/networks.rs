@@ -193,6 +193,13 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             agent.bridges.remove(&network.bridge);
             let mut next = agent.state.clone();
             next.networks.retain(|n| n.name != network.name);
+            // A container that preferred it for its route (and left it)
+            // forgets it: a later network of the same name is another one.
+            for c in &mut next.containers {
+                if c.gateway_network.as_deref() == Some(network.name.as_str()) {
+                    c.gateway_network = None;
+                }
+            }
             Ok(Change { next, output: () })
         })?;
         info!(name = %network.name, "network removed");

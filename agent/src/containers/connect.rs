@@ -62,10 +62,15 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             if let Some(eps) = after.endpoints_mut() {
                 eps.push(endpoint.clone());
             }
-            if after.gateway_network.is_none()
-                && has_outside_access(&net_name, &agent.state.networks)
-            {
-                after.gateway_network = Some(net_name.clone());
+            if after.gateway_network.is_none() {
+                // The route stays where it is; a container without one
+                // gets it through the new network if that leads outside.
+                after.gateway_network = gateway_of(&container, &agent.state.networks)
+                    .map(|i| container.endpoints()[i].network.clone())
+                    .or_else(|| {
+                        has_outside_access(&net_name, &agent.state.networks)
+                            .then(|| net_name.clone())
+                    });
             }
             let mut next = agent.state.clone();
             replace_network(&mut next, network);

@@ -777,15 +777,37 @@ fn the_gateway_and_its_ports_move_on_disconnect_and_come_back_on_reconnect() {
             .as_deref(),
         Some("neta")
     );
+    // A removed network is forgotten as a gateway network.
+    a.network_create(create("netc", Some("10.4.0.0/24")))
+        .unwrap();
+    connect(&mut a, "netc", "web", None, vec![]).unwrap();
+    a.network_disconnect("neta", "web").unwrap();
+    a.network_rm("neta").unwrap();
+    assert_eq!(
+        lookup::container(&a.state, "web").unwrap().gateway_network,
+        None
+    );
+    a.network_create(create("neta", Some("10.1.0.0/24")))
+        .unwrap();
+    connect(&mut a, "neta", "web", None, vec![]).unwrap();
+    assert_eq!(
+        a.container_inspect("web")
+            .unwrap()
+            .gateway_network
+            .as_deref(),
+        Some("netb"),
+        "a new network of the old name does not take the route"
+    );
+    a.network_disconnect("netc", "web").unwrap();
+    a.network_disconnect("neta", "web").unwrap();
     // Disconnecting the last network with outside access is refused while
     // ports are published through it, and changes nothing.
-    a.network_disconnect("netb", "web").unwrap();
     let before = a.state.clone();
     assert!(
-        err(a.network_disconnect("neta", "web")).contains("its only network with outside access")
+        err(a.network_disconnect("netb", "web")).contains("its only network with outside access")
     );
     assert_eq!(a.state, before);
-    assert_eq!(a.host.default_routes[&netns].0, "eth0");
+    assert_eq!(a.host.default_routes[&netns].0, "eth1");
 }
 
 #[test]
