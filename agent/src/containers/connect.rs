@@ -125,16 +125,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             // Publications by address to the endpoint that goes (not the
             // gateway's, which moved above) follow the gateway too.
             let gateway = gateway_of(&after, &next.networks).map(|i| after.endpoints()[i].ip);
-            let stranded: Vec<(Publication, Publication)> = next
-                .publications
-                .iter()
-                .filter(|p| p.owner == Some(container.uid) && p.spec.container_ip == endpoint.ip)
-                .map(|p| {
-                    let mut moved = *p;
-                    moved.spec.container_ip = gateway.unwrap_or(endpoint.ip);
-                    (*p, moved)
-                })
-                .collect();
+            let stranded = moves(
+                &next,
+                container.uid,
+                endpoint.ip,
+                gateway.unwrap_or(endpoint.ip),
+            );
             if !stranded.is_empty() && gateway.is_none() {
                 return Err(NetError::LastPublishingNetwork {
                     container: container.name.clone(),
@@ -203,21 +199,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let (Some(old_ep), Some(new_ep)) = (&old, &new) else {
             return Ok(());
         };
-        let moves: Vec<(Publication, Publication)> = next
-            .publications
-            .iter()
-            .filter(|p| p.owner == Some(before.uid) && p.spec.container_ip == old_ep.ip)
-            .map(|p| {
-                let mut moved = *p;
-                moved.spec.container_ip = new_ep.ip;
-                (*p, moved)
-            })
-            .collect();
-        self.retarget_publications(&moves, journal)?;
-        apply_moves(next, &moves);
-        if !moves.is_empty() {
+        let moved = moves(next, before.uid, old_ep.ip, new_ep.ip);
+        self.retarget_publications(&moved, journal)?;
+        apply_moves(next, &moved);
+        if !moved.is_empty() {
             info!(container = %before.name, from = %old_ep.network, to = %new_ep.network,
-                ports = moves.len(), "default route and published ports moved");
+                ports = moved.len(), "default route and published ports moved");
         }
         Ok(())
     }
@@ -238,6 +225,26 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         Ok(())
     }
+}
+
+/// The publications of container `uid` aimed at `from`, each with its
+/// copy aimed at `to` (same counter slot).
+fn moves(
+    state: &DesiredState,
+    uid: u64,
+    from: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
+) -> Vec<(Publication, Publication)> {
+    state
+        .publications
+        .iter()
+        .filter(|p| p.owner == Some(uid) && p.spec.container_ip == from)
+        .map(|p| {
+            let mut moved = *p;
+            moved.spec.container_ip = to;
+            (*p, moved)
+        })
+        .collect()
 }
 
 /// Puts moved publications (same counter slot) into `next`.

@@ -108,6 +108,25 @@ fn link_mac(msg: &LinkMessage) -> String {
 }
 
 /// Writes a sysctl of the calling thread's network namespace.
+/// Adds the default route via `gw` on interface `index` (`ifname`).
+async fn add_default_route(
+    handle: &Handle,
+    index: u32,
+    gw: Ipv4Addr,
+    ifname: &str,
+) -> Result<(), HostError> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gw)
+        .output_interface(index)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl(format!("adding the default route via {gw} on {ifname}")))
+}
+
 fn sysctl(path: &str, value: &str) -> Result<(), HostError> {
     std::fs::write(path, value).map_err(io_err(format!("writing {path}")))
 }
@@ -286,16 +305,7 @@ impl Host for NetlinkHost {
                     .map_err(nl("bringing container interfaces up"))?;
             }
             if let Some(gw) = ep.default_gateway {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gw)
-                    .output_interface(index)
-                    .build();
-                handle
-                    .route()
-                    .add(route)
-                    .execute()
-                    .await
-                    .map_err(nl(format!("adding the default route via {gw}")))?;
+                add_default_route(&handle, index, gw, &ep.ifname).await?;
             }
             Ok(link_mac(&link))
         });
@@ -345,16 +355,7 @@ impl Host for NetlinkHost {
             let index = link_index(&handle, &ifname)
                 .await?
                 .ok_or_else(|| HostError::Other(format!("{ifname} missing in the container")))?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gw)
-                .output_interface(index)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(nl(format!("adding the default route via {gw} on {ifname}")))
+            add_default_route(&handle, index, gw, &ifname).await
         })
     }
 
