@@ -78,7 +78,37 @@ fn gateway_of(container: &Container, networks: &[Network]) -> Option<usize> {
 }
 
 impl<D: Datapath, H: Host> Agent<D, H> {
+    /// `container attach`: checks the request, then attaches by network
+    /// mode (a bridge network, `container:OTHER`, `host` or `none`).
     pub fn container_attach(&mut self, req: ContainerAttach) -> Result<Attached, AgentError> {
+        let mut container = self.new_container(&req)?;
+        let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
+        if let Some(target) = network.strip_prefix("container:") {
+            return self.attach_joined(container, &req, target);
+        }
+        let network = lookup::network(&self.state, network)?;
+        check_user_defined(network.name(), req.ip, &req.aliases)?;
+        match network {
+            NetworkRef::Host => self.attach_host(container, &req),
+            NetworkRef::None => {
+                container.mode = NetworkMode::None;
+                if req.netns.is_some() {
+                    container.netns_id = Some(self.own_netns_of(&container)?);
+                }
+                let warnings = self.discard_ports(&mut container, "network none");
+                self.commit_container(container, warnings)
+            }
+            NetworkRef::Bridge(n) => {
+                let network = n.clone();
+                self.attach_bridged(container, &req, network)
+            }
+        }
+    }
+
+    /// The container `req` describes, checked: its name (or a generated
+    /// one), aliases, `-p` and `--expose` values; a bridged container
+    /// until its mode says otherwise.
+    fn new_container(&self, req: &ContainerAttach) -> Result<Container, AgentError> {
         let name = match req.name.clone() {
             Some(name) => name,
             None => names::generate_unique(|n| lookup::container(&self.state, n).is_ok()),
@@ -118,7 +148,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .max()
             .unwrap_or(0)
             + 1;
-        let mut container = Container {
+        Ok(Container {
             name,
             id: random_id(),
             uid,
@@ -131,25 +161,17 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             exposed,
             port_mappings: mappings,
             publish_all: req.publish_all,
-        };
-        let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
-        if let Some(target) = network.strip_prefix("container:") {
-            return self.attach_joined(container, &req, target);
-        }
-        let network = lookup::network(&self.state, network)?;
-        check_user_defined(network.name(), req.ip, &req.aliases)?;
-        let network = match network {
-            NetworkRef::Host => return self.attach_host(container, &req),
-            NetworkRef::None => {
-                container.mode = NetworkMode::None;
-                if req.netns.is_some() {
-                    container.netns_id = Some(self.own_netns_of(&container)?);
-                }
-                let warnings = self.discard_ports(&mut container, "network none");
-                return self.commit_container(container, warnings);
-            }
-            NetworkRef::Bridge(n) => n.clone(),
-        };
+        })
+    }
+
+    /// A container on a bridge network: its endpoint, host ports and
+    /// publications, in one transaction.
+    fn attach_bridged(
+        &mut self,
+        mut container: Container,
+        req: &ContainerAttach,
+        network: Network,
+    ) -> Result<Attached, AgentError> {
         container.netns_id = Some(self.own_netns_of(&container)?);
         let publishes = !container.port_mappings.is_empty()
             || (container.publish_all && !container.exposed.is_empty());
@@ -163,6 +185,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if has_outside_access(&network.name, &self.state.networks) {
             container.gateway_network = Some(network.name.clone());
         }
+        let uid = container.uid;
         let info = self.transaction(|agent, journal| {
             let mut network = network;
             let ip = network.ipam.allocate(req.ip)?;
