@@ -35,6 +35,8 @@ pub struct Agent<D, H> {
     /// Bridge interfaces by name, as [`Host::ensure_bridge`] last reported
     /// them (filled at network creation and at start).
     pub(crate) bridges: HashMap<String, BridgeLink>,
+    /// The served interfaces and their XDP modes (`serve_interfaces`).
+    pub(crate) served: Vec<crate::api::ServedInterface>,
 }
 
 /// What one operation changes: the next state, and what it returns.
@@ -54,6 +56,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             host,
             port_cursors: HashMap::new(),
             bridges: HashMap::new(),
+            served: Vec::new(),
         })
     }
 

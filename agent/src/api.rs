@@ -279,9 +279,23 @@ pub struct PublicationStats {
     pub rev_bytes: u64,
 }
 
+/// A served interface, the XDP mode it got and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedInterface {
+    pub name: String,
+    /// Its driver, as ethtool reports it.
+    pub driver: Option<String>,
+    /// `native`, `generic` or `off` (TC only).
+    pub xdp_mode: crate::datapath::XdpAttachMode,
+    pub reason: String,
+}
+
 /// Everything `netagent stats` shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// The interfaces the datapath serves.
+    #[serde(default)]
+    pub interfaces: Vec<ServedInterface>,
     pub publications: Vec<PublicationStats>,
     /// Datapath events by name, in `Event::ALL` order.
     pub events: Vec<(String, u64)>,

@@ -102,9 +102,11 @@ pub struct DaemonArgs {
     /// A host interface to serve (XDP + TC); repeat for several.
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
-    /// How XDP attaches: native (in the driver), generic, or off (TC
-    /// ingress translates everything; can be faster on veth).
-    #[arg(long, value_enum, default_value_t = XdpAttachMode::Native)]
+    /// How XDP attaches: auto (native XDP only where the driver gains
+    /// from it, physical NICs such as mlx5/ice/i40e; TC only on veth,
+    /// virtio_net and the rest), or native, generic, off (TC only) on
+    /// every interface. `netagent stats` shows each interface's mode and why.
+    #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
     pub xdp_mode: XdpAttachMode,
     /// Hold a socket on every published port so no other process can
     /// take it (one open file each). With `false`, ports are still

@@ -398,6 +398,23 @@ pub fn stats_table(stats: &Stats) -> String {
     for r in &rows {
         line(&r.each_ref().map(String::as_str));
     }
+    if !stats.interfaces.is_empty() {
+        out.push_str("\nSERVED INTERFACES\n");
+        let width = stats
+            .interfaces
+            .iter()
+            .map(|i| i.name.len())
+            .max()
+            .unwrap_or(0);
+        for i in &stats.interfaces {
+            let mode = match i.xdp_mode {
+                crate::datapath::XdpAttachMode::Native => "xdp-native",
+                crate::datapath::XdpAttachMode::Generic => "xdp-generic",
+                _ => "tc-only",
+            };
+            let _ = writeln!(out, "{:<width$}  {mode:<11}  {}", i.name, i.reason);
+        }
+    }
     out.push_str("\nDATAPATH EVENTS\n");
     let name_width = stats.events.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, count) in &stats.events {
@@ -438,6 +455,12 @@ mod tests {
     #[test]
     fn stats_table_aligns_columns() {
         let stats = Stats {
+            interfaces: vec![crate::api::ServedInterface {
+                name: "eth0".into(),
+                driver: Some("veth".into()),
+                xdp_mode: crate::datapath::XdpAttachMode::Off,
+                reason: "TC only: veth".into(),
+            }],
             publications: vec![PublicationStats {
                 publication: "8080->172.17.0.2:80".parse().unwrap(),
                 fwd_packets: 12,
@@ -453,6 +476,10 @@ mod tests {
         assert!(lines[1].starts_with("0.0.0.0:8080->172.17.0.2:80/tcp"));
         assert!(lines[1].ends_with("999"));
         assert!(table.contains("xdp_dnat  12"));
+        assert!(
+            table.contains("SERVED INTERFACES\neth0  tc-only      TC only: veth\n"),
+            "{table}"
+        );
     }
 
     #[test]

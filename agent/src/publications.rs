@@ -260,6 +260,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .map(|(e, n): (Event, u64)| (e.name().to_owned(), n))
             .collect();
         Ok(Stats {
+            interfaces: self.served.clone(),
             publications,
             events,
         })

@@ -12,7 +12,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     agent::Agent,
-    datapath::{Datapath, XdpAttachMode},
+    api::ServedInterface,
+    datapath::{Datapath, XdpAttachMode, xdp_mode},
     endpoints::{
         self, BRIDGE_PREFIX, VETH_PREFIX, bridge_config, endpoint_config, gateway_endpoint,
     },
@@ -46,20 +47,21 @@ fn gateway_of_endpoints(container: &Container, networks: &[Network]) -> Option<u
 /// What [`Agent::serve_interfaces`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ServeReport {
-    pub served: Vec<String>,
+    pub served: Vec<ServedInterface>,
     pub unserved: Vec<String>,
 }
 
 impl<D: Datapath, H: Host> Agent<D, H> {
-    /// Attaches the datapath to every interface in `ifaces` and detaches
-    /// it from every other it is attached to. netagent's own interfaces
-    /// (bridges, container veths) are refused before anything is touched;
-    /// an interface that cannot be served is an error (the daemon does not
-    /// start half-serving what it was told to serve).
+    /// Attaches the datapath to every interface in `ifaces`, each in the
+    /// XDP mode `requested` gives its driver (`datapath::xdp_mode`), and
+    /// detaches it from every other it is attached to. netagent's own
+    /// interfaces (bridges, container veths) are refused before anything
+    /// is touched; an interface that cannot be served is an error (the
+    /// daemon does not start half-serving what it was told to serve).
     pub fn serve_interfaces(
         &mut self,
         ifaces: &[String],
-        mode: XdpAttachMode,
+        requested: XdpAttachMode,
     ) -> Result<ServeReport, AgentError> {
         if let Some(own) = ifaces.iter().find(|i| i.starts_with(IFACE_PREFIX)) {
             return Err(crate::host::HostError::Other(format!(
@@ -69,9 +71,22 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         let mut report = ServeReport::default();
         for iface in ifaces {
-            self.datapath.serve(iface, mode)?;
-            report.served.push(iface.clone());
+            let driver = self.host.driver(iface).unwrap_or_else(|e| {
+                warn!(iface, error = %e, "cannot read the interface's driver");
+                None
+            });
+            let choice = xdp_mode::choose(requested, driver.as_deref());
+            self.datapath.serve(iface, choice.mode)?;
+            info!(iface, driver = driver.as_deref().unwrap_or("none"), mode = ?choice.mode,
+                reason = %choice.reason, "serving interface");
+            report.served.push(ServedInterface {
+                name: iface.clone(),
+                driver,
+                xdp_mode: choice.mode,
+                reason: choice.reason,
+            });
         }
+        self.served = report.served.clone();
         match self.datapath.served() {
             Ok(served) => {
                 for stale in served.into_iter().filter(|s| !ifaces.contains(s)) {

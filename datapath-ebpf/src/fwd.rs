@@ -7,7 +7,12 @@
 //!
 //! - To a container endpoint (after DNAT, a masquerade reply, a translated
 //!   ICMP error or fragment, or from a container on the same network):
-//!   straight to its host-side veth, with its MAC as destination.
+//!   straight into the container's namespace with `bpf_redirect_peer` on
+//!   its host-side veth (both callers run at TC ingress, the only place the
+//!   helper works), with its MAC as destination. The packet skips the
+//!   veth's transmit path and the per-CPU backlog: it enters the
+//!   container's stack in the same softirq ([`into_container`] is the one
+//!   seam for the endpoint device: a netkit peer takes the same helper).
 //! - From a container to anywhere else: `bpf_fib_lookup` with the network's
 //!   bridge as input interface, like the stack would route it; redirected
 //!   to the egress interface if it is one the agent serves (whose TC egress
@@ -35,6 +40,7 @@ use aya_ebpf::{
     },
     helpers::generated::{
         bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
+        bpf_redirect_peer,
     },
     programs::TcContext,
 };
@@ -56,6 +62,16 @@ const AF_INET: u8 = 2;
 fn redirect(ifindex: u32) -> i32 {
     // SAFETY: no pointer arguments.
     unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// Delivers into a container: to the ingress of the peer of its host-side
+/// device `host_ifindex`, in the container's namespace. Only from TC
+/// ingress; the device must be a veth (or netkit) whose peer is in another
+/// namespace, which every endpoint is (the agent refuses the host's own).
+#[inline(always)]
+fn into_container(host_ifindex: u32) -> i32 {
+    // SAFETY: no pointer arguments; flags must be 0.
+    unsafe { bpf_redirect_peer(host_ifindex, 0) as i32 }
 }
 
 /// Whether the skb fits `ifindex`'s MTU (GSO-aware).
@@ -114,7 +130,7 @@ fn deliver(ctx: &TcContext, ip: &Ipv4, ep: &EndpointAddr) -> Result<i32, i32> {
     decrement_ttl(ctx, ip)?;
     set_macs(ctx, &ep.mac, Some(&ep.gw_mac))?;
     stats::count(Event::RedirectToEndpoint);
-    Ok(redirect(ep.host_ifindex))
+    Ok(into_container(ep.host_ifindex))
 }
 
 /// TC ingress of a container's host-side veth, after the policy allowed
@@ -134,7 +150,7 @@ pub fn from_container(
             return verdict;
         }
         stats::count(Event::RedirectToEndpoint);
-        return redirect(dst.host_ifindex);
+        return into_container(dst.host_ifindex);
     }
     routed(ctx, src.bridge_ifindex, ip).unwrap_or_else(|verdict| verdict)
 }

@@ -39,7 +39,7 @@ use aya_ebpf::{
 };
 
 /// Served interface, XDP: DNAT of published ports from the wire.
-#[xdp]
+#[xdp(frags)]
 pub fn na_xdp_ingress(ctx: XdpContext) -> u32 {
     served::xdp_ingress(&ctx)
 }

@@ -19,7 +19,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    helpers::generated::bpf_xdp_adjust_meta,
+    helpers::generated::{bpf_xdp_adjust_meta, bpf_xdp_get_buff_len},
     programs::{TcContext, XdpContext},
 };
 use datapath_common::{
@@ -49,7 +49,12 @@ use crate::{
 #[inline(always)]
 pub fn xdp_ingress(ctx: &XdpContext) -> u32 {
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    let Ok(ip) = parse::ipv4(data, data_end, data_end - data) else {
+    // The whole frame, fragments of a multi-buffer packet included (the
+    // program is loaded `xdp.frags`); headers are read from the first
+    // buffer only, bounds-checked against `data_end`.
+    // SAFETY: the context pointer is the program's own.
+    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    let Ok(ip) = parse::ipv4(data, data_end, frame_len) else {
         return XDP_NEXT;
     };
     if ip.frag != Frag::Whole {

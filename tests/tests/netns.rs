@@ -24,14 +24,30 @@ struct Env {
 }
 
 impl Env {
+    /// The daemon with its default XDP mode (`auto`: TC only on the veth).
     fn new() -> Self {
+        Self::with_flags(&[])
+    }
+
+    /// The daemon with native XDP on the served veth, for the XDP path.
+    fn native_xdp() -> Self {
+        Self::with_flags(&["--xdp-mode", "native"])
+    }
+
+    fn with_flags(flags: &[&str]) -> Self {
         let topo = Topology::new();
         let bpffs = Bpffs::new();
         let work = tempfile::Builder::new()
             .prefix("netagent-test")
             .tempdir()
             .expect("tempdir");
-        let daemon = Daemon::start(&topo.host, work.path(), bpffs.path(), &[topo.iface("h0")]);
+        let daemon = Daemon::start_with(
+            &topo.host,
+            work.path(),
+            bpffs.path(),
+            &[topo.iface("h0")],
+            flags,
+        );
         Self {
             daemon,
             _bpffs: bpffs,
@@ -122,7 +138,7 @@ fn publish_echo_ports(env: &Env) -> (Server, Server) {
 /// software from the seed TC updated, and the container verifies them.
 #[test]
 fn tcp_and_udp_through_published_ports_checksum_partial_path() {
-    let env = Env::new();
+    let env = Env::native_xdp();
     Topology::set_tx_csum(&env.topo.host, &env.topo.iface("h1"), false);
     let _servers = publish_echo_ports(&env);
     let errors_before = env.csum_errors();
@@ -147,7 +163,7 @@ fn tcp_and_udp_through_published_ports_checksum_partial_path() {
 /// negative control that proves checksums are really verified there).
 #[test]
 fn xdp_path_with_offload_off_and_bad_checksum_negative_control() {
-    let env = Env::new();
+    let env = Env::native_xdp();
     Topology::set_tx_csum(&env.topo.client, &env.topo.iface("c0"), false);
     let _servers = publish_echo_ports(&env);
     let (tcp_err, udp_err) = env.csum_errors();
@@ -412,7 +428,7 @@ fn has_xdp(ns: &netagent_tests::netns::Netns, dev: &str) -> bool {
 /// every pin and detaches everything, and traffic is no longer translated.
 #[test]
 fn detach_and_teardown_leave_nothing_behind() {
-    let mut env = Env::new();
+    let mut env = Env::native_xdp();
     let _servers = publish_echo_ports(&env);
     let h0 = env.topo.iface("h0");
     assert!(has_xdp(&env.topo.host, &h0));
@@ -455,7 +471,8 @@ fn detach_and_teardown_leave_nothing_behind() {
 }
 
 /// `--xdp-mode off` leaves translation to TC; switching modes across
-/// restarts keeps established flows and never leaves two XDP links.
+/// restarts keeps established flows and never leaves two XDP links; the
+/// default (`auto`) gives a veth TC only and says why in `stats`.
 #[test]
 fn xdp_modes_switch_across_restarts_without_dropping_flows() {
     let mut env = Env::new();
@@ -469,6 +486,8 @@ fn xdp_modes_switch_across_restarts_without_dropping_flows() {
         ("off", false, "tc_dnat"),
         ("generic", true, "xdp_dnat"),
         ("native", true, "xdp_dnat"),
+        // The default: a veth gets TC only, the native link goes.
+        ("auto", false, "tc_dnat"),
     ] {
         env.daemon.restart_with(&["--xdp-mode", mode]);
         assert_eq!(has_xdp(&env.topo.host, &h0), xdp, "mode {mode}");
@@ -488,6 +507,20 @@ fn xdp_modes_switch_across_restarts_without_dropping_flows() {
             .filter(|n| links.join(n).exists())
             .count();
         assert_eq!(xdp_links, usize::from(xdp), "mode {mode}: XDP link pins");
+        let served = &env.stats()["interfaces"][0];
+        assert_eq!(served["name"], h0.as_str());
+        assert_eq!(served["driver"], "veth");
+        let want = match mode {
+            "auto" | "off" => "off",
+            other => other,
+        };
+        assert_eq!(served["xdp_mode"], want, "{served}");
+        if mode == "auto" {
+            let reason = served["reason"].as_str().unwrap();
+            assert!(reason.contains("GSO"), "{reason}");
+            let text = env.daemon.ok(&["stats"]);
+            assert!(text.contains(&format!("{h0}  tc-only")), "{text}");
+        }
     }
     check_tcp_and_udp(&env);
 }

@@ -55,6 +55,13 @@ fn xdp_dnat_table() {
             FrameSpec::udp(CLIENT, 65535, HOST, 5353, b"odd"),
         ),
         ("udp checksum 0 stays 0", udp_zero),
+        // A 9,000-byte jumbo frame: larger than a page, so the test run
+        // hands it over as a multi-buffer packet (the program is loaded
+        // `xdp.frags`); its length is the whole frame's.
+        (
+            "tcp jumbo frame, multi-buffer",
+            FrameSpec::tcp(CLIENT, 40001, HOST, 8080, &[0x5a; 8946]),
+        ),
     ];
     for (name, frame) in cases {
         let mut dp = Dp::new();

@@ -124,7 +124,8 @@ fn serving_interfaces_refuses_our_own_and_detaches_stale_ones() {
     let report = a
         .serve_interfaces(&["eth9".into(), "eth8".into()], XdpAttachMode::Off)
         .unwrap();
-    assert_eq!(report.served, ["eth9", "eth8"]);
+    let names: Vec<&str> = report.served.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["eth9", "eth8"]);
     assert_eq!(report.unserved, ["old0"]);
     let served: Vec<_> = a.datapath.served.served.iter().collect();
     assert_eq!(
@@ -140,4 +141,40 @@ fn serving_interfaces_refuses_our_own_and_detaches_stale_ones() {
         .serve_interfaces(&["gone0".into()], XdpAttachMode::Native)
         .unwrap_err();
     assert!(err.to_string().contains("gone0"), "{err}");
+}
+
+#[test]
+fn auto_mode_chooses_per_driver_and_stats_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.host.drivers.insert("nic0".into(), "mlx5_core".into());
+    a.host.drivers.insert("veth0".into(), "veth".into());
+    let report = a
+        .serve_interfaces(
+            &["nic0".into(), "veth0".into(), "br9".into()],
+            XdpAttachMode::Auto,
+        )
+        .unwrap();
+    let modes: Vec<(&str, XdpAttachMode)> = report
+        .served
+        .iter()
+        .map(|s| (s.name.as_str(), s.xdp_mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("nic0", XdpAttachMode::Native),
+            ("veth0", XdpAttachMode::Off),
+            ("br9", XdpAttachMode::Off)
+        ]
+    );
+    assert_eq!(a.datapath.served.served["nic0"], XdpAttachMode::Native);
+    assert_eq!(a.datapath.served.served["veth0"], XdpAttachMode::Off);
+    let stats = a.stats().unwrap();
+    assert_eq!(stats.interfaces, report.served);
+    assert!(
+        stats.interfaces[1].reason.contains("GSO"),
+        "{:?}",
+        stats.interfaces
+    );
 }

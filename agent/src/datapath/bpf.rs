@@ -75,7 +75,8 @@ impl XdpAttachMode {
         match self {
             XdpAttachMode::Native => Some("xdp"),
             XdpAttachMode::Generic => Some("xdp_generic"),
-            XdpAttachMode::Off => None,
+            // `Auto` is resolved per interface before attaching.
+            XdpAttachMode::Off | XdpAttachMode::Auto => None,
         }
     }
 }
@@ -294,6 +295,11 @@ impl BpfDatapath {
 
 impl ServedInterfaces for BpfDatapath {
     fn serve(&mut self, iface: &str, mode: XdpAttachMode) -> Result<(), DatapathError> {
+        if mode == XdpAttachMode::Auto {
+            return Err(DatapathError::Other(format!(
+                "{iface}: the XDP mode must be chosen per interface before attaching (xdp_mode::choose)"
+            )));
+        }
         self.attach(iface, mode)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod fake;
+pub mod xdp_mode;
 
 use std::net::Ipv4Addr;
 
@@ -43,10 +44,24 @@ pub enum DatapathError {
 }
 
 /// How the XDP program is attached (`netagent daemon --xdp-mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum XdpAttachMode {
-    /// In the driver (falls back to generic where the driver has no XDP).
+    /// Per interface: native XDP where the driver gains from it, TC only
+    /// elsewhere (veth, virtio_net, ...); see `xdp_mode`.
     #[default]
+    Auto,
+    /// In the driver (falls back to generic where the driver has no XDP).
     Native,
     /// In the stack, after the skb is built (XDP_FLAGS_SKB_MODE).
     Generic,

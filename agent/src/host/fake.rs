@@ -44,6 +44,8 @@ pub struct FakeHost {
     /// The host's addresses, when set: reserving a port on any other
     /// (specific) address fails as the kernel's bind does.
     pub local_addrs: Option<BTreeSet<std::net::Ipv4Addr>>,
+    /// Drivers of host interfaces (`driver`); others report none.
+    pub drivers: BTreeMap<String, String>,
     /// Each container namespace's default route: (interface, gateway).
     pub default_routes: BTreeMap<PathBuf, (String, std::net::Ipv4Addr)>,
 }
@@ -119,6 +121,10 @@ impl Host for FakeHost {
     }
 
     fn forget_netns(&mut self, _netns: &Path) {}
+
+    fn driver(&mut self, iface: &str) -> Result<Option<String>, HostError> {
+        Ok(self.drivers.get(iface).cloned())
+    }
 
     fn set_default_route(
         &mut self,

@@ -4,6 +4,7 @@
 //! network and container logic is tested without root against
 //! [`fake::FakeHost`].
 
+pub mod ethtool;
 pub mod fake;
 pub mod netlink;
 pub mod ports;
@@ -138,6 +139,9 @@ pub trait Host: Send {
     /// Lets go of whatever keeps the namespace at `netns` alive on the
     /// host's side (its netlink worker), once its container is detached.
     fn forget_netns(&mut self, netns: &Path);
+    /// The driver of a host interface (`veth`, `mlx5_core`, ...), `None`
+    /// if it reports none.
+    fn driver(&mut self, iface: &str) -> Result<Option<String>, HostError>;
     /// The index of a host interface, if it exists.
     fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError>;
     /// Names of the host interfaces that start with [`IFACE_PREFIX`].

@@ -365,6 +365,10 @@ impl Host for NetlinkHost {
         }
     }
 
+    fn driver(&mut self, iface: &str) -> Result<Option<String>, HostError> {
+        super::ethtool::driver(iface).map_err(io_err(format!("reading the driver of {iface}")))
+    }
+
     fn ifindex(&mut self, name: &str) -> Result<Option<u32>, HostError> {
         let name = name.to_owned();
         self.workers.run(None, move |handle| async move {
