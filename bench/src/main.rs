@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use measure::Metric;
 use report::{Report, Sample, ScalePoint};
-use topo::{CTR_IP, DockerProxies, Kind, PROXY_PORTS, Topo, docker_proxy_bin};
+use topo::{CTR_IP, DockerProxies, Kind, PROXY_PORTS, Profile, Topo, docker_proxy_bin};
 
 #[derive(Parser)]
 #[command(name = "netagent-bench")]
@@ -29,6 +29,10 @@ struct Args {
     /// Numbers of installed publications for the scale figures.
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000,50000")]
     scale: Vec<usize>,
+    /// Numbers of installed publications at which every figure is
+    /// measured, for every variant and sender profile.
+    #[arg(long, value_delimiter = ',', default_value = "1,50000")]
+    full_at: Vec<usize>,
     /// A quick run that only proves every variant carries traffic
     /// (1 round, 1 s, scale 1 and 100); for CI.
     #[arg(long)]
@@ -39,15 +43,21 @@ struct Args {
 }
 
 /// The remote-client variants, in interleaving order.
-const REMOTE: [Kind; 5] = [
+const REMOTE: [Kind; 6] = [
     Kind::Direct,
     Kind::Netagent,
-    Kind::NetagentTc,
+    Kind::NetagentXdp,
+    Kind::NetagentEndpoint,
     Kind::Iptables,
     Kind::Nftables,
 ];
 /// Variants in the scale figures.
-const SCALED: [Kind; 3] = [Kind::Netagent, Kind::Iptables, Kind::Nftables];
+const SCALED: [Kind; 4] = [
+    Kind::Netagent,
+    Kind::NetagentEndpoint,
+    Kind::Iptables,
+    Kind::Nftables,
+];
 /// Prefix of every namespace and interface the benchmark makes.
 const PREFIX: &str = "nab";
 
@@ -57,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         args.rounds = 1;
         args.seconds = 1;
         args.scale = vec![1, 100];
+        args.full_at = vec![1, 100];
     }
     netagent_tests::netns::require_root();
     check_tools()?;
@@ -72,35 +83,67 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
 
-    eprintln!(
-        "== remote client, {} rounds of {} s",
-        args.rounds, args.seconds
-    );
-    for group in [
-        &[Metric::TcpGbps][..],
-        &[Metric::Udp64Kpps],
-        &[Metric::RrP50Us, Metric::RrP99Us],
-        &[Metric::ConnPerS],
-    ] {
-        for round in 0..args.rounds {
+    for &n in &args.full_at {
+        for topo in &mut topos {
+            let install = topo.install(n.saturating_sub(1))?;
+            if topo.kind.is_netagent() {
+                eprintln!(
+                    "  {} installed {n} publications in {install:?}",
+                    topo.kind.name()
+                );
+            }
+        }
+        for profile in Profile::ALL {
             for topo in &topos {
-                let (addr, ports) = topo.kind.target();
-                let values = measure_group(group, &topo.client, addr, ports, d)
-                    .with_context(|| format!("{} via {}", group[0].label(), topo.kind.name()))?;
-                for (metric, value) in group.iter().zip(values) {
-                    eprintln!(
-                        "  round {round} {:<9} {:<24} {value:.3}",
-                        topo.kind.name(),
-                        metric.label()
-                    );
-                    report.remote.push(Sample {
-                        variant: topo.kind.name().into(),
-                        metric: *metric,
-                        value,
-                    });
+                let took = profile.apply(topo);
+                report.notes.push(format!(
+                    "{n} publications, {} sender, {}: client veth {took}",
+                    profile.name(),
+                    topo.kind.name()
+                ));
+            }
+            eprintln!(
+                "== remote client, {n} publications, {} sender, {} rounds of {} s",
+                profile.name(),
+                args.rounds,
+                args.seconds
+            );
+            for group in [
+                &[Metric::TcpGbps][..],
+                &[Metric::Udp64Kpps],
+                &[Metric::RrP50Us, Metric::RrP99Us],
+                &[Metric::ConnPerS],
+            ] {
+                for round in 0..args.rounds {
+                    for topo in &topos {
+                        let (addr, ports) = topo.kind.target();
+                        let values = measure_group(group, &topo.client, addr, ports, d)
+                            .with_context(|| {
+                                format!("{} via {}", group[0].label(), topo.kind.name())
+                            })?;
+                        for (metric, value) in group.iter().zip(values) {
+                            eprintln!(
+                                "  round {round} {:<17} {:<24} {value:.3}",
+                                topo.kind.name(),
+                                metric.label()
+                            );
+                            report.remote.push(Sample {
+                                variant: topo.kind.name().into(),
+                                profile: profile.name().into(),
+                                publications: n,
+                                metric: *metric,
+                                value,
+                            });
+                        }
+                    }
                 }
             }
         }
+    }
+    // The rest measures with the wire-like sender, at one publication.
+    for topo in &mut topos {
+        topo.install(0)?;
+        Profile::Wire.apply(topo);
     }
 
     eprintln!("== host-local client (a process in the host namespace)");
@@ -146,6 +189,8 @@ fn main() -> anyhow::Result<()> {
                     );
                     report.host_local.push(Sample {
                         variant: name.into(),
+                        profile: Profile::Wire.name().into(),
+                        publications: 1,
                         metric: *metric,
                         value,
                     });
@@ -171,10 +216,10 @@ fn main() -> anyhow::Result<()> {
                 conn.push(measure::conn_per_s(&topo.client, addr, ports[2], d)?.per_s);
                 udp.push(measure::udp64_kpps(&topo.client, addr, ports[0], d)?);
             }
-            let rss_kib = if kind == Kind::Netagent {
-                Some(topo.daemon_rss_kib()?)
+            let (rss_kib, maps) = if kind.is_netagent() {
+                (Some(topo.daemon_rss_kib()?), Some(topo.map_memory_kib()?))
             } else {
-                None
+                (None, None)
             };
             let point = ScalePoint {
                 variant: kind.name().into(),
@@ -183,6 +228,8 @@ fn main() -> anyhow::Result<()> {
                 conn_per_s: report::median(&conn),
                 udp64_kpps: report::median(&udp),
                 agent_rss_kib: rss_kib,
+                map_kib: maps.map(|m| m.0),
+                map_per_cpu_kib: maps.map(|m| m.1),
             };
             eprintln!("  {point:?}");
             report.scale.push(point);

@@ -6,9 +6,15 @@
 //! ```
 //!
 //! The container runs `iperf3 -s`, `sockperf sr --tcp` and an accept-and-
-//! close server. The client's veth sends like a wire does: complete
-//! checksums and MTU-sized packets (tx checksum offload, TSO and GSO off),
-//! the same for every variant.
+//! close server. The client's veth sends with one of two [`Profile`]s, the
+//! same for every variant at a time: the kernel's defaults (TSO, GSO,
+//! checksum offload: as every local, container or VM sender sends) or
+//! wire-like (complete checksums, MTU-sized packets).
+//!
+//! In the `netagent-endpoint` variant the container is attached by
+//! `netagent container attach` (its veth, bridge, address and route are
+//! netagent's, and published traffic takes the endpoint path into it);
+//! in every other variant the bridge above is made by hand.
 
 use std::{
     fmt::Write as _,
@@ -46,11 +52,66 @@ pub const FILLER_BASE: u16 = 10000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Direct,
+    /// netagent as it starts by default (`--xdp-mode auto`: TC only on
+    /// this veth), publications by address to a hand-made bridge.
     Netagent,
-    /// netagent with `--xdp-mode off`: TC ingress translates everything.
-    NetagentTc,
+    /// The same with native XDP forced on the served veth.
+    NetagentXdp,
+    /// netagent's own container: attached with `netagent container
+    /// attach`, its ports published with `-p` (the endpoint path).
+    NetagentEndpoint,
     Iptables,
     Nftables,
+}
+
+/// How the client's veth sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The kernel's defaults: TSO, GSO and checksum offload on.
+    Defaults,
+    /// Like a wire: complete checksums, MTU-sized packets.
+    Wire,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Defaults, Profile::Wire];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::Defaults => "kernel defaults",
+            Profile::Wire => "wire-like",
+        }
+    }
+
+    /// Sets the client's offloads, and says what the device took: native
+    /// XDP on a veth makes the kernel take GSO away from its peer, which
+    /// is part of what is measured.
+    pub fn apply(self, topo: &Topo) -> String {
+        let on = match self {
+            Profile::Defaults => "on",
+            Profile::Wire => "off",
+        };
+        let c0 = format!("{}c0", topo.prefix);
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &topo.client.name, "ethtool", "-K", &c0])
+            .args(["tx", on, "tso", on, "gso", on])
+            .output();
+        let shown = Command::new("ip")
+            .args(["netns", "exec", &topo.client.name, "ethtool", "-k", &c0])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        shown
+            .lines()
+            .filter(|l| {
+                l.starts_with("tx-checksumming:")
+                    || l.starts_with("tcp-segmentation-offload:")
+                    || l.starts_with("generic-segmentation-offload:")
+            })
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Kind {
@@ -58,7 +119,8 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Netagent => "netagent",
-            Kind::NetagentTc => "netagent-tc",
+            Kind::NetagentXdp => "netagent-xdp",
+            Kind::NetagentEndpoint => "netagent-endpoint",
             Kind::Iptables => "iptables",
             Kind::Nftables => "nftables",
         }
@@ -69,10 +131,19 @@ impl Kind {
         match self {
             Kind::Direct => 'd',
             Kind::Netagent => 'a',
-            Kind::NetagentTc => 'b',
+            Kind::NetagentXdp => 'x',
+            Kind::NetagentEndpoint => 'e',
             Kind::Iptables => 'i',
             Kind::Nftables => 'f',
         }
+    }
+
+    /// Whether netagent's daemon serves this variant.
+    pub const fn is_netagent(self) -> bool {
+        matches!(
+            self,
+            Kind::Netagent | Kind::NetagentXdp | Kind::NetagentEndpoint
+        )
     }
 
     /// (address, [iperf3, sockperf, accept] ports) a remote client uses.
@@ -87,6 +158,8 @@ impl Kind {
 /// One copy of the topology, with its variant's translation installed.
 pub struct Topo {
     pub kind: Kind,
+    /// Prefix of its namespaces and interfaces.
+    pub prefix: String,
     /// The host's client-facing interface (the one netagent serves).
     pub h0: String,
     /// The host's bridge to the container.
@@ -131,23 +204,32 @@ impl Topo {
             format!("{p}br0"),
         );
         veth_pair(&client, &c0, &host, &h0, None);
-        veth_pair(&host, &hb0, &container, &t0, None);
-        host.ip(&["link", "add", &br0, "type", "bridge"]);
-        host.ip(&["link", "set", &hb0, "master", &br0]);
-        for (ns, dev, addr) in [
+        let mut links = vec![
             (&client, &c0, Some("10.90.1.2/24")),
             (&host, &h0, Some("10.90.1.1/24")),
-            (&host, &br0, Some("10.90.2.1/24")),
-            (&host, &hb0, None),
-            (&container, &t0, Some("10.90.2.2/24")),
-        ] {
+        ];
+        // netagent's own container gets its veth, bridge, address and
+        // route from `netagent container attach` (in `install`).
+        if kind != Kind::NetagentEndpoint {
+            veth_pair(&host, &hb0, &container, &t0, None);
+            host.ip(&["link", "add", &br0, "type", "bridge"]);
+            host.ip(&["link", "set", &hb0, "master", &br0]);
+            links.extend([
+                (&host, &br0, Some("10.90.2.1/24")),
+                (&host, &hb0, None),
+                (&container, &t0, Some("10.90.2.2/24")),
+            ]);
+        }
+        for (ns, dev, addr) in links {
             if let Some(addr) = addr {
                 ns.ip(&["addr", "add", addr, "dev", dev]);
             }
             ns.ip(&["link", "set", dev, "up"]);
         }
         client.ip(&["route", "add", "default", "via", HOST_IP]);
-        container.ip(&["route", "add", "default", "via", BRIDGE_IP]);
+        if kind != Kind::NetagentEndpoint {
+            container.ip(&["route", "add", "default", "via", BRIDGE_IP]);
+        }
         host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         // Clients here (remote, and host-local in the host) open connections
         // by the tens of thousands: reuse TIME_WAIT ports, use a wide range.
@@ -155,10 +237,6 @@ impl Topo {
             ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
             ns.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"]);
         }
-        // A wire-like sender: complete checksums, MTU-sized packets.
-        client.exec(&[
-            "ethtool", "-K", &c0, "tx", "off", "tso", "off", "gso", "off",
-        ]);
 
         let servers = vec![
             container.spawn(&["iperf3", "-s", "-p", &IPERF_PORT.to_string()]),
@@ -170,6 +248,7 @@ impl Topo {
             .tempdir()?;
         let mut topo = Self {
             kind,
+            prefix: p,
             h0: h0.clone(),
             br0: br0.clone(),
             _servers: servers,
@@ -210,7 +289,9 @@ impl Topo {
     pub fn install(&mut self, fillers: usize) -> anyhow::Result<Duration> {
         match self.kind {
             Kind::Direct => Ok(Duration::ZERO),
-            Kind::Netagent | Kind::NetagentTc => self.install_netagent(fillers),
+            Kind::Netagent | Kind::NetagentXdp | Kind::NetagentEndpoint => {
+                self.install_netagent(fillers)
+            }
             Kind::Iptables => self.install_file(
                 "iptables.rules",
                 &iptables_rules(fillers, &self.br0),
@@ -244,7 +325,9 @@ impl Topo {
     }
 
     /// A fresh daemon (state and pins from scratch), then one bulk publish
-    /// of the measured ports and the fillers.
+    /// of the measured ports and the fillers (for `netagent-endpoint`: the
+    /// container attached with its measured ports as `-p`, then the
+    /// fillers in one bulk publish). Returns the bulk publish's time.
     fn install_netagent(&mut self, fillers: usize) -> anyhow::Result<Duration> {
         self.daemon = None;
         self._bpffs = None;
@@ -254,26 +337,89 @@ impl Topo {
         // rule sets compared hold nothing either, and 50,000 held sockets
         // need more open files than a hard limit may allow (20,000 on the
         // reference machine; see README "Host port reservations").
-        let extra: &[&str] = if self.kind == Kind::NetagentTc {
-            &["--xdp-mode", "off", "--hold-ports=false"]
-        } else {
-            &["--hold-ports=false"]
-        };
+        let mut extra = vec!["--hold-ports=false"];
+        if self.kind == Kind::NetagentXdp {
+            extra.extend(["--xdp-mode", "native"]);
+        }
         let daemon = Daemon::start_with(
             &self.host,
             self.work.path(),
             bpffs.path(),
             std::slice::from_ref(&self.h0),
-            extra,
+            &extra,
         );
-        let list = self.work.path().join("specs.txt");
-        std::fs::write(&list, netagent_specs(fillers))?;
-        let start = Instant::now();
-        daemon.ok(&["publish", "--file", list.to_str().context("utf-8 path")?]);
-        let took = start.elapsed();
+        let specs = if self.kind == Kind::NetagentEndpoint {
+            daemon.ok(&["network", "create", "bench", "--subnet", "10.90.2.0/24"]);
+            let netns = format!("/run/netns/{}", self.container.name);
+            let mut attach = vec![
+                "container",
+                "attach",
+                "bench",
+                "--netns",
+                &netns,
+                "--network",
+                "bench",
+                "--ip",
+                CTR_IP,
+            ];
+            let published: Vec<String> = PUBLISHED
+                .iter()
+                .map(|(host, ctr)| format!("{host}:{ctr}"))
+                .chain([format!("{}:{IPERF_PORT}/udp", PUBLISHED[0].0)])
+                .collect();
+            for p in &published {
+                attach.extend(["-p", p.as_str()]);
+            }
+            daemon.ok(&attach);
+            filler_specs(fillers)
+        } else {
+            netagent_specs(fillers)
+        };
+        let took = if specs.is_empty() {
+            Duration::ZERO
+        } else {
+            let list = self.work.path().join("specs.txt");
+            std::fs::write(&list, specs)?;
+            let start = Instant::now();
+            daemon.ok(&["publish", "--file", list.to_str().context("utf-8 path")?]);
+            start.elapsed()
+        };
         self.daemon = Some(daemon);
         self._bpffs = Some(bpffs);
         Ok(took)
+    }
+
+    /// Kernel memory of the daemon's maps (`bytes_memlock` of every pinned
+    /// map, from bpftool): (total, the per-CPU maps' share per CPU), KiB.
+    pub fn map_memory_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let dir = self
+            ._bpffs
+            .as_ref()
+            .context("no daemon")?
+            .path()
+            .join("maps");
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        let (mut total, mut per_cpu) = (0u64, 0u64);
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let out = run(&[
+                "bpftool",
+                "-j",
+                "map",
+                "show",
+                "pinned",
+                path.to_str().context("utf-8")?,
+            ])?;
+            let map: serde_json::Value = serde_json::from_str(&out)?;
+            let bytes = map["bytes_memlock"].as_u64().unwrap_or(0);
+            total += bytes;
+            if map["type"].as_str().is_some_and(|t| t.contains("percpu")) {
+                per_cpu += bytes / cpus;
+            }
+        }
+        Ok((total / 1024, per_cpu / 1024))
     }
 
     /// The daemon's resident memory in KiB.
@@ -300,6 +446,14 @@ fn dnat_entries(fillers: usize) -> impl Iterator<Item = (&'static str, u16, u16)
         .map(|i| ("tcp", FILLER_BASE + i as u16, IPERF_PORT))
         .chain(PUBLISHED.map(|(host, ctr)| ("tcp", host, ctr)))
         .chain([("udp", PUBLISHED[0].0, IPERF_PORT)])
+}
+
+/// The filler publications alone (the endpoint variant publishes its
+/// measured ports with `-p`).
+fn filler_specs(fillers: usize) -> String {
+    (0..fillers)
+        .map(|i| format!("{}->{CTR_IP}:{IPERF_PORT}/tcp\n", FILLER_BASE + i as u16))
+        .collect()
 }
 
 fn netagent_specs(fillers: usize) -> String {
