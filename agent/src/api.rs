@@ -273,6 +273,11 @@ pub struct ContainerInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicationStats {
     pub publication: PortSpec,
+    /// Whether it has counters of its own (a host with many CPUs has
+    /// fewer counter slots than publications may be; the rest are
+    /// translated all the same, uncounted).
+    #[serde(default = "default_true")]
+    pub counted: bool,
     pub fwd_packets: u64,
     pub fwd_bytes: u64,
     pub rev_packets: u64,

@@ -362,12 +362,13 @@ pub fn stats_table(stats: &Stats) -> String {
         .publications
         .iter()
         .map(|p| {
+            let n = |v: u64| if p.counted { v.to_string() } else { "-".into() };
             [
                 p.publication.to_string(),
-                p.fwd_packets.to_string(),
-                p.fwd_bytes.to_string(),
-                p.rev_packets.to_string(),
-                p.rev_bytes.to_string(),
+                n(p.fwd_packets),
+                n(p.fwd_bytes),
+                n(p.rev_packets),
+                n(p.rev_bytes),
             ]
         })
         .collect();
@@ -463,6 +464,7 @@ mod tests {
             }],
             publications: vec![PublicationStats {
                 publication: "8080->172.17.0.2:80".parse().unwrap(),
+                counted: true,
                 fwd_packets: 12,
                 fwd_bytes: 3400,
                 rev_packets: 10,

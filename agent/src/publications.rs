@@ -7,6 +7,9 @@
 //!   address, or on any address when either is the wildcard (Docker's rule,
 //!   [`PortIndex`]);
 //! - counter slots are unique among live publications and zeroed on reuse;
+//!   there are as many as the host's counter array holds
+//!   (`datapath_common::stats_slots`), and publications beyond get
+//!   [`NO_STATS_SLOT`]: translated all the same, without counters;
 //! - a publication to a container's address belongs to that container.
 
 use std::{
@@ -14,7 +17,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use datapath_common::{Event, MAX_PUBLICATIONS, PubKey, PubStats, PubValue};
+use datapath_common::{Event, MAX_PUBLICATIONS, NO_STATS_SLOT, PubKey, PubStats, PubValue};
 use tracing::{error, info};
 
 use crate::{
@@ -111,9 +114,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     .datapath
                     .upsert_publication(&key, &value)
                     .map(|()| report.updated += 1),
-                None => self
-                    .datapath
-                    .reset_stats(p.stats_slot)
+                None => reset_counters(&mut self.datapath, p.stats_slot)
                     .and_then(|()| self.datapath.upsert_publication(&key, &value))
                     .map(|()| report.added += 1),
             };
@@ -238,14 +239,20 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .list(None)
             .into_iter()
             .map(|p| {
+                let counted = p.stats_slot < self.datapath.stats_slots();
                 let PubStats {
                     fwd_packets,
                     fwd_bytes,
                     rev_packets,
                     rev_bytes,
-                } = self.datapath.stats(p.stats_slot)?;
+                } = if counted {
+                    self.datapath.stats(p.stats_slot)?
+                } else {
+                    PubStats::default()
+                };
                 Ok(PublicationStats {
                     publication: p.spec,
+                    counted,
                     fwd_packets,
                     fwd_bytes,
                     rev_packets,
@@ -298,13 +305,18 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         Ok(None)
     }
 
-    /// Publications for `specs` with fresh counter slots, owned by `owner`.
+    /// Publications for `specs` with fresh counter slots (or none, past
+    /// the host's slots), owned by `owner`; refused past
+    /// [`MAX_PUBLICATIONS`].
     pub(crate) fn new_publications(
         &self,
         specs: &[PortSpec],
         owner: Option<u64>,
     ) -> Result<Vec<Publication>, AgentError> {
-        let slots = self.free_slots(specs.len()).ok_or(AgentError::Full)?;
+        if self.state.publications.len() + specs.len() > MAX_PUBLICATIONS as usize {
+            return Err(AgentError::Full);
+        }
+        let slots = self.free_slots(specs.len());
         Ok(specs
             .iter()
             .zip(slots)
@@ -325,7 +337,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     ) -> Result<(), AgentError> {
         for p in published {
             let key = pub_key(&p.spec);
-            self.datapath.reset_stats(p.stats_slot)?;
+            reset_counters(&mut self.datapath, p.stats_slot)?;
             self.datapath.upsert_publication(&key, &pub_value(p))?;
             journal.undo(Step::RemovePublication(key));
         }
@@ -363,20 +375,35 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         Ok(())
     }
 
-    /// The `n` lowest counter slots no publication holds, if there are `n`.
-    fn free_slots(&self, n: usize) -> Option<Vec<u32>> {
+    /// `n` counter slots: the lowest no publication holds, then
+    /// [`NO_STATS_SLOT`] once the host's slots run out.
+    fn free_slots(&self, n: usize) -> Vec<u32> {
         let used: BTreeSet<u32> = self
             .state
             .publications
             .iter()
             .map(|p| p.stats_slot)
             .collect();
-        let free: Vec<u32> = (0..MAX_PUBLICATIONS)
+        (0..self.datapath.stats_slots())
             .filter(|s| !used.contains(s))
+            .chain(std::iter::repeat(NO_STATS_SLOT))
             .take(n)
-            .collect();
-        (free.len() == n).then_some(free)
+            .collect()
     }
+}
+
+/// Zeroes a counter slot before a publication takes it (nothing for
+/// [`NO_STATS_SLOT`], or a slot past the host's counter array, which a
+/// state written on a host with more slots may hold: the datapath counts
+/// nothing there).
+fn reset_counters<D: Datapath>(
+    datapath: &mut D,
+    slot: u32,
+) -> Result<(), crate::datapath::DatapathError> {
+    if slot >= datapath.stats_slots() {
+        return Ok(());
+    }
+    datapath.reset_stats(slot)
 }
 
 /// Host ports in use, by (protocol, port), for Docker's overlap rule: two

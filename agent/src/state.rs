@@ -31,7 +31,9 @@ const LOCK_FILE: &str = "lock";
 pub struct Publication {
     #[serde(flatten)]
     pub spec: PortSpec,
-    /// Index into the per-publication counter map; unique among publications.
+    /// Index into the per-publication counter map; unique among
+    /// publications, or `NO_STATS_SLOT` (no counters: the host's slots
+    /// ran out).
     pub stats_slot: u32,
     /// The container (its `uid`) that published it with `-p`/`-P`; `None`
     /// for `netagent publish`.
@@ -106,15 +108,18 @@ impl DesiredState {
             if s.host_port == 0 || s.container_port == 0 {
                 return Err(format!("publication {s} has port 0"));
             }
-            if p.stats_slot >= datapath_common::MAX_PUBLICATIONS {
+            let uncounted = p.stats_slot == datapath_common::NO_STATS_SLOT;
+            if p.stats_slot >= datapath_common::MAX_PUBLICATIONS && !uncounted {
                 return Err(format!("publication {s} has counter slot {}", p.stats_slot));
             }
             unique(&mut pubs, (s.host_ip, s.host_port, s.proto), || {
                 format!("publication {s}")
             })?;
-            unique(&mut slots, p.stats_slot, || {
-                format!("counter slot {} (publication {s})", p.stats_slot)
-            })?;
+            if !uncounted {
+                unique(&mut slots, p.stats_slot, || {
+                    format!("counter slot {} (publication {s})", p.stats_slot)
+                })?;
+            }
             if let Some(owner) = p.owner
                 && !self.containers.iter().any(|c| c.uid == owner)
             {

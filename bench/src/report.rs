@@ -294,13 +294,21 @@ impl Report {
             );
             if let (Some(total), Some(per_cpu)) = (p.map_kib, p.map_per_cpu_kib) {
                 let fixed = total.saturating_sub(per_cpu * self.machine.cpus as u64);
+                // On a 128-CPU host the counter array has
+                // `stats_slots(128)` entries; the events array is the rest
+                // of the per-CPU share.
+                let per_cpu_128 = (u64::from(datapath_common::stats_slots(128))
+                    * std::mem::size_of::<datapath_common::PubStats>() as u64
+                    + u64::from(datapath_common::EVENT_SLOTS) * 8)
+                    / 1024;
                 out.push(format!(
-                    "netagent map memory: {:.1} MiB here ({} CPUs): {:.1} MiB shared + {:.1} MiB per CPU, so {:.0} MiB on a 128-CPU host",
+                    "netagent map memory: {:.1} MiB here ({} CPUs): {:.1} MiB shared + {:.2} MiB per CPU; on a 128-CPU host {:.2} MiB per CPU, {:.0} MiB in all",
                     total as f64 / 1024.0,
                     self.machine.cpus,
                     fixed as f64 / 1024.0,
                     per_cpu as f64 / 1024.0,
-                    (fixed + per_cpu * 128) as f64 / 1024.0
+                    per_cpu_128 as f64 / 1024.0,
+                    (fixed + per_cpu_128 * 128) as f64 / 1024.0
                 ));
             }
         }

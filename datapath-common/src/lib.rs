@@ -11,7 +11,7 @@
 //!   (see the `user` helpers at the bottom).
 //! - Sizes are asserted at compile time; a layout change must rename the map
 //!   (the `_V1` suffix) so a new agent never reinterprets an old pinned map.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 use core::mem::size_of;
 
@@ -29,8 +29,33 @@ pub const IPPROTO_UDP: u8 = 17;
 /// order u32; any other value (or no metadata) means "not translated".
 pub const XDP_TRANSLATED_MARK: u32 = 0x4e41_5844;
 
-/// Capacity of the publication map and of the per-publication counter array.
+/// Capacity of the publication map, and the most counter slots there are.
 pub const MAX_PUBLICATIONS: u32 = 65_536;
+/// Kernel memory the per-publication counters may take, all CPUs
+/// together: the counter array is per CPU, so at [`MAX_PUBLICATIONS`]
+/// slots it would take 2 MiB per CPU (256 MiB on a 128-CPU host).
+pub const STATS_BUDGET_BYTES: u64 = 32 << 20;
+/// The fewest counter slots a host gets, however many CPUs it has.
+pub const MIN_STATS_SLOTS: u32 = 1_024;
+
+/// How many counter slots (entries of the per-CPU counter array) a host
+/// with `cpus` possible CPUs gets: as many as [`STATS_BUDGET_BYTES`]
+/// holds, between [`MIN_STATS_SLOTS`] and [`MAX_PUBLICATIONS`]. 65,536 up
+/// to 16 CPUs, 16,384 at 64, 8,192 at 128. Publications beyond the slots
+/// are translated all the same, without counters of their own.
+pub const fn stats_slots(cpus: u32) -> u32 {
+    let per_slot =
+        core::mem::size_of::<PubStats>() as u64 * if cpus == 0 { 1 } else { cpus as u64 };
+    let fit = STATS_BUDGET_BYTES / per_slot;
+    if fit >= MAX_PUBLICATIONS as u64 {
+        MAX_PUBLICATIONS
+    } else if fit <= MIN_STATS_SLOTS as u64 {
+        MIN_STATS_SLOTS
+    } else {
+        // Whole powers of two keep the figure readable in bpftool.
+        1 << (63 - fit.leading_zeros())
+    }
+}
 /// Capacity of the conntrack map of published TCP flows whose handshake
 /// completed (the client acknowledged the container's SYN-ACK).
 pub const MAX_FLOWS: u32 = 262_144;
@@ -156,7 +181,7 @@ pub mod map_names {
     /// Local IPv4 address (network order u32) -> [`super::LocalAddr`].
     pub const LOCAL_ADDRS: &str = "NA_LOCAL4_V1";
     /// Per-CPU [`super::PubStats`] indexed by [`super::PubValue::stats_slot`].
-    pub const PUB_STATS: &str = "NA_PUBSTAT_V1";
+    pub const PUB_STATS: &str = "NA_PUBSTAT_V2";
     /// Per-CPU `u64` indexed by [`super::Event`], [`super::EVENT_SLOTS`] long.
     pub const EVENTS: &str = "NA_EVENTS_V2";
     /// Host-side ifindex of a container interface -> [`super::EndpointIface`].
@@ -180,7 +205,9 @@ pub mod map_names {
     pub const CONFIG: &str = "NA_CFG4_V1";
     /// Names of maps earlier versions pinned and this one no longer uses;
     /// the agent removes their pins at start.
-    pub const RETIRED: &[&str] = &["NA_CT4_V1", "NA_EVENTS_V1"];
+    /// `NA_PUBSTAT_V1` had a fixed size; V2 is sized for the host's CPUs
+    /// ([`super::stats_slots`]), so a pin of V1 could not be reused.
+    pub const RETIRED: &[&str] = &["NA_CT4_V1", "NA_EVENTS_V1", "NA_PUBSTAT_V1"];
 }
 
 /// Program names, as the kernel and bpftool show them (at most 15 bytes).
@@ -703,4 +730,28 @@ mod user {
     unsafe impl aya::Pod for super::ShareValue {}
     unsafe impl aya::Pod for super::PortRange {}
     unsafe impl aya::Pod for super::DatapathConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_slots_fit_the_budget_for_any_cpu_count() {
+        assert_eq!(stats_slots(1), MAX_PUBLICATIONS);
+        assert_eq!(stats_slots(2), MAX_PUBLICATIONS);
+        assert_eq!(stats_slots(16), MAX_PUBLICATIONS);
+        assert_eq!(stats_slots(64), 16_384);
+        assert_eq!(stats_slots(128), 8_192);
+        assert_eq!(stats_slots(100_000), MIN_STATS_SLOTS);
+        for cpus in [1, 3, 17, 48, 96, 192, 256, 1024] {
+            let slots = stats_slots(cpus);
+            let bytes = u64::from(slots) * size_of::<PubStats>() as u64 * u64::from(cpus);
+            assert!(
+                bytes <= STATS_BUDGET_BYTES || slots == MIN_STATS_SLOTS,
+                "{cpus} CPUs: {bytes} bytes"
+            );
+            assert!(slots.is_power_of_two(), "{cpus} CPUs: {slots}");
+        }
+    }
 }

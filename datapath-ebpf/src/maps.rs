@@ -40,9 +40,11 @@ pub static NA_CTUDP4_V1: LruHashMap<CtKey, CtValue, { MAX_UDP_FLOWS as usize }> 
 #[btf_map]
 pub static NA_LOCAL4_V1: HashMap<u32, LocalAddr, { MAX_LOCAL_ADDRS as usize }> = HashMap::new();
 
-/// Per-publication counters, indexed by `PubValue::stats_slot`.
+/// Per-publication counters, indexed by `PubValue::stats_slot`. Its size
+/// here is the most; the agent loads it with
+/// `datapath_common::stats_slots(nr_cpus)` entries.
 #[btf_map]
-pub static NA_PUBSTAT_V1: PerCpuArray<PubStats, { MAX_PUBLICATIONS as usize }> = PerCpuArray::new();
+pub static NA_PUBSTAT_V2: PerCpuArray<PubStats, { MAX_PUBLICATIONS as usize }> = PerCpuArray::new();
 
 /// Datapath event counters, indexed by `Event`.
 #[btf_map]

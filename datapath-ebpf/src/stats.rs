@@ -5,7 +5,7 @@
 use datapath_common::{Event, NO_STATS_SLOT};
 
 use crate::{
-    maps::{NA_EVENTS_V2, NA_PUBSTAT_V1},
+    maps::{NA_EVENTS_V2, NA_PUBSTAT_V2},
     verdict::{TC_DROP, XDP_DROPPED},
 };
 
@@ -48,7 +48,9 @@ pub fn count_publication(slot: u32, dir: Direction, bytes: u16) {
     if slot == NO_STATS_SLOT {
         return;
     }
-    if let Some(p) = NA_PUBSTAT_V1.get_ptr_mut(slot) {
+    // A slot past the array (sized at load for the host's CPUs) is not
+    // found: the publication is translated without counters.
+    if let Some(p) = NA_PUBSTAT_V2.get_ptr_mut(slot) {
         // SAFETY: as in `count`.
         let s = unsafe { &mut *p };
         let bytes = u64::from(bytes);

@@ -294,3 +294,39 @@ fn only_a_network_namespace_of_its_own_is_a_container() {
     }
     assert!(w.host_links("na-v").is_empty());
 }
+
+/// The per-CPU counter array is sized for this host's CPUs (so a host with
+/// many CPUs does not pay 2 MiB of kernel memory per CPU for it), and
+/// published traffic is counted in it.
+#[test]
+fn the_counter_array_is_sized_for_the_hosts_cpus() {
+    let mut w = World::new();
+    w.attach("web", &["-p", "8080:80"]);
+    let possible = aya::util::nr_cpus().expect("possible CPUs").get();
+    let pin = w
+        .daemon
+        .bpffs
+        .join("maps")
+        .join(datapath_common::map_names::PUB_STATS);
+    let map: Value = serde_json::from_str(&run(&[
+        "bpftool",
+        "-j",
+        "map",
+        "show",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(map["type"], "percpu_array");
+    assert_eq!(
+        map["max_entries"],
+        datapath_common::stats_slots(possible),
+        "{map}"
+    );
+    let _srv = tcp_echo(w.ns("web"), 80);
+    assert!(web_through_published_port(&w));
+    let stats = w.daemon.stats();
+    let counted = &stats["publications"][0];
+    assert_eq!(counted["counted"], true, "{stats}");
+    assert!(counted["fwd_packets"].as_u64().unwrap() > 0, "{stats}");
+}

@@ -36,6 +36,8 @@ pub struct FakePublications {
     pub capacity: Option<usize>,
     /// When set, every write fails (a broken kernel map).
     pub fail_writes: bool,
+    /// Counter slots; `None`: `MAX_PUBLICATIONS`.
+    pub slots: Option<u32>,
 }
 
 fn k(key: &PubKey) -> (u32, u16, u8) {
@@ -80,12 +82,22 @@ impl PublicationMaps for FakePublications {
     }
 
     fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError> {
+        if slot >= self.stats_slots() {
+            return Err(DatapathError::Other(format!("no counter slot {slot}")));
+        }
         self.stats.insert(slot, PubStats::default());
         Ok(())
     }
 
     fn stats(&self, slot: u32) -> Result<PubStats, DatapathError> {
+        if slot >= self.stats_slots() {
+            return Err(DatapathError::Other(format!("no counter slot {slot}")));
+        }
         Ok(self.stats.get(&slot).copied().unwrap_or_default())
+    }
+
+    fn stats_slots(&self) -> u32 {
+        self.slots.unwrap_or(datapath_common::MAX_PUBLICATIONS)
     }
 
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
@@ -289,6 +301,7 @@ impl PublicationMaps for FakeDatapath {
         fn remove_publication(&mut self, key: &PubKey) -> R<()>;
         fn reset_stats(&mut self, slot: u32) -> R<()>;
         fn stats(&self, slot: u32) -> R<PubStats>;
+        fn stats_slots(&self) -> u32;
         fn events(&self) -> R<Vec<(Event, u64)>>;
     );
 }

@@ -84,6 +84,9 @@ pub trait PublicationMaps {
     fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError>;
     /// A counter slot summed over CPUs.
     fn stats(&self, slot: u32) -> Result<PubStats, DatapathError>;
+    /// How many counter slots there are (`datapath_common::stats_slots`
+    /// of the host's CPUs); publications beyond get none.
+    fn stats_slots(&self) -> u32;
     /// Datapath event counters summed over CPUs, in `Event::ALL` order
     /// (retired numbers left out).
     fn events(&self) -> Result<Vec<(Event, u64)>, DatapathError>;

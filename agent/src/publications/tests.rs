@@ -257,3 +257,36 @@ fn list_filters_and_sorts_naturally() {
     );
     assert_eq!(a.list(None).len(), 4);
 }
+
+#[test]
+fn publications_past_the_hosts_counter_slots_are_translated_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.datapath.pubs.slots = Some(2);
+    let specs: Vec<PortSpec> = (5000..5003)
+        .map(|p| spec(&format!("{p}->172.17.0.2:80")))
+        .collect();
+    let published = a.publish_many(&specs).unwrap();
+    let slots: Vec<u32> = published.iter().map(|p| p.stats_slot).collect();
+    assert_eq!(slots, [0, 1, NO_STATS_SLOT]);
+    assert_eq!(a.datapath.pubs.entries.len(), 3, "all three translated");
+    let stats = a.stats().unwrap();
+    let counted: Vec<bool> = stats.publications.iter().map(|p| p.counted).collect();
+    assert_eq!(counted, [true, true, false]);
+    // Freed slots are handed out again; the uncounted one keeps none.
+    a.unpublish(specs[0]).unwrap();
+    let next = a.publish(spec("5010->172.17.0.2:80")).unwrap();
+    assert_eq!(next.stats_slot, 0);
+    assert_eq!(
+        a.publish(spec("5011->172.17.0.2:80")).unwrap().stats_slot,
+        NO_STATS_SLOT
+    );
+    // The state file takes any number of uncounted publications, and a
+    // restart reconciles them without error.
+    let dp = std::mem::take(&mut a.datapath);
+    drop(a);
+    let mut a = reopen(&dir, dp);
+    assert_eq!(a.list(None).len(), 4);
+    a.datapath.pubs.slots = Some(2);
+    assert_eq!(a.reconcile().errors, Vec::<String>::new());
+}

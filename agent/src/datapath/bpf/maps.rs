@@ -52,6 +52,10 @@ impl PublicationMaps for BpfDatapath {
             .map_err(map_err("resetting publication counters"))
     }
 
+    fn stats_slots(&self) -> u32 {
+        self.pub_stats.len()
+    }
+
     fn stats(&self, slot: u32) -> Result<PubStats, DatapathError> {
         let values = self
             .pub_stats
