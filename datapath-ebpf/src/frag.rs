@@ -48,7 +48,9 @@ pub fn record(ip: &Ipv4, rewrite: u8, addr_be: u32, stats_slot: u32) {
 pub fn lookup(ip: &Ipv4) -> Option<FragValue> {
     // SAFETY: copied out at once.
     let v = unsafe { NA_FRAG4_V1.get(&key(ip)) }.copied()?;
-    if now_ns().wrapping_sub(v.first_seen_ns) > FRAG_TIMEOUT_NS {
+    // Signed: the first fragment may have been recorded on another CPU
+    // with a clock read after this one (see `snat::age`).
+    if crate::snat::age(now_ns(), v.first_seen_ns) > FRAG_TIMEOUT_NS as i64 {
         return None;
     }
     Some(v)

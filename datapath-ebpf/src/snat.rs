@@ -417,7 +417,18 @@ pub fn expired(entry: &SnatValue, proto: u8, now: u64) -> bool {
         IPPROTO_UDP => SNAT_UDP_UNREPLIED_TIMEOUT_NS,
         _ => SNAT_ICMP_TIMEOUT_NS,
     };
-    now.wrapping_sub(entry.last_seen_ns) > timeout
+    age(now, entry.last_seen_ns) > timeout as i64
+}
+
+/// How long ago `then` was, signed: another CPU may have stamped an entry
+/// with a clock read after ours (a reply and the container's next packet
+/// processed at once), so `then` can be a little ahead of `now`: a
+/// negative age, a live entry. (Unsigned, that became a huge age, and a
+/// live flow's reply went to the host's stack untranslated, which
+/// answered it with a reset.)
+#[inline(always)]
+pub fn age(now: u64, then: u64) -> i64 {
+    now.wrapping_sub(then) as i64
 }
 
 /// The state bits a packet sets on its flow: FIN, RST.
@@ -443,7 +454,7 @@ fn share_allows(key: &ShareKey, share: u32, now: u64) -> bool {
     // SAFETY: copied out at once.
     match unsafe { NA_SHARE4_V1.get(key) } {
         Some(v) => {
-            now.wrapping_sub(v.window_start_ns) > SNAT_SHARE_WINDOW_NS || v.unanswered < share
+            age(now, v.window_start_ns) > SNAT_SHARE_WINDOW_NS as i64 || v.unanswered < share
         }
         None => true,
     }
@@ -456,7 +467,8 @@ fn share_take(key: &ShareKey, now: u64) {
     if let Some(v) = NA_SHARE4_V1.get_ptr_mut(key) {
         // SAFETY: as in `outbound`.
         let v = unsafe { &mut *v };
-        if now.wrapping_sub(v.window_start_ns) > SNAT_SHARE_WINDOW_NS {
+        // Signed, as in `expired`: a window another CPU just opened.
+        if age(now, v.window_start_ns) > SNAT_SHARE_WINDOW_NS as i64 {
             v.window_start_ns = now;
             v.unanswered = 1;
         } else {

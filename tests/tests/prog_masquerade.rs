@@ -353,6 +353,56 @@ fn ports_are_held_for_the_timeout_of_their_flows_state() {
     });
 }
 
+/// A flow another CPU refreshed a moment ago, with a clock read after this
+/// CPU's (a reply and the container's next packet processed at once),
+/// is alive: its reply is translated, never handed untranslated to the
+/// host's stack (which would answer it with a reset and kill the flow).
+#[test]
+fn a_flow_refreshed_by_another_cpu_a_moment_ahead_is_alive() {
+    const S: u64 = 1_000_000_000;
+    in_private_netns(&[], || {
+        for (proto, flags) in [
+            (IPPROTO_TCP, 0),
+            (IPPROTO_TCP, SNAT_F_REPLIED),
+            (IPPROTO_UDP, SNAT_F_REPLIED),
+        ] {
+            let mut dp = fresh();
+            dp.masq_pool(61000, 61000, 1000);
+            let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+            dp.endpoint_at("10.1.0.9", &net, TEST_RUN_IFINDEX, CTR_MAC);
+            let ahead = SnatValue {
+                addr_be: be32("10.1.0.9"),
+                port_be: 40000u16.to_be(),
+                flags,
+                _pad: 0,
+                // In this CPU's future (by far more than a real skew, so
+                // the program's first load, which takes a while, cannot
+                // bring the stamp into the past before the run).
+                last_seen_ns: monotonic_ns() + 10 * S,
+            };
+            let reply_key = SnatKey {
+                src_addr_be: be32(REMOTE),
+                dst_addr_be: be32(HOST),
+                src_port_be: 443u16.to_be(),
+                dst_port_be: 61000u16.to_be(),
+                proto,
+                dir: SNAT_DIR_REPLY,
+                _pad: [0; 2],
+            };
+            dp.set_snat(&reply_key, &ahead);
+            let reply = if proto == IPPROTO_TCP {
+                FrameSpec::tcp(REMOTE, 443, HOST, 61000, b"").tcp_with(TCP_ACK, 1, 1)
+            } else {
+                FrameSpec::udp(REMOTE, 443, HOST, 61000, b"r")
+            }
+            .build();
+            let (ret, _) = dp.run_tc(TC_INGRESS, &reply);
+            assert_eq!(ret, TC_REDIRECT, "proto {proto} flags {flags}");
+            assert_eq!(dp.event(Event::SnatReply), 1, "proto {proto}");
+        }
+    });
+}
+
 /// One container may hold only its share of unanswered flows to one
 /// destination; others (and it, to other destinations) are not starved.
 /// An answered flow no longer counts.
