@@ -10,12 +10,12 @@ set -euo pipefail
 BIN=${1:-target/release/netagent}
 P=nap
 WORK=$(mktemp -d)
-BPFFS=/sys/fs/bpf/netagent-profile
+BPFFS=$WORK/bpffs
 STATS_BEFORE=$(cat /proc/sys/kernel/bpf_stats_enabled)
 cleanup() {
   [[ -n "${DAEMON:-}" ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
   for ns in c h t; do ip netns del "$P$ns" 2>/dev/null || true; done
-  umount "$BPFFS" 2>/dev/null || true; rmdir "$BPFFS" 2>/dev/null || true
+  umount "$BPFFS" 2>/dev/null || true
   echo "$STATS_BEFORE" > /proc/sys/kernel/bpf_stats_enabled
   rm -rf "$WORK"
 }
@@ -45,31 +45,32 @@ udp() { ip netns exec "${P}c" iperf3 -c "$1" -p "$2" -u -l 64 -b 0 -t 5 -J |
 echo "== direct, UDP 64 B, perf (all CPUs)"
 perf record -q -a -g -o "$WORK/direct.data" -- sleep 5 >/dev/null 2>&1 &
 PERF=$!; udp 10.90.2.2 5201; wait $PERF || true
-perf report -q -i "$WORK/direct.data" --no-children --sort symbol 2>/dev/null | head -25
+perf report -q -i "$WORK/direct.data" --no-children -g none --sort symbol --percent-limit 1.5 2>/dev/null | grep -v "^$" || true
 
-mkdir -p "$BPFFS"
+mkdir -p "$BPFFS" && mount -t bpf bpf "$BPFFS"
 ip netns exec "${P}h" "$BIN" --socket "$WORK/sock" daemon --state-dir "$WORK/state" \
   --bpffs "$BPFFS" --iface "${P}h0" --hold-ports=false 2>"$WORK/daemon.log" &
 DAEMON=$!
-for _ in $(seq 50); do [[ -S "$WORK/sock" ]] && break; sleep 0.1; done
-"$BIN" --socket "$WORK/sock" publish '8201->10.90.2.2:5201/udp' >/dev/null
+for _ in $(seq 100); do [[ -S "$WORK/sock" ]] && break; sleep 0.1; done
+[[ -S "$WORK/sock" ]] || { echo "the daemon did not start:"; cat "$WORK/daemon.log"; exit 1; }
+"$BIN" --socket "$WORK/sock" publish '8201->10.90.2.2:5201/udp' '8201->10.90.2.2:5201/tcp' >/dev/null
 
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
 echo "== netagent by address, UDP 64 B, perf (all CPUs)"
 perf record -q -a -g -o "$WORK/na.data" -- sleep 5 >/dev/null 2>&1 &
 PERF=$!; udp 10.90.1.1 8201; wait $PERF || true
-perf report -q -i "$WORK/na.data" --no-children --sort symbol 2>/dev/null | head -25
+perf report -q -i "$WORK/na.data" --no-children -g none --sort symbol --percent-limit 1.5 2>/dev/null | grep -v "^$" || true
 echo "== netagent programs: runs and ns per run during that run"
 bpftool -j prog show | python3 -c '
-import json,sys
+import json, sys
 for p in json.load(sys.stdin):
-    if p.get("name","").startswith("na_") and p.get("run_cnt"):
-        print(f"{p[\"name\"]:18} {p[\"run_cnt\"]:>10} runs {p[\"run_time_ns\"]/p[\"run_cnt\"]:8.0f} ns/run")'
-
+    name, runs, ns = p.get("name", ""), p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    if name.startswith("na_") and runs:
+        print("%-18s %10d runs %8.0f ns/run" % (name, runs, ns / runs))'
 echo "== install of 50,000 publications, perf of the daemon"
 python3 -c 'print("\n".join(f"{10000+i}->10.90.2.2:5201/tcp" for i in range(49999)))' > "$WORK/specs"
 perf record -q -g -p "$DAEMON" -o "$WORK/install.data" >/dev/null 2>&1 &
 PERF=$!; sleep 0.5
 /usr/bin/time -f "%e s" "$BIN" --socket "$WORK/sock" publish --file "$WORK/specs" >/dev/null
 sleep 0.5; kill -INT $PERF; wait $PERF || true
-perf report -q -i "$WORK/install.data" --children --sort symbol 2>/dev/null | grep -v "^$" | head -40
+perf report -q -i "$WORK/install.data" --children -g none --sort symbol --percent-limit 4 2>/dev/null | grep -v "^$" || true
