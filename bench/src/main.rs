@@ -281,6 +281,7 @@ fn check_tools() -> anyhow::Result<()> {
         "nft",
         "ethtool",
         "ss",
+        "bpftool",
     ] {
         if which(tool).is_none() {
             bail!("{tool} not found: run the benchmark through `./x bench`, which installs it");
