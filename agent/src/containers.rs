@@ -11,7 +11,7 @@ use crate::{
     agent::{Agent, Change},
     api::{ContainerAttach, ContainerInfo},
     datapath::Datapath,
-    endpoints::{self, endpoint_config, gateway_endpoint, has_outside_access},
+    endpoints::{self, gateway_endpoint, has_outside_access},
     error::{AgentError, NetError},
     host::Host,
     journal::{Journal, Step},
@@ -361,8 +361,8 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         self.commit_container(container, Vec::new())
     }
 
-    /// Makes one endpoint (the veth pair, then the program and the map
-    /// entries), journaling its destruction.
+    /// Makes one endpoint (`endpoints::create`) and journals its
+    /// destruction.
     #[allow(clippy::too_many_arguments)]
     fn create_endpoint(
         &mut self,
@@ -374,27 +374,21 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         aliases: Vec<String>,
         journal: &mut Journal,
     ) -> Result<Endpoint, AgentError> {
-        let host_ifname = endpoints::new_veth_name();
-        let link = self.host.add_endpoint(&endpoint_config(
-            &container.netns,
-            network,
-            &host_ifname,
-            ifname,
-            ip,
-            default_route,
-        ))?;
-        let endpoint = Endpoint {
-            network: network.name.clone(),
-            ifname: ifname.to_owned(),
-            host_ifname,
-            host_ifindex: link.host_ifindex,
-            ip,
-            mac: link.mac,
-            aliases,
-        };
-        journal.undo(Step::DestroyEndpoint(endpoint.clone()));
         let bridge = self.bridge_link(network)?;
-        endpoints::program(&mut self.datapath, &endpoint, network, bridge)?;
+        let endpoint = endpoints::create(
+            &mut self.datapath,
+            &mut self.host,
+            endpoints::NewEndpoint {
+                netns: &container.netns,
+                network,
+                bridge,
+                ip,
+                ifname,
+                default_route,
+                aliases,
+            },
+        )?;
+        journal.undo(Step::DestroyEndpoint(endpoint.clone()));
         Ok(endpoint)
     }
 

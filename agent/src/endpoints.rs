@@ -93,6 +93,54 @@ pub fn bridge_config(network: &Network) -> BridgeConfig {
     }
 }
 
+/// What [`create`] makes an endpoint from.
+pub struct NewEndpoint<'a> {
+    /// The container's network namespace.
+    pub netns: &'a Path,
+    pub network: &'a Network,
+    /// The network's bridge, as the host reports it.
+    pub bridge: BridgeLink,
+    pub ip: Ipv4Addr,
+    /// The name inside the container (`eth0`, ...).
+    pub ifname: &'a str,
+    /// Whether the container's default route goes through it.
+    pub default_route: bool,
+    pub aliases: Vec<String>,
+}
+
+/// Makes one endpoint: the veth pair (configured inside the container's
+/// namespace), then the isolation program and both map entries. On error
+/// nothing of it is left behind.
+pub fn create<D: EndpointMaps + EndpointPrograms, H: Host>(
+    datapath: &mut D,
+    host: &mut H,
+    new: NewEndpoint<'_>,
+) -> Result<Endpoint, crate::error::AgentError> {
+    let host_ifname = new_veth_name();
+    let link = host.add_endpoint(&endpoint_config(
+        new.netns,
+        new.network,
+        &host_ifname,
+        new.ifname,
+        new.ip,
+        new.default_route,
+    ))?;
+    let endpoint = Endpoint {
+        network: new.network.name.clone(),
+        ifname: new.ifname.to_owned(),
+        host_ifname,
+        host_ifindex: link.host_ifindex,
+        ip: new.ip,
+        mac: link.mac,
+        aliases: new.aliases,
+    };
+    if let Err(e) = program(datapath, &endpoint, new.network, new.bridge) {
+        destroy(datapath, host, &endpoint);
+        return Err(e);
+    }
+    Ok(endpoint)
+}
+
 /// The datapath side of an endpoint (idempotent): the isolation program
 /// on its host-side veth, and both endpoint map entries.
 pub fn program<D: EndpointMaps + EndpointPrograms>(
@@ -211,6 +259,46 @@ mod tests {
         assert!(dp.ifaces.is_empty() && dp.addrs.is_empty() && dp.attached.is_empty());
         let veth = host.removals[0].0;
         assert!(dp.removals.iter().all(|(seq, _)| *seq > veth));
+    }
+
+    #[test]
+    fn create_makes_the_veth_then_its_entries_and_leaves_nothing_on_error() {
+        let network = Network::for_tests("n", "10.9.0.0/24", false);
+        let mut host = FakeHost::default();
+        host.ensure_bridge(&bridge_config(&network)).unwrap();
+        let bridge = BridgeLink {
+            ifindex: 7,
+            mac: [2, 0xbb, 0, 0, 0, 1],
+        };
+        let new = |ip: &str| NewEndpoint {
+            netns: Path::new("/run/netns/c"),
+            network: &network,
+            bridge,
+            ip: ip.parse().unwrap(),
+            ifname: "eth0",
+            default_route: true,
+            aliases: vec!["a".into()],
+        };
+        let mut dp = FakeEndpointSide::default();
+        let ep = create(&mut dp, &mut host, new("10.9.0.2")).unwrap();
+        assert!(host.endpoints.contains_key(&ep.host_ifname));
+        assert_eq!(
+            host.endpoints[&ep.host_ifname].default_gateway,
+            Some(network.ipam.gateway)
+        );
+        assert!(dp.attached.contains(&ep.host_ifname) && dp.addrs.contains_key(&ep.ip));
+        // A datapath that refuses the entries: the veth goes again.
+        let mut broken = FakeEndpointSide {
+            fail_writes: true,
+            ..FakeEndpointSide::default()
+        };
+        assert!(create(&mut broken, &mut host, new("10.9.0.3")).is_err());
+        assert_eq!(
+            host.endpoints.len(),
+            1,
+            "the failed endpoint's veth is gone"
+        );
+        assert!(broken.addrs.is_empty() && broken.attached.is_empty());
     }
 
     #[test]
