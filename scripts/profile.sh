@@ -37,7 +37,7 @@ ip -n "${P}t" route add default via 10.90.2.1
 ip netns exec "${P}h" sysctl -qw net.ipv4.ip_forward=1
 ip netns exec "${P}c" ethtool -K "${P}c0" tx off tso off gso off >/dev/null
 ip netns exec "${P}t" iperf3 -s -D -p 5201 --logfile "$WORK/iperf.log"
-sleep 0.5
+for _ in $(seq 50); do ip netns exec "${P}t" ss -ltnH | grep -q ':5201 ' && break; sleep 0.1; done
 
 udp() { ip netns exec "${P}c" iperf3 -c "$1" -p "$2" -u -l 64 -b 0 -t 5 -J |
   python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum"]; print(round((e["packets"]-e["lost_packets"])/e["seconds"]/1000,1),"kpps")'; }

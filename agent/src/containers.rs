@@ -11,7 +11,7 @@ use crate::{
     agent::{Agent, Change},
     api::{ContainerAttach, ContainerInfo},
     datapath::Datapath,
-    endpoints::{self, gateway_endpoint, has_outside_access},
+    endpoints::{self, gateway_of, has_outside_access},
     error::{AgentError, NetError},
     host::Host,
     journal::{Journal, Step},
@@ -32,6 +32,8 @@ mod tests;
 
 /// Docker's warning when `-p`/`-P` meet `--network host`.
 pub const HOST_PORTS_WARNING: &str = "Published ports are discarded when using host network mode";
+/// The same for `--network none` (netagent's: Docker drops them silently).
+pub const NONE_PORTS_WARNING: &str = "Published ports are discarded when using network none";
 
 /// What `container attach` answers: the container, and warnings (Docker
 /// prints them and goes on).
@@ -67,16 +69,6 @@ fn check_user_defined(
     Ok(())
 }
 
-/// The index of the gateway endpoint of `container` (the one rule,
-/// `endpoints::gateway_endpoint`).
-fn gateway_of(container: &Container, networks: &[Network]) -> Option<usize> {
-    gateway_endpoint(
-        container.endpoints(),
-        container.gateway_network.as_deref(),
-        networks,
-    )
-}
-
 impl<D: Datapath, H: Host> Agent<D, H> {
     /// `container attach`: checks the request, then attaches by network
     /// mode (a bridge network, `container:OTHER`, `host` or `none`).
@@ -95,7 +87,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 if req.netns.is_some() {
                     container.netns_id = Some(self.own_netns_of(&container)?);
                 }
-                let warnings = self.discard_ports(&mut container, "network none");
+                let warnings = self.discard_ports(&mut container, NONE_PORTS_WARNING);
                 self.commit_container(container, warnings)
             }
             NetworkRef::Bridge(n) => {
@@ -262,18 +254,14 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     }
 
     /// Drops `-p`/`-P` of a container that has no interface to publish
-    /// through, with Docker's warning.
-    fn discard_ports(&self, container: &mut Container, mode: &str) -> Vec<String> {
+    /// through; `warning` says so (Docker's wording for `host`).
+    fn discard_ports(&self, container: &mut Container, warning: &str) -> Vec<String> {
         if container.port_mappings.is_empty() && !container.publish_all {
             return Vec::new();
         }
         container.port_mappings.clear();
         container.publish_all = false;
-        vec![if mode == "network host" {
-            HOST_PORTS_WARNING.to_owned()
-        } else {
-            format!("Published ports are discarded when using {mode}")
-        }]
+        vec![warning.to_owned()]
     }
 
     /// `--network host`: the host's own stack; nothing is made.
@@ -290,7 +278,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         container.mode = NetworkMode::Host;
         container.netns_id = Some(own);
-        let warnings = self.discard_ports(&mut container, "network host");
+        let warnings = self.discard_ports(&mut container, HOST_PORTS_WARNING);
         self.commit_container(container, warnings)
     }
 

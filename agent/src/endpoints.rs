@@ -65,6 +65,16 @@ pub fn gateway_endpoint(
         .or_else(|| endpoints.iter().position(outside))
 }
 
+/// The index of `container`'s gateway endpoint: [`gateway_endpoint`] with
+/// its own endpoints and gateway network.
+pub fn gateway_of(container: &Container, networks: &[Network]) -> Option<usize> {
+    gateway_endpoint(
+        container.endpoints(),
+        container.gateway_network.as_deref(),
+        networks,
+    )
+}
+
 /// What the host needs to make one endpoint's veth pair.
 pub fn endpoint_config(
     netns: &Path,

@@ -14,9 +14,7 @@ use crate::{
     agent::Agent,
     api::ServedInterface,
     datapath::{Datapath, XdpAttachMode, xdp_mode},
-    endpoints::{
-        self, BRIDGE_PREFIX, VETH_PREFIX, bridge_config, endpoint_config, gateway_endpoint,
-    },
+    endpoints::{self, BRIDGE_PREFIX, VETH_PREFIX, bridge_config, endpoint_config, gateway_of},
     error::AgentError,
     host::{EndpointLink, Host, IFACE_PREFIX},
     model::{Container, Endpoint, Network},
@@ -33,15 +31,6 @@ pub struct NetReconcileReport {
     pub collected: usize,
     /// One line per item that failed; everything else was done.
     pub errors: Vec<String>,
-}
-
-/// The index of `container`'s gateway endpoint (the one rule).
-fn gateway_of_endpoints(container: &Container, networks: &[Network]) -> Option<usize> {
-    gateway_endpoint(
-        container.endpoints(),
-        container.gateway_network.as_deref(),
-        networks,
-    )
 }
 
 /// What [`Agent::serve_interfaces`] did.
@@ -242,7 +231,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 "the namespace path names another namespace now; not recreating there");
             return Ok(None);
         }
-        let route = gateway_of_endpoints(container, &self.state.networks) == Some(index);
+        let route = gateway_of(container, &self.state.networks) == Some(index);
         let link = self.host.add_endpoint(&endpoint_config(
             &container.netns,
             network,

@@ -70,6 +70,40 @@ fn udp_out(dp: &mut Dp, sport: u16, dst: &str) -> (u32, u16) {
     (ret, verify(&after).unwrap().sport)
 }
 
+/// A datapath whose pool is the single port 61000, held by a flow of
+/// 10.1.0.9:40000 to REMOTE:443 whose REPLY entry has `flags` and was last
+/// seen at `last_seen_ns`; with the entry's key and a reply to the flow.
+fn one_flow(proto: u8, flags: u8, last_seen_ns: u64) -> (Dp, SnatKey, SnatValue, Vec<u8>) {
+    let mut dp = fresh();
+    dp.masq_pool(61000, 61000, 1000);
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    dp.endpoint_at("10.1.0.9", &net, TEST_RUN_IFINDEX, CTR_MAC);
+    let entry = SnatValue {
+        addr_be: be32("10.1.0.9"),
+        port_be: 40000u16.to_be(),
+        flags,
+        _pad: 0,
+        last_seen_ns,
+    };
+    let reply_key = SnatKey {
+        src_addr_be: be32(REMOTE),
+        dst_addr_be: be32(HOST),
+        src_port_be: 443u16.to_be(),
+        dst_port_be: 61000u16.to_be(),
+        proto,
+        dir: SNAT_DIR_REPLY,
+        _pad: [0; 2],
+    };
+    dp.set_snat(&reply_key, &entry);
+    let reply = if proto == IPPROTO_TCP {
+        FrameSpec::tcp(REMOTE, 443, HOST, 61000, b"").tcp_with(TCP_ACK, 1, 1)
+    } else {
+        FrameSpec::udp(REMOTE, 443, HOST, 61000, b"r")
+    }
+    .build();
+    (dp, reply_key, entry, reply)
+}
+
 #[test]
 fn container_flows_are_masqueraded_and_replies_translated_back() {
     in_private_netns(&[], || {
@@ -302,34 +336,9 @@ fn ports_are_held_for_the_timeout_of_their_flows_state() {
             ),
         ];
         for (name, proto, flags, idle, reclaimable) in cases {
-            let mut dp = fresh();
-            dp.masq_pool(61000, 61000, 1000);
-            let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
-            dp.endpoint_at("10.1.0.9", &net, TEST_RUN_IFINDEX, CTR_MAC);
-            let other = SnatValue {
-                addr_be: be32("10.1.0.9"),
-                port_be: 40000u16.to_be(),
-                flags,
-                _pad: 0,
-                last_seen_ns: monotonic_ns().wrapping_sub(idle * S),
-            };
-            let reply_key = SnatKey {
-                src_addr_be: be32(REMOTE),
-                dst_addr_be: be32(HOST),
-                src_port_be: 443u16.to_be(),
-                dst_port_be: 61000u16.to_be(),
-                proto,
-                dir: SNAT_DIR_REPLY,
-                _pad: [0; 2],
-            };
-            dp.set_snat(&reply_key, &other);
+            let (mut dp, reply_key, other, reply) =
+                one_flow(proto, flags, monotonic_ns().wrapping_sub(idle * S));
             // A reply to the old flow: translated only while it lives.
-            let reply = if proto == IPPROTO_TCP {
-                FrameSpec::tcp(REMOTE, 443, HOST, 61000, b"").tcp_with(TCP_ACK, 1, 1)
-            } else {
-                FrameSpec::udp(REMOTE, 443, HOST, 61000, b"r")
-            }
-            .build();
             let (ret, _) = dp.run_tc(TC_INGRESS, &reply);
             let want = if reclaimable { TC_NEXT } else { TC_REDIRECT };
             assert_eq!(ret, want, "{name}: a reply to the old flow");
@@ -366,36 +375,10 @@ fn a_flow_refreshed_by_another_cpu_a_moment_ahead_is_alive() {
             (IPPROTO_TCP, SNAT_F_REPLIED),
             (IPPROTO_UDP, SNAT_F_REPLIED),
         ] {
-            let mut dp = fresh();
-            dp.masq_pool(61000, 61000, 1000);
-            let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
-            dp.endpoint_at("10.1.0.9", &net, TEST_RUN_IFINDEX, CTR_MAC);
-            let ahead = SnatValue {
-                addr_be: be32("10.1.0.9"),
-                port_be: 40000u16.to_be(),
-                flags,
-                _pad: 0,
-                // In this CPU's future (by far more than a real skew, so
-                // the program's first load, which takes a while, cannot
-                // bring the stamp into the past before the run).
-                last_seen_ns: monotonic_ns() + 10 * S,
-            };
-            let reply_key = SnatKey {
-                src_addr_be: be32(REMOTE),
-                dst_addr_be: be32(HOST),
-                src_port_be: 443u16.to_be(),
-                dst_port_be: 61000u16.to_be(),
-                proto,
-                dir: SNAT_DIR_REPLY,
-                _pad: [0; 2],
-            };
-            dp.set_snat(&reply_key, &ahead);
-            let reply = if proto == IPPROTO_TCP {
-                FrameSpec::tcp(REMOTE, 443, HOST, 61000, b"").tcp_with(TCP_ACK, 1, 1)
-            } else {
-                FrameSpec::udp(REMOTE, 443, HOST, 61000, b"r")
-            }
-            .build();
+            // Stamped in this CPU's future (by far more than a real skew,
+            // so the program's first load, which takes a while, cannot
+            // bring the stamp into the past before the run).
+            let (mut dp, _, _, reply) = one_flow(proto, flags, monotonic_ns() + 10 * S);
             let (ret, _) = dp.run_tc(TC_INGRESS, &reply);
             assert_eq!(ret, TC_REDIRECT, "proto {proto} flags {flags}");
             assert_eq!(dp.event(Event::SnatReply), 1, "proto {proto}");

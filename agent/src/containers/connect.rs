@@ -3,12 +3,12 @@
 
 use tracing::info;
 
-use super::{check_aliases, check_user_defined, gateway_of, replace_network};
+use super::{check_aliases, check_user_defined, replace_network};
 use crate::{
     agent::{Agent, Change},
     api::NetworkConnect,
     datapath::Datapath,
-    endpoints::{has_outside_access, next_ifname},
+    endpoints::{gateway_of, has_outside_access, next_ifname},
     error::{AgentError, NetError},
     host::Host,
     journal::{Journal, Step},

@@ -20,7 +20,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
         link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteHeader, RouteType},
+        route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType},
     },
 };
 
@@ -108,6 +108,17 @@ fn link_mac(msg: &LinkMessage) -> String {
 }
 
 /// Writes a sysctl of the calling thread's network namespace.
+/// Every IPv4 route of the handle's namespace.
+async fn ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>, HostError> {
+    handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing routes"))
+}
+
 /// Adds the default route via `gw` on interface `index` (`ifname`).
 async fn add_default_route(
     handle: &Handle,
@@ -135,11 +146,7 @@ impl Host for NetlinkHost {
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
         self.workers.run(None, |handle| async move {
             let mut routes = Vec::new();
-            let mut stream = handle
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            while let Some(msg) = stream.try_next().await.map_err(nl("listing routes"))? {
+            for msg in ipv4_routes(&handle).await? {
                 let h = &msg.header;
                 if h.kind != RouteType::Unicast
                     || h.destination_prefix_length == 0
@@ -331,17 +338,10 @@ impl Host for NetlinkHost {
     ) -> Result<(), HostError> {
         let ifname = ifname.to_owned();
         self.run_in_netns(netns, move |handle| async move {
-            let mut defaults = Vec::new();
-            let mut stream = handle
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            while let Some(msg) = stream.try_next().await.map_err(nl("listing routes"))? {
-                let h = &msg.header;
-                if h.destination_prefix_length == 0 && h.table == RouteHeader::RT_TABLE_MAIN {
-                    defaults.push(msg);
-                }
-            }
+            let defaults = ipv4_routes(&handle).await?.into_iter().filter(|m| {
+                m.header.destination_prefix_length == 0
+                    && m.header.table == RouteHeader::RT_TABLE_MAIN
+            });
             for msg in defaults {
                 match handle.route().del(msg).execute().await {
                     Ok(()) => {}

@@ -226,11 +226,6 @@ impl Workers {
         self.others.remove(&id);
     }
 
-    /// How many container namespaces have a worker (for tests).
-    pub fn namespaces(&self) -> usize {
-        self.others.len()
-    }
-
     fn worker(&mut self, netns: Option<(&Path, NetnsId)>) -> Result<&Worker, HostError> {
         let slot = match netns {
             None => &mut self.own,
