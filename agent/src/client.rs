@@ -25,13 +25,14 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
     line.push(b'\n');
     (&stream).write_all(&line).context("sending the request")?;
     let mut reply = String::new();
-    BufReader::new(&stream)
+    // A bulk answer is megabytes: read it in large pieces.
+    BufReader::with_capacity(1 << 20, &stream)
         .read_line(&mut reply)
         .context("reading the daemon's response")?;
     if reply.is_empty() {
         bail!("the daemon closed the connection without answering");
     }
-    match serde_json::from_str(&reply).context("decoding the daemon's response")? {
+    match Response::from_line(&reply).context("decoding the daemon's response")? {
         Response::Error { message } => bail!("{message}"),
         response => Ok(response),
     }

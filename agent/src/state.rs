@@ -8,6 +8,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write as _},
+    net::Ipv4Addr,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     model::{Container, Network},
-    spec::PortSpec,
+    spec::{PortSpec, Proto},
 };
 
 /// Bumped when the file's meaning changes; older files are migrated or refused.
@@ -27,9 +28,14 @@ const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 
 /// One published port and the counter slot the datapath uses for it.
+///
+/// In JSON (the state file, the API) the spec's fields sit beside the
+/// others, written out in [`PublicationJson`] rather than with
+/// `#[serde(flatten)]`: serde decodes a flattened struct by buffering
+/// each object first, and the state and a bulk answer hold 50,000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "PublicationJson", into = "PublicationJson")]
 pub struct Publication {
-    #[serde(flatten)]
     pub spec: PortSpec,
     /// Index into the per-publication counter map; unique among
     /// publications, or `NO_STATS_SLOT` (no counters: the host's slots
@@ -39,6 +45,56 @@ pub struct Publication {
     /// for `netagent publish`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<u64>,
+}
+
+/// [`Publication`]'s JSON form: the spec's fields, then the others.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct PublicationJson {
+    host_ip: Ipv4Addr,
+    host_port: u16,
+    container_ip: Ipv4Addr,
+    container_port: u16,
+    proto: Proto,
+    stats_slot: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<u64>,
+}
+
+impl From<PublicationJson> for Publication {
+    fn from(j: PublicationJson) -> Self {
+        Publication {
+            spec: PortSpec {
+                host_ip: j.host_ip,
+                host_port: j.host_port,
+                container_ip: j.container_ip,
+                container_port: j.container_port,
+                proto: j.proto,
+            },
+            stats_slot: j.stats_slot,
+            owner: j.owner,
+        }
+    }
+}
+
+impl From<Publication> for PublicationJson {
+    fn from(p: Publication) -> Self {
+        let PortSpec {
+            host_ip,
+            host_port,
+            container_ip,
+            container_port,
+            proto,
+        } = p.spec;
+        PublicationJson {
+            host_ip,
+            host_port,
+            container_ip,
+            container_port,
+            proto,
+            stats_slot: p.stats_slot,
+            owner: p.owner,
+        }
+    }
 }
 
 /// Everything the agent has been asked to do.
@@ -335,7 +391,9 @@ impl StateStore {
             });
         }
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        // Compact: with 50,000 publications the pretty form is half as big
+        // again and takes as long to write as the map writes (jq reads it).
+        let json = serde_json::to_vec(state).expect("state serializes");
         let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
         file.write_all(&json).map_err(io_err("writing", &tmp))?;
         file.sync_all().map_err(io_err("syncing", &tmp))?;

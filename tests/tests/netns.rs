@@ -418,6 +418,87 @@ fn cli_rejects_bad_input_and_changes_nothing() {
     assert_eq!(json[0]["proto"], "udp");
 }
 
+/// Entries in the pinned publication map.
+fn publication_map_len(env: &Env) -> usize {
+    let pin = env.daemon.bpffs.join("maps").join("NA_PUB4_V1");
+    let dump: Value = serde_json::from_str(&netagent_tests::netns::run(&[
+        "bpftool",
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]))
+    .unwrap();
+    dump.as_array().expect("a map dump").len()
+}
+
+/// A bulk publish is checked on several threads and written in batches:
+/// one port another process holds, in the second half of the list (the
+/// second thread's), refuses the whole batch with that port's error, and
+/// nothing is left: no publication, no map entry, every port the batch
+/// bound free again. Without it, the whole batch lands, and a publication
+/// given a used counter slot starts at zero.
+#[test]
+fn bulk_publish_is_all_or_nothing_and_starts_counters_at_zero() {
+    let env = Env::new();
+    let _servers = publish_echo_ports(&env);
+    check_tcp_and_udp(&env);
+    assert!(env.counters(8080).0 > 0, "traffic counted");
+    // 8080's slot is the lowest free one now: the batch's first takes it.
+    env.daemon
+        .ok(&["unpublish", &format!("8080->{CONTAINER_IP}:80")]);
+    let before = env.daemon.ok(&["--json", "port"]);
+    let before_map = publication_map_len(&env);
+
+    let (first, held, last) = (20_000u16, 21_600u16, 22_999u16);
+    let holder = env
+        .topo
+        .host
+        .enter(move || std::net::TcpListener::bind(("0.0.0.0", held)).unwrap());
+    let list = env._work.path().join("bulk.txt");
+    let specs: String = (first..=last)
+        .map(|p| format!("{p}->{CONTAINER_IP}:80\n"))
+        .collect();
+    std::fs::write(&list, specs).unwrap();
+    let list = list.to_str().unwrap();
+    let (ok, stdout, stderr) = env.daemon.cli(&["publish", "--file", list]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "failed to bind host port 0.0.0.0:{held}/tcp: address already in use"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.daemon.ok(&["--json", "port"]),
+        before,
+        "a partial batch landed"
+    );
+    assert_eq!(publication_map_len(&env), before_map, "map entries left");
+    let still_bound: Vec<u16> = env.topo.host.enter(move || {
+        (first..=last)
+            .filter(|&p| p != held && std::net::TcpListener::bind(("0.0.0.0", p)).is_err())
+            .collect()
+    });
+    assert!(still_bound.is_empty(), "ports still bound: {still_bound:?}");
+
+    drop(holder);
+    let out = env.daemon.ok(&["publish", "--file", list]);
+    let count = usize::from(last - first) + 1;
+    assert_eq!(out.lines().count(), count, "{out}");
+    assert_eq!(publication_map_len(&env), before_map + count);
+    assert_eq!(env.counters(first), (0, 0), "counters of a reused slot");
+    let listed: Value = serde_json::from_str(&env.daemon.ok(&["--json", "port"])).unwrap();
+    let slot = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host_port"] == first)
+        .map(|p| p["stats_slot"].clone());
+    assert_eq!(slot, Some(Value::from(0)), "the batch's first took slot 0");
+}
+
 /// Whether any XDP program is attached to `dev` in `ns`.
 fn has_xdp(ns: &netagent_tests::netns::Netns, dev: &str) -> bool {
     ns.ip(&["-d", "link", "show", "dev", dev])

@@ -67,6 +67,7 @@ pub const MAP_NAMES: [&str; 15] = [
 
 pub use super::XdpAttachMode;
 
+mod batch;
 mod maps;
 
 impl XdpAttachMode {
@@ -150,6 +151,10 @@ pub struct BpfDatapath {
     ebpf: Ebpf,
     pins: PinDir,
     publications: HashMap<MapData, PubKey, PubValue>,
+    /// The publication map and the counter array opened a second time,
+    /// for the batched writes aya does not offer (`batch`).
+    publications_batch: MapData,
+    pub_stats_batch: MapData,
     local_addrs: HashMap<MapData, u32, LocalAddr>,
     pub_stats: PerCpuArray<MapData, PubStats>,
     events: PerCpuArray<MapData, u64>,
@@ -210,6 +215,13 @@ impl BpfDatapath {
         let publications = HashMap::try_from(take(PUBLICATIONS)?).map_err(map_err(PUBLICATIONS))?;
         let local_addrs = HashMap::try_from(take(LOCAL_ADDRS)?).map_err(map_err(LOCAL_ADDRS))?;
         let pub_stats = PerCpuArray::try_from(take(PUB_STATS)?).map_err(map_err(PUB_STATS))?;
+        // Both are pinned by now (the loader pins every map it creates).
+        let reopen = |name: &str| {
+            let path = pins.map(name);
+            MapData::from_pin(&path).map_err(map_err(format!("reopening {}", path.display())))
+        };
+        let publications_batch = reopen(PUBLICATIONS)?;
+        let pub_stats_batch = reopen(PUB_STATS)?;
         let events = PerCpuArray::try_from(take(EVENTS)?).map_err(map_err(EVENTS))?;
         let endpoint_ifaces =
             HashMap::try_from(take(ENDPOINT_IFACES)?).map_err(map_err(ENDPOINT_IFACES))?;
@@ -222,6 +234,8 @@ impl BpfDatapath {
             ebpf,
             pins,
             publications,
+            publications_batch,
+            pub_stats_batch,
             local_addrs,
             pub_stats,
             events,

@@ -81,11 +81,33 @@ impl PublicationMaps for FakePublications {
         Ok(())
     }
 
-    fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError> {
-        if slot >= self.stats_slots() {
+    fn insert_publications(&mut self, entries: &[(PubKey, PubValue)]) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        if let Some((key, _)) = entries
+            .iter()
+            .find(|(key, _)| self.entries.contains_key(&k(key)))
+        {
+            return Err(DatapathError::Other(format!("publication {key:?} exists")));
+        }
+        if self
+            .capacity
+            .is_some_and(|cap| self.entries.len() + entries.len() > cap)
+        {
+            return Err(DatapathError::Other("map full".into()));
+        }
+        self.entries
+            .extend(entries.iter().map(|(key, value)| (k(key), *value)));
+        Ok(())
+    }
+
+    fn reset_stats(&mut self, slots: &[u32]) -> Result<(), DatapathError> {
+        if let Some(slot) = slots.iter().find(|&&s| s >= self.stats_slots()) {
             return Err(DatapathError::Other(format!("no counter slot {slot}")));
         }
-        self.stats.insert(slot, PubStats::default());
+        self.stats
+            .extend(slots.iter().map(|&slot| (slot, PubStats::default())));
         Ok(())
     }
 
@@ -299,7 +321,8 @@ impl PublicationMaps for FakeDatapath {
         fn publications(&self) -> R<Vec<(PubKey, PubValue)>>;
         fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> R<()>;
         fn remove_publication(&mut self, key: &PubKey) -> R<()>;
-        fn reset_stats(&mut self, slot: u32) -> R<()>;
+        fn insert_publications(&mut self, entries: &[(PubKey, PubValue)]) -> R<()>;
+        fn reset_stats(&mut self, slots: &[u32]) -> R<()>;
         fn stats(&self, slot: u32) -> R<PubStats>;
         fn stats_slots(&self) -> u32;
         fn events(&self) -> R<Vec<(Event, u64)>>;

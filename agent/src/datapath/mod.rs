@@ -80,8 +80,14 @@ pub trait PublicationMaps {
     fn upsert_publication(&mut self, key: &PubKey, value: &PubValue) -> Result<(), DatapathError>;
     /// Removes one publication; removing an absent key is not an error.
     fn remove_publication(&mut self, key: &PubKey) -> Result<(), DatapathError>;
-    /// Zeroes a counter slot (before it is handed to a new publication).
-    fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError>;
+    /// Adds publications whose keys the map does not hold (it mirrors the
+    /// state, and these are new to the state), all or none, in one batch
+    /// where the kernel has them: on a failure (a full map, say) the
+    /// entries the call wrote are removed again.
+    fn insert_publications(&mut self, entries: &[(PubKey, PubValue)]) -> Result<(), DatapathError>;
+    /// Zeroes counter slots (before they are handed to new publications),
+    /// in one batch where the kernel has them.
+    fn reset_stats(&mut self, slots: &[u32]) -> Result<(), DatapathError>;
     /// A counter slot summed over CPUs.
     fn stats(&self, slot: u32) -> Result<PubStats, DatapathError>;
     /// How many counter slots there are (`datapath_common::stats_slots`

@@ -192,6 +192,23 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn reserve_ports(&mut self, ports: &[HostPort]) -> Result<(), HostError> {
+        let mut taken = Vec::new();
+        for &port in ports {
+            let new = !self.reserved.contains(&port);
+            if let Err(e) = self.reserve_port(port) {
+                for port in taken {
+                    self.reserved.remove(&port);
+                }
+                return Err(e);
+            }
+            if new {
+                taken.push(port);
+            }
+        }
+        Ok(())
+    }
+
     fn release_port(&mut self, port: HostPort) {
         self.reserved.remove(&port);
     }

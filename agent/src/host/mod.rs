@@ -149,6 +149,11 @@ pub trait Host: Send {
     /// Holds `port` so no other process can bind it; refused with
     /// [`HostError::PortInUse`] if one already has.
     fn reserve_port(&mut self, port: HostPort) -> Result<(), HostError>;
+    /// Holds every port in `ports`, or none: refused with the error of the
+    /// first port that cannot be held, and then the ports this call took
+    /// are let go again (ports held before stay held). The bulk form of
+    /// [`Host::reserve_port`], free to check the ports in parallel.
+    fn reserve_ports(&mut self, ports: &[HostPort]) -> Result<(), HostError>;
     /// Lets go of a reservation; releasing an unheld port is a no-op.
     fn release_port(&mut self, port: HostPort);
     /// The kernel's ephemeral port range and reserved ports (for random

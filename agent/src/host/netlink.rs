@@ -395,6 +395,10 @@ impl Host for NetlinkHost {
         self.reservations.reserve(port)
     }
 
+    fn reserve_ports(&mut self, ports: &[HostPort]) -> Result<(), HostError> {
+        self.reservations.reserve_all(ports)
+    }
+
     fn release_port(&mut self, port: HostPort) {
         self.reservations.release(port);
     }

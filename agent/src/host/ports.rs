@@ -13,7 +13,7 @@
 //!   Docker refuses it, rather than published where nothing can arrive.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     mem::size_of,
     net::SocketAddrV4,
@@ -54,50 +54,48 @@ impl Reservations {
     }
 
     pub fn reserve(&mut self, port: HostPort) -> Result<(), HostError> {
-        if self.held.contains_key(&port) {
+        self.reserve_all(&[port])
+    }
+
+    /// Reserves every port in `ports`, or none: on the first port that
+    /// cannot be bound (first in `ports`' order, whichever thread met it
+    /// first), the ports this call took are let go and that port's error
+    /// is returned. Ports already held are kept as they are.
+    ///
+    /// A bulk publication checks tens of thousands of ports, and each
+    /// check is a socket, a bind and (unheld) a close: kernel work per
+    /// port, not per call. So the binds run on up to one thread per CPU
+    /// (each inherits the caller's network namespace), in slices of at
+    /// least [`MIN_BINDS_PER_THREAD`].
+    pub fn reserve_all(&mut self, ports: &[HostPort]) -> Result<(), HostError> {
+        let mut seen = HashSet::with_capacity(ports.len());
+        let new: Vec<HostPort> = ports
+            .iter()
+            .filter(|p| !self.held.contains_key(p) && seen.insert(**p))
+            .copied()
+            .collect();
+        if new.is_empty() {
             return Ok(());
         }
         if self.hold {
             let limit = fd_limit();
-            if self.held.len() as u64 + FD_HEADROOM >= limit {
+            if (self.held.len() + new.len()) as u64 + FD_HEADROOM > limit {
+                let port = new[0];
+                let what = match new.len() {
+                    1 => format!("host port {}:{}/{}", port.ip, port.port, port.proto),
+                    n => format!(
+                        "{n} more host ports (from {}:{}/{})",
+                        port.ip, port.port, port.proto
+                    ),
+                };
                 return Err(HostError::Other(format!(
-                    "cannot hold host port {}:{}/{}: {} ports are held and the daemon's open-file limit is {limit} ({FD_HEADROOM} are kept for its API and the kernel); raise the limit (ulimit -n) or run the daemon with --hold-ports=false",
-                    port.ip,
-                    port.port,
-                    port.proto,
+                    "cannot hold {what}: {} ports are held and the daemon's open-file limit is {limit} ({FD_HEADROOM} are kept for its API and the kernel); raise the limit (ulimit -n) or run the daemon with --hold-ports=false",
                     self.held.len()
                 )));
             }
         }
-        let fd = bind(port).map_err(|e| match e.raw_os_error() {
-            Some(libc::EADDRINUSE) => HostError::PortInUse {
-                ip: port.ip,
-                port: port.port,
-                proto: port.proto,
-            },
-            Some(libc::EADDRNOTAVAIL) => HostError::NotLocal {
-                ip: port.ip,
-                port: port.port,
-                proto: port.proto,
-            },
-            Some(libc::EMFILE | libc::ENFILE) => HostError::Io {
-                op: format!(
-                    "reserving host port {}:{}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
-                    port.ip, port.port, port.proto
-                ),
-                source: e,
-            },
-            _ => HostError::Io {
-                op: format!(
-                    "reserving host port {}:{}/{}",
-                    port.ip, port.port, port.proto
-                ),
-                source: e,
-            },
-        })?;
-        if self.hold {
-            self.held.insert(port, fd);
-        }
+        let bound = bind_in_parallel(&new, self.hold)?;
+        self.held.extend(new.into_iter().zip(bound));
         Ok(())
     }
 
@@ -107,6 +105,99 @@ impl Reservations {
 
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
+    }
+}
+
+/// The fewest binds a thread of [`Reservations::reserve_all`] is started
+/// for: a bind check costs about 8 µs, starting a thread some tens, so
+/// below that the thread costs more than it saves.
+const MIN_BINDS_PER_THREAD: usize = 128;
+
+/// Binds every port (see [`Reservations::reserve_all`]): with `hold`, the
+/// bound sockets in `ports`' order; without, none (each is closed as soon
+/// as its bind has succeeded). On a failure, every socket this call bound
+/// is closed and the error of the first failing port in `ports` returned.
+fn bind_in_parallel(ports: &[HostPort], hold: bool) -> Result<Vec<OwnedFd>, HostError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cpus.min(ports.len().div_ceil(MIN_BINDS_PER_THREAD)).max(1);
+    let slice = ports.len().div_ceil(threads);
+    // Each slice stops at its first failure; the failure with the lowest
+    // index in `ports` is the one reported, so the answer does not depend
+    // on how the threads were scheduled.
+    let bind_slice =
+        |(n, slice): (usize, &[HostPort])| -> Result<Vec<OwnedFd>, (usize, HostError)> {
+            let mut fds = Vec::with_capacity(if hold { slice.len() } else { 0 });
+            for (i, &port) in slice.iter().enumerate() {
+                match bind(port) {
+                    Ok(fd) if hold => fds.push(fd),
+                    Ok(_checked) => {}
+                    Err(e) => return Err((n + i, reserve_error(port, e))),
+                }
+            }
+            Ok(fds)
+        };
+    let starts = (0..ports.len()).step_by(slice);
+    let results: Vec<_> = if threads == 1 {
+        vec![bind_slice((0, ports))]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = starts
+                .zip(ports.chunks(slice))
+                .map(|job| scope.spawn(move || bind_slice(job)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a port-binding thread panicked"))
+                .collect()
+        })
+    };
+    let mut bound = Vec::with_capacity(if hold { ports.len() } else { 0 });
+    let mut first_failure: Option<(usize, HostError)> = None;
+    for result in results {
+        match result {
+            Ok(fds) => bound.extend(fds),
+            Err((i, e)) => {
+                if first_failure.as_ref().is_none_or(|(j, _)| i < *j) {
+                    first_failure = Some((i, e));
+                }
+            }
+        }
+    }
+    match first_failure {
+        // Dropping `bound` closes what this call took.
+        Some((_, e)) => Err(e),
+        None => Ok(bound),
+    }
+}
+
+/// The error for a port whose bind failed, in Docker's words where Docker
+/// has some.
+fn reserve_error(port: HostPort, e: io::Error) -> HostError {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => HostError::PortInUse {
+            ip: port.ip,
+            port: port.port,
+            proto: port.proto,
+        },
+        Some(libc::EADDRNOTAVAIL) => HostError::NotLocal {
+            ip: port.ip,
+            port: port.port,
+            proto: port.proto,
+        },
+        Some(libc::EMFILE | libc::ENFILE) => HostError::Io {
+            op: format!(
+                "reserving host port {}:{}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
+                port.ip, port.port, port.proto
+            ),
+            source: e,
+        },
+        _ => HostError::Io {
+            op: format!(
+                "reserving host port {}:{}/{}",
+                port.ip, port.port, port.proto
+            ),
+            source: e,
+        },
     }
 }
 
@@ -331,6 +422,61 @@ mod tests {
         r.reserve(hp(port)).unwrap();
         assert!(r.is_empty());
         assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "not held");
+    }
+
+    /// `n` distinct loopback TCP ports free a moment ago (the kernel's
+    /// choice, one probe open at a time).
+    fn free_ports(n: usize) -> Vec<HostPort> {
+        let mut seen = HashSet::new();
+        let mut ports = Vec::new();
+        while ports.len() < n {
+            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = probe.local_addr().unwrap().port();
+            if seen.insert(port) {
+                ports.push(HostPort {
+                    ip: Ipv4Addr::LOCALHOST,
+                    port,
+                    proto: Proto::Tcp,
+                });
+            }
+        }
+        ports
+    }
+
+    /// Enough ports for several binding threads: two held by another
+    /// socket, the later one early in its slice. The first in the list is
+    /// reported whichever thread meets its port first, and nothing stays
+    /// held; without them every port is held.
+    #[test]
+    fn a_bulk_reservation_is_all_or_nothing_and_reports_the_first_failure() {
+        let ports = free_ports(3 * MIN_BINDS_PER_THREAD);
+        let (early, late) = (
+            ports[MIN_BINDS_PER_THREAD + 7],
+            ports[2 * MIN_BINDS_PER_THREAD],
+        );
+        let held: Vec<TcpListener> = [late, early]
+            .iter()
+            .map(|p| TcpListener::bind(("127.0.0.1", p.port)).unwrap())
+            .collect();
+        let mut r = Reservations::default();
+        match r.reserve_all(&ports) {
+            Err(HostError::PortInUse { port, .. }) => assert_eq!(port, early.port),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.is_empty(), "a refused batch holds nothing");
+        let still_bound = ports
+            .iter()
+            .filter(|p| **p != early && **p != late)
+            .filter(|p| TcpListener::bind(("127.0.0.1", p.port)).is_err())
+            .count();
+        assert_eq!(still_bound, 0, "ports of the refused batch left bound");
+        drop(held);
+        r.reserve_all(&ports).unwrap();
+        assert_eq!(r.held.len(), ports.len());
+        assert!(TcpListener::bind(("127.0.0.1", early.port)).is_err());
+        // Already held ports are kept, not bound again.
+        r.reserve_all(&ports[..10]).unwrap();
+        assert_eq!(r.held.len(), ports.len());
     }
 
     #[test]

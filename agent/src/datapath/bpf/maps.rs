@@ -1,7 +1,7 @@
 //! The map side of [`BpfDatapath`]: the narrow datapath traits over the
 //! pinned maps (and the endpoint program's links).
 
-use std::{ffi::CString, fs, io, net::Ipv4Addr};
+use std::{ffi::CString, fs, io, net::Ipv4Addr, os::fd::AsFd as _};
 
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuValues},
@@ -12,7 +12,7 @@ use datapath_common::{
     PubStats, PubValue, prog_names::TC_FROM_CONTAINER,
 };
 
-use super::{BpfDatapath, attach_pinned, attach_tcx, io_err, map_err, prog_err, program};
+use super::{BpfDatapath, attach_pinned, attach_tcx, batch, io_err, map_err, prog_err, program};
 use crate::datapath::{DatapathError, EndpointMaps, EndpointPrograms, HostMaps, PublicationMaps};
 
 fn sum_per_cpu<T: aya::Pod>(values: &PerCpuValues<T>, mut add: impl FnMut(&T)) {
@@ -41,15 +41,34 @@ impl PublicationMaps for BpfDatapath {
         )
     }
 
-    fn reset_stats(&mut self, slot: u32) -> Result<(), DatapathError> {
+    fn insert_publications(&mut self, entries: &[(PubKey, PubValue)]) -> Result<(), DatapathError> {
+        let (keys, values): (Vec<PubKey>, Vec<PubValue>) = entries.iter().copied().unzip();
+        let fd = self.publications_batch.fd().as_fd();
+        batch::update(fd, &keys, &values).or_else(|partial| {
+            // All or none: take back what the batch wrote before it failed.
+            for key in &keys[..partial.done] {
+                self.remove_publication(key)?;
+            }
+            let failed = keys.get(partial.done).map(|k| {
+                let ip = std::net::Ipv4Addr::from(k.addr_be.to_ne_bytes());
+                format!(" at {ip}:{}/{}", u16::from_be(k.port_be), k.proto)
+            });
+            Err(io_err(format!(
+                "writing the publication map{}",
+                failed.unwrap_or_default()
+            ))(partial.source))
+        })
+    }
+
+    fn reset_stats(&mut self, slots: &[u32]) -> Result<(), DatapathError> {
         let cpus = aya::util::nr_cpus()
             .map_err(|(op, source)| io_err(op)(source))?
             .get() as usize;
-        let zeroes = PerCpuValues::try_from(vec![PubStats::default(); cpus])
-            .map_err(io_err("building per-CPU zeroes"))?;
-        self.pub_stats
-            .set(slot, zeroes, 0)
-            .map_err(map_err("resetting publication counters"))
+        // The kernel's layout of a per-CPU batch: every key's value for
+        // each possible CPU, one after the other (PubStats is 8-aligned).
+        let zeroes = vec![PubStats::default(); slots.len() * cpus];
+        batch::update(self.pub_stats_batch.fd().as_fd(), slots, &zeroes)
+            .map_err(|partial| io_err("resetting publication counters")(partial.source))
     }
 
     fn stats_slots(&self) -> u32 {
