@@ -255,6 +255,31 @@ impl Dp {
         test_run(self.tc(name), frame, None)
     }
 
+    /// The kernel's time for one run of TC program `name` on `frame`,
+    /// `samples` times: each a test run of its own (`repeat` 1), so every
+    /// run sees the frame as given, not as the run before rewrote it, and
+    /// the maps as the runs before left them (a flow's first packet, then
+    /// its established ones). Returns the verdict and the times in ns.
+    pub fn time_tc(&mut self, name: &str, frame: &[u8], samples: usize) -> (u32, Vec<u64>) {
+        let prog = self.tc(name);
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut verdict = 0;
+        let times = (0..samples)
+            .map(|_| {
+                let r = prog
+                    .test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        data_out: Some(&mut out),
+                        ..Default::default()
+                    })
+                    .expect("test_run");
+                verdict = r.return_value;
+                r.duration.as_nanos() as u64
+            })
+            .collect();
+        (verdict, times)
+    }
+
     /// A container interface (its host-side ifindex) on `net`, whose
     /// bridge is the same device (so routed lookups stay with the stack).
     pub fn endpoint_iface(&mut self, ifindex: u32, net: &NetPolicy) {
