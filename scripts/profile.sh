@@ -13,7 +13,7 @@
 # it on exit. Usage: scripts/profile.sh [BIN [PROG_COST]]
 set -euo pipefail
 BIN=${1:-target/release/netagent}
-PROG_COST=${2:-target/release/prog_cost}
+PROG_COST=${2:-target/release/prog-cost}
 P=nap
 WORK=$(mktemp -d)
 BPFFS=$WORK/bpffs

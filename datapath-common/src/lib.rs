@@ -56,6 +56,29 @@ pub const fn stats_slots(cpus: u32) -> u32 {
         1 << (63 - fit.leading_zeros())
     }
 }
+/// The memory classes by which the flow tables (the conntrack, masquerade,
+/// fragment and share maps: preallocated LRU maps, whose memory is taken
+/// at load whether used or not) are sized, as nf_conntrack sizes its own
+/// table: their full sizes on hosts with more than 4 GiB, a quarter above
+/// 1 GiB, a sixteenth below. Returned as the right shift applied to each
+/// table's full entry count; full sizes take about 75 MiB.
+pub const fn flow_table_shift(ram_bytes: u64) -> u32 {
+    const GIB: u64 = 1 << 30;
+    if ram_bytes > 4 * GIB {
+        0
+    } else if ram_bytes > GIB {
+        2
+    } else {
+        4
+    }
+}
+
+/// The entries a flow table of `full` entries (one of the `MAX_*` below)
+/// gets on a host with `ram_bytes` of memory; see [`flow_table_shift`].
+pub const fn flow_table_entries(full: u32, ram_bytes: u64) -> u32 {
+    full >> flow_table_shift(ram_bytes)
+}
+
 /// Capacity of the conntrack map of published TCP flows whose handshake
 /// completed (the client acknowledged the container's SYN-ACK).
 pub const MAX_FLOWS: u32 = 262_144;
@@ -735,6 +758,17 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_tables_follow_nf_conntracks_memory_classes() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(flow_table_entries(MAX_FLOWS, 24 * GIB), MAX_FLOWS);
+        assert_eq!(flow_table_entries(MAX_FLOWS, 4 * GIB + 1), MAX_FLOWS);
+        assert_eq!(flow_table_entries(MAX_FLOWS, 4 * GIB), MAX_FLOWS / 4);
+        assert_eq!(flow_table_entries(MAX_FLOWS, 2 * GIB), MAX_FLOWS / 4);
+        assert_eq!(flow_table_entries(MAX_FLOWS, GIB), MAX_FLOWS / 16);
+        assert_eq!(flow_table_entries(MAX_FRAGMENTS, 512 << 20), 1024);
+    }
 
     #[test]
     fn counter_slots_fit_the_budget_for_any_cpu_count() {

@@ -330,3 +330,99 @@ fn the_counter_array_is_sized_for_the_hosts_cpus() {
     assert_eq!(counted["counted"], true, "{stats}");
     assert!(counted["fwd_packets"].as_u64().unwrap() > 0, "{stats}");
 }
+
+/// `bpftool map show` of the map pinned as `name`.
+fn pinned_map(w: &World, name: &str) -> Value {
+    let pin = w.daemon.bpffs.join("maps").join(name);
+    serde_json::from_str(&run(&[
+        "bpftool",
+        "-j",
+        "map",
+        "show",
+        "pinned",
+        pin.to_str().unwrap(),
+    ]))
+    .unwrap()
+}
+
+/// The host's memory, as sysinfo(2) tells the daemon (MemTotal).
+fn ram_bytes() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("MemTotal in /proc/meminfo");
+    kib * 1024
+}
+
+/// The preallocated flow tables are sized for the host's memory (as
+/// nf_conntrack sizes its table), and a table already pinned keeps its
+/// size: a restarted daemon adopts a conntrack table of another size (left
+/// by another version, or made on a host with other memory) and keeps
+/// translating, instead of refusing the pin or dropping its flows.
+#[test]
+fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
+    use datapath_common::{
+        CtKey, CtValue, MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_SHARES,
+        MAX_SNAT_ENTRIES, MAX_UDP_FLOWS, flow_table_entries, map_names,
+    };
+    let mut w = World::new();
+    w.attach("web", &["-p", "8080:80"]);
+    let ram = ram_bytes();
+    for (name, full) in [
+        (map_names::CT_TCP, MAX_FLOWS),
+        (map_names::CT_SYN, MAX_EMBRYONIC_FLOWS),
+        (map_names::CT_UDP, MAX_UDP_FLOWS),
+        (map_names::SNAT, MAX_SNAT_ENTRIES),
+        (map_names::SHARES, MAX_SHARES),
+        (map_names::FRAGMENTS, MAX_FRAGMENTS),
+    ] {
+        let map = pinned_map(&w, name);
+        assert_eq!(map["type"], "lru_hash", "{name}: {map}");
+        assert_eq!(
+            map["max_entries"],
+            flow_table_entries(full, ram),
+            "{name} on a host with {} MiB: {map}",
+            ram >> 20
+        );
+    }
+
+    // Another size pinned while the daemon is down is adopted as it is.
+    w.daemon.kill();
+    let pin = w.daemon.bpffs.join("maps").join(map_names::CT_TCP);
+    std::fs::remove_file(&pin).unwrap();
+    let (key, value) = (
+        size_of::<CtKey>().to_string(),
+        size_of::<CtValue>().to_string(),
+    );
+    run(&[
+        "bpftool",
+        "map",
+        "create",
+        pin.to_str().unwrap(),
+        "type",
+        "lru_hash",
+        "key",
+        &key,
+        "value",
+        &value,
+        "entries",
+        "2048",
+        "name",
+        map_names::CT_TCP,
+    ]);
+    w.daemon.restart();
+    assert_eq!(pinned_map(&w, map_names::CT_TCP)["max_entries"], 2048);
+    assert!(
+        w.daemon.log().contains("NA_CTTCP4_V1=2048"),
+        "the sizes are logged: {}",
+        w.daemon.log()
+    );
+    let _srv = tcp_echo(w.ns("web"), 80);
+    assert!(
+        web_through_published_port(&w),
+        "translating with the adopted table"
+    );
+}

@@ -122,6 +122,8 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         "netagent",
         "--bin",
         "netagent-bench",
+        "--bin",
+        "prog-cost",
     ]))?;
     let root = workspace_root();
     exec(
@@ -129,7 +131,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             .current_dir(&root)
             .env("NETAGENT_BIN", root.join("target/release/netagent"))
             .args(args),
-    )
+    )?;
+    if args.iter().any(|a| a == "--smoke") {
+        // The profile's program timing (scripts/profile.sh), once briefly:
+        // it checks each kind of packet takes the path it is named for.
+        exec(Command::new(root.join("target/release/prog-cost")).arg("1000"))?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {

@@ -69,6 +69,7 @@ pub use super::XdpAttachMode;
 
 mod batch;
 mod maps;
+mod sizing;
 
 impl XdpAttachMode {
     /// The link's pin name; a mode change re-attaches instead of updating.
@@ -190,10 +191,8 @@ impl BpfDatapath {
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        // The per-CPU counter array, sized for this host's CPUs.
-        let cpus =
-            aya::util::nr_cpus().map_err(|(op, e)| io_err(format!("counting CPUs ({op})"))(e))?;
-        loader.map_max_entries(PUB_STATS, datapath_common::stats_slots(cpus.get()));
+        // The counter array and the flow tables, sized for this host.
+        sizing::apply(&mut loader, &pins)?;
         let mut ebpf = loader.load(OBJECT).map_err(|source| DatapathError::Load {
             op: "loading the eBPF object".into(),
             source: Box::new(source),

@@ -8,13 +8,15 @@
 //! stage of the program to the kind before it, so the step from one row
 //! to the next is what that stage costs. docs/benchmark.md reads them.
 //!
+//! Each kind is first run once and checked: translated to the container
+//! where it should be, left alone where not (a mismatch fails the run).
 //! Root (loads the datapath), in a private network namespace of its own.
 //! Usage: `prog-cost [SAMPLES]` (default 200,000 runs per kind).
 
 use anyhow::Context as _;
 use netagent_tests::{
     dp::{CLIENT, CTR, Dp, HOST, in_private_netns},
-    packet::{ETH_P_ARP, FrameSpec, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, non_ip_frame},
+    packet::{ETH_P_ARP, FrameSpec, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, non_ip_frame, verify},
 };
 
 /// One kind of packet and what the program does with it.
@@ -22,6 +24,9 @@ struct Kind {
     name: &'static str,
     stage: &'static str,
     frame: Vec<u8>,
+    /// Whether the program must translate it (checked before timing, so
+    /// the figures are of the path they name).
+    translated: bool,
 }
 
 /// Summary of one kind's run times.
@@ -31,6 +36,16 @@ struct Times {
     median: u64,
     p90: u64,
     mean: f64,
+}
+
+/// TC's verdicts by name (TC_ACT_UNSPEC, as TCX's "next", is -1).
+fn verdict_name(v: u32) -> String {
+    match v {
+        u32::MAX => "next".into(),
+        2 => "drop".into(),
+        7 => "redirect".into(),
+        v => v.to_string(),
+    }
 }
 
 fn summarize(verdict: u32, mut ns: Vec<u64>) -> Times {
@@ -56,26 +71,31 @@ fn kinds() -> Vec<Kind> {
             name: "ARP",
             stage: "entry, Ethernet type, out (the floor)",
             frame: non_ip_frame(ETH_P_ARP, 60),
+            translated: false,
         },
         Kind {
             name: "UDP 64 B to a host address, port not published",
             stage: "+ IPv4/UDP parse, publication lookup (miss), local-address lookup",
             frame: udp(9999),
+            translated: false,
         },
         Kind {
             name: "UDP 64 B to a publication by address, established flow",
             stage: "+ UDP flow lookup and refresh, rewrite with checksum helpers, counters",
             frame: udp(5353),
+            translated: true,
         },
         Kind {
             name: "UDP 64 B to a wildcard publication, established flow",
             stage: "+ the wildcard's second publication lookup",
             frame: udp(5354),
+            translated: true,
         },
         Kind {
             name: "TCP ACK 1448 B to a publication by address",
             stage: "TCP: conntrack lookup, rewrite, counters",
             frame: ack.build(),
+            translated: true,
         },
     ]
 }
@@ -95,13 +115,22 @@ fn main() -> anyhow::Result<()> {
         kinds()
             .into_iter()
             .map(|kind| {
-                // Warm up: the flow's first packet, caches, the JIT's pages.
+                let (_, out) = dp.run_tc(name, &kind.frame);
+                let to_container = verify(&out).is_ok_and(|c| c.dst.to_string() == CTR);
+                if to_container != kind.translated {
+                    return Err(anyhow::anyhow!(
+                        "{}: translated {to_container}, expected {}",
+                        kind.name,
+                        kind.translated
+                    ));
+                }
+                // Warm up: caches, the JIT's pages.
                 dp.time_tc(name, &kind.frame, samples / 10);
                 let (verdict, ns) = dp.time_tc(name, &kind.frame, samples);
-                (kind, summarize(verdict, ns))
+                Ok((kind, summarize(verdict, ns)))
             })
-            .collect::<Vec<_>>()
-    });
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
     println!("na_tc_ingress, {samples} runs per kind (ns per run, kernel's clock)\n");
     println!(
         "| packet | stage it adds | verdict | p10 | median | p90 | mean | step from the row above (median) |"
@@ -114,7 +143,13 @@ fn main() -> anyhow::Result<()> {
         });
         println!(
             "| {} | {} | {} | {} | {} | {} | {:.0} | {step} |",
-            kind.name, kind.stage, t.verdict, t.p10, t.median, t.p90, t.mean
+            kind.name,
+            kind.stage,
+            verdict_name(t.verdict),
+            t.p10,
+            t.median,
+            t.p90,
+            t.mean
         );
         previous = Some(t.median);
     }
