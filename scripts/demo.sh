@@ -30,6 +30,8 @@ cleanup() {
     # Deleting the host namespace deletes its bridges and container veths.
     for ns in ${P}-client ${P}-host ${P}-web ${P}-db; do ip netns del "$ns" 2>/dev/null || true; done
     umount "$ROOT/bpffs" 2>/dev/null || true
+    rmdir "$ROOT/cgroup/$P" 2>/dev/null || true
+    umount "$ROOT/cgroup" 2>/dev/null || true
     rm -rf "$ROOT"
     # 130/143: stopped by Ctrl-C or SIGTERM (how a held demo ends).
     if [ $rc = 130 ] || [ $rc = 143 ]; then rc=0; fi
@@ -61,10 +63,17 @@ ip -n ${P}-host link set ${P}-h0 up
 # daemon (`ip netns exec` gives each process a private /sys).
 mkdir -p "$ROOT/bpffs"
 mount -t bpf bpf "$ROOT/bpffs"
+# The socket hooks (host-local access to published ports) go on a child
+# cgroup of the demo's own, never on the root that holds every process;
+# cgroup2 is mounted here for the same /sys reason.
+mkdir -p "$ROOT/cgroup"
+mount -t cgroup2 none "$ROOT/cgroup"
+mkdir -p "$ROOT/cgroup/$P"
 
 say "netagent daemon in the host namespace, serving ${P}-h0"
 ip netns exec ${P}-host "$BIN" --socket "$SOCK" daemon \
-    --state-dir "$ROOT/state" --bpffs "$ROOT/bpffs" --iface ${P}-h0 >/tmp/${P}-daemon.log 2>&1 &
+    --state-dir "$ROOT/state" --bpffs "$ROOT/bpffs" --cgroup "$ROOT/cgroup/$P" \
+    --iface ${P}-h0 >/tmp/${P}-daemon.log 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { echo "daemon did not come up" >&2; exit 1; }
@@ -98,6 +107,10 @@ done
 
 say "client -> http://$HOST_IP:8080/index.txt (published port)"
 ip netns exec ${P}-client curl --fail --silent --show-error --max-time 5 "http://$HOST_IP:8080/index.txt"
+
+say "host -> http://127.0.0.1:8080/index.txt (a process of the hooked cgroup: translated at the socket)"
+sh -c 'echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" curl --fail --silent --show-error --max-time 5 http://127.0.0.1:8080/index.txt' \
+    "$ROOT/cgroup/$P" ${P}-host
 
 say "client -> iperf3 TCP through $HOST_IP:5201"
 ip netns exec ${P}-client iperf3 -c $HOST_IP -p 5201 -t 3 -f m | tail -4

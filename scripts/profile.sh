@@ -21,6 +21,8 @@ cleanup() {
   [[ -n "${DAEMON:-}" ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
   for ns in c h t; do ip netns del "$P$ns" 2>/dev/null || true; done
   umount "$BPFFS" 2>/dev/null || true
+  rmdir "$WORK/cgroup/$P" 2>/dev/null || true
+  umount "$WORK/cgroup" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,10 +45,12 @@ ip netns exec "${P}c" ethtool -K "${P}c0" tx off tso off gso off >/dev/null
 ip netns exec "${P}t" iperf3 -s -D -p 5201 --logfile "$WORK/iperf.log"
 for _ in $(seq 50); do ip netns exec "${P}t" ss -ltnH | grep -q ':5201 ' && break; sleep 0.1; done
 mkdir -p "$BPFFS" && mount -t bpf bpf "$BPFFS"
+# The socket hooks on a child cgroup of our own (never the root).
+mkdir -p "$WORK/cgroup" && mount -t cgroup2 none "$WORK/cgroup" && mkdir "$WORK/cgroup/$P"
 
 start_daemon() {
   ip netns exec "${P}h" "$BIN" --socket "$WORK/sock" daemon --state-dir "$WORK/state" \
-    --bpffs "$BPFFS" --iface "${P}h0" --hold-ports=false 2>"$WORK/daemon.log" &
+    --bpffs "$BPFFS" --cgroup "$WORK/cgroup/$P" --iface "${P}h0" --hold-ports=false 2>"$WORK/daemon.log" &
   DAEMON=$!
   for _ in $(seq 100); do [[ -S "$WORK/sock" ]] && break; sleep 0.1; done
   [[ -S "$WORK/sock" ]] || { echo "the daemon did not start:"; cat "$WORK/daemon.log"; exit 1; }

@@ -119,6 +119,12 @@ pub struct DaemonArgs {
     /// a tuple the host's own connections may pick.
     #[arg(long, value_name = "RANGES")]
     pub masquerade_ports: Option<MasqPorts>,
+    /// The cgroup (v2) whose processes reach published ports from the host
+    /// itself (127.0.0.1:PORT, a host address, a wildcard publication),
+    /// translated at the socket by its hooks; `none` for no host-local
+    /// access. Default: the cgroup2 root, every process of the host.
+    #[arg(long, value_name = "PATH|none")]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 xdp_mode: args.xdp_mode,
                 hold_ports: args.hold_ports,
                 masquerade_ports: args.masquerade_ports,
+                cgroup: match args.cgroup.as_deref() {
+                    Some("none") => server::CgroupChoice::None,
+                    Some(path) => server::CgroupChoice::Path(path.into()),
+                    None => server::CgroupChoice::Root,
+                },
             })
         }
         Command::Teardown { bpffs, state_dir } => {

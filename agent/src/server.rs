@@ -26,7 +26,7 @@ use crate::{
     agent::Agent,
     api::{Request, Response},
     datapath::{
-        Datapath, HostMaps as _, XdpAttachMode,
+        Datapath, HostMaps as _, SocketHooks as _, XdpAttachMode,
         bpf::{BpfDatapath, PinDir},
     },
     error::AgentError,
@@ -58,6 +58,39 @@ pub struct DaemonConfig {
     /// Masquerade source ports; `None`: 1024-65535 minus the host's
     /// ephemeral range.
     pub masquerade_ports: Option<MasqPorts>,
+    /// Where the socket hooks go (host-local access to published ports).
+    pub cgroup: CgroupChoice,
+}
+
+/// `netagent daemon --cgroup`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CgroupChoice {
+    /// The cgroup2 root: every process of the host.
+    Root,
+    Path(PathBuf),
+    /// No socket hooks (and any left by an earlier daemon are detached).
+    None,
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup` on a unified host,
+/// `/sys/fs/cgroup/unified` on a hybrid one), from /proc/self/mountinfo.
+fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    cgroup2_mount(&mountinfo).context(
+        "no cgroup2 file system is mounted: mount one, or run with --cgroup PATH or --cgroup none",
+    )
+}
+
+/// The mount point of the first cgroup2 file system in a mountinfo text
+/// (proc(5): the fifth field; the type follows the ` - ` separator).
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split_once(" - "))
+        .find(|(_, fs)| fs.split_whitespace().next() == Some("cgroup2"))
+        .and_then(|(mount, _)| mount.split_whitespace().nth(4))
+        .map(PathBuf::from)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -91,9 +124,20 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     }
     let pool = masquerade_pool(config.masquerade_ports)?;
     enable_ip_forward()?;
+    let cgroup = match &config.cgroup {
+        CgroupChoice::Root => Some(cgroup2_root()?),
+        CgroupChoice::Path(path) => Some(path.clone()),
+        CgroupChoice::None => None,
+    };
     let mut datapath = BpfDatapath::load(pins)
         .with_context(|| format!("loading the datapath (pins in {})", config.bpffs.display()))?;
     datapath.set_config(&pool.config())?;
+    match &cgroup {
+        Some(cgroup) => datapath
+            .attach_socket_hooks(cgroup)
+            .with_context(|| format!("--cgroup {}", cgroup.display()))?,
+        None => datapath.detach_socket_hooks()?,
+    }
 
     let (connection, netlink, addr_events) =
         rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])
@@ -559,6 +603,31 @@ fn parse(spec: &str) -> Result<PortSpec, AgentError> {
 mod tests {
     use super::*;
     use crate::{datapath::fake::FakeDatapath, host::fake::FakeHost};
+
+    /// The cgroup2 mount is found on a unified host (systemd's
+    /// /sys/fs/cgroup) and on a hybrid one (cgroup v1 controllers, v2 at
+    /// /sys/fs/cgroup/unified); none on a v1-only host.
+    #[test]
+    fn the_cgroup2_mount_is_read_from_mountinfo() {
+        let unified = "\
+24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 24 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
+";
+        assert_eq!(
+            cgroup2_mount(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        let hybrid = "\
+26 24 0:24 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+28 26 0:26 / /sys/fs/cgroup/cpu rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,cpu
+";
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount(&hybrid.replace("cgroup2", "cgroup")), None);
+    }
 
     #[test]
     fn dispatch_reports_errors_as_messages_and_changes_nothing() {

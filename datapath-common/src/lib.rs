@@ -106,6 +106,10 @@ pub const MAX_ENDPOINTS: u32 = 16_384;
 pub const MAX_SNAT_ENTRIES: u32 = 262_144;
 /// Capacity of the masquerade-address map (one entry per served interface).
 pub const MAX_MASQ_IFACES: u32 = 256;
+/// Capacity of the socket reverse-translation map: (socket, container
+/// address) pairs of host sockets that connected or sent to a published
+/// port, for the answers' and `getpeername`'s source.
+pub const MAX_SOCK_FLOWS: u32 = 65_536;
 /// Size of the events array. Larger than [`Event::Count`] so that adding an
 /// event never changes the map's layout (and never forces a rename).
 pub const EVENT_SLOTS: u32 = 64;
@@ -226,6 +230,11 @@ pub mod map_names {
     pub const OPEN_PORTS: &str = "NA_OPEN4_V1";
     /// One [`super::DatapathConfig`] at index 0.
     pub const CONFIG: &str = "NA_CFG4_V1";
+    /// [`super::SockRevKey`] -> [`super::SockRevValue`] (LRU): what a host
+    /// socket that the socket hooks translated asked for.
+    pub const SOCK_REV: &str = "NA_SOCKREV4_V1";
+    /// One [`super::SockConfig`] at index 0.
+    pub const SOCK_CONFIG: &str = "NA_SOCKCFG_V1";
     /// Names of maps earlier versions pinned and this one no longer uses;
     /// the agent removes their pins at start.
     /// `NA_PUBSTAT_V1` had a fixed size; V2 is sized for the host's CPUs
@@ -244,6 +253,18 @@ pub mod prog_names {
     pub const TC_EGRESS: &str = "na_tc_egress";
     /// Isolation policy at TC ingress of a container's host-side veth.
     pub const TC_FROM_CONTAINER: &str = "na_tc_from_ctr";
+    /// Host sockets (cgroup hooks): connect(2) to a published port goes to
+    /// the container.
+    pub const CONNECT4: &str = "na_connect4";
+    /// sendto(2)/sendmsg(2) of an unconnected UDP socket to a published port.
+    pub const SENDMSG4: &str = "na_sendmsg4";
+    /// recvfrom(2)/recvmsg(2): a container's answer shows the published
+    /// address as its source.
+    pub const RECVMSG4: &str = "na_recvmsg4";
+    /// getpeername(2) shows the published address a socket connected to.
+    pub const GETPEERNAME4: &str = "na_getpeername4";
+    /// The socket hooks, in attach order.
+    pub const SOCKET_HOOKS: [&str; 4] = [CONNECT4, SENDMSG4, RECVMSG4, GETPEERNAME4];
 }
 
 /// Publication lookup key: the address and port a client connects to.
@@ -534,6 +555,48 @@ pub struct DatapathConfig {
 }
 const _: () = assert!(size_of::<DatapathConfig>() == 16);
 
+/// A host socket the socket hooks translated, and the container address
+/// and port it was sent to: the key under which its answers (recvmsg) and
+/// `getpeername` find what the application asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SockRevKey {
+    /// `bpf_get_socket_cookie`: unique per socket for the host's uptime.
+    pub cookie: u64,
+    /// Container address, network order.
+    pub addr_be: u32,
+    /// Container port, network order.
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<SockRevKey>() == 16);
+
+/// The published address and port a translated host socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SockRevValue {
+    /// Published (host) address, network order, as the application gave it.
+    pub addr_be: u32,
+    /// Published (host) port, network order.
+    pub port_be: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<SockRevValue>() == 8);
+
+/// Settings of the socket hooks (index 0 of their config map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SockConfig {
+    /// The network namespace whose sockets are the host's (its
+    /// `SO_NETNS_COOKIE`); 0 until the agent writes it, and then the hooks
+    /// translate nothing. Sockets of other namespaces (containers, which
+    /// sit in child cgroups of the same hierarchy) are never translated:
+    /// 127.0.0.1 there is the container itself.
+    pub host_netns_cookie: u64,
+}
+const _: () = assert!(size_of::<SockConfig>() == 8);
+
 /// Per-publication counters (per CPU; the agent sums them).
 /// "fwd" is client -> container, "rev" is container -> client.
 #[repr(C)]
@@ -639,8 +702,14 @@ pub enum Event {
     PassFragNeeded = 32,
     /// A packet reached a container of a `routed` network by direct routing.
     RoutedIn = 33,
+    /// A host socket's connect or send to a published port was sent to the
+    /// container (the socket hooks).
+    SockForward = 34,
+    /// A container's answer to a translated host socket (recvmsg) or a
+    /// `getpeername` was shown with the published address.
+    SockReverse = 35,
     /// Number of events (at most [`EVENT_SLOTS`]).
-    Count = 34,
+    Count = 36,
 }
 const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
@@ -681,6 +750,8 @@ impl Event {
         Event::CtEstablished,
         Event::PassFragNeeded,
         Event::RoutedIn,
+        Event::SockForward,
+        Event::SockReverse,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -720,6 +791,8 @@ impl Event {
             Event::CtEstablished => "conntrack_established",
             Event::PassFragNeeded => "pass_frag_needed",
             Event::RoutedIn => "routed_in",
+            Event::SockForward => "socket_forward",
+            Event::SockReverse => "socket_reverse",
             Event::Count => "count",
         }
     }
@@ -753,6 +826,9 @@ mod user {
     unsafe impl aya::Pod for super::ShareValue {}
     unsafe impl aya::Pod for super::PortRange {}
     unsafe impl aya::Pod for super::DatapathConfig {}
+    unsafe impl aya::Pod for super::SockRevKey {}
+    unsafe impl aya::Pod for super::SockRevValue {}
+    unsafe impl aya::Pod for super::SockConfig {}
 }
 
 #[cfg(test)]

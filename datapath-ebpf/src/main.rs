@@ -5,10 +5,12 @@
 //! - Served interfaces (the host's uplinks): `na_xdp_ingress`,
 //!   `na_tc_ingress`, `na_tc_egress` (served.rs).
 //! - A container's host-side veth: `na_tc_from_ctr` (endpoint.rs).
+//! - Host sockets, on the agent's cgroup: `na_connect4`, `na_sendmsg4`,
+//!   `na_recvmsg4`, `na_getpeername4` (sock.rs).
 //!
 //! Module layers, each using only those below it (no cycles):
 //! verdict, hdr, csum -> parse, skb, stats, maps -> rewrite, nat, ct, snat,
-//! frag, policy -> icmp, fwd -> served, endpoint.
+//! frag, policy -> icmp, fwd -> served, endpoint, sock.
 #![no_std]
 #![no_main]
 // The #[classifier] expansion trips this deny-by-default lint on the
@@ -30,12 +32,13 @@ mod rewrite;
 mod served;
 mod skb;
 mod snat;
+mod sock;
 mod stats;
 mod verdict;
 
 use aya_ebpf::{
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 
 /// Served interface, XDP: DNAT of published ports from the wire.
@@ -63,6 +66,31 @@ pub fn na_tc_egress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn na_tc_from_ctr(ctx: TcContext) -> i32 {
     endpoint::from_container(&ctx)
+}
+
+/// Host socket, connect(2): a published address goes to the container.
+#[cgroup_sock_addr(connect4)]
+pub fn na_connect4(ctx: SockAddrContext) -> i32 {
+    sock::forward(&ctx)
+}
+
+/// Host socket, unconnected UDP send: as connect.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn na_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::forward(&ctx)
+}
+
+/// Host socket, UDP receive: a container's answer shows the published
+/// address it was sent to.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn na_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
+}
+
+/// Host socket, getpeername(2): the published address it connected to.
+#[cgroup_sock_addr(getpeername4)]
+pub fn na_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
 }
 
 #[cfg(not(test))]

@@ -10,8 +10,9 @@ use aya_ebpf::{
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
     LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_UDP_FLOWS,
-    MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue,
+    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES,
+    MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey,
+    ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -89,3 +90,13 @@ pub static NA_OPEN4_V1: HashMap<OpenPort, u32, { MAX_OPEN_PORTS as usize }> = Ha
 /// The agent's settings, at index 0.
 #[btf_map]
 pub static NA_CFG4_V1: Array<DatapathConfig, 1> = Array::new();
+
+/// What host sockets translated by the socket hooks asked for, by socket
+/// and container address (sock.rs). Written by connect4/sendmsg4.
+#[btf_map]
+pub static NA_SOCKREV4_V1: LruHashMap<SockRevKey, SockRevValue, { MAX_SOCK_FLOWS as usize }> =
+    LruHashMap::new();
+
+/// The socket hooks' settings, at index 0. Written only by the agent.
+#[btf_map]
+pub static NA_SOCKCFG_V1: Array<SockConfig, 1> = Array::new();

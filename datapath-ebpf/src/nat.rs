@@ -78,6 +78,31 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
     Ok(v)
 }
 
+/// Finds the publication a socket of the host itself reaches at (`addr`,
+/// `port`, `proto`): the exact entry first (a loopback publication
+/// included: the host is where it is meant to be reachable from), then the
+/// wildcard entry if `addr` is a loopback address or one of the host's.
+#[inline(always)]
+pub fn find_from_host(addr: u32, port: u16, proto: u8) -> Option<PubValue> {
+    let mut key = PubKey {
+        addr_be: addr,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: as in `find`.
+    if let Some(v) = unsafe { NA_PUB4_V1.get(&key) } {
+        return Some(*v);
+    }
+    // SAFETY: presence is all we read.
+    if !is_loopback(addr) && unsafe { NA_LOCAL4_V1.get(&addr) }.is_none() {
+        return None;
+    }
+    key.addr_be = 0;
+    // SAFETY: as in `find`.
+    unsafe { NA_PUB4_V1.get(&key) }.copied()
+}
+
 /// Whether `port` is published on `addr` or on every address, so replies
 /// to it would be taken for a published flow (masquerade skips it).
 #[inline(always)]

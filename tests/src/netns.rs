@@ -331,9 +331,79 @@ pub fn netagent_bin() -> PathBuf {
     bin
 }
 
+/// A child cgroup of this test's own for the daemon's socket hooks: never
+/// the cgroup2 root, which holds every process on the machine. cgroup2 is
+/// mounted once more under a temporary directory because `ip netns exec`
+/// gives the daemon a /sys of its own, without the host's cgroup mount.
+/// Removed (the child, then the mount) on drop.
+pub struct Cgroup {
+    mount: tempfile::TempDir,
+    child: PathBuf,
+}
+
+impl Cgroup {
+    pub fn new() -> Self {
+        let mount = tempfile::Builder::new()
+            .prefix("netagent-test-cgroup")
+            .tempdir()
+            .expect("tempdir");
+        run(&[
+            "mount",
+            "-t",
+            "cgroup2",
+            "none",
+            mount.path().to_str().expect("utf-8 path"),
+        ]);
+        let child = mount.path().join(format!("{}cg", unique_prefix()));
+        std::fs::create_dir(&child)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", child.display()));
+        Self { mount, child }
+    }
+
+    /// The child cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.child
+    }
+
+    /// Runs `args` as a process of this cgroup in namespace `ns`, and
+    /// returns (success, stdout, stderr).
+    pub fn run_in(&self, ns: &str, args: &[&str]) -> (bool, String, String) {
+        let procs = self.child.join("cgroup.procs");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$0" && exec ip netns exec "$@""#)
+            .arg(&procs)
+            .arg(ns)
+            .args(args)
+            .output()
+            .expect("spawning sh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Default for Cgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Processes run in it have exited by now; its hooks go with it.
+        let _ = std::fs::remove_dir(&self.child);
+        let _ = Command::new("umount").arg(self.mount.path()).status();
+    }
+}
+
 /// A `netagent daemon` running in a namespace, killed on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// The cgroup its socket hooks are attached to.
+    pub cgroup: Cgroup,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
@@ -367,6 +437,7 @@ impl Daemon {
             ifaces: ifaces.to_vec(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             log: work.join("daemon.log"),
+            cgroup: Cgroup::new(),
         };
         d.spawn();
         d
@@ -388,6 +459,10 @@ impl Daemon {
             .arg(&self.state_dir)
             .arg("--bpffs")
             .arg(&self.bpffs);
+        // The test's own cgroup unless the test names one (or `none`).
+        if !self.extra.iter().any(|a| a == "--cgroup") {
+            cmd.arg("--cgroup").arg(self.cgroup.path());
+        }
         for iface in &self.ifaces {
             cmd.args(["--iface", iface]);
         }
@@ -458,7 +533,9 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .arg("--bpffs")
-            .arg(bpffs);
+            .arg(bpffs)
+            .arg("--cgroup")
+            .arg(self.cgroup.path());
         for iface in &self.ifaces {
             cmd.args(["--iface", iface]);
         }

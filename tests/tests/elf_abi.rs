@@ -9,8 +9,9 @@ use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, FragKey,
     FragValue, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
     MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
-    MAX_SNAT_ENTRIES, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey,
-    ShareValue, SnatKey, SnatValue, map_names, prog_names,
+    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats,
+    PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
+    map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -130,6 +131,20 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<MasqAddr>(),
             MAX_MASQ_IFACES,
         ),
+        (
+            map_names::SOCK_REV,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<SockRevKey>(),
+            size_of::<SockRevValue>(),
+            MAX_SOCK_FLOWS,
+        ),
+        (
+            map_names::SOCK_CONFIG,
+            BPF_MAP_TYPE_ARRAY,
+            size_of::<u32>(),
+            size_of::<SockConfig>(),
+            1,
+        ),
     ];
     for (name, map_type, key, value, max) in expected {
         assert!(
@@ -168,7 +183,10 @@ fn maps_and_programs_match_the_common_abi() {
         prog_names::TC_INGRESS,
         prog_names::TC_EGRESS,
         prog_names::TC_FROM_CONTAINER,
-    ] {
+    ]
+    .into_iter()
+    .chain(prog_names::SOCKET_HOOKS)
+    {
         assert!(
             name.len() <= 15,
             "{name}: program names are truncated past 15 bytes"

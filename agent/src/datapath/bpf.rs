@@ -23,7 +23,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, TcAttach},
         xdp::XdpLink,
@@ -31,12 +31,13 @@ use aya::{
 };
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, LocalAddr, MasqAddr, OpenPort, PubKey, PubStats,
-    PubValue,
+    PubValue, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, FRAGMENTS,
         LOCAL_ADDRS, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES, SNAT,
+        SOCK_CONFIG, SOCK_REV,
     },
-    prog_names::{TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
+    prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
 use tracing::{info, warn};
 
@@ -47,7 +48,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 17] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -63,6 +64,8 @@ pub const MAP_NAMES: [&str; 15] = [
     SHARES,
     OPEN_PORTS,
     CONFIG,
+    SOCK_REV,
+    SOCK_CONFIG,
 ];
 
 pub use super::XdpAttachMode;
@@ -70,6 +73,7 @@ pub use super::XdpAttachMode;
 mod batch;
 mod maps;
 mod sizing;
+mod sock_hooks;
 
 impl XdpAttachMode {
     /// The link's pin name; a mode change re-attaches instead of updating.
@@ -141,6 +145,11 @@ impl PinDir {
         self.root.join("links")
     }
 
+    /// Where the socket hooks' links are pinned, by cgroup id.
+    pub fn sock_links(&self) -> PathBuf {
+        self.root.join("sockhooks")
+    }
+
     fn link(&self, iface: &str, which: &str) -> PathBuf {
         self.links().join(iface).join(which)
     }
@@ -164,6 +173,9 @@ pub struct BpfDatapath {
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
     open_ports: HashMap<MapData, OpenPort, u32>,
     config: Array<MapData, DatapathConfig>,
+    sock_config: Array<MapData, SockConfig>,
+    /// The cgroup the socket hooks are attached to.
+    sock_cgroup: Option<PathBuf>,
     /// Held so their descriptors stay open while the agent runs.
     links: Vec<PinnedLink>,
     /// The same for endpoint links, by host-side interface name, so a
@@ -207,6 +219,11 @@ impl BpfDatapath {
                 .load()
                 .map_err(prog_err(format!("loading program {name} (verifier)")))?;
         }
+        for name in SOCKET_HOOKS {
+            program::<CgroupSockAddr>(&mut ebpf, name)?
+                .load()
+                .map_err(prog_err(format!("loading program {name} (verifier)")))?;
+        }
         let mut take = |name: &str| {
             ebpf.take_map(name)
                 .ok_or_else(|| DatapathError::Other(format!("map {name} missing from object")))
@@ -229,6 +246,7 @@ impl BpfDatapath {
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
         let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
         let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
+        let sock_config = Array::try_from(take(SOCK_CONFIG)?).map_err(map_err(SOCK_CONFIG))?;
         Ok(Self {
             ebpf,
             pins,
@@ -243,6 +261,8 @@ impl BpfDatapath {
             masq_addrs,
             open_ports,
             config,
+            sock_config,
+            sock_cgroup: None,
             links: Vec::new(),
             endpoint_links: std::collections::HashMap::new(),
         })
@@ -569,7 +589,12 @@ fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
 /// first, so one stuck pin does not hide the others.
 pub fn teardown(pins: &PinDir) -> Result<(), DatapathError> {
     let mut errors = Vec::new();
-    for dir in [pins.links(), pins.endpoint_links(), pins.maps()] {
+    for dir in [
+        pins.links(),
+        pins.endpoint_links(),
+        pins.sock_links(),
+        pins.maps(),
+    ] {
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
+    path::{Path, PathBuf},
 };
 
 use datapath_common::{
@@ -12,7 +13,7 @@ use datapath_common::{
 
 use super::{
     DatapathError, EndpointMaps, EndpointPrograms, HostMaps, PublicationMaps, ServedInterfaces,
-    XdpAttachMode,
+    SocketHooks, XdpAttachMode,
 };
 
 /// A sequence shared by the fakes, so a test can tell in which order the
@@ -289,6 +290,35 @@ pub struct FakeDatapath {
     pub host_maps: FakeHostMaps,
     pub endpoints: FakeEndpointSide,
     pub served: FakeServed,
+    pub sock_hooks: FakeSocketHooks,
+}
+
+/// The cgroup the socket hooks are attached to.
+#[derive(Debug, Default)]
+pub struct FakeSocketHooks {
+    pub cgroup: Option<PathBuf>,
+}
+
+impl SocketHooks for FakeSocketHooks {
+    fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        if !cgroup.is_dir() {
+            return Err(DatapathError::Other(format!(
+                "no cgroup {}",
+                cgroup.display()
+            )));
+        }
+        self.cgroup = Some(cgroup.to_path_buf());
+        Ok(())
+    }
+
+    fn detach_socket_hooks(&mut self) -> Result<(), DatapathError> {
+        self.cgroup = None;
+        Ok(())
+    }
+
+    fn socket_hooks_cgroup(&self) -> Option<PathBuf> {
+        self.cgroup.clone()
+    }
 }
 
 impl FakeDatapath {
@@ -354,6 +384,14 @@ impl EndpointPrograms for FakeDatapath {
         fn attach_endpoint(&mut self, host_ifname: &str) -> R<()>;
         fn detach_endpoint(&mut self, host_ifname: &str) -> R<()>;
         fn attached_endpoints(&self) -> R<Vec<String>>;
+    );
+}
+
+impl SocketHooks for FakeDatapath {
+    forward!(sock_hooks:
+        fn attach_socket_hooks(&mut self, cgroup: &Path) -> R<()>;
+        fn detach_socket_hooks(&mut self) -> R<()>;
+        fn socket_hooks_cgroup(&self) -> Option<PathBuf>;
     );
 }
 

@@ -5,7 +5,10 @@ pub mod bpf;
 pub mod fake;
 pub mod xdp_mode;
 
-use std::net::Ipv4Addr;
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
@@ -156,14 +159,33 @@ pub trait ServedInterfaces {
     fn unserve(&mut self, iface: &str) -> Result<(), DatapathError>;
 }
 
+/// The socket hooks (cgroup sock_addr programs): published ports reached
+/// from the host itself, translated at the socket.
+pub trait SocketHooks {
+    /// Attaches them to the cgroup at `cgroup` (hooks attached to another
+    /// cgroup before are detached) for the sockets of the calling thread's
+    /// network namespace; pinned hooks are replaced by this load's.
+    fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<(), DatapathError>;
+    /// Detaches them wherever they are; none attached is not an error.
+    fn detach_socket_hooks(&mut self) -> Result<(), DatapathError>;
+    /// The cgroup they are attached to, if any.
+    fn socket_hooks_cgroup(&self) -> Option<PathBuf>;
+}
+
 /// Everything the agent needs from the kernel datapath. The agent's
 /// building blocks ask for the narrow trait they use.
 pub trait Datapath:
-    PublicationMaps + HostMaps + EndpointMaps + EndpointPrograms + ServedInterfaces + Send
+    PublicationMaps + HostMaps + EndpointMaps + EndpointPrograms + ServedInterfaces + SocketHooks + Send
 {
 }
 
 impl<T> Datapath for T where
-    T: PublicationMaps + HostMaps + EndpointMaps + EndpointPrograms + ServedInterfaces + Send
+    T: PublicationMaps
+        + HostMaps
+        + EndpointMaps
+        + EndpointPrograms
+        + ServedInterfaces
+        + SocketHooks
+        + Send
 {
 }
