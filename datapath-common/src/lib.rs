@@ -634,8 +634,9 @@ pub enum Event {
     PassNotLocal = 6,
     /// A rewrite helper (store bytes / checksum replace) failed; packet dropped.
     DropRewriteFailed = 7,
-    /// A packet to 127.0.0.0/8 arrived on a served interface; never translated.
-    PassLoopbackDst = 8,
+    /// Retired (was `pass_loopback_dst`: such packets are dropped now,
+    /// `drop_loopback_dst`).
+    Unused8 = 8,
     /// Dropped: a container's packet to an endpoint of a network it is not on.
     DropIsolation = 9,
     /// Dropped: container to container (or to the network's broadcast and
@@ -708,8 +709,13 @@ pub enum Event {
     /// A container's answer to a translated host socket (recvmsg) or a
     /// `getpeername` was shown with the published address.
     SockReverse = 35,
+    /// Dropped: a packet to 127.0.0.0/8 that arrived on a served interface
+    /// or came out of a container. No host accepts one from outside (a
+    /// martian), and one that got through would reach services bound to
+    /// loopback, a `127.0.0.1` publication included (Docker #45610).
+    DropLoopbackDst = 36,
     /// Number of events (at most [`EVENT_SLOTS`]).
-    Count = 36,
+    Count = 37,
 }
 const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
@@ -724,7 +730,7 @@ impl Event {
         Event::PassMalformed,
         Event::PassNotLocal,
         Event::DropRewriteFailed,
-        Event::PassLoopbackDst,
+        Event::Unused8,
         Event::DropIsolation,
         Event::DropIcc,
         Event::DropInternal,
@@ -752,6 +758,7 @@ impl Event {
         Event::RoutedIn,
         Event::SockForward,
         Event::SockReverse,
+        Event::DropLoopbackDst,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -765,7 +772,7 @@ impl Event {
             Event::PassMalformed => "pass_malformed",
             Event::PassNotLocal => "pass_not_local",
             Event::DropRewriteFailed => "drop_rewrite_failed",
-            Event::PassLoopbackDst => "pass_loopback_dst",
+            Event::Unused8 => "unused_8",
             Event::DropIsolation => "drop_isolation",
             Event::DropIcc => "drop_icc",
             Event::DropInternal => "drop_internal",
@@ -793,13 +800,14 @@ impl Event {
             Event::RoutedIn => "routed_in",
             Event::SockForward => "socket_forward",
             Event::SockReverse => "socket_reverse",
+            Event::DropLoopbackDst => "drop_loopback_dst",
             Event::Count => "count",
         }
     }
 
     /// Whether the number is retired (kept only so the others keep theirs).
     pub const fn is_retired(self) -> bool {
-        matches!(self, Event::Unused4 | Event::Unused15)
+        matches!(self, Event::Unused4 | Event::Unused8 | Event::Unused15)
     }
 }
 

@@ -18,6 +18,12 @@ pub const IP_SRC_OFF: usize = IP_OFF + 12;
 pub const IP_DST_OFF: usize = IP_OFF + 16;
 /// The fixed IPv4 header length.
 pub const IPV4_HLEN: usize = 20;
+
+/// Whether `addr` (wire order) is in 127.0.0.0/8.
+#[inline(always)]
+pub fn is_loopback(addr: u32) -> bool {
+    addr.to_ne_bytes()[0] == 127
+}
 /// Offsets inside a TCP header.
 pub const TCP_HLEN: usize = 20;
 pub const TCP_CSUM_OFF: usize = 16;

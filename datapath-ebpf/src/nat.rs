@@ -4,25 +4,18 @@
 use datapath_common::{Event, IPPROTO_ICMP, PubKey, PubValue};
 
 use crate::{
+    hdr::is_loopback,
     maps::{NA_LOCAL4_V1, NA_PUB4_V1},
     stats,
 };
-
-/// Whether `addr` (wire order) is in 127.0.0.0/8.
-#[inline(always)]
-pub fn is_loopback(addr: u32) -> bool {
-    addr.to_ne_bytes()[0] == 127
-}
 
 /// [`find`], counting why a match was refused (a plain miss is not).
 #[inline(always)]
 pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PubValue> {
     match find(addr, port, proto) {
         Ok(v) => Some(v),
-        Err(Miss::Loopback) => {
-            stats::count(Event::PassLoopbackDst);
-            None
-        }
+        // Dropped and counted by the caller before it looks anything up.
+        Err(Miss::Loopback) => None,
         Err(Miss::NotLocal) => {
             stats::count(Event::PassNotLocal);
             None

@@ -10,6 +10,8 @@
 
 use datapath_common::{EndpointAddr, Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy};
 
+use crate::hdr::is_loopback;
+
 /// Whether `addr` (wire order) is a broadcast or multicast destination for
 /// a sender on `net`: 255.255.255.255, the subnet's broadcast address, or
 /// 224.0.0.0/4. The bridge floods those to every container of the network.
@@ -26,6 +28,10 @@ pub fn is_flooded(net: &NetPolicy, addr: u32) -> bool {
 /// reason.
 #[inline(always)]
 pub fn decide(src: &NetPolicy, daddr: u32, dst: Option<&EndpointAddr>) -> Result<(), Event> {
+    if is_loopback(daddr) {
+        // The container's own 127.0.0.1 never leaves it; this one is forged.
+        return Err(Event::DropLoopbackDst);
+    }
     if let Some(dst) = dst {
         if dst.net.net_id != src.net_id {
             return Err(Event::DropIsolation);

@@ -29,7 +29,7 @@ use datapath_common::{
 
 use crate::{
     csum, ct, frag, fwd,
-    hdr::{FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF, IP_SRC_OFF, read},
+    hdr::{FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF, IP_SRC_OFF, is_loopback, read},
     icmp::{self, Untranslated},
     maps::{NA_EPADDR4_V1, NA_MASQ4_V1, NA_OPEN4_V1},
     nat,
@@ -130,9 +130,8 @@ pub fn tc_ingress(ctx: &TcContext) -> i32 {
     if marked {
         return fwd::to_endpoint(ctx, &ip, ip.daddr);
     }
-    if nat::is_loopback(ip.daddr) {
-        stats::count(Event::PassLoopbackDst);
-        return TC_NEXT;
+    if is_loopback(ip.daddr) {
+        return tc_drop(Event::DropLoopbackDst);
     }
     if ip.frag == Frag::Later {
         return later_fragment_in(ctx, &ip);

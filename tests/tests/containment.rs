@@ -254,6 +254,72 @@ fn spoofing_from_a_container_goes_nowhere() {
     assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("again"));
 }
 
+/// Frames to 127.0.0.0/8 are forged wherever they come from: a neighbour
+/// on the uplink sending to the host's MAC with destination 127.0.0.1 (the
+/// class of bug where Docker's loopback publications were reachable from
+/// the LAN, #45610), or a container sending one out of its eth0. The
+/// datapath drops and counts every one, a `127.0.0.1` publication stays
+/// unreached, and the host's own processes still reach it.
+#[test]
+fn loopback_destinations_from_the_wire_or_a_container_are_dropped() {
+    let mut w = World::new();
+    w.attach("svc", &["-p", "127.0.0.1:5354:53/udp"]);
+    w.attach("evil", &[]);
+    let _svc = udp_echo(w.ns("svc"), 53);
+    let before = w.event("drop_loopback_dst");
+    let (up, dn) = (format!("{}up", w.prefix), format!("{}dn", w.prefix));
+    let mac_of = |ns: &netagent_tests::netns::Netns, dev: &str| {
+        netagent_tests::world::parse_mac(
+            ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
+                .trim(),
+        )
+    };
+    let (host_mac, dn_mac) = (mac_of(&w.host, &up), mac_of(&w.upstream, &dn));
+    let neighbour = RawSender::new(&w.upstream, &dn);
+    for dst in ["127.0.0.1", "127.0.0.53"] {
+        let mut f = FrameSpec::udp(UPSTREAM_IP, 40000, dst, 5354, b"from the LAN");
+        f.eth_src = dn_mac;
+        f.eth_dst = host_mac;
+        neighbour.send(&f.build());
+    }
+    let (evil_mac, gw_mac) = w.macs("evil", "bridge");
+    let evil_ip = w.ip("evil", "bridge").to_string();
+    let inside = RawSender::new(w.ns("evil"), "eth0");
+    for dst in ["127.0.0.1", "127.9.9.9"] {
+        let mut f = FrameSpec::udp(&evil_ip, 40000, dst, 5354, b"from a container");
+        f.eth_src = evil_mac;
+        f.eth_dst = gw_mac;
+        inside.send(&f.build());
+    }
+    assert!(
+        wait_until(SETTLE, || w.event("drop_loopback_dst") - before >= 4),
+        "not every loopback frame was dropped and counted"
+    );
+    assert_eq!(w.event("drop_loopback_dst") - before, 4);
+    let stats = w.daemon.stats();
+    let translated = stats["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["publication"]["host_port"] == 5354)
+        .map(|p| p["fwd_packets"].as_u64().unwrap());
+    assert_eq!(
+        translated,
+        Some(0),
+        "a forged frame reached the loopback publication: {stats}"
+    );
+    // The host itself still reaches it (socket hooks, its own cgroup).
+    let (ok, out, err) = w.daemon.cgroup.run_in(
+        &w.host.name,
+        &[
+            "python3",
+            "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(b'local', ('127.0.0.1', 5354)); print(s.recvfrom(100)[0].decode())",
+        ],
+    );
+    assert!(ok && out.trim().ends_with("local"), "{out} {err}");
+}
+
 /// A neighbour with a route to the container subnets reaches nothing
 /// there in the default `nat` mode: no TCP or UDP port (published ones
 /// only through the host's address), no ping, on the default network, an

@@ -95,6 +95,18 @@ fn endpoint_table() {
         ),
         ("outside world", Some(net1), tcp_to(REMOTE), None),
         (
+            "loopback destination (forged: a container's own never leaves it)",
+            Some(net1),
+            udp_to("127.0.0.1"),
+            Some(Event::DropLoopbackDst),
+        ),
+        (
+            "loopback destination, 127/8",
+            Some(net1),
+            tcp_to("127.1.2.3"),
+            Some(Event::DropLoopbackDst),
+        ),
+        (
             "icc off, same network",
             Some(no_icc),
             tcp_to(PEER_IP),
