@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use measure::Metric;
 use report::{Report, Sample, ScalePoint};
-use topo::{CTR_IP, DockerProxies, Kind, PROXY_PORTS, Profile, Topo, docker_proxy_bin};
+use topo::{CTR_IP, DockerProxies, Kind, PROXY_PORTS, PUBLISHED, Profile, Topo, docker_proxy_bin};
 
 #[derive(Parser)]
 #[command(name = "netagent-bench")]
@@ -147,14 +147,23 @@ fn main() -> anyhow::Result<()> {
     }
 
     eprintln!("== host-local client (a process in the host namespace)");
-    let host = &topos[0].host;
-    let local_variants: [(&str, &str, [u16; 3]); 2] = [
+    // netagent's host-local path: a process of the daemon's cgroup (the
+    // socket hooks translate 127.0.0.1:PORT at connect), in the host
+    // namespace of the netagent topology, which is built like the others.
+    let na_topo = topos
+        .iter()
+        .position(|t| t.kind == Kind::Netagent)
+        .context("the netagent topology")?;
+    let published = PUBLISHED.map(|(host, _)| host);
+    let local_variants: [(&str, usize, &str, [u16; 3]); 3] = [
         (
             "direct",
+            0,
             CTR_IP,
             [topo::IPERF_PORT, topo::SOCKPERF_PORT, topo::ACCEPT_PORT],
         ),
-        ("docker-proxy", "127.0.0.1", PROXY_PORTS),
+        ("docker-proxy", 0, "127.0.0.1", PROXY_PORTS),
+        ("netagent", na_topo, "127.0.0.1", published),
     ];
     for group in [
         &[Metric::TcpGbps][..],
@@ -162,7 +171,8 @@ fn main() -> anyhow::Result<()> {
         &[Metric::ConnPerS],
     ] {
         for round in 0..args.rounds {
-            for (name, addr, ports) in local_variants {
+            for (name, at, addr, ports) in local_variants {
+                let host = &topos[at].host;
                 if name == "docker-proxy" && group[0] == Metric::ConnPerS {
                     // docker-proxy leaks descriptors under connection churn
                     // and stops proxying at its fd limit; a fresh one per
@@ -172,8 +182,12 @@ fn main() -> anyhow::Result<()> {
                     proxies = DockerProxies::start(&docker_proxy_bin(), &topos[0].host)?;
                     report.notes.push(format!("docker-proxy restarted before connection sample {round}; it held {leaked} descriptors"));
                 }
+                let joined = (name == "netagent")
+                    .then(|| topos[at].daemon.as_ref().map(|d| d.cgroup.join()))
+                    .flatten();
                 let values = measure_group(group, host, addr, ports, d)
                     .with_context(|| format!("{} via host-local {name}", group[0].label()))?;
+                drop(joined);
                 if name == "docker-proxy"
                     && let Some(words) = proxies.last_words()
                 {

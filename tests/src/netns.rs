@@ -365,6 +365,22 @@ impl Cgroup {
         &self.child
     }
 
+    /// Moves this whole process (every thread, and what it spawns from now
+    /// on) into the cgroup, until the returned guard drops and moves it
+    /// back where it was. For a benchmark whose clients must be the
+    /// hooked host processes; a test uses [`Cgroup::run_in`] instead.
+    pub fn join(&self) -> Joined {
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let rel = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a cgroup v2 line in /proc/self/cgroup")
+            .trim_start_matches('/');
+        let back = self.mount.path().join(rel);
+        move_self(&self.child);
+        Joined { back }
+    }
+
     /// Runs `args` as a process of this cgroup in namespace `ns`, and
     /// returns (success, stdout, stderr).
     pub fn run_in(&self, ns: &str, args: &[&str]) -> (bool, String, String) {
@@ -383,6 +399,24 @@ impl Cgroup {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+/// This process in a [`Cgroup`]; moved back on drop.
+pub struct Joined {
+    back: PathBuf,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        move_self(&self.back);
+    }
+}
+
+/// Moves this process into the cgroup at `dir`.
+fn move_self(dir: &Path) {
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .unwrap_or_else(|e| panic!("moving into {}: {e}", procs.display()));
 }
 
 impl Default for Cgroup {
