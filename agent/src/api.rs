@@ -334,6 +334,10 @@ pub struct Stats {
     /// The interfaces the datapath serves.
     #[serde(default)]
     pub interfaces: Vec<ServedInterface>,
+    /// The cgroup whose processes reach published ports from the host
+    /// itself (the socket hooks); none with `--cgroup none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_hooks_cgroup: Option<PathBuf>,
     pub publications: Vec<PublicationStats>,
     /// Datapath events by name, in `Event::ALL` order.
     pub events: Vec<(String, u64)>,

@@ -416,6 +416,16 @@ pub fn stats_table(stats: &Stats) -> String {
             let _ = writeln!(out, "{:<width$}  {mode:<11}  {}", i.name, i.reason);
         }
     }
+    match &stats.socket_hooks_cgroup {
+        Some(cgroup) => {
+            let _ = writeln!(
+                out,
+                "\nHOST-LOCAL ACCESS\nsocket hooks on cgroup {}",
+                cgroup.display()
+            );
+        }
+        None => out.push_str("\nHOST-LOCAL ACCESS\noff (--cgroup none)\n"),
+    }
     out.push_str("\nDATAPATH EVENTS\n");
     let name_width = stats.events.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, count) in &stats.events {
@@ -462,6 +472,7 @@ mod tests {
                 xdp_mode: crate::datapath::XdpAttachMode::Off,
                 reason: "TC only: veth".into(),
             }],
+            socket_hooks_cgroup: Some("/sys/fs/cgroup".into()),
             publications: vec![PublicationStats {
                 publication: "8080->172.17.0.2:80".parse().unwrap(),
                 counted: true,
@@ -478,6 +489,10 @@ mod tests {
         assert!(lines[1].starts_with("0.0.0.0:8080->172.17.0.2:80/tcp"));
         assert!(lines[1].ends_with("999"));
         assert!(table.contains("xdp_dnat  12"));
+        assert!(
+            table.contains("HOST-LOCAL ACCESS\nsocket hooks on cgroup /sys/fs/cgroup\n"),
+            "{table}"
+        );
         assert!(
             table.contains("SERVED INTERFACES\neth0  tc-only      TC only: veth\n"),
             "{table}"

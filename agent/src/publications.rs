@@ -283,6 +283,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .collect();
         Ok(Stats {
             interfaces: self.served.clone(),
+            socket_hooks_cgroup: self.datapath.socket_hooks_cgroup(),
             publications,
             events,
         })

@@ -61,7 +61,7 @@ pub const fn stats_slots(cpus: u32) -> u32 {
 /// at load whether used or not) are sized, as nf_conntrack sizes its own
 /// table: their full sizes on hosts with more than 4 GiB, a quarter above
 /// 1 GiB, a sixteenth below. Returned as the right shift applied to each
-/// table's full entry count; full sizes take about 75 MiB.
+/// table's full entry count; full sizes take about 80 MiB.
 pub const fn flow_table_shift(ram_bytes: u64) -> u32 {
     const GIB: u64 = 1 << 30;
     if ram_bytes > 4 * GIB {
@@ -106,9 +106,10 @@ pub const MAX_ENDPOINTS: u32 = 16_384;
 pub const MAX_SNAT_ENTRIES: u32 = 262_144;
 /// Capacity of the masquerade-address map (one entry per served interface).
 pub const MAX_MASQ_IFACES: u32 = 256;
-/// Capacity of the socket reverse-translation map: (socket, container
-/// address) pairs of host sockets that connected or sent to a published
-/// port, for the answers' and `getpeername`'s source.
+/// Capacity of the socket reverse-translation map (an LRU flow table,
+/// sized by memory like the others): (socket, container address) pairs of
+/// host sockets that connected or sent to a published port, for the
+/// answers' and `getpeername`'s source.
 pub const MAX_SOCK_FLOWS: u32 = 65_536;
 /// Size of the events array. Larger than [`Event::Count`] so that adding an
 /// event never changes the map's layout (and never forces a rename).

@@ -208,6 +208,11 @@ fn socket_hooks_outlive_the_daemon_and_leave_with_cgroup_none() {
     ];
     assert_eq!(hooks(&env), all);
     assert!(reaches(&env));
+    assert_eq!(
+        env.daemon.stats()["socket_hooks_cgroup"],
+        env.daemon.cgroup.path().to_str().unwrap(),
+        "stats names the hooked cgroup"
+    );
 
     env.daemon.kill();
     assert!(reaches(&env), "translated while the daemon is down");
@@ -217,5 +222,6 @@ fn socket_hooks_outlive_the_daemon_and_leave_with_cgroup_none() {
 
     env.daemon.restart_with(&["--cgroup", "none"]);
     assert!(hooks(&env).is_empty(), "hooks left: {:?}", hooks(&env));
+    assert!(env.daemon.stats().get("socket_hooks_cgroup").is_none());
     assert!(!reaches(&env), "translated without hooks");
 }
