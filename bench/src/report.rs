@@ -205,7 +205,8 @@ impl Report {
             s,
             "\nnetagent host-local: a process of the daemon's cgroup connects to \
              127.0.0.1:PORT and the socket hooks send it to the container at connect; \
-             direct connects to the container's address.\n"
+             direct connects to the container's address. docker-proxy runs TCP proxies \
+             only here (no UDP figure).\n"
         );
         let _ = writeln!(
             s,
@@ -285,7 +286,11 @@ impl Report {
             }
         }
         // Host-local (issue 11): netagent against the direct connection.
-        for (metric, bound) in [(Metric::TcpGbps, 0.98), (Metric::ConnPerS, 0.98)] {
+        for (metric, bound) in [
+            (Metric::TcpGbps, 0.98),
+            (Metric::Udp64Kpps, 0.98),
+            (Metric::ConnPerS, 0.98),
+        ] {
             let r = local
                 .get(&metric)
                 .and_then(|m| Some(m.get("netagent")? / m.get("direct")?));
