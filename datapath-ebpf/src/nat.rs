@@ -49,6 +49,27 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
     if is_loopback(addr) {
         return Err(Miss::Loopback);
     }
+    exact_or_wildcard(addr, port, proto, || is_local(addr))
+}
+
+/// Whether `addr` is one of the host's addresses (the local-address map).
+#[inline(always)]
+fn is_local(addr: u32) -> bool {
+    // SAFETY: presence is all we read.
+    unsafe { NA_LOCAL4_V1.get(&addr) }.is_some()
+}
+
+/// The exact entry of (`addr`, `port`, `proto`), else the wildcard's if
+/// `local()` (whether `addr` is the host's, asked only when a wildcard
+/// matches: the hot path of an exact publication pays one lookup);
+/// [`Miss::NotLocal`] when only a wildcard matches a foreign address.
+#[inline(always)]
+fn exact_or_wildcard(
+    addr: u32,
+    port: u16,
+    proto: u8,
+    local: impl FnOnce() -> bool,
+) -> Result<PubValue, Miss> {
     let mut key = PubKey {
         addr_be: addr,
         port_be: port,
@@ -64,8 +85,7 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
     key.addr_be = 0;
     // SAFETY: as above.
     let v = unsafe { NA_PUB4_V1.get(&key) }.copied().ok_or(Miss::None)?;
-    // SAFETY: presence is all we read.
-    if unsafe { NA_LOCAL4_V1.get(&addr) }.is_none() {
+    if !local() {
         return Err(Miss::NotLocal);
     }
     Ok(v)
@@ -77,23 +97,7 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
 /// wildcard entry if `addr` is a loopback address or one of the host's.
 #[inline(always)]
 pub fn find_from_host(addr: u32, port: u16, proto: u8) -> Option<PubValue> {
-    let mut key = PubKey {
-        addr_be: addr,
-        port_be: port,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: as in `find`.
-    if let Some(v) = unsafe { NA_PUB4_V1.get(&key) } {
-        return Some(*v);
-    }
-    // SAFETY: presence is all we read.
-    if !is_loopback(addr) && unsafe { NA_LOCAL4_V1.get(&addr) }.is_none() {
-        return None;
-    }
-    key.addr_be = 0;
-    // SAFETY: as in `find`.
-    unsafe { NA_PUB4_V1.get(&key) }.copied()
+    exact_or_wildcard(addr, port, proto, || is_loopback(addr) || is_local(addr)).ok()
 }
 
 /// Whether `port` is published on `addr` or on every address, so replies

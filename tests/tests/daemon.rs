@@ -303,20 +303,7 @@ fn the_counter_array_is_sized_for_the_hosts_cpus() {
     let mut w = World::new();
     w.attach("web", &["-p", "8080:80"]);
     let possible = aya::util::nr_cpus().expect("possible CPUs").get();
-    let pin = w
-        .daemon
-        .bpffs
-        .join("maps")
-        .join(datapath_common::map_names::PUB_STATS);
-    let map: Value = serde_json::from_str(&run(&[
-        "bpftool",
-        "-j",
-        "map",
-        "show",
-        "pinned",
-        pin.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let map = pinned_map(&w, datapath_common::map_names::PUB_STATS);
     assert_eq!(map["type"], "percpu_array");
     assert_eq!(
         map["max_entries"],
