@@ -75,9 +75,13 @@ pub fn forward(ctx: &SockAddrContext) -> i32 {
         port_be: port,
         _pad: 0,
     };
+    // An unconnected UDP socket comes here for every datagram: its entry
+    // is written once, not per send (an LRU update takes a bucket lock).
+    // SAFETY: plain data copied out at once.
+    let known = unsafe { NA_SOCKREV4_V1.get(&key) }.is_some_and(|v| *v == asked);
     // Without its reverse entry the answers would show the container's
     // address: then leave the socket alone rather than half-translated.
-    if NA_SOCKREV4_V1.insert(&key, &asked, 0).is_err() {
+    if !known && NA_SOCKREV4_V1.insert(&key, &asked, 0).is_err() {
         return ALLOW;
     }
     sa.user_ip4 = target.addr_be;

@@ -173,15 +173,17 @@ fn hooks(env: &Env) -> Vec<String> {
         "show",
         env.daemon.cgroup.path().to_str().unwrap(),
     ]);
-    let progs: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    // bpftool prints nothing at all for a cgroup without programs.
+    if out.trim().is_empty() {
+        return Vec::new();
+    }
+    let progs: serde_json::Value = serde_json::from_str(&out).unwrap();
     let mut names: Vec<String> = progs
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
     names.sort();
     names
 }
