@@ -111,6 +111,9 @@ pub const MAX_MASQ_IFACES: u32 = 256;
 /// host sockets that connected or sent to a published port, for the
 /// answers' and `getpeername`'s source.
 pub const MAX_SOCK_FLOWS: u32 = 65_536;
+/// Capacity of the hairpin flow map (an LRU flow table, sized by memory
+/// like the others): flows of containers to a published port of the host.
+pub const MAX_HAIRPIN_FLOWS: u32 = 65_536;
 /// Size of the events array. Larger than [`Event::Count`] so that adding an
 /// event never changes the map's layout (and never forces a rename).
 pub const EVENT_SLOTS: u32 = 64;
@@ -185,6 +188,10 @@ pub const SNAT_F_IDENTITY: u8 = 8;
 /// [`CtValue::flags`] bit: the container's SYN-ACK was seen and its
 /// sequence number is in [`CtValue::isn`].
 pub const CT_F_ISN: u8 = 1;
+/// [`CtValue::flags`] bit, in the hairpin map only: the container reached
+/// a port published to itself, so its source was replaced by the address
+/// it connected to; a reply's destination is the reply's own source.
+pub const HAIRPIN_F_SELF: u8 = 2;
 
 /// [`FragValue::rewrite`]: later fragments get `addr_be` as source.
 pub const FRAG_REWRITE_SRC: u8 = 0;
@@ -236,6 +243,9 @@ pub mod map_names {
     pub const SOCK_REV: &str = "NA_SOCKREV4_V1";
     /// One [`super::SockConfig`] at index 0.
     pub const SOCK_CONFIG: &str = "NA_SOCKCFG_V1";
+    /// [`super::CtKey`] -> [`super::CtValue`] (LRU): containers' flows to
+    /// a published port of the host (hairpin), keyed by the reply tuple.
+    pub const HAIRPIN: &str = "NA_HAIRPIN4_V1";
     /// Names of maps earlier versions pinned and this one no longer uses;
     /// the agent removes their pins at start.
     /// `NA_PUBSTAT_V1` had a fixed size; V2 is sized for the host's CPUs
@@ -715,8 +725,20 @@ pub enum Event {
     /// martian), and one that got through would reach services bound to
     /// loopback, a `127.0.0.1` publication included (Docker #45610).
     DropLoopbackDst = 36,
+    /// A container's packet to a published port of the host (its own
+    /// included) was translated and delivered to the published container.
+    HairpinForward = 37,
+    /// A reply of a hairpin flow was given the published address as its
+    /// source and delivered to the container that asked.
+    HairpinReply = 38,
+    /// Dropped: a container's packet to a published port whose target is
+    /// not a netagent container (its reply would bypass the datapath).
+    DropHairpinForeign = 39,
+    /// Dropped: a fragmented datagram from a container to a published
+    /// port (hairpin flows are translated whole only).
+    DropHairpinFragment = 40,
     /// Number of events (at most [`EVENT_SLOTS`]).
-    Count = 37,
+    Count = 41,
 }
 const _: () = assert!((Event::Count as u32) <= EVENT_SLOTS);
 
@@ -760,6 +782,10 @@ impl Event {
         Event::SockForward,
         Event::SockReverse,
         Event::DropLoopbackDst,
+        Event::HairpinForward,
+        Event::HairpinReply,
+        Event::DropHairpinForeign,
+        Event::DropHairpinFragment,
     ];
 
     /// Stable snake_case name, used by `netagent stats` and its JSON.
@@ -802,6 +828,10 @@ impl Event {
             Event::SockForward => "socket_forward",
             Event::SockReverse => "socket_reverse",
             Event::DropLoopbackDst => "drop_loopback_dst",
+            Event::HairpinForward => "hairpin_forward",
+            Event::HairpinReply => "hairpin_reply",
+            Event::DropHairpinForeign => "drop_hairpin_foreign",
+            Event::DropHairpinFragment => "drop_hairpin_fragment",
             Event::Count => "count",
         }
     }

@@ -12,14 +12,15 @@
 //!   hijacking its masqueraded flows or its published service's clients)
 //!   or an outside address, and redirects skip the kernel's rp_filter, so
 //!   nothing else would;
-//! - then the isolation policy (policy.rs), broadcast and multicast
-//!   included, and forwarding (fwd.rs).
+//! - then hairpin translation (hairpin.rs: to a published port of the
+//!   host, and the replies), the isolation policy (policy.rs), broadcast
+//!   and multicast included, and forwarding (fwd.rs).
 
 use aya_ebpf::programs::TcContext;
 use datapath_common::Event;
 
 use crate::{
-    fwd,
+    fwd, hairpin,
     hdr::{ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHdr, read},
     maps::{NA_EPADDR4_V1, NA_EPIF4_V1},
     parse, policy, skb,
@@ -56,6 +57,10 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     let (owner, dst) = unsafe { (NA_EPADDR4_V1.get(&ip.saddr), NA_EPADDR4_V1.get(&ip.daddr)) };
     if !policy::owns(owner, ifindex, &eth.src) {
         return tc_drop(Event::DropSpoofed);
+    }
+    // Before the policy: a hairpin reply crosses networks by design.
+    if let Some(verdict) = hairpin::handle(ctx, &src, &ip, dst) {
+        return verdict;
     }
     if let Err(reason) = policy::decide(&src.net, ip.daddr, dst) {
         return tc_drop(reason);

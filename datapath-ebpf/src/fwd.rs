@@ -121,6 +121,13 @@ pub fn to_endpoint(ctx: &TcContext, ip: &Ipv4, daddr: u32) -> i32 {
     deliver(ctx, ip, &ep).unwrap_or_else(|verdict| verdict)
 }
 
+/// TC ingress of a container's host-side veth, a hairpin packet already
+/// translated: into the container `ep` (found by the caller), a routed hop.
+#[inline(always)]
+pub fn to_known_endpoint(ctx: &TcContext, ip: &Ipv4, ep: &EndpointAddr) -> i32 {
+    deliver(ctx, ip, ep).unwrap_or_else(|verdict| verdict)
+}
+
 #[inline(always)]
 fn deliver(ctx: &TcContext, ip: &Ipv4, ep: &EndpointAddr) -> Result<i32, i32> {
     if !fits(ctx, ep.host_ifindex) {

@@ -43,9 +43,11 @@ pub const FLOW_HDR_LEN: u32 = (ETH_HLEN + IPV4_MAX_HLEN + TCP_HLEN) as u32;
 /// header, the quoted IPv4 header and a quoted TCP header's checksum.
 pub const ICMP_ERROR_HDR_LEN: u32 =
     (ETH_HLEN + IPV4_MAX_HLEN + ICMP_HLEN + IPV4_MAX_HLEN + TCP_HLEN) as u32;
-/// Linear bytes the container-interface checks read: Ethernet and an ARP
-/// body (28 bytes, longer than a fixed IPv4 header).
-pub const ENDPOINT_HDR_LEN: u32 = (ETH_HLEN + 28) as u32;
+/// Linear bytes the container-interface program reads: a flow's headers
+/// (hairpin translation parses TCP/UDP), which also cover Ethernet and an
+/// ARP body (28 bytes).
+pub const ENDPOINT_HDR_LEN: u32 = FLOW_HDR_LEN;
+const _: () = assert!(ENDPOINT_HDR_LEN as usize >= ETH_HLEN + 28);
 
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -22,6 +22,7 @@ mod ct;
 mod endpoint;
 mod frag;
 mod fwd;
+mod hairpin;
 mod hdr;
 mod icmp;
 mod maps;

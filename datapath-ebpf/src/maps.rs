@@ -9,10 +9,10 @@ use aya_ebpf::{
 };
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
-    LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES,
-    MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats, PubValue, ShareKey,
-    ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
+    LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
+    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
+    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats,
+    PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -100,3 +100,10 @@ pub static NA_SOCKREV4_V1: LruHashMap<SockRevKey, SockRevValue, { MAX_SOCK_FLOWS
 /// The socket hooks' settings, at index 0. Written only by the agent.
 #[btf_map]
 pub static NA_SOCKCFG_V1: Array<SockConfig, 1> = Array::new();
+
+/// Containers' flows to a published port of the host (hairpin.rs), keyed
+/// by the reply tuple (published container -> client as the published
+/// container sees it). Written by the container-interface program.
+#[btf_map]
+pub static NA_HAIRPIN4_V1: LruHashMap<CtKey, CtValue, { MAX_HAIRPIN_FLOWS as usize }> =
+    LruHashMap::new();

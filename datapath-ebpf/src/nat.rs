@@ -54,7 +54,7 @@ pub fn find(addr: u32, port: u16, proto: u8) -> Result<PubValue, Miss> {
 
 /// Whether `addr` is one of the host's addresses (the local-address map).
 #[inline(always)]
-fn is_local(addr: u32) -> bool {
+pub fn is_local(addr: u32) -> bool {
     // SAFETY: presence is all we read.
     unsafe { NA_LOCAL4_V1.get(&addr) }.is_some()
 }

@@ -352,8 +352,8 @@ fn ram_bytes() -> u64 {
 #[test]
 fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
     use datapath_common::{
-        CtKey, CtValue, MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_SHARES,
-        MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, flow_table_entries, map_names,
+        CtKey, CtValue, MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
+        MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, flow_table_entries, map_names,
     };
     let mut w = World::new();
     w.attach("web", &["-p", "8080:80"]);
@@ -366,6 +366,7 @@ fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
         (map_names::SHARES, MAX_SHARES),
         (map_names::FRAGMENTS, MAX_FRAGMENTS),
         (map_names::SOCK_REV, MAX_SOCK_FLOWS),
+        (map_names::HAIRPIN, MAX_HAIRPIN_FLOWS),
     ] {
         let map = pinned_map(&w, name);
         assert_eq!(map["type"], "lru_hash", "{name}: {map}");

@@ -8,10 +8,10 @@ use std::mem::size_of;
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, FragKey,
     FragValue, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
-    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
-    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats,
-    PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
-    map_names, prog_names,
+    MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS,
+    MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey,
+    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey,
+    SockRevValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -144,6 +144,13 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<u32>(),
             size_of::<SockConfig>(),
             1,
+        ),
+        (
+            map_names::HAIRPIN,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey>(),
+            size_of::<CtValue>(),
+            MAX_HAIRPIN_FLOWS,
         ),
     ];
     for (name, map_type, key, value, max) in expected {

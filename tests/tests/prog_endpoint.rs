@@ -1,8 +1,9 @@
 //! BPF_PROG_TEST_RUN tables for the program on a container's veth: it
 //! fails closed (unknown interface, protocols other than ARP and IPv4),
 //! lets a container send only from its own address and MAC, applies the
-//! isolation rules (broadcast and multicast included), and forwards past
-//! the host's forwarding path. Needs root.
+//! isolation rules (broadcast and multicast included), translates hairpin
+//! flows (a container to a published port of the host, and back), and
+//! forwards past the host's forwarding path. Needs root.
 #![allow(
     clippy::unwrap_used,
     reason = "tests panic on failure, with context from the asserts"
@@ -11,13 +12,17 @@
 use std::net::Ipv4Addr;
 
 use datapath_common::{
-    Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy, prog_names::TC_FROM_CONTAINER,
+    CtKey, CtValue, Event, HAIRPIN_F_SELF, IPPROTO_TCP, IPPROTO_UDP, NET_F_INTERNAL, NET_F_NO_ICC,
+    NetPolicy, map_names::HAIRPIN, prog_names::TC_FROM_CONTAINER,
 };
 use netagent_tests::{
-    dp::{Dp, REMOTE, TC_DROP, TC_NEXT, TC_REDIRECT, TEST_RUN_IFINDEX, in_private_netns, policy},
+    dp::{
+        Dp, GW_MAC, REMOTE, TC_DROP, TC_NEXT, TC_REDIRECT, TEST_RUN_IFINDEX, be32,
+        in_private_netns, policy,
+    },
     packet::{
-        ETH_P_IPV6, FrameSpec, arp_request, fold, ip_header_csum, ipv4_raw, non_ip_frame, sum16,
-        verify,
+        ETH_P_IPV6, FrameSpec, L4Csum, arp_request, fold, ip_header_csum, ipv4_raw, non_ip_frame,
+        sum16, verify,
     },
 };
 
@@ -392,4 +397,244 @@ fn routed_table() {
         assert_eq!((ret, after), (TC_NEXT, frame), "{name}");
     }
     assert_eq!(dp.event(Event::RedirectRouted), 2);
+}
+
+/// Hairpin (a container to a published port of the host): DNAT to the
+/// published container, the client's source kept (or, for its own
+/// publication, replaced by the address it connected to), delivered
+/// straight in; the reply through the hairpin map, across networks too;
+/// fragments, foreign targets, internal networks and foreign addresses
+/// refused or left alone. Every translated checksum verified, and a bad one
+/// stays bad.
+#[test]
+fn hairpin_translates_both_ways_and_refuses_what_it_cannot() {
+    in_private_netns(&[], hairpin_table);
+}
+
+/// The host address the containers connect to.
+const HOST_ADDR: &str = "192.0.2.1";
+
+fn hairpin_key(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> CtKey {
+    CtKey {
+        src_addr_be: be32(src),
+        dst_addr_be: be32(dst),
+        src_port_be: sport.to_be(),
+        dst_port_be: dport.to_be(),
+        proto,
+        _pad: [0; 3],
+    }
+}
+
+/// A fresh datapath where `sender` (with `mac`, on `net`) sends on the
+/// test-run interface; SELF and PEER on net1, OTHER on net2; the host
+/// address local; 8080/tcp and 5353/udp published to PEER, 9090/tcp to
+/// SELF, 6060/tcp to OTHER, 7070/tcp to an address outside.
+fn hairpin_dp(sender: &str, mac: [u8; 6], net: &NetPolicy) -> Dp {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
+    let mut dp = Dp::new();
+    dp.endpoint_at(SELF_IP, &net1, 0, SELF_MAC);
+    dp.endpoint_at(PEER_IP, &net1, 0, PEER_MAC);
+    dp.endpoint_at(OTHER_IP, &net2, 0, PEER_MAC);
+    dp.endpoint_iface(TEST_RUN_IFINDEX, net);
+    dp.endpoint_at(sender, net, TEST_RUN_IFINDEX, mac);
+    dp.add_local(HOST_ADDR);
+    dp.publish("0.0.0.0", 8080, IPPROTO_TCP, PEER_IP, 80);
+    dp.publish("0.0.0.0", 5353, IPPROTO_UDP, PEER_IP, 53);
+    dp.publish("0.0.0.0", 9090, IPPROTO_TCP, SELF_IP, 90);
+    dp.publish("0.0.0.0", 7070, IPPROTO_TCP, REMOTE, 70);
+    dp.publish("0.0.0.0", 6060, IPPROTO_TCP, OTHER_IP, 60);
+    dp
+}
+
+fn hairpin_table() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
+    let internal = policy(1, NET_F_INTERNAL, "10.1.0.0", "255.255.255.0");
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+
+    // Forward to a neighbour's publication, TCP and UDP: the destination
+    // is the neighbour's, the source stays, TTL one less, the MACs the
+    // neighbour's and its gateway's, checksums right.
+    for (proto, frame, port) in [
+        (
+            IPPROTO_TCP,
+            from_self(FrameSpec::tcp(SELF_IP, 40000, HOST_ADDR, 8080, b"hi")),
+            80,
+        ),
+        (
+            IPPROTO_UDP,
+            from_self(FrameSpec::udp(SELF_IP, 40000, HOST_ADDR, 5353, b"q")),
+            53,
+        ),
+    ] {
+        let mut dp = hairpin_dp(SELF_IP, SELF_MAC, &net1);
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        assert_eq!(ret, TC_REDIRECT, "{proto}: {:?}", dp.events());
+        let c = verify(&after).expect("checksums after hairpin DNAT");
+        assert_eq!((c.src, c.sport), (ip(SELF_IP), 40000), "{proto}");
+        assert_eq!((c.dst, c.dport), (ip(PEER_IP), port), "{proto}");
+        assert_eq!(after[..6], PEER_MAC);
+        assert_eq!(after[6..12], GW_MAC);
+        assert_eq!(after[22], frame[22] - 1, "TTL");
+        let flow = dp
+            .ct_in(HAIRPIN, &hairpin_key(PEER_IP, port, SELF_IP, 40000, proto))
+            .expect("flow recorded under its reply tuple");
+        assert_eq!(
+            (
+                flow.orig_addr_be,
+                u16::from_be(flow.orig_port_be),
+                flow.flags
+            ),
+            (be32(HOST_ADDR), if port == 80 { 8080 } else { 5353 }, 0)
+        );
+        assert_eq!(
+            dp.events(),
+            vec![(Event::RedirectToEndpoint, 1), (Event::HairpinForward, 1)]
+        );
+    }
+
+    // The reply, from the neighbour, and from another network's container
+    // (a hairpin flow crosses networks; without one it is isolated).
+    for (sender, net) in [(PEER_IP, net1), (OTHER_IP, net2)] {
+        let mut dp = hairpin_dp(sender, PEER_MAC, &net);
+        let reply = with_src_mac(
+            FrameSpec::tcp(sender, 80, SELF_IP, 40000, b"answer")
+                .tcp_with(0x12, 7, 2)
+                .build(),
+            PEER_MAC,
+        );
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &reply);
+        if sender == OTHER_IP {
+            assert_eq!((ret, &after), (TC_DROP, &reply), "no flow: isolated");
+            assert_eq!(dp.events(), vec![(Event::DropIsolation, 1)]);
+        }
+        dp.add_ct(
+            HAIRPIN,
+            &hairpin_key(sender, 80, SELF_IP, 40000, IPPROTO_TCP),
+            &CtValue {
+                orig_addr_be: be32(HOST_ADDR),
+                orig_port_be: 8080u16.to_be(),
+                stats_slot: 3,
+                ..CtValue::default()
+            },
+        );
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &reply);
+        assert_eq!(ret, TC_REDIRECT, "{sender}: {:?}", dp.events());
+        let c = verify(&after).expect("checksums after hairpin reverse NAT");
+        assert_eq!((c.src, c.sport), (ip(HOST_ADDR), 8080), "{sender}");
+        assert_eq!((c.dst, c.dport), (ip(SELF_IP), 40000), "{sender}");
+        assert_eq!(after[..6], SELF_MAC);
+        assert_eq!(dp.event(Event::HairpinReply), 1);
+    }
+
+    // Its own publication: the source becomes the address it connected
+    // to, and the reply comes back to the container itself.
+    let mut dp = hairpin_dp(SELF_IP, SELF_MAC, &net1);
+    let syn = from_self(FrameSpec::tcp(SELF_IP, 40000, HOST_ADDR, 9090, b""));
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &syn);
+    assert_eq!(ret, TC_REDIRECT, "{:?}", dp.events());
+    let c = verify(&after).unwrap();
+    assert_eq!((c.src, c.sport), (ip(HOST_ADDR), 40000));
+    assert_eq!((c.dst, c.dport), (ip(SELF_IP), 90));
+    let flow = dp
+        .ct_in(
+            HAIRPIN,
+            &hairpin_key(SELF_IP, 90, HOST_ADDR, 40000, IPPROTO_TCP),
+        )
+        .unwrap();
+    assert_eq!(flow.flags, HAIRPIN_F_SELF);
+    let synack = from_self(FrameSpec::tcp(SELF_IP, 90, HOST_ADDR, 40000, b"").tcp_with(0x12, 9, 2));
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &synack);
+    assert_eq!(ret, TC_REDIRECT);
+    let c = verify(&after).unwrap();
+    assert_eq!((c.src, c.sport), (ip(HOST_ADDR), 9090));
+    assert_eq!((c.dst, c.dport), (ip(SELF_IP), 40000));
+
+    // A bad checksum stays bad (the negative control: the rewrite is
+    // incremental, it never launders a corrupt packet).
+    let mut bad = FrameSpec::udp(SELF_IP, 40000, HOST_ADDR, 5353, b"q");
+    bad.csum = L4Csum::Corrupt;
+    let mut dp = hairpin_dp(SELF_IP, SELF_MAC, &net1);
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &from_self(bad));
+    assert_eq!(ret, TC_REDIRECT);
+    assert!(verify(&after).is_err(), "a corrupt checksum stays corrupt");
+
+    // Refusals with their reasons (the frame untouched), what is left
+    // alone, and an internal network's limits.
+    let mut first_frag = FrameSpec::udp(SELF_IP, 40000, HOST_ADDR, 5353, b"frag");
+    first_frag.frag_off = 0x2000;
+    let cases: Vec<(&str, NetPolicy, Vec<u8>, Outcome)> = vec![
+        (
+            "first fragment",
+            net1,
+            from_self(first_frag),
+            Outcome::Drop(Event::DropHairpinFragment),
+        ),
+        (
+            "target outside netagent",
+            net1,
+            tcp_to_port(HOST_ADDR, 7070),
+            Outcome::Drop(Event::DropHairpinForeign),
+        ),
+        (
+            "another network's publication",
+            net1,
+            tcp_to_port(HOST_ADDR, 6060),
+            Outcome::Translated,
+        ),
+        (
+            "internal network, a neighbour's publication",
+            internal,
+            tcp_to_port(HOST_ADDR, 8080),
+            Outcome::Translated,
+        ),
+        (
+            "internal network, another network's publication",
+            internal,
+            tcp_to_port(HOST_ADDR, 6060),
+            Outcome::Drop(Event::DropInternal),
+        ),
+        (
+            "not published",
+            net1,
+            tcp_to_port(HOST_ADDR, 8081),
+            Outcome::Untouched,
+        ),
+        (
+            "a wildcard publication on an address not the host's",
+            net1,
+            tcp_to_port(REMOTE, 8080),
+            Outcome::Untouched,
+        ),
+    ];
+    for (name, net, frame, outcome) in cases {
+        let mut dp = hairpin_dp(SELF_IP, SELF_MAC, &net);
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        match outcome {
+            Outcome::Drop(reason) => {
+                assert_eq!((ret, &after), (TC_DROP, &frame), "{name}");
+                assert_eq!(dp.events(), vec![(reason, 1)], "{name}");
+            }
+            Outcome::Translated => {
+                assert_eq!(ret, TC_REDIRECT, "{name}: {:?}", dp.events());
+                assert_eq!(dp.event(Event::HairpinForward), 1, "{name}");
+            }
+            Outcome::Untouched => {
+                assert_eq!((ret, &after), (TC_NEXT, &frame), "{name}");
+                assert_eq!(dp.events(), vec![], "{name}");
+            }
+        }
+    }
+}
+
+/// What a hairpin case expects.
+enum Outcome {
+    Drop(Event),
+    Translated,
+    Untouched,
+}
+
+fn tcp_to_port(dst: &str, port: u16) -> Vec<u8> {
+    from_self(FrameSpec::tcp(SELF_IP, 40000, dst, port, b""))
 }

@@ -34,8 +34,8 @@ use datapath_common::{
     PubValue, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, FRAGMENTS,
-        LOCAL_ADDRS, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES, SNAT,
-        SOCK_CONFIG, SOCK_REV,
+        HAIRPIN, LOCAL_ADDRS, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES,
+        SNAT, SOCK_CONFIG, SOCK_REV,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -48,7 +48,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 17] = [
+pub const MAP_NAMES: [&str; 18] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -66,6 +66,7 @@ pub const MAP_NAMES: [&str; 17] = [
     CONFIG,
     SOCK_REV,
     SOCK_CONFIG,
+    HAIRPIN,
 ];
 
 pub use super::XdpAttachMode;
