@@ -140,8 +140,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     }
 
     let (connection, netlink, addr_events) =
-        rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])
-            .context("opening rtnetlink")?;
+        rtnetlink::new_multicast_connection(&ADDR_GROUPS).context("opening rtnetlink")?;
     tokio::spawn(connection);
     if let Some(addrs) = local_addresses(&netlink).await {
         apply_addresses(&mut datapath, &addrs, &config.ifaces);
@@ -274,7 +273,7 @@ impl AddrEvents {
                 self.events = None;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr]) {
+            match rtnetlink::new_multicast_connection(&ADDR_GROUPS) {
                 Ok((connection, _, events)) => {
                     tokio::spawn(connection);
                     self.events = Some(events.map(|_| ()).boxed());
@@ -287,9 +286,15 @@ impl AddrEvents {
     }
 }
 
-/// The host's IPv4 addresses; `None` (logged) if the dump failed, and the
+/// The host's IPv4 and IPv6 addresses; `None` (logged) if the dump failed, and the
+/// The address events that change the local-address maps.
+const ADDR_GROUPS: [rtnetlink::MulticastGroup; 2] = [
+    rtnetlink::MulticastGroup::Ipv4Ifaddr,
+    rtnetlink::MulticastGroup::Ipv6Ifaddr,
+];
+
 /// address maps then keep what they had until the next event.
-async fn local_addresses(netlink: &rtnetlink::Handle) -> Option<Vec<(std::net::Ipv4Addr, u32)>> {
+async fn local_addresses(netlink: &rtnetlink::Handle) -> Option<Vec<(std::net::IpAddr, u32)>> {
     match localaddr::dump(netlink).await {
         Ok(addrs) => {
             debug!(?addrs, "local addresses");
@@ -307,13 +312,13 @@ async fn local_addresses(netlink: &rtnetlink::Handle) -> Option<Vec<(std::net::I
 /// address event.
 fn apply_addresses<D: Datapath>(
     datapath: &mut D,
-    addrs: &[(std::net::Ipv4Addr, u32)],
+    addrs: &[(std::net::IpAddr, u32)],
     ifaces: &[String],
 ) {
     if let Err(e) = datapath.set_local_addrs(addrs) {
         error!(error = %e, "updating the local-address map");
     }
-    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, addrs)) {
+    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, &localaddr::ipv4(addrs))) {
         error!(error = %e, "updating the masquerade-address map");
     }
 }

@@ -243,6 +243,11 @@ pub mod map_names {
     pub const SOCK_REV: &str = "NA_SOCKREV4_V1";
     /// One [`super::SockConfig`] at index 0.
     pub const SOCK_CONFIG: &str = "NA_SOCKCFG_V1";
+    /// [`super::SockRev6Key`] -> [`super::SockRev6Value`] (LRU): what an
+    /// IPv6 host socket that the socket hooks translated asked for.
+    pub const SOCK_REV6: &str = "NA_SOCKREV6_V1";
+    /// Local IPv6 address ([`super::Ipv6Be`]) -> [`super::LocalAddr`].
+    pub const LOCAL_ADDRS6: &str = "NA_LOCAL6_V1";
     /// [`super::CtKey`] -> [`super::CtValue`] (LRU): containers' flows to
     /// a published port of the host (hairpin), keyed by the reply tuple.
     pub const HAIRPIN: &str = "NA_HAIRPIN4_V1";
@@ -274,8 +279,22 @@ pub mod prog_names {
     pub const RECVMSG4: &str = "na_recvmsg4";
     /// getpeername(2) shows the published address a socket connected to.
     pub const GETPEERNAME4: &str = "na_getpeername4";
+    /// The same three for IPv6 sockets (an IPv4 container is reached at
+    /// its IPv4-mapped address). No sendmsg6: the kernel refuses a
+    /// sendmsg6 hook's IPv4-mapped rewrite (ENOTSUPP).
+    pub const CONNECT6: &str = "na_connect6";
+    pub const RECVMSG6: &str = "na_recvmsg6";
+    pub const GETPEERNAME6: &str = "na_getpeername6";
     /// The socket hooks, in attach order.
-    pub const SOCKET_HOOKS: [&str; 4] = [CONNECT4, SENDMSG4, RECVMSG4, GETPEERNAME4];
+    pub const SOCKET_HOOKS: [&str; 7] = [
+        CONNECT4,
+        SENDMSG4,
+        RECVMSG4,
+        GETPEERNAME4,
+        CONNECT6,
+        RECVMSG6,
+        GETPEERNAME6,
+    ];
 }
 
 /// Publication lookup key: the address and port a client connects to.
@@ -595,6 +614,38 @@ pub struct SockRevValue {
 }
 const _: () = assert!(size_of::<SockRevValue>() == 8);
 
+/// An IPv6 address as `bpf_sock_addr::user_ip6` holds it: four 32-bit
+/// words in network order (an IPv4 address `a` is `[0, 0, 0xffff_be, a]`
+/// when mapped).
+pub type Ipv6Be = [u32; 4];
+
+/// Key of the IPv6 socket reverse map: a host socket and the container
+/// address and port it was sent to, as the socket sees them (an IPv4
+/// container's address IPv4-mapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SockRev6Key {
+    /// `bpf_get_socket_cookie`.
+    pub cookie: u64,
+    pub addr: Ipv6Be,
+    /// Container port, network order.
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 5],
+}
+const _: () = assert!(size_of::<SockRev6Key>() == 32);
+
+/// The published address and port an IPv6 host socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SockRev6Value {
+    pub addr: Ipv6Be,
+    /// Published (host) port, network order.
+    pub port_be: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<SockRev6Value>() == 20);
+
 /// Settings of the socket hooks (index 0 of their config map).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -851,6 +902,8 @@ mod user {
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtValue {}
     unsafe impl aya::Pod for super::LocalAddr {}
+    unsafe impl aya::Pod for super::SockRev6Key {}
+    unsafe impl aya::Pod for super::SockRev6Value {}
     unsafe impl aya::Pod for super::PubStats {}
     unsafe impl aya::Pod for super::NetPolicy {}
     unsafe impl aya::Pod for super::EndpointIface {}

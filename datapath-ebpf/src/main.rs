@@ -94,6 +94,26 @@ pub fn na_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::reverse(&ctx)
 }
 
+/// Host IPv6 socket, connect(2): a wildcard publication reached at `::1`
+/// or a host IPv6 address (or a published IPv4-mapped address) goes to
+/// the container's IPv4-mapped address.
+#[cgroup_sock_addr(connect6)]
+pub fn na_connect6(ctx: SockAddrContext) -> i32 {
+    sock::forward6(&ctx)
+}
+
+/// Host IPv6 socket, UDP receive: as recvmsg4.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn na_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::reverse6(&ctx)
+}
+
+/// Host IPv6 socket, getpeername(2): as getpeername4.
+#[cgroup_sock_addr(getpeername6)]
+pub fn na_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::reverse6(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

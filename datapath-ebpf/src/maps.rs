@@ -9,10 +9,11 @@ use aya_ebpf::{
 };
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
-    LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
-    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
-    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubStats,
-    PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey, SockRevValue,
+    Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
+    MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS,
+    MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey,
+    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key,
+    SockRev6Value, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -107,3 +108,15 @@ pub static NA_SOCKCFG_V1: Array<SockConfig, 1> = Array::new();
 #[btf_map]
 pub static NA_HAIRPIN4_V1: LruHashMap<CtKey, CtValue, { MAX_HAIRPIN_FLOWS as usize }> =
     LruHashMap::new();
+
+/// What IPv6 host sockets translated by the socket hooks asked for, by
+/// socket and container address (IPv4-mapped for an IPv4 container).
+/// Written by connect6.
+#[btf_map]
+pub static NA_SOCKREV6_V1: LruHashMap<SockRev6Key, SockRev6Value, { MAX_SOCK_FLOWS as usize }> =
+    LruHashMap::new();
+
+/// The host's local IPv6 addresses, kept by the agent from netlink: a
+/// wildcard publication is reached from the host at any of them.
+#[btf_map]
+pub static NA_LOCAL6_V1: HashMap<Ipv6Be, LocalAddr, { MAX_LOCAL_ADDRS as usize }> = HashMap::new();

@@ -100,6 +100,20 @@ pub fn find_from_host(addr: u32, port: u16, proto: u8) -> Option<PubValue> {
     exact_or_wildcard(addr, port, proto, || is_loopback(addr) || is_local(addr)).ok()
 }
 
+/// The wildcard (0.0.0.0) publication of (`port`, `proto`): what a host
+/// socket reaches at `::1` or one of the host's IPv6 addresses.
+#[inline(always)]
+pub fn wildcard(port: u16, proto: u8) -> Option<PubValue> {
+    let key = PubKey {
+        addr_be: 0,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data copied out at once.
+    unsafe { NA_PUB4_V1.get(&key) }.copied()
+}
+
 /// Whether `port` is published on `addr` or on every address, so replies
 /// to it would be taken for a published flow (masquerade skips it).
 #[inline(always)]

@@ -15,15 +15,20 @@
 //! - the reverse entry is written before the address is changed, and
 //!   keyed by the socket, so one socket never sees another's address.
 
+use core::ptr::{read_volatile, write_volatile};
+
 use aya_ebpf::{
     EbpfContext as _,
+    bindings::bpf_sock_addr,
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use datapath_common::{Event, IPPROTO_TCP, IPPROTO_UDP, SockRevKey, SockRevValue};
+use datapath_common::{
+    Event, IPPROTO_TCP, IPPROTO_UDP, Ipv6Be, SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+};
 
 use crate::{
-    maps::{NA_SOCKCFG_V1, NA_SOCKREV4_V1},
+    maps::{NA_LOCAL6_V1, NA_SOCKCFG_V1, NA_SOCKREV4_V1, NA_SOCKREV6_V1},
     nat, stats,
 };
 
@@ -114,5 +119,164 @@ pub fn reverse(ctx: &SockAddrContext) -> i32 {
     sa.user_ip4 = asked.addr_be;
     sa.user_port = u32::from(asked.port_be);
     stats::count(Event::SockReverse);
+    ALLOW
+}
+
+/// The IPv4-mapped form's first three words (`::ffff:0:0/96`).
+const V4_MAPPED_PREFIX: [u32; 3] = [0, 0, u32::from_be(0x0000_ffff)];
+
+/// Whether `addr` is `::1`.
+#[inline(always)]
+fn is_loopback6(addr: &Ipv6Be) -> bool {
+    addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == u32::from_be(1)
+}
+
+/// The IPv4 address `addr` maps, if it is IPv4-mapped.
+#[inline(always)]
+fn v4_mapped(addr: &Ipv6Be) -> Option<u32> {
+    (addr[0] == V4_MAPPED_PREFIX[0]
+        && addr[1] == V4_MAPPED_PREFIX[1]
+        && addr[2] == V4_MAPPED_PREFIX[2])
+        .then_some(addr[3])
+}
+
+/// Reads `user_ip6` word by word: the verifier allows only loads at a
+/// constant offset from the unmodified context pointer, which a copy of
+/// the whole array (a memcpy) is not.
+#[inline(always)]
+fn load_ip6(sa: &bpf_sock_addr) -> Ipv6Be {
+    // SAFETY: reads of a field of a valid context.
+    unsafe {
+        [
+            read_volatile(&sa.user_ip6[0]),
+            read_volatile(&sa.user_ip6[1]),
+            read_volatile(&sa.user_ip6[2]),
+            read_volatile(&sa.user_ip6[3]),
+        ]
+    }
+}
+
+/// Writes `user_ip6` word by word (see [`load_ip6`]).
+#[inline(always)]
+fn store_ip6(sa: &mut bpf_sock_addr, addr: &Ipv6Be) {
+    // SAFETY: writes of a writable field of a valid context.
+    unsafe {
+        write_volatile(&mut sa.user_ip6[0], addr[0]);
+        write_volatile(&mut sa.user_ip6[1], addr[1]);
+        write_volatile(&mut sa.user_ip6[2], addr[2]);
+        write_volatile(&mut sa.user_ip6[3], addr[3]);
+    }
+}
+
+#[inline(always)]
+fn mapped(addr_be: u32) -> Ipv6Be {
+    [
+        V4_MAPPED_PREFIX[0],
+        V4_MAPPED_PREFIX[1],
+        V4_MAPPED_PREFIX[2],
+        addr_be,
+    ]
+}
+
+/// Whether `addr` is one of the host's IPv6 addresses.
+#[inline(always)]
+fn is_local6(addr: &Ipv6Be) -> bool {
+    // SAFETY: presence is all we read.
+    unsafe { NA_LOCAL6_V1.get(addr) }.is_some()
+}
+
+/// connect6: an IPv6 socket reaching a published port goes to the
+/// container at its IPv4-mapped address (the kernel then connects the
+/// socket over IPv4): `::1` and the host's IPv6 addresses reach wildcard
+/// publications, as Docker's proxy listening on `[::]` makes them; an
+/// IPv4-mapped destination is looked up as the IPv4 address it is.
+#[inline(always)]
+pub fn forward6(ctx: &SockAddrContext) -> i32 {
+    let Some(proto) = host_socket(ctx) else {
+        return ALLOW;
+    };
+    // SAFETY: as in `forward`.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let addr = load_ip6(sa);
+    let port = sa.user_port as u16;
+    let target = match v4_mapped(&addr) {
+        Some(v4) => nat::find_from_host(v4, port, proto),
+        None if is_loopback6(&addr) || is_local6(&addr) => nat::wildcard(port, proto),
+        None => None,
+    };
+    let Some(target) = target else {
+        return ALLOW;
+    };
+    let to = mapped(target.addr_be);
+    let key = SockRev6Key {
+        // SAFETY: as in `forward`.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        addr: to,
+        port_be: target.port_be,
+        proto,
+        _pad: [0; 5],
+    };
+    let asked = SockRev6Value {
+        addr,
+        port_be: port,
+        _pad: 0,
+    };
+    // Without its reverse entry the peer would show as the container's
+    // address: then leave the socket alone rather than half-translated.
+    if NA_SOCKREV6_V1.insert(&key, &asked, 0).is_err() {
+        return ALLOW;
+    }
+    store_ip6(sa, &to);
+    sa.user_port = u32::from(target.port_be);
+    stats::count(Event::SockForward);
+    ALLOW
+}
+
+/// recvmsg6 and getpeername6: the container's (IPv4-mapped) address shows
+/// as the published one the socket asked for, whether it asked through
+/// connect6 or, for an unconnected dual-stack UDP socket sending to an
+/// IPv4-mapped address, through sendmsg4 (the kernel sends those over
+/// IPv4, and runs the IPv4 hook).
+#[inline(always)]
+pub fn reverse6(ctx: &SockAddrContext) -> i32 {
+    let Some(proto) = host_socket(ctx) else {
+        return ALLOW;
+    };
+    // SAFETY: as in `forward`.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    // SAFETY: as in `forward`.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let addr = load_ip6(sa);
+    let port_be = sa.user_port as u16;
+    let key = SockRev6Key {
+        cookie,
+        addr,
+        port_be,
+        proto,
+        _pad: [0; 5],
+    };
+    // SAFETY: plain data copied out at once.
+    if let Some(asked) = unsafe { NA_SOCKREV6_V1.get(&key) }.copied() {
+        store_ip6(sa, &asked.addr);
+        sa.user_port = u32::from(asked.port_be);
+        stats::count(Event::SockReverse);
+        return ALLOW;
+    }
+    let Some(v4) = v4_mapped(&addr) else {
+        return ALLOW;
+    };
+    let key = SockRevKey {
+        cookie,
+        addr_be: v4,
+        port_be,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data copied out at once.
+    if let Some(asked) = unsafe { NA_SOCKREV4_V1.get(&key) }.copied() {
+        store_ip6(sa, &mapped(asked.addr_be));
+        sa.user_port = u32::from(asked.port_be);
+        stats::count(Event::SockReverse);
+    }
     ALLOW
 }

@@ -246,6 +246,9 @@ pub const CLIENT_IP: &str = "10.77.1.2";
 pub const HOST_IP: &str = "10.77.1.1";
 pub const HOST_CT_IP: &str = "10.77.2.1";
 pub const CONTAINER_IP: &str = "10.77.2.2";
+/// The host's IPv6 address on `h0` (host sockets reach wildcard
+/// publications there too).
+pub const HOST_IP6: &str = "fd77:1::1";
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 2];
 pub const HOST_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 1];
 
@@ -278,6 +281,14 @@ impl Topology {
             ns.ip(&["addr", "add", addr, "dev", dev]);
             ns.ip(&["link", "set", dev, "up"]);
         }
+        t.host.ip(&[
+            "addr",
+            "add",
+            &format!("{HOST_IP6}/64"),
+            "dev",
+            &h0,
+            "nodad",
+        ]);
         t.client.ip(&["route", "add", "default", "via", HOST_IP]);
         t.container
             .ip(&["route", "add", "default", "via", HOST_CT_IP]);

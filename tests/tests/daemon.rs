@@ -367,6 +367,7 @@ fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
         (map_names::FRAGMENTS, MAX_FRAGMENTS),
         (map_names::SOCK_REV, MAX_SOCK_FLOWS),
         (map_names::HAIRPIN, MAX_HAIRPIN_FLOWS),
+        (map_names::SOCK_REV6, MAX_SOCK_FLOWS),
     ] {
         let map = pinned_map(&w, name);
         assert_eq!(map["type"], "lru_hash", "{name}: {map}");

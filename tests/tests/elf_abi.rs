@@ -7,11 +7,11 @@ use std::mem::size_of;
 
 use datapath_common::{
     CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, FragKey,
-    FragValue, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
+    FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
     MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS,
     MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey,
-    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRevKey,
-    SockRevValue, map_names, prog_names,
+    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key,
+    SockRev6Value, SockRevKey, SockRevValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -151,6 +151,20 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<CtKey>(),
             size_of::<CtValue>(),
             MAX_HAIRPIN_FLOWS,
+        ),
+        (
+            map_names::SOCK_REV6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<SockRev6Key>(),
+            size_of::<SockRev6Value>(),
+            MAX_SOCK_FLOWS,
+        ),
+        (
+            map_names::LOCAL_ADDRS6,
+            BPF_MAP_TYPE_HASH,
+            size_of::<Ipv6Be>(),
+            size_of::<LocalAddr>(),
+            MAX_LOCAL_ADDRS,
         ),
     ];
     for (name, map_type, key, value, max) in expected {

@@ -11,7 +11,7 @@
 )]
 
 use netagent_tests::{
-    netns::{Bpffs, CONTAINER_IP, Daemon, HOST_CT_IP, HOST_IP, Topology, run},
+    netns::{Bpffs, CONTAINER_IP, Daemon, HOST_CT_IP, HOST_IP, HOST_IP6, Topology, run},
     traffic::{tcp_echo, udp_echo},
 };
 
@@ -164,6 +164,95 @@ fn host_processes_reach_published_ports_at_the_socket() {
     assert!(env.daemon.event("socket_reverse") >= 5);
 }
 
+/// An IPv6 TCP client: connects to [argv[1]]:argv[2], sends a line,
+/// prints the answer, then what getpeername says.
+const TCP6_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"hello\n")
+print(s.makefile().readline().strip())
+print("[%s]:%d" % s.getpeername()[:2])
+"#;
+
+/// An IPv6 UDP client: a connected socket to [argv[1]]:argv[2] (answer,
+/// its source, getpeername), then an unconnected one sending to the
+/// IPv4-mapped argv[3] (answer and its source).
+const UDP6_CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.settimeout(3)
+c.connect((sys.argv[1], int(sys.argv[2])))
+c.send(b"pong")
+data, src = c.recvfrom(200)
+print(data.decode())
+print("[%s]:%d" % src[:2])
+print("[%s]:%d" % c.getpeername()[:2])
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(b"ping", (sys.argv[3], int(sys.argv[2])))
+data, src = u.recvfrom(200)
+print(data.decode())
+print("[%s]:%d" % src[:2])
+"#;
+
+/// IPv6 host sockets reach IPv4 containers as Docker's proxy on `[::]`
+/// lets them: a wildcard publication at `::1` and at the host's IPv6
+/// address, any publication at its IPv4-mapped address; the application
+/// sees the address it used. A `127.0.0.1` publication is not on `::1`.
+#[test]
+fn ipv6_host_sockets_reach_published_ports() {
+    let env = Env::new();
+    env.daemon
+        .ok(&["publish", &format!("8080->{CONTAINER_IP}:80")]);
+    env.daemon
+        .ok(&["publish", &format!("127.0.0.1:8081->{CONTAINER_IP}:80")]);
+    env.daemon
+        .ok(&["publish", &format!("5354->{CONTAINER_IP}:53/udp")]);
+    let _tcp = tcp_echo(&env.topo.container, 80);
+    let _udp = udp_echo(&env.topo.container, 53);
+    let host = env.topo.host.name.as_str();
+    // The container sees the host's IPv4 address on its bridge.
+    for (addr, port) in [
+        ("::1", "8080"),
+        (HOST_IP6, "8080"),
+        ("::ffff:127.0.0.1", "8080"),
+        ("::ffff:127.0.0.1", "8081"),
+    ] {
+        let (ok, out, err) = env.client(host, true, TCP6_CLIENT, &[addr, port]);
+        assert!(ok, "[{addr}]:{port}: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("{HOST_CT_IP}:")) && lines[0].ends_with(" hello"),
+            "[{addr}]:{port}: {out}"
+        );
+        assert_eq!(lines[1], format!("[{addr}]:{port}"), "getpeername");
+    }
+    // Scoping: the loopback publication is IPv4's 127.0.0.1 only, as
+    // Docker binds it; outside the cgroup nothing is translated.
+    let (ok, _, err) = env.client(host, true, TCP6_CLIENT, &["::1", "8081"]);
+    assert!(!ok && err.contains("Connection refused"), "{err}");
+    let (ok, _, err) = env.client(host, false, TCP6_CLIENT, &["::1", "8080"]);
+    assert!(!ok && err.contains("Connection refused"), "{err}");
+
+    // UDP: a connected IPv6 socket, and an unconnected dual-stack one
+    // sending to an IPv4-mapped address (the kernel sends that over IPv4).
+    let (ok, out, err) = env.client(
+        host,
+        true,
+        UDP6_CLIENT,
+        &["::1", "5354", "::ffff:127.0.0.1"],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].ends_with(" pong"), "{out}");
+    assert_eq!(lines[1], "[::1]:5354", "the answer's source");
+    assert_eq!(lines[2], "[::1]:5354", "getpeername");
+    assert!(lines[3].ends_with(" ping"), "{out}");
+    assert_eq!(lines[4], "[::ffff:127.0.0.1]:5354", "the answer's source");
+}
+
 /// Programs attached to the daemon's cgroup, by name.
 fn hooks(env: &Env) -> Vec<String> {
     let out = run(&[
@@ -204,8 +293,11 @@ fn socket_hooks_outlive_the_daemon_and_leave_with_cgroup_none() {
     };
     let all = [
         "na_connect4",
+        "na_connect6",
         "na_getpeername4",
+        "na_getpeername6",
         "na_recvmsg4",
+        "na_recvmsg6",
         "na_sendmsg4",
     ];
     assert_eq!(hooks(&env), all);

@@ -30,12 +30,12 @@ use aya::{
     },
 };
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, LocalAddr, MasqAddr, OpenPort, PubKey, PubStats,
-    PubValue, SockConfig,
+    DatapathConfig, EndpointAddr, EndpointIface, Ipv6Be, LocalAddr, MasqAddr, OpenPort, PubKey,
+    PubStats, PubValue, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, FRAGMENTS,
-        HAIRPIN, LOCAL_ADDRS, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES,
-        SNAT, SOCK_CONFIG, SOCK_REV,
+        HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS,
+        RETIRED, SHARES, SNAT, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -48,7 +48,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 18] = [
+pub const MAP_NAMES: [&str; 20] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -67,6 +67,8 @@ pub const MAP_NAMES: [&str; 18] = [
     SOCK_REV,
     SOCK_CONFIG,
     HAIRPIN,
+    SOCK_REV6,
+    LOCAL_ADDRS6,
 ];
 
 pub use super::XdpAttachMode;
@@ -167,6 +169,7 @@ pub struct BpfDatapath {
     publications_batch: MapData,
     pub_stats_batch: MapData,
     local_addrs: HashMap<MapData, u32, LocalAddr>,
+    local_addrs6: HashMap<MapData, Ipv6Be, LocalAddr>,
     pub_stats: PerCpuArray<MapData, PubStats>,
     events: PerCpuArray<MapData, u64>,
     endpoint_ifaces: HashMap<MapData, u32, EndpointIface>,
@@ -231,6 +234,7 @@ impl BpfDatapath {
         };
         let publications = HashMap::try_from(take(PUBLICATIONS)?).map_err(map_err(PUBLICATIONS))?;
         let local_addrs = HashMap::try_from(take(LOCAL_ADDRS)?).map_err(map_err(LOCAL_ADDRS))?;
+        let local_addrs6 = HashMap::try_from(take(LOCAL_ADDRS6)?).map_err(map_err(LOCAL_ADDRS6))?;
         let pub_stats = PerCpuArray::try_from(take(PUB_STATS)?).map_err(map_err(PUB_STATS))?;
         // Both are pinned by now (the loader pins every map it creates).
         let reopen = |name: &str| {
@@ -255,6 +259,7 @@ impl BpfDatapath {
             publications_batch,
             pub_stats_batch,
             local_addrs,
+            local_addrs6,
             pub_stats,
             events,
             endpoint_ifaces,

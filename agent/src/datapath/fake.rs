@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
 
@@ -135,7 +135,7 @@ impl PublicationMaps for FakePublications {
 /// The maps derived from the host and the settings.
 #[derive(Debug, Default)]
 pub struct FakeHostMaps {
-    pub local_addrs: Vec<(Ipv4Addr, u32)>,
+    pub local_addrs: Vec<(IpAddr, u32)>,
     pub masq_addrs: Vec<(u32, Ipv4Addr)>,
     pub config: DatapathConfig,
     pub open_ports: BTreeSet<(u32, u16, u8)>,
@@ -162,7 +162,7 @@ impl HostMaps for FakeHostMaps {
         Ok(())
     }
 
-    fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
+    fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> Result<(), DatapathError> {
         self.local_addrs = addrs.to_vec();
         Ok(())
     }
@@ -363,7 +363,7 @@ impl HostMaps for FakeDatapath {
     forward!(host_maps:
         fn set_config(&mut self, config: &DatapathConfig) -> R<()>;
         fn set_open_ports(&mut self, ports: &[OpenPort]) -> R<()>;
-        fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> R<()>;
+        fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> R<()>;
         fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> R<()>;
     );
 }

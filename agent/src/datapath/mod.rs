@@ -6,7 +6,7 @@ pub mod fake;
 pub mod xdp_mode;
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
 
@@ -108,8 +108,9 @@ pub trait HostMaps {
     /// Makes the open-port map (container ports reachable by direct
     /// routing on `routed` networks) hold exactly `ports`.
     fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError>;
-    /// Makes the local-address map hold exactly `addrs` (address, ifindex).
-    fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError>;
+    /// Makes the local-address maps (IPv4 and IPv6) hold exactly `addrs`
+    /// (address, ifindex).
+    fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> Result<(), DatapathError>;
     /// Makes the masquerade-address map hold exactly `addrs` (served
     /// ifindex, the address masquerade uses there).
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;

@@ -1,7 +1,12 @@
 //! The map side of [`BpfDatapath`]: the narrow datapath traits over the
 //! pinned maps (and the endpoint program's links).
 
-use std::{ffi::CString, fs, io, net::Ipv4Addr, os::fd::AsFd as _};
+use std::{
+    ffi::CString,
+    fs, io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd as _,
+};
 
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuValues},
@@ -108,17 +113,18 @@ impl PublicationMaps for BpfDatapath {
 }
 
 impl HostMaps for BpfDatapath {
-    fn set_local_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
-        let wanted = addrs
-            .iter()
-            .map(|(ip, ifindex)| {
-                (
-                    u32::from_ne_bytes(ip.octets()),
-                    LocalAddr { ifindex: *ifindex },
-                )
-            })
-            .collect();
-        replace_all(&mut self.local_addrs, wanted, "the local-address map")
+    fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> Result<(), DatapathError> {
+        let mut v4 = std::collections::HashMap::new();
+        let mut v6 = std::collections::HashMap::new();
+        for (ip, ifindex) in addrs {
+            let value = LocalAddr { ifindex: *ifindex };
+            match ip {
+                IpAddr::V4(ip) => v4.insert(u32::from_ne_bytes(ip.octets()), value),
+                IpAddr::V6(ip) => v6.insert(ipv6_be(ip), value),
+            };
+        }
+        replace_all(&mut self.local_addrs, v4, "the local-address map")?;
+        replace_all(&mut self.local_addrs6, v6, "the IPv6 local-address map")
     }
 
     fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
@@ -259,6 +265,15 @@ impl EndpointPrograms for BpfDatapath {
 
 /// Makes a hash map hold exactly `wanted`: stale keys removed, the rest
 /// written (a map the agent alone writes, kept in step with netlink).
+/// An IPv6 address as the datapath keys it (`bpf_sock_addr::user_ip6`'s
+/// layout: four words in network order).
+fn ipv6_be(ip: &Ipv6Addr) -> datapath_common::Ipv6Be {
+    let o = ip.octets();
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
+
 fn replace_all<K, V>(
     map: &mut HashMap<MapData, K, V>,
     wanted: std::collections::HashMap<K, V>,

@@ -13,7 +13,9 @@ use aya::{EbpfLoader, maps::MapData};
 use datapath_common::{
     MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SNAT_ENTRIES,
     MAX_SOCK_FLOWS, MAX_UDP_FLOWS, flow_table_entries,
-    map_names::{CT_SYN, CT_TCP, CT_UDP, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES, SNAT, SOCK_REV},
+    map_names::{
+        CT_SYN, CT_TCP, CT_UDP, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES, SNAT, SOCK_REV, SOCK_REV6,
+    },
 };
 use tracing::info;
 
@@ -21,7 +23,7 @@ use super::{PinDir, io_err, map_err};
 use crate::datapath::DatapathError;
 
 /// The flow tables and their full sizes (hosts with more than 4 GiB).
-const FLOW_TABLES: [(&str, u32); 8] = [
+const FLOW_TABLES: [(&str, u32); 9] = [
     (CT_TCP, MAX_FLOWS),
     (CT_SYN, MAX_EMBRYONIC_FLOWS),
     (CT_UDP, MAX_UDP_FLOWS),
@@ -30,6 +32,7 @@ const FLOW_TABLES: [(&str, u32); 8] = [
     (FRAGMENTS, MAX_FRAGMENTS),
     (SOCK_REV, MAX_SOCK_FLOWS),
     (HAIRPIN, MAX_HAIRPIN_FLOWS),
+    (SOCK_REV6, MAX_SOCK_FLOWS),
 ];
 
 /// Tells `loader` the size of every host-sized map: the pinned map's if
