@@ -199,6 +199,15 @@ pub struct NetworkCreate {
     pub gateway: Option<Ipv4Addr>,
     #[serde(default)]
     pub ip_range: Option<ipnet::Ipv4Net>,
+    /// Dual stack (`--ipv6`): the network gets an IPv6 subnet too.
+    #[serde(default)]
+    pub ipv6: bool,
+    /// `None` with `ipv6`: a unique local /64 picked for the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<ipnet::Ipv6Net>,
+    /// `None`: the IPv6 subnet's first host address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub internal: bool,
     #[serde(default = "default_true")]
@@ -219,6 +228,9 @@ impl NetworkCreate {
             subnet: None,
             gateway: None,
             ip_range: None,
+            ipv6: false,
+            subnet6: None,
+            gateway6: None,
             internal: false,
             icc: true,
             driver: None,
@@ -234,6 +246,9 @@ pub struct NetworkConnect {
     pub container: String,
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address on a dual-stack network (`--ip6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
 }
@@ -253,6 +268,9 @@ pub struct ContainerAttach {
     pub network: Option<String>,
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address on a dual-stack network (`--ip6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// `-p` values as typed.

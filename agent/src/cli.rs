@@ -2,13 +2,13 @@
 //! here only, so a flag can be renamed or aliased without changing the API.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
     api::{ContainerAttach, DEFAULT_SOCKET, NetworkConnect, NetworkCreate, Request},
@@ -156,6 +156,9 @@ pub enum NetworkCommand {
         /// The container's address on the network (user-defined networks).
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// The container's IPv6 address (user-defined dual-stack networks).
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
         /// A network-scoped alias (repeatable; user-defined networks).
         #[arg(long = "alias", value_name = "NAME")]
         aliases: Vec<String>,
@@ -176,13 +179,20 @@ pub enum NetworkCommand {
 pub struct NetworkCreateArgs {
     /// The network's name ([a-zA-Z0-9][a-zA-Z0-9_.-], at most 63 characters).
     pub name: String,
-    /// Subnet in CIDR form (picked from 172.17-31.0.0/16, then
-    /// 192.168.0.0/16 in /20s, avoiding networks and host routes).
+    /// Subnet in CIDR form, one IPv4 and (with --ipv6) one IPv6, as
+    /// `--subnet 172.30.0.0/16 --subnet fd00:30::/64`. IPv4 is picked from
+    /// 172.17-31.0.0/16, then 192.168.0.0/16 in /20s, IPv6 is a unique
+    /// local /64, both avoiding networks and host routes.
     #[arg(long)]
-    pub subnet: Option<Ipv4Net>,
-    /// Gateway (the bridge's address); the subnet's first address by default.
+    pub subnet: Vec<IpNet>,
+    /// Gateway (the bridge's address), one per family; the subnet's first
+    /// host address by default.
     #[arg(long)]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Vec<IpAddr>,
+    /// Dual stack: the network gets an IPv6 subnet too, and its
+    /// containers an IPv6 address beside their IPv4 one.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Allocate container addresses from this sub-range only.
     #[arg(long)]
     pub ip_range: Option<Ipv4Net>,
@@ -248,6 +258,9 @@ pub struct ContainerAttachArgs {
     /// The container's address (user-defined networks).
     #[arg(long)]
     pub ip: Option<Ipv4Addr>,
+    /// The container's IPv6 address (user-defined dual-stack networks).
+    #[arg(long)]
+    pub ip6: Option<Ipv6Addr>,
     /// A network-scoped alias (repeatable; user-defined networks).
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
@@ -262,18 +275,49 @@ pub struct ContainerAttachArgs {
     pub expose: Vec<String>,
 }
 
-impl From<NetworkCreateArgs> for NetworkCreate {
-    fn from(a: NetworkCreateArgs) -> Self {
-        NetworkCreate {
+impl TryFrom<NetworkCreateArgs> for NetworkCreate {
+    type Error = anyhow::Error;
+
+    /// Sorts the subnets and gateways by family: at most one of each.
+    fn try_from(a: NetworkCreateArgs) -> anyhow::Result<Self> {
+        let (mut subnet, mut subnet6, mut gateway, mut gateway6) = (None, None, None, None);
+        for net in a.subnet {
+            let dup = match net {
+                IpNet::V4(n) => subnet.replace(n).is_some(),
+                IpNet::V6(n) => subnet6.replace(n).is_some(),
+            };
+            anyhow::ensure!(!dup, "--subnet {net}: one subnet per address family");
+        }
+        for ip in a.gateway {
+            let dup = match ip {
+                IpAddr::V4(ip) => gateway.replace(ip).is_some(),
+                IpAddr::V6(ip) => gateway6.replace(ip).is_some(),
+            };
+            anyhow::ensure!(!dup, "--gateway {ip}: one gateway per address family");
+        }
+        anyhow::ensure!(
+            gateway6.is_none() || subnet6.is_some(),
+            "--gateway {}: an IPv6 gateway needs an IPv6 --subnet",
+            gateway6.map(|g| g.to_string()).unwrap_or_default()
+        );
+        anyhow::ensure!(
+            gateway.is_none() || subnet.is_some(),
+            "--gateway {}: a gateway needs a --subnet of its family",
+            gateway.map(|g| g.to_string()).unwrap_or_default()
+        );
+        Ok(NetworkCreate {
             name: a.name,
-            subnet: a.subnet,
-            gateway: a.gateway,
+            subnet,
+            gateway,
             ip_range: a.ip_range,
+            ipv6: a.ipv6,
+            subnet6,
+            gateway6,
             internal: a.internal,
             icc: a.icc,
             driver: a.driver,
             options: a.options,
-        }
+        })
     }
 }
 
@@ -284,6 +328,7 @@ impl From<ContainerAttachArgs> for ContainerAttach {
             netns: a.netns,
             network: a.network,
             ip: a.ip,
+            ip6: a.ip6,
             aliases: a.aliases,
             publish: a.publish,
             publish_all: a.publish_all,
@@ -337,7 +382,7 @@ fn port_request(container: Option<String>, port: Option<String>) -> anyhow::Resu
 
 fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
     Ok(match cmd {
-        NetworkCommand::Create(args) => Request::NetworkCreate(args.into()),
+        NetworkCommand::Create(args) => Request::NetworkCreate(args.try_into()?),
         NetworkCommand::Ls => Request::NetworkLs,
         NetworkCommand::Inspect { name } => Request::NetworkInspect { name },
         NetworkCommand::Rm { names } => match <[String; 1]>::try_from(names) {
@@ -348,11 +393,13 @@ fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
             network,
             container,
             ip,
+            ip6,
             aliases,
         } => Request::NetworkConnect(NetworkConnect {
             network,
             container,
             ip,
+            ip6,
             aliases,
         }),
         NetworkCommand::Disconnect { network, container } => {

@@ -17,8 +17,8 @@ use crate::{
     journal::{Journal, Step},
     lookup::{self, NetworkRef},
     model::{
-        Container, DEFAULT_NETWORK, Endpoint, Network, NetworkMode, random_id, valid_alias,
-        valid_container_name,
+        Container, DEFAULT_NETWORK, Endpoint, EndpointIps, Network, NetworkMode, random_id,
+        valid_alias, valid_container_name,
     },
     names,
     portmap::{ExposedPorts, PortMapping},
@@ -180,12 +180,13 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let uid = container.uid;
         let info = self.transaction(|agent, journal| {
             let mut network = network;
-            let ip = network.ipam.allocate(req.ip)?;
+            let ips = network.allocate(req.ip, req.ip6)?;
+            let ip = ips.v4;
             let default_route = container.gateway_network.is_some();
             let endpoint = agent.create_endpoint(
                 &container,
                 &network,
-                ip,
+                ips,
                 "eth0",
                 default_route,
                 req.aliases.clone(),
@@ -356,7 +357,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         &mut self,
         container: &Container,
         network: &Network,
-        ip: Ipv4Addr,
+        ips: EndpointIps,
         ifname: &str,
         default_route: bool,
         aliases: Vec<String>,
@@ -370,7 +371,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 netns: &container.netns,
                 network,
                 bridge,
-                ip,
+                ips,
                 ifname,
                 default_route,
                 aliases,
@@ -411,7 +412,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             next.publications.retain(|p| p.owner != Some(container.uid));
             for ep in container.endpoints() {
                 if let Some(n) = next.networks.iter_mut().find(|n| n.name == ep.network) {
-                    n.ipam.release(ep.ip);
+                    n.release(ep);
                 }
                 journal.after_commit(Step::DestroyEndpoint(ep.clone()));
             }

@@ -8,15 +8,15 @@
 //! veth is made before its entries are written and deleted before they
 //! are removed.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
+use std::{collections::BTreeSet, path::Path};
 
-use datapath_common::{EndpointAddr, EndpointIface};
+use datapath_common::{EndpointAddr, EndpointIface, EndpointIface6, ipv6_be};
 use tracing::warn;
 
 use crate::{
     datapath::{EndpointMaps, EndpointPrograms},
-    host::{BridgeConfig, BridgeLink, EndpointConfig, Host, HostError, parse_mac},
-    model::{Container, Endpoint, Network, random_id},
+    host::{BridgeConfig, BridgeLink, EndpointConfig, Host, HostError, link_local6, parse_mac},
+    model::{Container, Endpoint, EndpointIps, Network, random_id},
 };
 
 pub use crate::model::{BRIDGE_PREFIX, VETH_PREFIX, is_bridge_name, is_endpoint_name};
@@ -81,7 +81,7 @@ pub fn endpoint_config(
     network: &Network,
     host_ifname: &str,
     ifname: &str,
-    ip: Ipv4Addr,
+    ips: EndpointIps,
     default_route: bool,
 ) -> EndpointConfig {
     EndpointConfig {
@@ -89,9 +89,13 @@ pub fn endpoint_config(
         bridge: network.bridge.clone(),
         netns: netns.to_owned(),
         ifname: ifname.to_owned(),
-        ip,
+        ip: ips.v4,
         prefix_len: network.ipam.subnet.prefix_len(),
-        default_gateway: default_route.then_some(network.ipam.gateway),
+        ip6: ips
+            .v6
+            .zip(network.ipam6.as_ref())
+            .map(|(ip6, ipam6)| (ip6, ipam6.subnet.prefix_len())),
+        default_gateway: default_route.then(|| network.default_route()),
     }
 }
 
@@ -100,6 +104,10 @@ pub fn bridge_config(network: &Network) -> BridgeConfig {
         name: network.bridge.clone(),
         gateway: network.ipam.gateway,
         prefix_len: network.ipam.subnet.prefix_len(),
+        gateway6: network
+            .ipam6
+            .as_ref()
+            .map(|i| (i.gateway, i.subnet.prefix_len())),
     }
 }
 
@@ -110,7 +118,7 @@ pub struct NewEndpoint<'a> {
     pub network: &'a Network,
     /// The network's bridge, as the host reports it.
     pub bridge: BridgeLink,
-    pub ip: Ipv4Addr,
+    pub ips: EndpointIps,
     /// The name inside the container (`eth0`, ...).
     pub ifname: &'a str,
     /// Whether the container's default route goes through it.
@@ -132,7 +140,7 @@ pub fn create<D: EndpointMaps + EndpointPrograms, H: Host>(
         new.network,
         &host_ifname,
         new.ifname,
-        new.ip,
+        new.ips,
         new.default_route,
     ))?;
     let endpoint = Endpoint {
@@ -140,7 +148,8 @@ pub fn create<D: EndpointMaps + EndpointPrograms, H: Host>(
         ifname: new.ifname.to_owned(),
         host_ifname,
         host_ifindex: link.host_ifindex,
-        ip: new.ip,
+        ip: new.ips.v4,
+        ip6: new.ips.v6,
         mac: link.mac,
         aliases: new.aliases,
     };
@@ -175,15 +184,27 @@ pub fn program<D: EndpointMaps + EndpointPrograms>(
             _pad: 0,
         },
     )?;
-    datapath.set_endpoint_addr(
-        endpoint.ip,
-        &EndpointAddr {
-            net,
-            host_ifindex: endpoint.host_ifindex,
-            mac,
-            gw_mac: bridge.mac,
-        },
-    )?;
+    let addr = EndpointAddr {
+        net,
+        host_ifindex: endpoint.host_ifindex,
+        mac,
+        gw_mac: bridge.mac,
+    };
+    datapath.set_endpoint_addr(endpoint.ip, &addr)?;
+    if let (Some(ip6), Some(ipam6)) = (endpoint.ip6, &network.ipam6) {
+        datapath.set_endpoint_iface6(
+            endpoint.host_ifindex,
+            &EndpointIface6 {
+                subnet: ipv6_be(ipam6.subnet.network()),
+                gateway: ipv6_be(ipam6.gateway),
+                prefix_len: ipam6.subnet.prefix_len(),
+                _pad: [0; 3],
+            },
+        )?;
+        for ip in [link_local6(mac), ip6] {
+            datapath.set_endpoint_addr6(ip, &addr)?;
+        }
+    }
     Ok(())
 }
 
@@ -207,6 +228,18 @@ pub fn destroy<D: EndpointMaps + EndpointPrograms, H: Host>(
     }
     if let Err(e) = datapath.remove_endpoint_addr(endpoint.ip) {
         failures.push(e.to_string());
+    }
+    if let Some(ip6) = endpoint.ip6 {
+        if let Err(e) = datapath.remove_endpoint_iface6(endpoint.host_ifindex) {
+            failures.push(e.to_string());
+        }
+        let mut addrs = vec![ip6];
+        addrs.extend(parse_mac(&endpoint.mac).map(link_local6));
+        for ip in addrs {
+            if let Err(e) = datapath.remove_endpoint_addr6(ip) {
+                failures.push(e.to_string());
+            }
+        }
     }
     if !failures.is_empty() {
         warn!(iface = %endpoint.host_ifname, ?failures, "removing an endpoint");
@@ -235,6 +268,7 @@ mod tests {
             host_ifname: "na-vtest".into(),
             host_ifindex: 42,
             ip: ip.parse().unwrap(),
+            ip6: None,
             mac: "02:00:00:00:00:07".into(),
             aliases: Vec::new(),
         }
@@ -284,7 +318,10 @@ mod tests {
             netns: Path::new("/run/netns/c"),
             network: &network,
             bridge,
-            ip: ip.parse().unwrap(),
+            ips: EndpointIps {
+                v4: ip.parse().unwrap(),
+                v6: None,
+            },
             ifname: "eth0",
             default_route: true,
             aliases: vec!["a".into()],
@@ -294,7 +331,7 @@ mod tests {
         assert!(host.endpoints.contains_key(&ep.host_ifname));
         assert_eq!(
             host.endpoints[&ep.host_ifname].default_gateway,
-            Some(network.ipam.gateway)
+            Some(network.default_route())
         );
         assert!(dp.attached.contains(&ep.host_ifname) && dp.addrs.contains_key(&ep.ip));
         // A datapath that refuses the entries: the veth goes again.

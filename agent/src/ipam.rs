@@ -54,6 +54,55 @@ pub enum IpamError {
         range: &'static str,
         what: &'static str,
     },
+    #[error("invalid subnet {subnet}: an IPv6 prefix length must be between 48 and 120")]
+    Subnet6Size { subnet: ipnet::Ipv6Net },
+    #[error("invalid subnet {given}: it is not a network address (did you mean {canonical}?)")]
+    NotNetworkAddress6 {
+        given: ipnet::Ipv6Net,
+        canonical: ipnet::Ipv6Net,
+    },
+    #[error("gateway {gateway} is not usable in subnet {subnet}")]
+    Gateway6 {
+        gateway: std::net::Ipv6Addr,
+        subnet: ipnet::Ipv6Net,
+    },
+    #[error("no configured subnet contains IP address {ip}")]
+    NotInSubnet6 { ip: std::net::Ipv6Addr },
+    #[error("IP address {ip} is the gateway or the subnet-router anycast address of {subnet}")]
+    Reserved6 {
+        ip: std::net::Ipv6Addr,
+        subnet: ipnet::Ipv6Net,
+    },
+    #[error("Address already in use: {ip}")]
+    InUse6 { ip: std::net::Ipv6Addr },
+    #[error("no available addresses on this pool ({pool})")]
+    Exhausted6 { pool: ipnet::Ipv6Net },
+    #[error(
+        "invalid pool request: Pool overlaps with other one on this address space ({subnet} overlaps {other})"
+    )]
+    Overlap6 {
+        subnet: ipnet::Ipv6Net,
+        other: String,
+    },
+    #[error(
+        "invalid subnet {subnet}: it overlaps {range} ({what}), which is never a container network"
+    )]
+    ReservedRange6 {
+        subnet: ipnet::Ipv6Net,
+        range: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "could not find an available, non-overlapping IPv6 unique local /64 to assign to the network"
+    )]
+    NoPool6,
+    #[error(
+        "IPv6 address {ip} requested, but network {network} has IPv6 disabled (network create --ipv6)"
+    )]
+    Ipv6Disabled {
+        ip: std::net::Ipv6Addr,
+        network: String,
+    },
 }
 
 /// Ranges no network may use: they are not routable unicast (this host,

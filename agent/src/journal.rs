@@ -18,8 +18,6 @@
 //! which the next start's reconcile collects: a crash loses nothing that
 //! was acknowledged.
 
-use std::net::Ipv4Addr;
-
 use datapath_common::{PubKey, PubValue};
 use tracing::warn;
 
@@ -48,7 +46,7 @@ pub enum Step {
     DefaultRoute {
         netns: std::path::PathBuf,
         ifname: String,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<crate::host::DefaultRoute>,
     },
 }
 

@@ -23,6 +23,7 @@ pub mod error;
 pub mod host;
 pub mod hostports;
 pub mod ipam;
+pub mod ipam6;
 pub mod journal;
 pub mod localaddr;
 pub mod lookup;

@@ -1,12 +1,16 @@
 //! Networks and containers as the agent keeps them in its state file.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use datapath_common::{NET_F_INTERNAL, NET_F_NO_ICC, NET_F_ROUTED, NetPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     ipam::NetworkIpam,
+    ipam6::Ipam6,
     portmap::{ExposedPorts, PortMapping},
 };
 
@@ -60,6 +64,10 @@ pub struct Network {
     #[serde(default)]
     pub gateway_mode: GatewayMode,
     pub ipam: NetworkIpam,
+    /// The IPv6 side of a dual-stack network (`--ipv6`); `None`: IPv4
+    /// only, and the datapath drops a container's IPv6 there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam6: Option<Ipam6>,
 }
 
 /// A network's gateway mode, as Docker 28 defines it.
@@ -112,6 +120,56 @@ impl Network {
     }
 }
 
+/// An endpoint's addresses: IPv4 always, IPv6 on a dual-stack network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointIps {
+    pub v4: Ipv4Addr,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl Network {
+    /// Hands out an endpoint's addresses (`v4`, `v6`: static ones, or
+    /// picked): both or neither.
+    pub fn allocate(
+        &mut self,
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+    ) -> Result<EndpointIps, crate::ipam::IpamError> {
+        if let (Some(ip), None) = (v6, &self.ipam6) {
+            return Err(crate::ipam::IpamError::Ipv6Disabled {
+                ip,
+                network: self.name.clone(),
+            });
+        }
+        let ip4 = self.ipam.allocate(v4)?;
+        let ip6 = match self.ipam6.as_mut().map(|i| i.allocate(v6)).transpose() {
+            Ok(ip6) => ip6,
+            Err(e) => {
+                self.ipam.release(ip4);
+                return Err(e);
+            }
+        };
+        Ok(EndpointIps { v4: ip4, v6: ip6 })
+    }
+
+    /// The default route through this network's gateway (both families
+    /// on a dual-stack network).
+    pub fn default_route(&self) -> crate::host::DefaultRoute {
+        crate::host::DefaultRoute {
+            v4: self.ipam.gateway,
+            v6: self.ipam6.as_ref().map(|i| i.gateway),
+        }
+    }
+
+    /// Gives an endpoint's addresses back.
+    pub fn release(&mut self, endpoint: &Endpoint) {
+        self.ipam.release(endpoint.ip);
+        if let (Some(ipam6), Some(ip6)) = (self.ipam6.as_mut(), endpoint.ip6) {
+            ipam6.release(ip6);
+        }
+    }
+}
+
 /// A container's interface on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -125,6 +183,9 @@ pub struct Endpoint {
     #[serde(default)]
     pub host_ifindex: u32,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: String,
     pub aliases: Vec<String>,
 }
@@ -207,6 +268,7 @@ impl Network {
             icc: true,
             gateway_mode: GatewayMode::Nat,
             ipam: NetworkIpam::new(subnet, None, None).expect("valid ipam"),
+            ipam6: None,
         }
     }
 }

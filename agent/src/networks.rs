@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tracing::info;
 
 use crate::{
@@ -17,6 +17,7 @@ use crate::{
     error::{AgentError, NetError},
     host::Host,
     ipam::{self, NetworkIpam},
+    ipam6::{self, Ipam6},
     journal::Step,
     lookup::{self, NetworkRef},
     model::{
@@ -77,6 +78,45 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         Ok(taken)
     }
 
+    /// The IPv6 side `req` asks for: `None` without `--ipv6`; the given
+    /// subnet (or a unique local /64 for network `id`) otherwise.
+    fn ipam6_for(&mut self, req: &NetworkCreate, id: &str) -> Result<Option<Ipam6>, AgentError> {
+        if !req.ipv6 {
+            if let Some(subnet) = req.subnet6 {
+                return Err(NetError::BadOption(format!(
+                    "--subnet {subnet}: an IPv6 subnet needs --ipv6"
+                ))
+                .into());
+            }
+            return Ok(None);
+        }
+        let mut taken: Vec<(Ipv6Net, String)> = self
+            .state
+            .networks
+            .iter()
+            .filter_map(|n| {
+                n.ipam6
+                    .as_ref()
+                    .map(|i| (i.subnet, format!("network {}", n.name)))
+            })
+            .collect();
+        let ours: BTreeSet<Ipv6Net> = taken.iter().map(|(s, _)| *s).collect();
+        taken.extend(
+            self.host
+                .routes6()?
+                .into_iter()
+                .filter(|(net, _)| !ours.contains(net)),
+        );
+        let subnet = match req.subnet6 {
+            Some(subnet) => {
+                ipam6::check_free(subnet, &taken)?;
+                subnet
+            }
+            None => ipam6::pick_subnet(id, &taken)?,
+        };
+        Ok(Some(Ipam6::new(subnet, req.gateway6)?))
+    }
+
     /// Creates the default `bridge` network if the state has none, and
     /// gives `host` and `none` their IDs.
     pub fn ensure_default_network(&mut self) -> Result<(), AgentError> {
@@ -134,6 +174,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             .find(|i| !used.contains(i))
             .expect("fewer than 2^32 networks");
         let id = random_id();
+        let ipam6 = self.ipam6_for(&req, &id)?;
         let bridge = if req.name == DEFAULT_NETWORK {
             DEFAULT_BRIDGE.to_owned()
         } else {
@@ -149,6 +190,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             icc: req.icc,
             gateway_mode,
             ipam,
+            ipam6,
         };
         let network = self.transaction(|agent, journal| {
             let link = agent.host.ensure_bridge(&bridge_config(&network))?;

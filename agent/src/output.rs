@@ -176,8 +176,14 @@ pub fn network_table(networks: &[NetworkInfo]) -> String {
         .map(|n| {
             let (subnet, gateway, options) = match &n.config {
                 Some(c) => (
-                    c.ipam.subnet.to_string(),
-                    c.ipam.gateway.to_string(),
+                    match &c.ipam6 {
+                        Some(v6) => format!("{},{}", c.ipam.subnet, v6.subnet),
+                        None => c.ipam.subnet.to_string(),
+                    },
+                    match &c.ipam6 {
+                        Some(v6) => format!("{},{}", c.ipam.gateway, v6.gateway),
+                        None => c.ipam.gateway.to_string(),
+                    },
                     match (c.internal, c.icc) {
                         (true, true) => "internal".to_owned(),
                         (true, false) => "internal,icc=false".to_owned(),
@@ -295,7 +301,10 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
             let ips = c
                 .endpoints
                 .iter()
-                .map(|e| e.ip.to_string())
+                .map(|e| match e.ip6 {
+                    Some(ip6) => format!("{},{ip6}", e.ip),
+                    None => e.ip.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(",");
             [

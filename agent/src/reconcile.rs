@@ -237,7 +237,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             network,
             &ep.host_ifname,
             &ep.ifname,
-            ep.ip,
+            crate::model::EndpointIps {
+                v4: ep.ip,
+                v6: ep.ip6,
+            },
             route,
         ))?;
         Ok(Some(link))
@@ -266,6 +269,28 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             Ok(addrs) => {
                 for (addr, _) in addrs.into_iter().filter(|(a, _)| !want.addrs.contains(a)) {
                     match self.datapath.remove_endpoint_addr(addr) {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match self.datapath.endpoint_ifaces6() {
+            Ok(ifaces) => {
+                for ifindex in ifaces.into_iter().filter(|i| !want.ifaces6.contains(i)) {
+                    match self.datapath.remove_endpoint_iface6(ifindex) {
+                        Ok(()) => report.collected += 1,
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match self.datapath.endpoint_addrs6() {
+            Ok(addrs) => {
+                for addr in addrs.into_iter().filter(|a| !want.addrs6.contains(a)) {
+                    match self.datapath.remove_endpoint_addr6(addr) {
                         Ok(()) => report.collected += 1,
                         Err(e) => report.errors.push(e.to_string()),
                     }
@@ -314,6 +339,8 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 struct Wanted {
     ifaces: BTreeSet<u32>,
     addrs: BTreeSet<Ipv4Addr>,
+    ifaces6: BTreeSet<u32>,
+    addrs6: BTreeSet<std::net::Ipv6Addr>,
     links: BTreeSet<String>,
 }
 
@@ -321,6 +348,13 @@ impl Wanted {
     fn keep(&mut self, ep: &Endpoint) {
         self.ifaces.insert(ep.host_ifindex);
         self.addrs.insert(ep.ip);
+        if let Some(ip6) = ep.ip6 {
+            self.ifaces6.insert(ep.host_ifindex);
+            self.addrs6.insert(ip6);
+            if let Some(mac) = crate::host::parse_mac(&ep.mac) {
+                self.addrs6.insert(crate::host::link_local6(mac));
+            }
+        }
         self.links.insert(ep.host_ifname.clone());
     }
 }

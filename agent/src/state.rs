@@ -206,7 +206,11 @@ impl DesiredState {
             unique(&mut bridges, n.bridge.as_str(), || {
                 format!("bridge {}", n.bridge)
             })?;
-            if n.ipam.allocated.contains(&n.ipam.gateway) {
+            if n.ipam.allocated.contains(&n.ipam.gateway)
+                || n.ipam6
+                    .as_ref()
+                    .is_some_and(|i| i.allocated.contains(&i.gateway))
+            {
                 return Err(format!("network {} hands out its gateway", n.name));
             }
         }
@@ -220,12 +224,22 @@ impl DesiredState {
                         a.name, b.name, a.ipam.subnet, b.ipam.subnet
                     ));
                 }
+                if let (Some(x), Some(y)) = (&a.ipam6, &b.ipam6)
+                    && (x.subnet.contains(&y.subnet.network())
+                        || y.subnet.contains(&x.subnet.network()))
+                {
+                    return Err(format!(
+                        "networks {} and {} overlap ({} and {})",
+                        a.name, b.name, x.subnet, y.subnet
+                    ));
+                }
             }
         }
         let mut names = HashSet::new();
         let mut uids = HashSet::new();
         let mut ifnames = HashSet::new();
         let mut addrs = HashSet::new();
+        let mut addrs6 = HashSet::new();
         for c in &self.containers {
             unique(&mut names, c.name.as_str(), || {
                 format!("container {}", c.name)
@@ -266,6 +280,21 @@ impl DesiredState {
                         "container {} has address {} outside network {} ({})",
                         c.name, ep.ip, network.name, network.ipam.subnet
                     ));
+                }
+                if let Some(ip6) = ep.ip6 {
+                    unique(&mut addrs6, ip6, || {
+                        format!("address {ip6} (container {})", c.name)
+                    })?;
+                    let inside = network
+                        .ipam6
+                        .as_ref()
+                        .is_some_and(|i| i.subnet.contains(&ip6) && ip6 != i.gateway);
+                    if !inside {
+                        return Err(format!(
+                            "container {} has IPv6 address {ip6} outside network {}",
+                            c.name, network.name
+                        ));
+                    }
                 }
             }
         }

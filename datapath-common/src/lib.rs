@@ -23,6 +23,8 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_ICMP: u8 = 1;
 /// See [`IPPROTO_TCP`].
 pub const IPPROTO_UDP: u8 = 17;
+/// ICMPv6 (neighbour discovery, MLD, errors, echo).
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// What XDP leaves in the packet metadata (`data_meta`) of a packet it
 /// translated, so TC ingress skips it without parsing or lookups. Native
@@ -223,6 +225,12 @@ pub mod map_names {
     pub const ENDPOINT_IFACES: &str = "NA_EPIF4_V1";
     /// Container IPv4 address (network order u32) -> [`super::EndpointAddr`].
     pub const ENDPOINT_ADDRS: &str = "NA_EPADDR4_V1";
+    /// Host-side ifindex of a dual-stack container interface ->
+    /// [`super::EndpointIface6`].
+    pub const ENDPOINT_IFACES6: &str = "NA_EPIF6_V1";
+    /// Container IPv6 address ([`super::Ipv6Be`], its link-local address
+    /// included) -> [`super::EndpointAddr`].
+    pub const ENDPOINT_ADDRS6: &str = "NA_EPADDR6_V1";
     /// [`super::SnatKey`] -> [`super::SnatValue`] (LRU): masquerade state.
     pub const SNAT: &str = "NA_SNAT4_V1";
     /// Served ifindex -> [`super::MasqAddr`]: the source masquerade uses there.
@@ -412,6 +420,37 @@ pub struct EndpointIface {
     pub _pad: u32,
 }
 const _: () = assert!(size_of::<EndpointIface>() == 24);
+
+/// Value of the IPv6 endpoint-interface map (keyed by a container's
+/// host-side ifindex): the IPv6 side of a dual-stack network. An interface
+/// without an entry drops every IPv6 packet its container sends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct EndpointIface6 {
+    /// The network's IPv6 subnet address ([`ipv6_be`]).
+    pub subnet: Ipv6Be,
+    /// The network's IPv6 gateway (the bridge).
+    pub gateway: Ipv6Be,
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<EndpointIface6>() == 36);
+
+/// An IPv6 address as the datapath keys it ([`Ipv6Be`]).
+pub fn ipv6_be(ip: core::net::Ipv6Addr) -> Ipv6Be {
+    let o = ip.octets();
+    let word = |i: usize| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+    [word(0), word(1), word(2), word(3)]
+}
+
+/// The address an [`Ipv6Be`] holds.
+pub fn ipv6_from_be(words: Ipv6Be) -> core::net::Ipv6Addr {
+    let mut o = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        o[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    core::net::Ipv6Addr::from(o)
+}
 
 /// Value of the endpoint-address map (keyed by a container address): where
 /// packets to the container go, so the datapath can hand them straight to
@@ -907,6 +946,7 @@ mod user {
     unsafe impl aya::Pod for super::PubStats {}
     unsafe impl aya::Pod for super::NetPolicy {}
     unsafe impl aya::Pod for super::EndpointIface {}
+    unsafe impl aya::Pod for super::EndpointIface6 {}
     unsafe impl aya::Pod for super::EndpointAddr {}
     unsafe impl aya::Pod for super::SnatKey {}
     unsafe impl aya::Pod for super::SnatValue {}

@@ -3,8 +3,8 @@
 //! container sends). It fails closed:
 //! - an interface the agent has no entry for drops everything (a veth is
 //!   deleted before its entries, so this only catches strays);
-//! - only ARP and IPv4 pass; anything else (IPv6, VLAN tags, other
-//!   EtherTypes) is dropped;
+//! - only ARP, IPv4 and (on dual-stack networks, endpoint6.rs) IPv6 pass;
+//!   anything else (VLAN tags, other EtherTypes) is dropped;
 //! - a container may send only from its own addresses, with its own MAC:
 //!   the IPv4 source, the ARP sender and the Ethernet source must be an
 //!   address the agent gave this interface and this interface's MAC. This
@@ -16,12 +16,17 @@
 //!   host, and the replies), the isolation policy (policy.rs), broadcast
 //!   and multicast included, and forwarding (fwd.rs).
 
-use aya_ebpf::programs::TcContext;
-use datapath_common::Event;
+use core::ptr::NonNull;
+
+use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::TcContext};
+use datapath_common::{EndpointIface, Event};
 
 use crate::{
-    fwd, hairpin,
-    hdr::{ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHdr, read},
+    endpoint6, fwd, hairpin,
+    hdr::{
+        ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO_OFF,
+        EthHdr, read,
+    },
     maps::{NA_EPADDR4_V1, NA_EPIF4_V1},
     parse, policy, skb,
     stats::tc_drop,
@@ -34,21 +39,44 @@ const ARP_HTYPE_ETHER: [u8; 2] = [0, 1];
 #[inline(always)]
 pub fn from_container(ctx: &TcContext) -> i32 {
     let ifindex = skb::ifindex(ctx);
-    // SAFETY: copied out at once; the agent replaces entries whole.
-    let Some(src) = (unsafe { NA_EPIF4_V1.get(&ifindex) }).copied() else {
+    // A reference into the map value, handed to the branches below (a copy
+    // here would sit in this frame under theirs). The agent replaces
+    // entries whole.
+    // SAFETY: only read field by field.
+    let Some(src) = (unsafe { NA_EPIF4_V1.get(&ifindex) }) else {
         return tc_drop(Event::DropUnknownEndpoint);
     };
+    skb::pull(ctx, ENDPOINT_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let Some(proto) = read::<[u8; 2]>(data, data_end, ETH_PROTO_OFF) else {
+        return tc_drop(Event::DropCtrProtocol);
+    };
+    // SAFETY: the context pointer the kernel gave this program.
+    let skb = unsafe { NonNull::new_unchecked(ctx.as_ptr().cast()) };
+    match proto {
+        ETH_P_IP => ipv4(skb, ifindex, src),
+        ETH_P_IPV6 => endpoint6::from_container(skb, ifindex, &src.net),
+        ETH_P_ARP => arp(skb, ifindex),
+        _ => tc_drop(Event::DropCtrProtocol),
+    }
+}
+
+/// IPv4 from a container: source check, hairpin, policy, forwarding. A
+/// BPF-to-BPF call like the IPv6 branch (endpoint6.rs), so the two never
+/// share one stack frame (the verifier's limit is 512 bytes for the whole
+/// call chain; `skb` is passed by value, see there).
+#[inline(never)]
+fn ipv4(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface) -> i32 {
+    let ctx = &TcContext::new(skb);
+    // A no-op after the caller's pull; it also hands the context to a
+    // helper, which keeps LLVM from passing the skb's fields instead of
+    // the context pointer (argument promotion), which the verifier
+    // refuses.
     skb::pull(ctx, ENDPOINT_HDR_LEN);
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let Some(eth) = read::<EthHdr>(data, data_end, 0) else {
         return tc_drop(Event::DropCtrProtocol);
     };
-    if eth.proto == ETH_P_ARP {
-        return arp(data, data_end, ifindex, &eth);
-    }
-    if eth.proto != ETH_P_IP {
-        return tc_drop(Event::DropCtrProtocol);
-    }
     let Ok(ip) = parse::ipv4(data, data_end, ctx.len() as usize) else {
         return tc_drop(Event::DropCtrProtocol);
     };
@@ -59,7 +87,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         return tc_drop(Event::DropSpoofed);
     }
     // Before the policy: a hairpin reply crosses networks by design.
-    if let Some(verdict) = hairpin::handle(ctx, &src, &ip, dst) {
+    if let Some(verdict) = hairpin::handle(ctx, src, &ip, dst) {
         return verdict;
     }
     if let Err(reason) = policy::decide(&src.net, ip.daddr, dst) {
@@ -69,14 +97,20 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         // The bridge floods it to the network (and the host).
         return TC_NEXT;
     }
-    fwd::from_container(ctx, &src, &ip, dst)
+    fwd::from_container(ctx, src, &ip, dst)
 }
 
 /// ARP from a container: well-formed, from its own MAC and address. A
 /// probe (sender 0.0.0.0, RFC 5227) is refused too: addresses come from
 /// the agent's IPAM, and a probe's sender MAC could not be checked.
-#[inline(always)]
-fn arp(data: usize, data_end: usize, ifindex: u32, eth: &EthHdr) -> i32 {
+#[inline(never)]
+fn arp(skb: NonNull<__sk_buff>, ifindex: u32) -> i32 {
+    let ctx = &TcContext::new(skb);
+    skb::pull(ctx, ENDPOINT_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let Some(eth) = read::<EthHdr>(data, data_end, 0) else {
+        return tc_drop(Event::DropCtrProtocol);
+    };
     let Some(arp) = read::<ArpEthIpv4>(data, data_end, ETH_HLEN) else {
         return tc_drop(Event::DropCtrProtocol);
     };

@@ -151,15 +151,23 @@ pub fn from_container(
     dst: Option<&EndpointAddr>,
 ) -> i32 {
     if let Some(dst) = dst {
-        // The destination MAC is set in case the sender routed through
-        // its gateway to a neighbour (the frame then carries the bridge's).
-        if let Err(verdict) = set_macs(ctx, &dst.mac, None) {
-            return verdict;
-        }
-        stats::count(Event::RedirectToEndpoint);
-        return into_container(dst.host_ifindex);
+        return to_neighbour(ctx, dst);
     }
     routed(ctx, src.bridge_ifindex, ip).unwrap_or_else(|verdict| verdict)
+}
+
+/// TC ingress of a container's host-side veth, the policy allowed it: to
+/// `dst`, an endpoint of the same network, bridged (no TTL or hop limit
+/// change, IPv4 or IPv6 alike).
+#[inline(always)]
+pub fn to_neighbour(ctx: &TcContext, dst: &EndpointAddr) -> i32 {
+    // The destination MAC is set in case the sender routed through its
+    // gateway to a neighbour (the frame then carries the bridge's).
+    if let Err(verdict) = set_macs(ctx, &dst.mac, None) {
+        return verdict;
+    }
+    stats::count(Event::RedirectToEndpoint);
+    into_container(dst.host_ifindex)
 }
 
 #[inline(always)]

@@ -7,9 +7,18 @@ use core::mem::size_of;
 
 /// Ethernet header length; programs attach to Ethernet devices only.
 pub const ETH_HLEN: usize = 14;
+/// Offset of the EtherType.
+pub const ETH_PROTO_OFF: usize = 12;
 /// EtherTypes, as the two wire bytes.
 pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 pub const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
+/// The fixed IPv6 header length.
+pub const IPV6_HLEN: usize = 40;
+/// Linear bytes an IPv6 parse of a container's packet may read: Ethernet,
+/// the fixed header, extension headers and an ICMPv6 neighbour discovery
+/// message with its options.
+pub const IPV6_HDR_LEN: u32 = 192;
 /// Offsets from the frame start of the fixed IPv4 header fields.
 pub const IP_OFF: usize = ETH_HLEN;
 pub const IP_TTL_OFF: usize = IP_OFF + 8;
@@ -70,6 +79,18 @@ pub struct Ipv4Hdr {
     pub check: [u8; 2],
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
+}
+
+/// The fixed IPv6 header.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Ipv6Hdr {
+    pub vtc_flow: [u8; 4],
+    pub payload_len: [u8; 2],
+    pub next: u8,
+    pub hop_limit: u8,
+    pub saddr: [[u8; 4]; 4],
+    pub daddr: [[u8; 4]; 4],
 }
 
 /// An ARP packet for IPv4 over Ethernet.

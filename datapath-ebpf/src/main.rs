@@ -20,6 +20,7 @@
 mod csum;
 mod ct;
 mod endpoint;
+mod endpoint6;
 mod frag;
 mod fwd;
 mod hairpin;
@@ -28,6 +29,7 @@ mod icmp;
 mod maps;
 mod nat;
 mod parse;
+mod parse6;
 mod policy;
 mod rewrite;
 mod served;

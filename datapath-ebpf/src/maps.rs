@@ -8,12 +8,12 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use datapath_common::{
-    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, FragKey, FragValue,
-    Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
-    MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS,
-    MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey,
-    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key,
-    SockRev6Value, SockRevKey, SockRevValue,
+    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, EndpointIface6,
+    FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS,
+    MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
+    MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr,
+    OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
+    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -62,6 +62,19 @@ pub static NA_EPIF4_V1: HashMap<u32, EndpointIface, { MAX_ENDPOINTS as usize }> 
 /// own the address. Written only by the agent.
 #[btf_map]
 pub static NA_EPADDR4_V1: HashMap<u32, EndpointAddr, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Dual-stack container interfaces by host-side ifindex: their network's
+/// IPv6 side. An interface without an entry drops its container's IPv6.
+/// Written only by the agent.
+#[btf_map]
+pub static NA_EPIF6_V1: HashMap<u32, EndpointIface6, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Container IPv6 addresses (global and link-local): the network a
+/// destination belongs to, and the interface and MAC that own the address.
+/// Written only by the agent.
+#[btf_map]
+pub static NA_EPADDR6_V1: HashMap<Ipv6Be, EndpointAddr, { MAX_ENDPOINTS as usize * 2 }> =
+    HashMap::new();
 
 /// Masquerade flows, both directions (see `SnatKey`). Written by TC egress.
 #[btf_map]

@@ -36,6 +36,8 @@ pub enum Frag {
 pub enum Skip {
     /// Not an IPv4 frame (ARP, IPv6, ...).
     NotIpv4,
+    /// Not an IPv6 frame (for the IPv6 parse).
+    NotIpv6,
     /// Not something this parse handles (another protocol, ICMP that is
     /// not echo, a later fragment).
     NotFlow,

@@ -8,9 +8,11 @@
 //! dropped whichever way it is routed, in both directions, since each
 //! side's packets are checked at its own interface.
 
-use datapath_common::{EndpointAddr, Event, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy};
+use datapath_common::{
+    EndpointAddr, EndpointIface6, Event, Ipv6Be, NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy,
+};
 
-use crate::hdr::is_loopback;
+use crate::{hdr::is_loopback, parse6};
 
 /// Whether `addr` (wire order) is a broadcast or multicast destination for
 /// a sender on `net`: 255.255.255.255, the subnet's broadcast address, or
@@ -52,6 +54,45 @@ pub fn decide(src: &NetPolicy, daddr: u32, dst: Option<&EndpointAddr>) -> Result
     Ok(())
 }
 
+/// The decision for an IPv6 packet from an endpoint of `src` (whose IPv6
+/// side is `src6`) to `daddr`, whose own entry (if `daddr` is an endpoint
+/// address) is `dst`. `control`: neighbour discovery or MLD, which reach
+/// the network's multicast groups even with icc off (containers must
+/// resolve their gateway). Link-local and multicast destinations stay on
+/// the bridge; `::/8` destinations were dropped by the caller.
+#[inline(always)]
+pub fn decide6(
+    src: &NetPolicy,
+    src6: &EndpointIface6,
+    daddr: &Ipv6Be,
+    dst: Option<&EndpointAddr>,
+    control: bool,
+) -> Result<(), Event> {
+    if let Some(dst) = dst {
+        if dst.net.net_id != src.net_id {
+            return Err(Event::DropIsolation);
+        }
+        if src.flags & NET_F_NO_ICC != 0 {
+            return Err(Event::DropIcc);
+        }
+        return Ok(());
+    }
+    if parse6::is_multicast(daddr) {
+        if src.flags & NET_F_NO_ICC != 0 && !control {
+            return Err(Event::DropIcc);
+        }
+        return Ok(());
+    }
+    if parse6::is_link_local(daddr) {
+        // The gateway's link-local address (no other is on the bridge).
+        return Ok(());
+    }
+    if src.flags & NET_F_INTERNAL != 0 && !parse6::in_prefix(daddr, &src6.subnet, src6.prefix_len) {
+        return Err(Event::DropInternal);
+    }
+    Ok(())
+}
+
 /// Whether `owner` (the endpoint-address entry of a packet's claimed
 /// source) belongs to the interface the packet came from, with the MAC it
 /// came with: a container may send from its own addresses only.
@@ -62,7 +103,7 @@ pub fn owns(owner: Option<&EndpointAddr>, ifindex: u32, src_mac: &[u8; 6]) -> bo
 
 /// MAC equality without a `memcmp` call (eBPF has none).
 #[inline(always)]
-fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
     u32::from_ne_bytes([a[0], a[1], a[2], a[3]]) == u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
         && u16::from_ne_bytes([a[4], a[5]]) == u16::from_ne_bytes([b[4], b[5]])
 }

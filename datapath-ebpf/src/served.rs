@@ -31,9 +31,10 @@ use crate::{
     csum, ct, frag, fwd,
     hdr::{FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF, IP_SRC_OFF, is_loopback, read},
     icmp::{self, Untranslated},
-    maps::{NA_EPADDR4_V1, NA_MASQ4_V1, NA_OPEN4_V1},
+    maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1, NA_OPEN4_V1},
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
+    parse6,
     rewrite::{self, Nat, TcBackend, XdpBackend},
     skb,
     snat::{self, Refused},
@@ -125,7 +126,7 @@ pub fn tc_ingress(ctx: &TcContext) -> i32 {
             stats::count(Event::PassMalformed);
             return TC_NEXT;
         }
-        Err(_) => return TC_NEXT,
+        Err(_) => return ipv6_in(data, data_end),
     };
     if marked {
         return fwd::to_endpoint(ctx, &ip, ip.daddr);
@@ -254,6 +255,41 @@ fn open(pkt: &Packet) -> bool {
     unsafe { NA_OPEN4_V1.get(&key) }.is_some()
 }
 
+/// IPv6 arriving on a served interface. netagent translates no IPv6 from
+/// outside yet, so nothing reaches a container's IPv6 address
+/// (`drop_unpublished`), and nothing reaches `::1` or the rest of `::/8`
+/// (`drop_loopback_dst`: martians, as 127.0.0.0/8 is for IPv4). The rest
+/// (the host's own IPv6, ARP, anything else) is the host's.
+#[inline(always)]
+fn ipv6_in(data: usize, data_end: usize) -> i32 {
+    let Some((_, daddr)) = parse6::addresses(data, data_end) else {
+        return TC_NEXT;
+    };
+    if parse6::is_reserved_dst(&daddr) {
+        return tc_drop(Event::DropLoopbackDst);
+    }
+    // SAFETY: presence is all we read.
+    if unsafe { NA_EPADDR6_V1.get(&daddr) }.is_some() {
+        return tc_drop(Event::DropUnpublished);
+    }
+    TC_NEXT
+}
+
+/// IPv6 leaving a served interface: a container's source cannot be
+/// translated (no IPv6 masquerade yet), so it never leaves
+/// (`drop_untranslatable`); the host's own go on.
+#[inline(always)]
+fn ipv6_out(data: usize, data_end: usize) -> i32 {
+    let Some((saddr, _)) = parse6::addresses(data, data_end) else {
+        return TC_NEXT;
+    };
+    // SAFETY: presence is all we read.
+    if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_some() {
+        return tc_drop(Event::DropUntranslatable);
+    }
+    TC_NEXT
+}
+
 /// TC egress of a served interface.
 #[inline(always)]
 pub fn tc_egress(ctx: &TcContext) -> i32 {
@@ -262,7 +298,7 @@ pub fn tc_egress(ctx: &TcContext) -> i32 {
     let ip = match parse::ipv4(data, data_end, ctx.len() as usize) {
         Ok(ip) => ip,
         Err(Skip::Malformed) => return malformed_out(data, data_end),
-        Err(_) => return TC_NEXT,
+        Err(_) => return ipv6_out(data, data_end),
     };
     // SAFETY: a reference into a map value the agent replaces whole.
     let ctr: Option<&EndpointAddr> = unsafe { NA_EPADDR4_V1.get(&ip.saddr) };

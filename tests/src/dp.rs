@@ -307,6 +307,39 @@ impl Dp {
             .expect("endpoint addr");
     }
 
+    /// The IPv6 side of a container interface (its network's subnet).
+    pub fn endpoint_iface6(&mut self, ifindex: u32, subnet: &str, prefix_len: u8) {
+        let subnet: std::net::Ipv6Addr = subnet.parse().expect("subnet");
+        let iface = datapath_common::EndpointIface6 {
+            subnet: datapath_common::ipv6_be(subnet),
+            gateway: datapath_common::ipv6_be(subnet),
+            prefix_len,
+            _pad: [0; 3],
+        };
+        self.hash::<u32, datapath_common::EndpointIface6>(
+            datapath_common::map_names::ENDPOINT_IFACES6,
+        )
+        .insert(&ifindex, &iface, 0)
+        .expect("endpoint iface6");
+    }
+
+    /// A container IPv6 address whose host-side veth is `host_ifindex`
+    /// and whose MAC is `mac`.
+    pub fn endpoint_at6(&mut self, ip: &str, net: &NetPolicy, host_ifindex: u32, mac: [u8; 6]) {
+        let ip: std::net::Ipv6Addr = ip.parse().expect("ip");
+        let addr = EndpointAddr {
+            net: *net,
+            host_ifindex,
+            mac,
+            gw_mac: GW_MAC,
+        };
+        self.hash::<datapath_common::Ipv6Be, EndpointAddr>(
+            datapath_common::map_names::ENDPOINT_ADDRS6,
+        )
+        .insert(&datapath_common::ipv6_be(ip), &addr, 0)
+        .expect("endpoint addr6");
+    }
+
     /// A container address elsewhere (ifindex 0), with [`CTR_MAC`].
     pub fn endpoint_addr(&mut self, ip: &str, net: &NetPolicy) {
         self.endpoint_at(ip, net, 0, CTR_MAC);

@@ -567,6 +567,61 @@ pub fn ipv4_raw(src: &str, dst: &str, proto: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// An Ethernet/IPv6 frame from `src_mac`: `src` to `dst`, the extension
+/// headers `ext` (each `(next header value it is, its bytes)`: the first
+/// byte, its own next header, is filled in), then `proto` and `payload`.
+pub fn ipv6_frame(
+    src_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ext: &[(u8, Vec<u8>)],
+    proto: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let src: std::net::Ipv6Addr = src.parse().expect("src");
+    let dst: std::net::Ipv6Addr = dst.parse().expect("dst");
+    let mut body = Vec::new();
+    for (i, (_, bytes)) in ext.iter().enumerate() {
+        let mut h = bytes.clone();
+        h[0] = ext.get(i + 1).map_or(proto, |(kind, _)| *kind);
+        body.extend_from_slice(&h);
+    }
+    body.extend_from_slice(payload);
+    let first = ext.first().map_or(proto, |(kind, _)| *kind);
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[first, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&body);
+    f
+}
+
+/// An ICMPv6 message (checksum left 0: the datapath checks none) of
+/// `kind`: the 4-byte header, then `body`.
+pub fn icmpv6(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0];
+    m.extend_from_slice(body);
+    m
+}
+
+/// A neighbour solicitation (135) or advertisement (136) body for
+/// `target`, with a link-layer address option (`option` 1 source, 2
+/// target) carrying `mac`.
+pub fn nd_body(target: &str, option: Option<(u8, [u8; 6])>) -> Vec<u8> {
+    let target: std::net::Ipv6Addr = target.parse().expect("target");
+    let mut b = vec![0; 4];
+    b.extend_from_slice(&target.octets());
+    if let Some((kind, mac)) = option {
+        b.extend_from_slice(&[kind, 1]);
+        b.extend_from_slice(&mac);
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

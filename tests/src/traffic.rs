@@ -55,7 +55,12 @@ impl Drop for Server {
 /// A TCP server in a namespace: for each line received on a connection it
 /// answers `<peer ip>:<peer port> <line>`.
 pub fn tcp_echo(ns: &Netns, port: u16) -> Server {
-    let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    tcp_echo_on(ns, SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// [`tcp_echo`] on `addr` (`[::]:PORT` for IPv6 and IPv4-mapped IPv4).
+pub fn tcp_echo_on(ns: &Netns, addr: SocketAddr) -> Server {
+    let listener = ns.enter(move || TcpListener::bind(addr).expect("bind TCP"));
     listener.set_nonblocking(true).expect("nonblocking");
     Server::spawn(move || match listener.accept() {
         Ok((conn, peer)) => {

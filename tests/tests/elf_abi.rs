@@ -6,12 +6,12 @@
 use std::mem::size_of;
 
 use datapath_common::{
-    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, Event, FragKey,
-    FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS,
-    MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS,
-    MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey,
-    PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key,
-    SockRev6Value, SockRevKey, SockRevValue, map_names, prog_names,
+    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, EndpointIface6,
+    Event, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS,
+    MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
+    MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr,
+    OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
+    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -151,6 +151,20 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<CtKey>(),
             size_of::<CtValue>(),
             MAX_HAIRPIN_FLOWS,
+        ),
+        (
+            map_names::ENDPOINT_IFACES6,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<EndpointIface6>(),
+            MAX_ENDPOINTS,
+        ),
+        (
+            map_names::ENDPOINT_ADDRS6,
+            BPF_MAP_TYPE_HASH,
+            size_of::<Ipv6Be>(),
+            size_of::<EndpointAddr>(),
+            MAX_ENDPOINTS * 2,
         ),
         (
             map_names::SOCK_REV6,

@@ -12,8 +12,8 @@
 use std::net::Ipv4Addr;
 
 use datapath_common::{
-    CtKey, CtValue, Event, HAIRPIN_F_SELF, IPPROTO_TCP, IPPROTO_UDP, NET_F_INTERNAL, NET_F_NO_ICC,
-    NetPolicy, map_names::HAIRPIN, prog_names::TC_FROM_CONTAINER,
+    CtKey, CtValue, Event, HAIRPIN_F_SELF, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    NET_F_INTERNAL, NET_F_NO_ICC, NetPolicy, map_names::HAIRPIN, prog_names::TC_FROM_CONTAINER,
 };
 use netagent_tests::{
     dp::{
@@ -21,8 +21,8 @@ use netagent_tests::{
         in_private_netns, policy,
     },
     packet::{
-        ETH_P_IPV6, FrameSpec, L4Csum, arp_request, fold, ip_header_csum, ipv4_raw, non_ip_frame,
-        sum16, verify,
+        ETH_P_IPV6, FrameSpec, L4Csum, arp_request, fold, icmpv6, ip_header_csum, ipv4_raw,
+        ipv6_frame, nd_body, non_ip_frame, sum16, verify,
     },
 };
 
@@ -637,4 +637,289 @@ enum Outcome {
 
 fn tcp_to_port(dst: &str, port: u16) -> Vec<u8> {
     from_self(FrameSpec::tcp(SELF_IP, 40000, dst, port, b""))
+}
+
+/// IPv6 out of a container on a dual-stack network: fails closed without
+/// an IPv6 entry, checks the source (global or link-local, with the MAC),
+/// keeps neighbour discovery honest (advertisements only for its own
+/// address, link-layer options only with its own MAC, no router
+/// advertisements or redirects, nothing fragmented), walks extension
+/// headers, and applies isolation, icc and internal as for IPv4.
+#[test]
+fn container_ipv6_is_checked_and_isolated() {
+    in_private_netns(&[], ipv6_table);
+}
+
+const SELF6: &str = "fd00:1::2";
+const PEER6: &str = "fd00:1::3";
+const OTHER6: &str = "fd00:2::3";
+const SOLICITED: &str = "ff02::1:ff00:3";
+
+/// The link-local address of `mac` (EUI-64), as the agent gives it.
+fn ll(mac: [u8; 6]) -> String {
+    netagent::host::link_local6(mac).to_string()
+}
+
+fn from6(src: &str, dst: &str, proto: u8, payload: &[u8]) -> Vec<u8> {
+    ipv6_frame(SELF_MAC, src, dst, &[], proto, payload)
+}
+
+fn tcp6(dst: &str) -> Vec<u8> {
+    from6(SELF6, dst, IPPROTO_TCP, &[0; 20])
+}
+
+fn ipv6_table() {
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let net2 = policy(2, 0, "10.2.0.0", "255.255.255.0");
+    let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
+    let internal = policy(1, NET_F_INTERNAL, "10.1.0.0", "255.255.255.0");
+    let icmp6 = |src: &str, dst: &str, kind: u8, body: &[u8]| {
+        from6(src, dst, IPPROTO_ICMPV6, &icmpv6(kind, body))
+    };
+    let self_ll = ll(SELF_MAC);
+    let hop_by_hop = (0u8, vec![0, 0, 1, 4, 0, 0, 0, 0]);
+    let dest_opts = |n| {
+        (60u8, {
+            let mut v = vec![0, 0, 1, 4, 0, 0, 0, 0];
+            v[7] = n;
+            v
+        })
+    };
+    let five_ext = {
+        let ext: Vec<(u8, Vec<u8>)> = (0..5).map(dest_opts).collect();
+        ipv6_frame(SELF_MAC, SELF6, PEER6, &ext, IPPROTO_TCP, &[0; 20])
+    };
+    // A payload length claiming more than arrived.
+    let mut truncated = tcp6(PEER6);
+    truncated[18..20].copy_from_slice(&200u16.to_be_bytes());
+    let fragment_header = (44u8, vec![0, 0, 0, 1, 0, 0, 0, 7]);
+    type Case = (&'static str, NetPolicy, Vec<u8>, Option<Event>, bool);
+    // (name, source network, frame, drop reason, delivered to the peer)
+    let cases: Vec<Case> = vec![
+        ("to a neighbour", net1, tcp6(PEER6), None, true),
+        (
+            "link-local to a neighbour's link-local",
+            net1,
+            from6(&self_ll, &ll(PEER_MAC), IPPROTO_UDP, &[0; 8]),
+            None,
+            true,
+        ),
+        ("to the outside", net1, tcp6("2001:db8::9"), None, false),
+        (
+            "to another network",
+            net1,
+            tcp6(OTHER6),
+            Some(Event::DropIsolation),
+            false,
+        ),
+        (
+            "a neighbour's source",
+            net1,
+            from6(PEER6, "2001:db8::9", IPPROTO_TCP, &[0; 20]),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "its address with another MAC",
+            net1,
+            ipv6_frame(PEER_MAC, SELF6, "2001:db8::9", &[], IPPROTO_TCP, &[0; 20]),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "::1",
+            net1,
+            tcp6("::1"),
+            Some(Event::DropLoopbackDst),
+            false,
+        ),
+        (
+            "IPv4-mapped",
+            net1,
+            tcp6("::ffff:10.0.0.1"),
+            Some(Event::DropLoopbackDst),
+            false,
+        ),
+        (
+            "DAD probe from ::",
+            net1,
+            icmp6("::", SOLICITED, 135, &nd_body(SELF6, None)),
+            None,
+            false,
+        ),
+        (
+            "UDP from ::",
+            net1,
+            from6("::", "ff02::1", IPPROTO_UDP, &[0; 8]),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "solicitation with its own MAC",
+            net1,
+            icmp6(SELF6, SOLICITED, 135, &nd_body(PEER6, Some((1, SELF_MAC)))),
+            None,
+            false,
+        ),
+        (
+            "solicitation with a neighbour's MAC",
+            net1,
+            icmp6(SELF6, SOLICITED, 135, &nd_body(PEER6, Some((1, PEER_MAC)))),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "advertisement of its own address",
+            net1,
+            icmp6(SELF6, PEER6, 136, &nd_body(SELF6, Some((2, SELF_MAC)))),
+            None,
+            true,
+        ),
+        (
+            "advertisement of a neighbour's address",
+            net1,
+            icmp6(SELF6, "ff02::1", 136, &nd_body(PEER6, Some((2, SELF_MAC)))),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "router advertisement",
+            net1,
+            icmp6(&self_ll, "ff02::1", 134, &[0; 12]),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "redirect",
+            net1,
+            icmp6(&self_ll, PEER6, 137, &[0; 36]),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "router advertisement behind a hop-by-hop header",
+            net1,
+            ipv6_frame(
+                SELF_MAC,
+                &self_ll,
+                "ff02::1",
+                std::slice::from_ref(&hop_by_hop),
+                IPPROTO_ICMPV6,
+                &icmpv6(134, &[0; 12]),
+            ),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "TCP behind a hop-by-hop header",
+            net1,
+            ipv6_frame(SELF_MAC, SELF6, PEER6, &[hop_by_hop], IPPROTO_TCP, &[0; 20]),
+            None,
+            true,
+        ),
+        (
+            "a fragmented solicitation",
+            net1,
+            ipv6_frame(
+                SELF_MAC,
+                SELF6,
+                SOLICITED,
+                &[fragment_header],
+                IPPROTO_ICMPV6,
+                &icmpv6(135, &nd_body(PEER6, Some((1, PEER_MAC)))),
+            ),
+            Some(Event::DropSpoofed),
+            false,
+        ),
+        (
+            "five extension headers",
+            net1,
+            five_ext,
+            Some(Event::DropCtrProtocol),
+            false,
+        ),
+        (
+            "payload length past the frame",
+            net1,
+            truncated,
+            Some(Event::DropCtrProtocol),
+            false,
+        ),
+        (
+            "icc off, to a neighbour",
+            no_icc,
+            tcp6(PEER6),
+            Some(Event::DropIcc),
+            false,
+        ),
+        (
+            "icc off, solicitation",
+            no_icc,
+            icmp6(SELF6, SOLICITED, 135, &nd_body(PEER6, Some((1, SELF_MAC)))),
+            None,
+            false,
+        ),
+        (
+            "icc off, UDP to all nodes",
+            no_icc,
+            from6(SELF6, "ff02::1", IPPROTO_UDP, &[0; 8]),
+            Some(Event::DropIcc),
+            false,
+        ),
+        (
+            "internal, outside the subnet",
+            internal,
+            tcp6("2001:db8::9"),
+            Some(Event::DropInternal),
+            false,
+        ),
+        (
+            "internal, the gateway",
+            internal,
+            tcp6("fd00:1::1"),
+            None,
+            false,
+        ),
+    ];
+    for (name, net, frame, drop, to_peer) in cases {
+        let mut dp = Dp::new();
+        dp.endpoint_iface(TEST_RUN_IFINDEX, &net);
+        dp.endpoint_iface6(TEST_RUN_IFINDEX, "fd00:1::", 64);
+        for ip in [SELF6, self_ll.as_str()] {
+            dp.endpoint_at6(ip, &net, TEST_RUN_IFINDEX, SELF_MAC);
+        }
+        for ip in [PEER6, ll(PEER_MAC).as_str()] {
+            dp.endpoint_at6(ip, &net1, 0, PEER_MAC);
+        }
+        dp.endpoint_at6(OTHER6, &net2, 0, PEER_MAC);
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        match drop {
+            Some(reason) => {
+                assert_eq!((ret, &after), (TC_DROP, &frame), "{name}");
+                assert_eq!(dp.events(), vec![(reason, 1)], "{name}");
+            }
+            None if to_peer => {
+                assert_eq!(ret, TC_REDIRECT, "{name}: {:?}", dp.events());
+                assert_eq!(after[..6], PEER_MAC, "{name}");
+                assert_eq!(after[6..], frame[6..], "{name}: bridged, untouched");
+            }
+            None => {
+                assert_eq!(
+                    (ret, &after),
+                    (TC_NEXT, &frame),
+                    "{name}: {:?}",
+                    dp.events()
+                );
+                assert_eq!(dp.events(), vec![], "{name}");
+            }
+        }
+    }
+
+    // No IPv6 entry (an IPv4-only network): everything dropped.
+    let mut dp = Dp::new();
+    dp.endpoint_iface(TEST_RUN_IFINDEX, &net1);
+    dp.endpoint_at6(SELF6, &net1, TEST_RUN_IFINDEX, SELF_MAC);
+    let (ret, _) = dp.run_tc(TC_FROM_CONTAINER, &tcp6(PEER6));
+    assert_eq!(ret, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropCtrProtocol, 1)]);
 }

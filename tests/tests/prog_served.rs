@@ -553,3 +553,71 @@ fn tc_egress_drops_what_would_leave_with_a_private_address() {
         }
     });
 }
+
+/// IPv6 on a served interface: netagent translates none from outside yet,
+/// so nothing reaches a container's IPv6 address (or `::1`, `::/8`) and
+/// nothing leaves with one; the host's own IPv6 passes both ways, through
+/// XDP untouched.
+#[test]
+fn ipv6_is_kept_from_containers_both_ways() {
+    use netagent_tests::packet::ipv6_frame;
+    let mut dp = Dp::new();
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    dp.endpoint_at6("fd00:1::2", &net, 0, [2, 0, 0, 0, 0, 9]);
+    let mac = [2, 0, 0, 0, 0, 1];
+    let frame = |src: &str, dst: &str| ipv6_frame(mac, src, dst, &[], IPPROTO_TCP, &[0; 20]);
+    for (name, prog, f, drop) in [
+        (
+            "to a container",
+            TC_INGRESS,
+            frame("2001:db8::9", "fd00:1::2"),
+            Some(Event::DropUnpublished),
+        ),
+        (
+            "to ::1",
+            TC_INGRESS,
+            frame("2001:db8::9", "::1"),
+            Some(Event::DropLoopbackDst),
+        ),
+        (
+            "to an IPv4-mapped address",
+            TC_INGRESS,
+            frame("2001:db8::9", "::ffff:127.0.0.1"),
+            Some(Event::DropLoopbackDst),
+        ),
+        (
+            "to the host",
+            TC_INGRESS,
+            frame("2001:db8::9", "2001:db8::1"),
+            None,
+        ),
+        (
+            "from a container",
+            TC_EGRESS,
+            frame("fd00:1::2", "2001:db8::9"),
+            Some(Event::DropUntranslatable),
+        ),
+        (
+            "from the host",
+            TC_EGRESS,
+            frame("2001:db8::1", "2001:db8::9"),
+            None,
+        ),
+    ] {
+        let mut dp2 = Dp::new();
+        dp2.endpoint_at6("fd00:1::2", &net, 0, [2, 0, 0, 0, 0, 9]);
+        let (ret, after) = dp2.run_tc(prog, &f);
+        match drop {
+            Some(reason) => {
+                assert_eq!((ret, &after), (TC_DROP, &f), "{name}");
+                assert_eq!(dp2.events(), vec![(reason, 1)], "{name}");
+            }
+            None => {
+                assert_eq!((ret, &after), (TC_NEXT, &f), "{name}");
+                assert_eq!(dp2.events(), vec![], "{name}");
+            }
+        }
+        let (_, after) = dp.run_xdp(&f);
+        assert_eq!(after, f, "{name}: XDP leaves IPv6 alone");
+    }
+}

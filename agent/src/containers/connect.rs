@@ -47,12 +47,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let net_name = network.name.clone();
         let endpoint = self.transaction(|agent, journal| {
             let mut network = network;
-            let ip = network.ipam.allocate(req.ip)?;
+            let ips = network.allocate(req.ip, req.ip6)?;
             let ifname = next_ifname(&container);
             let endpoint = agent.create_endpoint(
                 &container,
                 &network,
-                ip,
+                ips,
                 &ifname,
                 false,
                 req.aliases.clone(),
@@ -119,7 +119,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             }
             let mut next = agent.state.clone();
             if let Some(n) = next.networks.iter_mut().find(|n| n.name == net_name) {
-                n.ipam.release(endpoint.ip);
+                n.release(&endpoint);
             }
             agent.move_gateway(&container, &after, &mut next, journal)?;
             // Publications by address to the endpoint that goes (not the
@@ -185,7 +185,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             networks
                 .iter()
                 .find(|n| n.name == e.network)
-                .map(|n| n.ipam.gateway)
+                .map(crate::model::Network::default_route)
         };
         if let Some(new_ep) = &new {
             self.host

@@ -30,6 +30,9 @@ fn create(name: &str, subnet: Option<&str>) -> NetworkCreate {
         subnet: subnet.map(|s| s.parse().unwrap()),
         gateway: None,
         ip_range: None,
+        ipv6: false,
+        subnet6: None,
+        gateway6: None,
         internal: false,
         icc: true,
         driver: None,
@@ -67,6 +70,7 @@ fn connect(
         network: network.into(),
         container: container.into(),
         ip,
+        ip6: None,
         aliases,
     })
 }
@@ -144,7 +148,10 @@ fn attach_makes_an_endpoint_with_policy_entries_and_publications() {
     let iface = a.datapath.endpoints.ifaces[&ep.host_ifindex];
     assert_eq!((iface.net, iface.bridge_ifindex), (policy, bridge.ifindex));
     let cfg = &a.host.endpoints[&ep.host_ifname];
-    assert_eq!(cfg.default_gateway, Some("10.1.0.1".parse().unwrap()));
+    assert_eq!(
+        cfg.default_gateway.map(|g| g.v4),
+        Some("10.1.0.1".parse().unwrap())
+    );
     let ports: Vec<String> = info.ports.iter().map(ToString::to_string).collect();
     assert_eq!(
         ports,
@@ -363,6 +370,7 @@ fn connect_disconnect_and_network_removal() {
             network: "netb".into(),
             container: "web".into(),
             ip: Some("10.2.0.9".parse().unwrap()),
+            ip6: None,
             aliases: vec!["w".into()],
         })
         .unwrap();
@@ -456,7 +464,12 @@ fn internal_networks_refuse_publishing_and_get_no_default_route() {
     );
     a.host.endpoints.clear();
     assert_eq!(a.reconcile_networks().recreated_endpoints, 2);
-    assert_eq!(a.host.endpoints[&eth1.host_ifname].default_gateway, gw);
+    assert_eq!(
+        a.host.endpoints[&eth1.host_ifname]
+            .default_gateway
+            .map(|g| g.v4),
+        gw
+    );
     assert_eq!(
         a.host.endpoints[&info.endpoints[0].host_ifname].default_gateway,
         None
@@ -480,6 +493,7 @@ fn reconcile_collects_strays_and_recreates_missing_endpoints() {
             ifname: "eth0".into(),
             ip: "10.9.9.9".parse().unwrap(),
             prefix_len: 24,
+            ip6: None,
             default_gateway: None,
         },
     );
@@ -494,6 +508,7 @@ fn reconcile_collects_strays_and_recreates_missing_endpoints() {
             name: "na-br-stray".into(),
             gateway: "10.8.0.1".parse().unwrap(),
             prefix_len: 24,
+            gateway6: None,
         },
     );
     let report = a.reconcile_networks();
@@ -998,4 +1013,99 @@ fn a_host_address_the_host_lacks_is_refused_with_dockers_error() {
     // The host's own address and the wildcard are fine.
     a.container_attach(attach("web", "neta", &["10.0.0.5:8080:80", "8081:81"]))
         .unwrap();
+}
+
+/// A dual-stack network: an IPv6 subnet (given, or a unique local /64),
+/// endpoints with an IPv6 address, their link-local one and both default
+/// routes; the datapath's IPv6 entries made and removed with them; a
+/// static `--ip6`; refusals that change nothing.
+#[test]
+fn dual_stack_networks_give_endpoints_ipv6() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let refused = a.network_create(NetworkCreate {
+        subnet6: Some("fd00:66::/64".parse().unwrap()),
+        ..create("v6", Some("10.6.0.0/24"))
+    });
+    assert!(
+        refused.unwrap_err().to_string().contains("needs --ipv6"),
+        "an IPv6 subnet without --ipv6"
+    );
+    let net6 = a
+        .network_create(NetworkCreate {
+            ipv6: true,
+            subnet6: Some("fd00:66::/64".parse().unwrap()),
+            ..create("v6", Some("10.6.0.0/24"))
+        })
+        .unwrap();
+    let ipam6 = net6.ipam6.clone().unwrap();
+    assert_eq!(
+        ipam6.gateway,
+        "fd00:66::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(
+        a.host.bridges[&net6.bridge].gateway6,
+        Some((ipam6.gateway, 64))
+    );
+    let picked = a
+        .network_create(NetworkCreate {
+            ipv6: true,
+            ..create("v6b", None)
+        })
+        .unwrap();
+    let sub = picked.ipam6.unwrap().subnet;
+    assert_eq!((sub.prefix_len(), sub.network().octets()[0]), (64, 0xfd));
+    let overlap = a.network_create(NetworkCreate {
+        ipv6: true,
+        subnet6: Some("fd00:66::/48".parse().unwrap()),
+        ..create("v6c", None)
+    });
+    assert!(overlap.is_err(), "overlapping IPv6 subnets");
+
+    let info = a.container_attach(attach("web", "v6", &[])).unwrap();
+    let ep = info.info.endpoints[0].clone();
+    let ip6 = ep.ip6.expect("an IPv6 address");
+    assert_eq!(ip6, "fd00:66::2".parse::<std::net::Ipv6Addr>().unwrap());
+    let cfg = &a.host.endpoints[&ep.host_ifname];
+    assert_eq!(cfg.ip6, Some((ip6, 64)));
+    assert_eq!(cfg.default_gateway.and_then(|g| g.v6), Some(ipam6.gateway));
+    let mac = crate::host::parse_mac(&ep.mac).unwrap();
+    let ll = crate::host::link_local6(mac);
+    assert!(ll.is_unicast_link_local());
+    assert!(a.datapath.endpoints.addrs6.contains_key(&ip6));
+    assert!(a.datapath.endpoints.addrs6.contains_key(&ll));
+    let iface6 = a.datapath.endpoints.ifaces6[&ep.host_ifindex];
+    assert_eq!(iface6.prefix_len, 64);
+
+    // A static IPv6 address; one in use, or on an IPv4 network, refused
+    // with nothing changed.
+    let db = a
+        .container_attach(ContainerAttach {
+            ip6: Some("fd00:66::99".parse().unwrap()),
+            ..attach_as("db", "v6", &[], 2)
+        })
+        .unwrap();
+    assert_eq!(
+        db.info.endpoints[0].ip6,
+        Some("fd00:66::99".parse().unwrap())
+    );
+    let before = a.state.clone();
+    for (net, n) in [("v6", 3), ("neta", 4)] {
+        let err = a
+            .container_attach(ContainerAttach {
+                ip6: Some("fd00:66::99".parse().unwrap()),
+                ..attach_as("xx", net, &[], n)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fd00:66::99"), "{net}: {err}");
+    }
+    assert_eq!(a.state, before, "refusals change nothing");
+
+    a.container_detach("web").unwrap();
+    assert!(!a.datapath.endpoints.addrs6.contains_key(&ip6));
+    assert!(!a.datapath.endpoints.addrs6.contains_key(&ll));
+    assert!(!a.datapath.endpoints.ifaces6.contains_key(&ep.host_ifindex));
+    let v6 = a.state.networks.iter().find(|n| n.name == "v6").unwrap();
+    assert!(!v6.ipam6.as_ref().unwrap().allocated.contains(&ip6));
 }

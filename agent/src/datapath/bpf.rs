@@ -30,12 +30,13 @@ use aya::{
     },
 };
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, Ipv6Be, LocalAddr, MasqAddr, OpenPort, PubKey,
-    PubStats, PubValue, SockConfig,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LocalAddr, MasqAddr,
+    OpenPort, PubKey, PubStats, PubValue, SockConfig,
     map_names::{
-        CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, FRAGMENTS,
-        HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS,
-        RETIRED, SHARES, SNAT, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
+        CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_ADDRS6, ENDPOINT_IFACES,
+        ENDPOINT_IFACES6, EVENTS, FRAGMENTS, HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS,
+        OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES, SNAT, SOCK_CONFIG, SOCK_REV,
+        SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -48,7 +49,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 20] = [
+pub const MAP_NAMES: [&str; 22] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -69,6 +70,8 @@ pub const MAP_NAMES: [&str; 20] = [
     HAIRPIN,
     SOCK_REV6,
     LOCAL_ADDRS6,
+    ENDPOINT_IFACES6,
+    ENDPOINT_ADDRS6,
 ];
 
 pub use super::XdpAttachMode;
@@ -174,6 +177,8 @@ pub struct BpfDatapath {
     events: PerCpuArray<MapData, u64>,
     endpoint_ifaces: HashMap<MapData, u32, EndpointIface>,
     endpoint_addrs: HashMap<MapData, u32, EndpointAddr>,
+    endpoint_ifaces6: HashMap<MapData, u32, EndpointIface6>,
+    endpoint_addrs6: HashMap<MapData, Ipv6Be, EndpointAddr>,
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
     open_ports: HashMap<MapData, OpenPort, u32>,
     config: Array<MapData, DatapathConfig>,
@@ -248,6 +253,10 @@ impl BpfDatapath {
             HashMap::try_from(take(ENDPOINT_IFACES)?).map_err(map_err(ENDPOINT_IFACES))?;
         let endpoint_addrs =
             HashMap::try_from(take(ENDPOINT_ADDRS)?).map_err(map_err(ENDPOINT_ADDRS))?;
+        let endpoint_ifaces6 =
+            HashMap::try_from(take(ENDPOINT_IFACES6)?).map_err(map_err(ENDPOINT_IFACES6))?;
+        let endpoint_addrs6 =
+            HashMap::try_from(take(ENDPOINT_ADDRS6)?).map_err(map_err(ENDPOINT_ADDRS6))?;
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
         let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
         let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
@@ -264,6 +273,8 @@ impl BpfDatapath {
             events,
             endpoint_ifaces,
             endpoint_addrs,
+            endpoint_ifaces6,
+            endpoint_addrs6,
             masq_addrs,
             open_ports,
             config,

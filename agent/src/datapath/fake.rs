@@ -3,12 +3,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubStats,
+    PubValue,
 };
 
 use super::{
@@ -178,6 +179,8 @@ impl HostMaps for FakeHostMaps {
 pub struct FakeEndpointSide {
     pub ifaces: BTreeMap<u32, EndpointIface>,
     pub addrs: BTreeMap<Ipv4Addr, EndpointAddr>,
+    pub ifaces6: BTreeMap<u32, EndpointIface6>,
+    pub addrs6: BTreeMap<Ipv6Addr, EndpointAddr>,
     /// Host-side interfaces with the isolation program attached.
     pub attached: BTreeSet<String>,
     /// Capacity of the interface map; `None` = unlimited.
@@ -233,6 +236,51 @@ impl EndpointMaps for FakeEndpointSide {
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError> {
         self.removals.push((next_seq(), format!("addr {addr}")));
         self.addrs.remove(&addr);
+        Ok(())
+    }
+
+    fn endpoint_ifaces6(&self) -> Result<Vec<u32>, DatapathError> {
+        Ok(self.ifaces6.keys().copied().collect())
+    }
+
+    fn set_endpoint_iface6(
+        &mut self,
+        ifindex: u32,
+        iface: &EndpointIface6,
+    ) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        self.ifaces6.insert(ifindex, *iface);
+        Ok(())
+    }
+
+    fn remove_endpoint_iface6(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.removals
+            .push((next_seq(), format!("iface6 {ifindex}")));
+        self.ifaces6.remove(&ifindex);
+        Ok(())
+    }
+
+    fn endpoint_addrs6(&self) -> Result<Vec<Ipv6Addr>, DatapathError> {
+        Ok(self.addrs6.keys().copied().collect())
+    }
+
+    fn set_endpoint_addr6(
+        &mut self,
+        addr: Ipv6Addr,
+        endpoint: &EndpointAddr,
+    ) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        self.addrs6.insert(addr, *endpoint);
+        Ok(())
+    }
+
+    fn remove_endpoint_addr6(&mut self, addr: Ipv6Addr) -> Result<(), DatapathError> {
+        self.removals.push((next_seq(), format!("addr {addr}")));
+        self.addrs6.remove(&addr);
         Ok(())
     }
 }
@@ -376,6 +424,12 @@ impl EndpointMaps for FakeDatapath {
         fn endpoint_addrs(&self) -> R<Vec<(Ipv4Addr, EndpointAddr)>>;
         fn set_endpoint_addr(&mut self, addr: Ipv4Addr, endpoint: &EndpointAddr) -> R<()>;
         fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> R<()>;
+        fn endpoint_ifaces6(&self) -> R<Vec<u32>>;
+        fn set_endpoint_iface6(&mut self, ifindex: u32, iface: &EndpointIface6) -> R<()>;
+        fn remove_endpoint_iface6(&mut self, ifindex: u32) -> R<()>;
+        fn endpoint_addrs6(&self) -> R<Vec<Ipv6Addr>>;
+        fn set_endpoint_addr6(&mut self, addr: Ipv6Addr, endpoint: &EndpointAddr) -> R<()>;
+        fn remove_endpoint_addr6(&mut self, addr: Ipv6Addr) -> R<()>;
     );
 }
 

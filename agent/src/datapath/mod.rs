@@ -6,12 +6,13 @@ pub mod fake;
 pub mod xdp_mode;
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, Event, OpenPort, PubKey, PubStats, PubValue,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubStats,
+    PubValue,
 };
 
 /// Errors from the datapath. `op` names what was being done. Sources are
@@ -136,6 +137,23 @@ pub trait EndpointMaps {
     ) -> Result<(), DatapathError>;
     /// Removing an absent entry is not an error.
     fn remove_endpoint_addr(&mut self, addr: Ipv4Addr) -> Result<(), DatapathError>;
+    /// Dual-stack container interfaces (host-side ifindex) and their
+    /// network's IPv6 side.
+    fn endpoint_ifaces6(&self) -> Result<Vec<u32>, DatapathError>;
+    fn set_endpoint_iface6(
+        &mut self,
+        ifindex: u32,
+        iface: &EndpointIface6,
+    ) -> Result<(), DatapathError>;
+    fn remove_endpoint_iface6(&mut self, ifindex: u32) -> Result<(), DatapathError>;
+    /// Container IPv6 addresses (link-local ones included).
+    fn endpoint_addrs6(&self) -> Result<Vec<Ipv6Addr>, DatapathError>;
+    fn set_endpoint_addr6(
+        &mut self,
+        addr: Ipv6Addr,
+        endpoint: &EndpointAddr,
+    ) -> Result<(), DatapathError>;
+    fn remove_endpoint_addr6(&mut self, addr: Ipv6Addr) -> Result<(), DatapathError>;
 }
 
 /// The isolation program on container veths (host side).

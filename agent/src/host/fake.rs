@@ -48,11 +48,19 @@ pub struct FakeHost {
     pub drivers: BTreeMap<String, String>,
     /// Each container namespace's default route: (interface, gateway).
     pub default_routes: BTreeMap<PathBuf, (String, std::net::Ipv4Addr)>,
+    /// The same for IPv6 (dual-stack gateway networks).
+    pub default_routes6: BTreeMap<PathBuf, (String, std::net::Ipv6Addr)>,
+    /// The host's IPv6 routes (`routes6`).
+    pub routes6: Vec<(ipnet::Ipv6Net, String)>,
 }
 
 impl Host for FakeHost {
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
         Ok(self.routes.clone())
+    }
+
+    fn routes6(&mut self) -> Result<Vec<(ipnet::Ipv6Net, String)>, HostError> {
+        Ok(self.routes6.clone())
     }
 
     fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError> {
@@ -92,7 +100,11 @@ impl Host for FakeHost {
         self.endpoints.insert(ep.host_ifname.clone(), ep.clone());
         if let Some(gw) = ep.default_gateway {
             self.default_routes
-                .insert(ep.netns.clone(), (ep.ifname.clone(), gw));
+                .insert(ep.netns.clone(), (ep.ifname.clone(), gw.v4));
+            if let Some(v6) = gw.v6 {
+                self.default_routes6
+                    .insert(ep.netns.clone(), (ep.ifname.clone(), v6));
+            }
         }
         self.next_ifindex += 1;
         self.ifindexes
@@ -115,6 +127,7 @@ impl Host for FakeHost {
                 .is_some_and(|(ifname, _)| *ifname == ep.ifname)
         {
             self.default_routes.remove(&ep.netns);
+            self.default_routes6.remove(&ep.netns);
         }
         self.ifindexes.remove(host_ifname);
         Ok(())
@@ -130,12 +143,17 @@ impl Host for FakeHost {
         &mut self,
         netns: &Path,
         ifname: &str,
-        gateway: Option<std::net::Ipv4Addr>,
+        gateway: Option<super::DefaultRoute>,
     ) -> Result<(), HostError> {
+        self.default_routes6.remove(netns);
         match gateway {
             Some(gw) => {
                 self.default_routes
-                    .insert(netns.to_owned(), (ifname.to_owned(), gw));
+                    .insert(netns.to_owned(), (ifname.to_owned(), gw.v4));
+                if let Some(v6) = gw.v6 {
+                    self.default_routes6
+                        .insert(netns.to_owned(), (ifname.to_owned(), v6));
+                }
             }
             None => {
                 self.default_routes.remove(netns);

@@ -11,11 +11,11 @@ pub mod ports;
 pub mod workers;
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::spec::Proto;
 
@@ -64,6 +64,40 @@ pub struct BridgeConfig {
     /// The gateway address and the subnet's prefix length.
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
+    /// The IPv6 gateway address and prefix length of a dual-stack network.
+    pub gateway6: Option<(Ipv6Addr, u8)>,
+}
+
+/// A container's default route: through one network's gateway, for IPv6
+/// too when that network is dual stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultRoute {
+    pub v4: Ipv4Addr,
+    pub v6: Option<Ipv6Addr>,
+}
+
+/// The EUI-64 link-local address of an interface with MAC `mac` (RFC 4291
+/// appendix A): what a dual-stack endpoint's container side is given, so
+/// the datapath knows every source address it may use.
+pub fn link_local6(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
@@ -93,9 +127,14 @@ pub struct EndpointConfig {
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
+    /// The IPv6 address and prefix length on a dual-stack network: the
+    /// interface then also gets its EUI-64 link-local address
+    /// ([`link_local6`]) and nothing else (no SLAAC, no DAD, no router
+    /// advertisements); otherwise IPv6 is off on it.
+    pub ip6: Option<(Ipv6Addr, u8)>,
     /// Default route through this gateway (the container's first
     /// non-internal network only).
-    pub default_gateway: Option<Ipv4Addr>,
+    pub default_gateway: Option<DefaultRoute>,
 }
 
 /// A created endpoint interface, as the datapath needs it.
@@ -118,6 +157,9 @@ pub trait Host: Send {
     /// The host's routes (default routes excluded), named for messages, so
     /// new subnets avoid them.
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError>;
+    /// The host's IPv6 routes (default, link-local and multicast routes
+    /// excluded), named for messages, so new IPv6 subnets avoid them.
+    fn routes6(&mut self) -> Result<Vec<(Ipv6Net, String)>, HostError>;
     /// Creates the bridge with its gateway address, or fixes it; up.
     fn ensure_bridge(&mut self, bridge: &BridgeConfig) -> Result<BridgeLink, HostError>;
     /// Deletes a bridge; an absent one is not an error.
@@ -128,13 +170,14 @@ pub trait Host: Send {
     /// Deletes an endpoint's veth pair; an absent one (the container's
     /// namespace is gone, taking the pair with it) is not an error.
     fn remove_endpoint(&mut self, host_ifname: &str) -> Result<(), HostError>;
-    /// Makes the default route in the namespace at `netns` go through
-    /// `gateway` on `ifname`, replacing any other; `None` removes it.
+    /// Makes the default routes (IPv4, and IPv6 if `gateway` has one) in
+    /// the namespace at `netns` go through `gateway` on `ifname`,
+    /// replacing any other; `None` removes them.
     fn set_default_route(
         &mut self,
         netns: &Path,
         ifname: &str,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<DefaultRoute>,
     ) -> Result<(), HostError>;
     /// Lets go of whatever keeps the namespace at `netns` alive on the
     /// host's side (its netlink worker), once its container is detached.

@@ -9,13 +9,13 @@ use std::{
     fs::File,
     future::Future,
     io,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd as _,
     path::Path,
 };
 
 use futures_util::TryStreamExt as _;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
@@ -25,8 +25,8 @@ use rtnetlink::{
 };
 
 use super::{
-    BridgeConfig, BridgeLink, EndpointConfig, EndpointLink, Host, HostError, HostPort,
-    IFACE_PREFIX, NetnsId, parse_mac,
+    BridgeConfig, BridgeLink, DefaultRoute, EndpointConfig, EndpointLink, Host, HostError,
+    HostPort, IFACE_PREFIX, NetnsId, link_local6, parse_mac,
     ports::{self, Reservations},
     workers::Workers,
 };
@@ -138,6 +138,69 @@ async fn add_default_route(
         .map_err(nl(format!("adding the default route via {gw} on {ifname}")))
 }
 
+/// Adds the IPv6 default route via `gw` on interface `index` (`ifname`).
+async fn add_default_route6(
+    handle: &Handle,
+    index: u32,
+    gw: Ipv6Addr,
+    ifname: &str,
+) -> Result<(), HostError> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(gw)
+        .output_interface(index)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl(format!(
+            "adding the IPv6 default route via {gw} on {ifname}"
+        )))
+}
+
+/// Both default routes of `gw` on interface `index` (`ifname`).
+async fn add_default_routes(
+    handle: &Handle,
+    index: u32,
+    gw: DefaultRoute,
+    ifname: &str,
+) -> Result<(), HostError> {
+    add_default_route(handle, index, gw.v4, ifname).await?;
+    if let Some(v6) = gw.v6 {
+        add_default_route6(handle, index, v6, ifname).await?;
+    }
+    Ok(())
+}
+
+async fn ipv6_routes(handle: &Handle) -> Result<Vec<RouteMessage>, HostError> {
+    handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing IPv6 routes"))
+}
+
+/// The IPv6 sysctls of a dual-stack container interface, set before any
+/// address: addresses come only from the agent (no SLAAC, no router
+/// advertisements, no temporary or generated link-local addresses), and
+/// without DAD (the agent's IPAM hands each out once), so they are usable
+/// at once.
+fn dual_stack_sysctls(ifname: &str) -> Result<(), HostError> {
+    for (key, value) in [
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("addr_gen_mode", "1"),
+    ] {
+        sysctl(&format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"), value)?;
+    }
+    Ok(())
+}
+
 fn sysctl(path: &str, value: &str) -> Result<(), HostError> {
     std::fs::write(path, value).map_err(io_err(format!("writing {path}")))
 }
@@ -160,6 +223,32 @@ impl Host for NetlinkHost {
                 });
                 if let Some(dst) = dst
                     && let Ok(net) = Ipv4Net::new(dst, h.destination_prefix_length)
+                {
+                    routes.push((net.trunc(), format!("host route {}", net.trunc())));
+                }
+            }
+            Ok(routes)
+        })
+    }
+
+    fn routes6(&mut self) -> Result<Vec<(Ipv6Net, String)>, HostError> {
+        self.workers.run(None, |handle| async move {
+            let mut routes = Vec::new();
+            for msg in ipv6_routes(&handle).await? {
+                let h = &msg.header;
+                if h.kind != RouteType::Unicast
+                    || h.destination_prefix_length == 0
+                    || h.table != RouteHeader::RT_TABLE_MAIN
+                {
+                    continue;
+                }
+                let dst = msg.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(*ip),
+                    _ => None,
+                });
+                if let Some(dst) = dst
+                    && let Ok(net) = Ipv6Net::new(dst, h.destination_prefix_length)
+                    && !dst.is_unicast_link_local()
                 {
                     routes.push((net.trunc(), format!("host route {}", net.trunc())));
                 }
@@ -196,6 +285,18 @@ impl Host for NetlinkHost {
                     .execute()
                     .await
                     .map_err(nl(format!("adding {} to {name}", bridge.gateway)))?;
+                if let Some((gw6, len)) = bridge.gateway6 {
+                    // No DAD: the gateway is usable at once.
+                    sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0")?;
+                    sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "0")?;
+                    handle
+                        .address()
+                        .add(index, IpAddr::V6(gw6), len)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(nl(format!("adding {gw6} to {name}")))?;
+                }
                 handle
                     .link()
                     .set(LinkUnspec::new_with_index(index).up().build())
@@ -281,16 +382,34 @@ impl Host for NetlinkHost {
                     HostError::Other(format!("{} missing in the container", ep.ifname))
                 })?;
             let index = link.header.index;
-            // The network is IPv4 only: no IPv6 (link-local included)
-            // reaches around the isolation policy.
-            sysctl(
-                &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
-                "1",
-            )
-            .or_else(|e| match &e {
-                HostError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })?;
+            match ep.ip6 {
+                Some((ip6, len)) => {
+                    dual_stack_sysctls(&ep.ifname)?;
+                    let mac = parse_mac(&link_mac(&link)).ok_or_else(|| {
+                        HostError::Other(format!("{} has no MAC address", ep.ifname))
+                    })?;
+                    for (addr, len) in [(link_local6(mac), 64), (ip6, len)] {
+                        handle
+                            .address()
+                            .add(index, IpAddr::V6(addr), len)
+                            .execute()
+                            .await
+                            .map_err(nl(format!("adding {addr}/{len} to {}", ep.ifname)))?;
+                    }
+                }
+                // The network is IPv4 only: no IPv6 (link-local included)
+                // reaches around the isolation policy.
+                None => sysctl(
+                    &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname),
+                    "1",
+                )
+                .or_else(|e| match &e {
+                    HostError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                        Ok(())
+                    }
+                    _ => Err(e),
+                })?,
+            }
             handle
                 .address()
                 .add(index, IpAddr::V4(ep.ip), ep.prefix_len)
@@ -312,7 +431,7 @@ impl Host for NetlinkHost {
                     .map_err(nl("bringing container interfaces up"))?;
             }
             if let Some(gw) = ep.default_gateway {
-                add_default_route(&handle, index, gw, &ep.ifname).await?;
+                add_default_routes(&handle, index, gw, &ep.ifname).await?;
             }
             Ok(link_mac(&link))
         });
@@ -334,13 +453,17 @@ impl Host for NetlinkHost {
         &mut self,
         netns: &Path,
         ifname: &str,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<DefaultRoute>,
     ) -> Result<(), HostError> {
         let ifname = ifname.to_owned();
         self.run_in_netns(netns, move |handle| async move {
-            let defaults = ipv4_routes(&handle).await?.into_iter().filter(|m| {
+            let mut routes = ipv4_routes(&handle).await?;
+            // A kernel without IPv6 has no IPv6 routes to remove.
+            routes.extend(ipv6_routes(&handle).await.unwrap_or_default());
+            let defaults = routes.into_iter().filter(|m| {
                 m.header.destination_prefix_length == 0
                     && m.header.table == RouteHeader::RT_TABLE_MAIN
+                    && m.header.kind == RouteType::Unicast
             });
             for msg in defaults {
                 match handle.route().del(msg).execute().await {
@@ -355,7 +478,7 @@ impl Host for NetlinkHost {
             let index = link_index(&handle, &ifname)
                 .await?
                 .ok_or_else(|| HostError::Other(format!("{ifname} missing in the container")))?;
-            add_default_route(&handle, index, gw, &ifname).await
+            add_default_routes(&handle, index, gw, &ifname).await
         })
     }
 

@@ -13,8 +13,8 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLink},
 };
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, Event, LocalAddr, MasqAddr, OpenPort, PubKey,
-    PubStats, PubValue, prog_names::TC_FROM_CONTAINER,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LocalAddr, MasqAddr,
+    OpenPort, PubKey, PubStats, PubValue, prog_names::TC_FROM_CONTAINER,
 };
 
 use super::{BpfDatapath, attach_pinned, attach_tcx, batch, io_err, map_err, prog_err, program};
@@ -120,7 +120,7 @@ impl HostMaps for BpfDatapath {
             let value = LocalAddr { ifindex: *ifindex };
             match ip {
                 IpAddr::V4(ip) => v4.insert(u32::from_ne_bytes(ip.octets()), value),
-                IpAddr::V6(ip) => v6.insert(ipv6_be(ip), value),
+                IpAddr::V6(ip) => v6.insert(datapath_common::ipv6_be(*ip), value),
             };
         }
         replace_all(&mut self.local_addrs, v4, "the local-address map")?;
@@ -201,6 +201,57 @@ impl EndpointMaps for BpfDatapath {
             "removing from the endpoint-address map",
         )
     }
+
+    fn endpoint_ifaces6(&self) -> Result<Vec<u32>, DatapathError> {
+        self.endpoint_ifaces6
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the IPv6 endpoint-interface map"))
+    }
+
+    fn set_endpoint_iface6(
+        &mut self,
+        ifindex: u32,
+        iface: &EndpointIface6,
+    ) -> Result<(), DatapathError> {
+        self.endpoint_ifaces6
+            .insert(&ifindex, iface, 0)
+            .map_err(map_err("writing the IPv6 endpoint-interface map"))
+    }
+
+    fn remove_endpoint_iface6(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        remove_key(
+            &mut self.endpoint_ifaces6,
+            &ifindex,
+            "removing from the IPv6 endpoint-interface map",
+        )
+    }
+
+    fn endpoint_addrs6(&self) -> Result<Vec<Ipv6Addr>, DatapathError> {
+        self.endpoint_addrs6
+            .keys()
+            .map(|k| k.map(datapath_common::ipv6_from_be))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading the IPv6 endpoint-address map"))
+    }
+
+    fn set_endpoint_addr6(
+        &mut self,
+        addr: Ipv6Addr,
+        endpoint: &EndpointAddr,
+    ) -> Result<(), DatapathError> {
+        self.endpoint_addrs6
+            .insert(&datapath_common::ipv6_be(addr), endpoint, 0)
+            .map_err(map_err("writing the IPv6 endpoint-address map"))
+    }
+
+    fn remove_endpoint_addr6(&mut self, addr: Ipv6Addr) -> Result<(), DatapathError> {
+        remove_key(
+            &mut self.endpoint_addrs6,
+            &datapath_common::ipv6_be(addr),
+            "removing from the IPv6 endpoint-address map",
+        )
+    }
 }
 
 impl EndpointPrograms for BpfDatapath {
@@ -265,15 +316,6 @@ impl EndpointPrograms for BpfDatapath {
 
 /// Makes a hash map hold exactly `wanted`: stale keys removed, the rest
 /// written (a map the agent alone writes, kept in step with netlink).
-/// An IPv6 address as the datapath keys it (`bpf_sock_addr::user_ip6`'s
-/// layout: four words in network order).
-fn ipv6_be(ip: &Ipv6Addr) -> datapath_common::Ipv6Be {
-    let o = ip.octets();
-    std::array::from_fn(|i| {
-        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-    })
-}
-
 fn replace_all<K, V>(
     map: &mut HashMap<MapData, K, V>,
     wanted: std::collections::HashMap<K, V>,
