@@ -109,6 +109,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if let Err(e) = self.datapath.set_open_ports(&ports) {
             error!(error = %e, "updating the open-port map (routed networks)");
         }
+        let pubs6 = self.state.publications6();
+        if let Err(e) = self.datapath.set_publications6(&pubs6) {
+            error!(error = %e, "updating the IPv6 publication map (dual-stack containers)");
+        }
     }
 }
 

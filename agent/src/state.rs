@@ -113,6 +113,40 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// The IPv6 side of publications: a wildcard publication (`0.0.0.0`)
+    /// whose container address is an endpoint on a dual-stack network is
+    /// also served on `[::]` to that endpoint's IPv6 address, as Docker
+    /// binds `-p 8080:80` on both families. Same port, same counters.
+    pub fn publications6(&self) -> Vec<(datapath_common::PubKey6, datapath_common::PubValue6)> {
+        let ip6_of: std::collections::BTreeMap<Ipv4Addr, std::net::Ipv6Addr> = self
+            .containers
+            .iter()
+            .flat_map(|c| c.endpoints())
+            .filter_map(|e| e.ip6.map(|ip6| (e.ip, ip6)))
+            .collect();
+        self.publications
+            .iter()
+            .filter(|p| p.spec.host_ip.is_unspecified())
+            .filter_map(|p| {
+                let ip6 = ip6_of.get(&p.spec.container_ip)?;
+                Some((
+                    datapath_common::PubKey6 {
+                        addr_be: [0; 4],
+                        port_be: p.spec.host_port.to_be(),
+                        proto: p.spec.proto.number(),
+                        _pad: 0,
+                    },
+                    datapath_common::PubValue6 {
+                        addr_be: datapath_common::ipv6_be(*ip6),
+                        port_be: p.spec.container_port.to_be(),
+                        _pad: 0,
+                        stats_slot: p.stats_slot,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// The container ports reachable by direct routing: every published
     /// container port of an endpoint on a `routed` network (the datapath's
     /// open-port map).

@@ -251,6 +251,14 @@ pub mod map_names {
     pub const SOCK_REV: &str = "NA_SOCKREV4_V1";
     /// One [`super::SockConfig`] at index 0.
     pub const SOCK_CONFIG: &str = "NA_SOCKCFG_V1";
+    /// [`super::PubKey6`] -> [`super::PubValue6`]: the IPv6 side of
+    /// publications.
+    pub const PUBLICATIONS6: &str = "NA_PUB6_V1";
+    /// [`super::CtKey6`] -> [`super::CtValue6`] (LRU), as the IPv4
+    /// conntrack maps: established TCP, TCP that sent a SYN, UDP.
+    pub const CT_TCP6: &str = "NA_CTTCP6_V1";
+    pub const CT_SYN6: &str = "NA_CTSYN6_V1";
+    pub const CT_UDP6: &str = "NA_CTUDP6_V1";
     /// [`super::SockRev6Key`] -> [`super::SockRev6Value`] (LRU): what an
     /// IPv6 host socket that the socket hooks translated asked for.
     pub const SOCK_REV6: &str = "NA_SOCKREV6_V1";
@@ -337,6 +345,58 @@ pub struct PubValue {
     pub stats_slot: u32,
 }
 const _: () = assert!(size_of::<PubValue>() == 12);
+
+/// IPv6 publication key: [`PubKey`] with an IPv6 host address (`::` is
+/// the wildcard: every local IPv6 address). The agent writes the IPv6 side
+/// of a wildcard publication whose container is on a dual-stack network,
+/// as Docker publishes `-p 8080:80` on `0.0.0.0` and `[::]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PubKey6 {
+    pub addr_be: Ipv6Be,
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<PubKey6>() == 20);
+
+/// Where an IPv6 publication forwards to: [`PubValue`] with the
+/// container's IPv6 address (its counter slot is the publication's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PubValue6 {
+    pub addr_be: Ipv6Be,
+    pub port_be: u16,
+    pub _pad: u16,
+    pub stats_slot: u32,
+}
+const _: () = assert!(size_of::<PubValue6>() == 24);
+
+/// IPv6 connection-tracking key: [`CtKey`] with IPv6 addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct CtKey6 {
+    pub src_addr_be: Ipv6Be,
+    pub dst_addr_be: Ipv6Be,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<CtKey6>() == 40);
+
+/// [`CtValue`] with an IPv6 original destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct CtValue6 {
+    pub orig_addr_be: Ipv6Be,
+    pub orig_port_be: u16,
+    pub flags: u8,
+    pub _pad: u8,
+    pub stats_slot: u32,
+    pub isn: u32,
+}
+const _: () = assert!(size_of::<CtValue6>() == 28);
 
 /// Connection-tracking key: a reply packet's tuple as the container sends it
 /// (source = container, destination = client).
@@ -947,6 +1007,10 @@ mod user {
     unsafe impl aya::Pod for super::NetPolicy {}
     unsafe impl aya::Pod for super::EndpointIface {}
     unsafe impl aya::Pod for super::EndpointIface6 {}
+    unsafe impl aya::Pod for super::PubKey6 {}
+    unsafe impl aya::Pod for super::PubValue6 {}
+    unsafe impl aya::Pod for super::CtKey6 {}
+    unsafe impl aya::Pod for super::CtValue6 {}
     unsafe impl aya::Pod for super::EndpointAddr {}
     unsafe impl aya::Pod for super::SnatKey {}
     unsafe impl aya::Pod for super::SnatValue {}

@@ -55,7 +55,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     let skb = unsafe { NonNull::new_unchecked(ctx.as_ptr().cast()) };
     match proto {
         ETH_P_IP => ipv4(skb, ifindex, src),
-        ETH_P_IPV6 => endpoint6::from_container(skb, ifindex, &src.net),
+        ETH_P_IPV6 => endpoint6::from_container(skb, ifindex, src),
         ETH_P_ARP => arp(skb, ifindex),
         _ => tc_drop(Event::DropCtrProtocol),
     }

@@ -15,14 +15,16 @@
 //! - destinations `::/8` (`::1`, IPv4-mapped) are dropped
 //!   (`drop_loopback_dst`);
 //! - then the isolation policy (`policy::decide6`) and forwarding: to a
-//!   neighbour straight into its namespace, the rest to the stack (the
-//!   gateway; nothing leaves a served interface with a container's IPv6
-//!   source, see served.rs).
+//!   neighbour straight into its namespace; elsewhere routed by FIB lookup
+//!   from the bridge (`fwd::routed6`) to a served interface, whose TC
+//!   egress gives replies of published flows their published source and
+//!   drops any other container source (served.rs); the rest (the gateway,
+//!   link-local, multicast) to the stack.
 
 use core::ptr::NonNull;
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
-use datapath_common::{EndpointAddr, Event, NetPolicy};
+use datapath_common::{EndpointAddr, EndpointIface, Event};
 
 use crate::{
     fwd,
@@ -33,7 +35,7 @@ use crate::{
         ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERT,
         ICMPV6_ROUTER_SOLICIT, Ipv6,
     },
-    policy, skb,
+    policy,
     stats::tc_drop,
     verdict::TC_NEXT,
 };
@@ -49,17 +51,18 @@ const ND_OPT_TLLA: u8 = 2;
 /// context pointer (passed by value: the verifier follows a context
 /// pointer into a subprogram, not one spilled to the caller's stack).
 #[inline(never)]
-pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, net: &NetPolicy) -> i32 {
+pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface) -> i32 {
+    let net = &src.net;
     let ctx = &TcContext::new(skb);
     // SAFETY: copied out at once; the agent replaces entries whole.
     let Some(iface) = (unsafe { NA_EPIF6_V1.get(&ifindex) }).copied() else {
         return tc_drop(Event::DropCtrProtocol);
     };
-    skb::pull(ctx, IPV6_HDR_LEN);
-    let (data, data_end) = (ctx.data(), ctx.data_end());
-    let Ok(ip) = parse6::ipv6(data, data_end, ctx.len() as usize) else {
+    let mut ip = Ipv6::default();
+    if !parse6::ipv6_of(skb, &mut ip) {
         return tc_drop(Event::DropCtrProtocol);
-    };
+    }
+    let (data, data_end) = (ctx.data(), ctx.data_end());
     let Some(eth) = read::<EthHdr>(data, data_end, 0) else {
         return tc_drop(Event::DropCtrProtocol);
     };
@@ -99,7 +102,10 @@ pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, net: &NetPolicy) ->
     }
     match dst {
         Some(dst) => fwd::to_neighbour(ctx, &dst),
-        None => TC_NEXT,
+        // The gateway's link-local address and multicast stay on the
+        // bridge; the rest is routed (to a served interface, or the stack).
+        None if parse6::is_multicast(&ip.daddr) || parse6::is_link_local(&ip.daddr) => TC_NEXT,
+        None => fwd::routed6(skb, src.bridge_ifindex, &ip),
     }
 }
 

@@ -31,12 +31,13 @@
 //! Routed hops decrement the TTL (with the header checksum), and a TTL that
 //! would expire goes to the stack, which answers with ICMP time exceeded.
 
-use core::mem::size_of;
+use core::{mem::size_of, ptr::NonNull};
 
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, bpf_redir_neigh,
+        __sk_buff, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
+        bpf_redir_neigh,
     },
     helpers::generated::{
         bpf_check_mtu, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
@@ -44,12 +45,13 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use datapath_common::{EndpointAddr, EndpointIface, Event};
+use datapath_common::{EndpointAddr, EndpointIface, Event, Ipv6Be};
 
 use crate::{
-    hdr::{IP_CSUM_OFF, IP_TTL_OFF},
-    maps::{NA_EPADDR4_V1, NA_MASQ4_V1},
+    hdr::{IP_CSUM_OFF, IP_TTL_OFF, IP6_HOP_LIMIT_OFF},
+    maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1},
     parse::Ipv4,
+    parse6::Ipv6,
     stats,
     verdict::TC_NEXT,
 };
@@ -226,4 +228,100 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4) -> Result<i32, i32> {
         stats::count(Event::PassFragNeeded);
     }
     Err(TC_NEXT)
+}
+
+const AF_INET6: u8 = 10;
+
+/// Decrements the hop limit of a routed IPv6 packet (no header checksum).
+/// `Err(TC_NEXT)` if it would expire (the stack answers that).
+#[inline(always)]
+fn decrement_hop_limit(ctx: &TcContext, ip: &Ipv6) -> Result<(), i32> {
+    if ip.hop_limit <= 1 {
+        return Err(TC_NEXT);
+    }
+    ctx.store(IP6_HOP_LIMIT_OFF, &(ip.hop_limit - 1), 0)
+        .map_err(|_| stats::tc_drop(Event::DropRewriteFailed))
+}
+
+/// [`to_endpoint`] for IPv6: the packet (its destination now `daddr`)
+/// goes straight into its container, a routed hop. A BPF-to-BPF call (its
+/// own frame; the context by value, handed to a helper first, see
+/// endpoint.rs).
+#[inline(never)]
+pub fn to_endpoint6(skb: NonNull<__sk_buff>, ip: &Ipv6, daddr: &Ipv6Be) -> i32 {
+    let ctx = &TcContext::new(skb);
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    let Some(ep) = (unsafe { NA_EPADDR6_V1.get(daddr) }).copied() else {
+        return TC_NEXT;
+    };
+    let delivered = (|| {
+        if !fits(ctx, ep.host_ifindex) {
+            stats::count(Event::PassFragNeeded);
+            return Err(TC_NEXT);
+        }
+        decrement_hop_limit(ctx, ip)?;
+        set_macs(ctx, &ep.mac, Some(&ep.gw_mac))?;
+        stats::count(Event::RedirectToEndpoint);
+        Ok(into_container(ep.host_ifindex))
+    })();
+    delivered.unwrap_or_else(|verdict| verdict)
+}
+
+/// IPv6 from a container to elsewhere: routed by FIB lookup from its
+/// bridge (whose IPv6 forwarding the agent turns on: the lookup refuses
+/// otherwise), redirected to a served interface; everything else to the
+/// stack (as [`from_container`]). A BPF-to-BPF call, as [`to_endpoint6`].
+#[inline(never)]
+pub fn routed6(skb: NonNull<__sk_buff>, bridge_ifindex: u32, ip: &Ipv6) -> i32 {
+    let ctx = &TcContext::new(skb);
+    // SAFETY: an all-zero bpf_fib_lookup is a valid (empty) request.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET6;
+    params.l4_protocol = ip.proto;
+    params.ifindex = bridge_ifindex;
+    params.__bindgen_anon_3.ipv6_src = ip.saddr;
+    params.__bindgen_anon_4.ipv6_dst = ip.daddr;
+    // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    let egress = params.ifindex;
+    // SAFETY: presence is all we read (served interfaces).
+    if egress == bridge_ifindex || unsafe { NA_MASQ4_V1.get(&egress) }.is_none() {
+        return TC_NEXT;
+    }
+    let routed = (|| {
+        if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+            decrement_hop_limit(ctx, ip)?;
+            // SAFETY: the union's MAC variant is what a successful lookup fills.
+            let macs = unsafe { params.__bindgen_anon_6.__bindgen_anon_2 };
+            set_macs(ctx, &macs.dmac, Some(&macs.smac))?;
+            stats::count(Event::RedirectRouted);
+            return Ok(redirect(egress));
+        }
+        if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+            decrement_hop_limit(ctx, ip)?;
+            // SAFETY: an all-zero bpf_redir_neigh is valid; fields set below.
+            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            nh.nh_family = u32::from(AF_INET6);
+            // SAFETY: the lookup left the next hop in ipv6_dst.
+            nh.__bindgen_anon_1.ipv6_nh = unsafe { params.__bindgen_anon_4.ipv6_dst };
+            stats::count(Event::RedirectRouted);
+            // SAFETY: nh is valid for the size given.
+            let verdict = unsafe {
+                bpf_redirect_neigh(egress, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0)
+            };
+            return Ok(verdict as i32);
+        }
+        if rc == i64::from(aya_ebpf::bindings::BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+            stats::count(Event::PassFragNeeded);
+        }
+        Err(TC_NEXT)
+    })();
+    routed.unwrap_or_else(|verdict| verdict)
 }

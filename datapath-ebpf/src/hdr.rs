@@ -15,6 +15,10 @@ pub const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
 pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 /// The fixed IPv6 header length.
 pub const IPV6_HLEN: usize = 40;
+/// Offsets from the frame start of the IPv6 hop limit and addresses.
+pub const IP6_HOP_LIMIT_OFF: usize = ETH_HLEN + 7;
+pub const IP6_SRC_OFF: usize = ETH_HLEN + 8;
+pub const IP6_DST_OFF: usize = ETH_HLEN + 24;
 /// Linear bytes an IPv6 parse of a container's packet may read: Ethernet,
 /// the fixed header, extension headers and an ICMPv6 neighbour discovery
 /// message with its options.

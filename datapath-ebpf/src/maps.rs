@@ -8,12 +8,12 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use datapath_common::{
-    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, EndpointIface6,
-    FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS,
-    MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
+    CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
+    EndpointIface6, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS,
+    MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
     MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr,
-    OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
-    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareValue, SnatKey,
+    SnatValue, SockConfig, SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -62,6 +62,21 @@ pub static NA_EPIF4_V1: HashMap<u32, EndpointIface, { MAX_ENDPOINTS as usize }> 
 /// own the address. Written only by the agent.
 #[btf_map]
 pub static NA_EPADDR4_V1: HashMap<u32, EndpointAddr, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// The IPv6 side of publications (written only by the agent): a
+/// wildcard publication's `[::]` twin for a dual-stack container.
+#[btf_map]
+pub static NA_PUB6_V1: HashMap<PubKey6, PubValue6, { MAX_PUBLICATIONS as usize }> = HashMap::new();
+
+/// IPv6 published flows, as the IPv4 conntrack maps (ct.rs).
+#[btf_map]
+pub static NA_CTTCP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_FLOWS as usize }> = LruHashMap::new();
+#[btf_map]
+pub static NA_CTSYN6_V1: LruHashMap<CtKey6, CtValue6, { MAX_EMBRYONIC_FLOWS as usize }> =
+    LruHashMap::new();
+#[btf_map]
+pub static NA_CTUDP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_UDP_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Dual-stack container interfaces by host-side ifindex: their network's
 /// IPv6 side. An interface without an entry drops its container's IPv6.

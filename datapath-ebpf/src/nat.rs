@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! Publication lookup: the forward DNAT decision.
 
-use datapath_common::{Event, IPPROTO_ICMP, PubKey, PubValue};
+use datapath_common::{Event, IPPROTO_ICMP, Ipv6Be, PubKey, PubKey6, PubValue, PubValue6};
 
 use crate::{
     hdr::is_loopback,
-    maps::{NA_LOCAL4_V1, NA_PUB4_V1},
-    stats,
+    maps::{NA_LOCAL4_V1, NA_LOCAL6_V1, NA_PUB4_V1, NA_PUB6_V1},
+    parse6, stats,
 };
 
 /// [`find`], counting why a match was refused (a plain miss is not).
@@ -112,6 +112,42 @@ pub fn wildcard(port: u16, proto: u8) -> Option<PubValue> {
     };
     // SAFETY: plain data copied out at once.
     unsafe { NA_PUB4_V1.get(&key) }.copied()
+}
+
+/// Whether `addr` is one of the host's IPv6 addresses.
+#[inline(always)]
+pub fn is_local6(addr: &Ipv6Be) -> bool {
+    // SAFETY: presence is all we read.
+    unsafe { NA_LOCAL6_V1.get(addr) }.is_some()
+}
+
+/// The IPv6 publication of (`addr`, `port`, `proto`): the exact entry,
+/// then the wildcard (`::`) one if `addr` is the host's. `::/8`
+/// destinations (`::1`, IPv4-mapped) never match: they reach a served
+/// interface only forged.
+#[inline(always)]
+pub fn find6(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
+    if parse6::is_reserved_dst(addr) {
+        return None;
+    }
+    let mut key = PubKey6 {
+        addr_be: *addr,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data copied out at once (as in `exact_or_wildcard`).
+    if let Some(v) = unsafe { NA_PUB6_V1.get(&key) } {
+        return Some(*v);
+    }
+    key.addr_be = [0; 4];
+    // SAFETY: as above.
+    let v = unsafe { NA_PUB6_V1.get(&key) }.copied()?;
+    if !is_local6(addr) {
+        stats::count(Event::PassNotLocal);
+        return None;
+    }
+    Some(v)
 }
 
 /// Whether `port` is published on `addr` or on every address, so replies

@@ -8,11 +8,18 @@
 //! linear area, is malformed: callers drop it (a protocol they cannot see
 //! is never guessed).
 
-use datapath_common::{IPPROTO_ICMPV6, Ipv6Be};
+use core::ptr::NonNull;
+
+use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
+use datapath_common::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv6Be};
 
 use crate::{
-    hdr::{ETH_HLEN, ETH_P_IPV6, EthHdr, IPV6_HLEN, Ipv6Hdr, read},
+    hdr::{
+        ETH_HLEN, ETH_P_IPV6, EthHdr, IPV6_HDR_LEN, IPV6_HLEN, Ipv6Hdr, Ports, TCP_CSUM_OFF,
+        TcpHdr, UDP_CSUM_OFF, UDP_HLEN, read,
+    },
     parse::Skip,
+    skb,
 };
 
 /// Extension headers walked at most.
@@ -36,7 +43,7 @@ pub const ICMPV6_REDIRECT: u8 = 137;
 pub const ICMPV6_MLD2_REPORT: u8 = 143;
 
 /// An IPv6 packet's addresses and where its upper layer starts.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Ipv6 {
     pub saddr: Ipv6Be,
     pub daddr: Ipv6Be,
@@ -52,6 +59,72 @@ pub struct Ipv6 {
     /// Offset of the packet's end from the frame start (the frame's
     /// length for a GSO packet, whose payload length is 0).
     pub end: usize,
+    pub hop_limit: u8,
+}
+
+/// A TCP or UDP packet over IPv6 (unfragmented), as NAT needs it: the
+/// field names of the IPv4 [`crate::parse::Packet`], so conntrack
+/// (`ct::v6`) is the same source for both.
+#[derive(Clone, Copy, Default)]
+pub struct Packet6 {
+    pub proto: u8,
+    pub saddr: Ipv6Be,
+    pub daddr: Ipv6Be,
+    pub sport: u16,
+    pub dport: u16,
+    pub sport_off: usize,
+    pub dport_off: usize,
+    pub l4_csum_off: usize,
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
+}
+
+impl Packet6 {
+    /// Whether the TCP flags have all of `bits`.
+    #[inline(always)]
+    pub fn tcp_has(&self, bits: u8) -> bool {
+        self.tcp_flags & bits == bits
+    }
+}
+
+/// Parses the TCP or UDP header of `ip` into `p` (in place, as
+/// [`ipv6`]). Fragmented packets are not flows here (`NotFlow`: their
+/// later fragments could not follow).
+#[inline(always)]
+pub fn flow6(data: usize, data_end: usize, ip: &Ipv6, p: &mut Packet6) -> Result<(), Skip> {
+    if ip.fragmented {
+        return Err(Skip::NotFlow);
+    }
+    let l4 = ip.l4_off;
+    p.proto = ip.proto;
+    p.saddr = ip.saddr;
+    p.daddr = ip.daddr;
+    p.sport_off = l4;
+    p.dport_off = l4 + 2;
+    p.tcp_flags = 0;
+    p.tcp_seq = 0;
+    p.tcp_ack = 0;
+    match ip.proto {
+        IPPROTO_TCP => {
+            let tcp = read::<TcpHdr>(data, data_end, l4).ok_or(Skip::Malformed)?;
+            p.sport = u16::from_ne_bytes(tcp.ports.src);
+            p.dport = u16::from_ne_bytes(tcp.ports.dst);
+            p.l4_csum_off = l4 + TCP_CSUM_OFF;
+            p.tcp_flags = tcp.flags;
+            p.tcp_seq = u32::from_be_bytes(tcp.seq);
+            p.tcp_ack = u32::from_be_bytes(tcp.ack);
+        }
+        IPPROTO_UDP => {
+            let ports = read::<Ports>(data, data_end, l4).ok_or(Skip::Malformed)?;
+            read::<[u8; UDP_HLEN]>(data, data_end, l4).ok_or(Skip::Malformed)?;
+            p.sport = u16::from_ne_bytes(ports.src);
+            p.dport = u16::from_ne_bytes(ports.dst);
+            p.l4_csum_off = l4 + UDP_CSUM_OFF;
+        }
+        _ => return Err(Skip::NotFlow),
+    }
+    Ok(())
 }
 
 #[inline(always)]
@@ -64,63 +137,92 @@ fn words(b: [[u8; 4]; 4]) -> Ipv6Be {
     ]
 }
 
-/// Parses the IPv6 header and its extension headers. `frame_len` is the
-/// whole frame's length: a payload length claiming more is malformed (0
-/// is a GSO packet's, larger than 64 KiB).
+/// Parses the IPv6 header and its extension headers into `out`.
+/// `frame_len` is the whole frame's length: a payload length claiming more
+/// is malformed (0 is a GSO packet's, larger than 64 KiB). Fields are
+/// written in place, not returned: IPv6 headers are large, and every copy
+/// costs eBPF stack.
 #[inline(always)]
-pub fn ipv6(data: usize, data_end: usize, frame_len: usize) -> Result<Ipv6, Skip> {
+pub fn ipv6(data: usize, data_end: usize, frame_len: usize, out: &mut Ipv6) -> Result<(), Skip> {
     let eth = read::<EthHdr>(data, data_end, 0).ok_or(Skip::NotIpv6)?;
     if eth.proto != ETH_P_IPV6 {
         return Err(Skip::NotIpv6);
     }
-    let ip = read::<Ipv6Hdr>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
-    let payload = u16::from_be_bytes(ip.payload_len) as usize;
-    if ip.vtc_flow[0] >> 4 != 6 || (payload != 0 && ETH_HLEN + IPV6_HLEN + payload > frame_len) {
+    // The first 8 bytes now, the addresses last: bytes read early stay
+    // live across the walk, each spilled to its own stack slot.
+    let fixed = read::<[u8; 8]>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
+    read::<Ipv6Hdr>(data, data_end, ETH_HLEN).ok_or(Skip::Malformed)?;
+    let payload = u16::from_be_bytes([fixed[4], fixed[5]]) as usize;
+    if fixed[0] >> 4 != 6 || (payload != 0 && ETH_HLEN + IPV6_HLEN + payload > frame_len) {
         return Err(Skip::Malformed);
     }
+    let hop_limit = fixed[7];
     let end = if payload == 0 {
         frame_len
     } else {
         ETH_HLEN + IPV6_HLEN + payload
     };
-    let mut next = ip.next;
+    let mut next = fixed[6];
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut fragmented = false;
     let mut later_fragment = false;
+    let mut upper = false;
+    // One exit with one `Ipv6` built: a return per unrolled step would
+    // give each its own copy on the stack.
     for _ in 0..MAX_EXT_HEADERS {
+        if !matches!(
+            next,
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_FRAGMENT | NEXTHDR_AUTH
+        ) {
+            upper = true;
+            break;
+        }
+        let h = read::<[u8; 4]>(data, data_end, off).ok_or(Skip::Malformed)?;
         let len = match next {
-            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_FRAGMENT | NEXTHDR_AUTH => {
-                let h = read::<[u8; 4]>(data, data_end, off).ok_or(Skip::Malformed)?;
-                let len = match next {
-                    NEXTHDR_FRAGMENT => {
-                        later_fragment |= u16::from_be_bytes([h[2], h[3]]) & !0x7 != 0;
-                        8
-                    }
-                    NEXTHDR_AUTH => (h[1] as usize + 2) * 4,
-                    _ => (h[1] as usize + 1) * 8,
-                };
-                fragmented |= next == NEXTHDR_FRAGMENT;
-                next = h[0];
-                len
+            NEXTHDR_FRAGMENT => {
+                later_fragment |= u16::from_be_bytes([h[2], h[3]]) & !0x7 != 0;
+                fragmented = true;
+                8
             }
-            _ => {
-                return Ok(Ipv6 {
-                    saddr: words(ip.saddr),
-                    daddr: words(ip.daddr),
-                    proto: next,
-                    l4_off: off,
-                    fragmented,
-                    later_fragment,
-                    end,
-                });
-            }
+            NEXTHDR_AUTH => (h[1] as usize + 2) * 4,
+            _ => (h[1] as usize + 1) * 8,
         };
+        next = h[0];
         off += len;
         if off > 512 {
             return Err(Skip::Malformed);
         }
     }
-    Err(Skip::Malformed)
+    if !upper
+        && matches!(
+            next,
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_FRAGMENT | NEXTHDR_AUTH
+        )
+    {
+        return Err(Skip::Malformed);
+    }
+    let (saddr, daddr) = addresses(data, data_end).ok_or(Skip::Malformed)?;
+    out.saddr = saddr;
+    out.daddr = daddr;
+    out.proto = next;
+    out.l4_off = off;
+    out.fragmented = fragmented;
+    out.later_fragment = later_fragment;
+    out.end = end;
+    out.hop_limit = hop_limit;
+    Ok(())
+}
+
+/// [`ipv6`] of a TC program's packet, in a frame of its own (a BPF-to-BPF
+/// call: the walk's temporaries would otherwise sit in the caller's frame
+/// under everything it calls), after pulling [`IPV6_HDR_LEN`] bytes
+/// linear. The context goes by value and to a helper first (see
+/// endpoint.rs).
+#[inline(never)]
+pub fn ipv6_of(skb: NonNull<__sk_buff>, out: &mut Ipv6) -> bool {
+    let ctx = &TcContext::new(skb);
+    skb::pull(ctx, IPV6_HDR_LEN);
+    ipv6(ctx.data(), ctx.data_end(), ctx.len() as usize, out).is_ok()
 }
 
 /// The source and destination of an IPv6 frame (the fixed header only),

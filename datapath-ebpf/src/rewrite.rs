@@ -17,12 +17,13 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use datapath_common::{IPPROTO_ICMP, IPPROTO_UDP};
+use datapath_common::{IPPROTO_ICMP, IPPROTO_UDP, Ipv6Be};
 
 use crate::{
     csum,
-    hdr::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, ptr_at_mut},
+    hdr::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP6_DST_OFF, IP6_SRC_OFF, ptr_at_mut},
     parse::Packet,
+    parse6::Packet6,
 };
 
 /// A rewrite step failed; the packet may be half-written.
@@ -221,6 +222,75 @@ impl Nat {
         b.l4_csum2(self.csum_off, self.old_port, self.new_port, c)?;
         b.ip_csum4(IP_CSUM_OFF, self.old_addr, self.new_addr)?;
         b.store4(self.addr_off, self.new_addr)?;
+        b.store2(self.port_off, self.new_port)
+    }
+}
+
+/// One IPv6 address and one port of a TCP/UDP packet replaced, with the
+/// L4 checksum (whose pseudo-header holds the address; IPv6 has no header
+/// checksum): the address word by word.
+pub struct Nat6 {
+    addr_off: usize,
+    old_addr: Ipv6Be,
+    new_addr: Ipv6Be,
+    port_off: usize,
+    old_port: u16,
+    new_port: u16,
+    csum_off: usize,
+    udp: bool,
+}
+
+impl Nat6 {
+    /// Destination address and port (DNAT).
+    #[inline(always)]
+    pub fn destination(pkt: &Packet6, addr: Ipv6Be, port: u16) -> Self {
+        Self {
+            addr_off: IP6_DST_OFF,
+            old_addr: pkt.daddr,
+            new_addr: addr,
+            port_off: pkt.dport_off,
+            old_port: pkt.dport,
+            new_port: port,
+            csum_off: pkt.l4_csum_off,
+            udp: pkt.proto == IPPROTO_UDP,
+        }
+    }
+
+    /// Source address and port (reverse NAT).
+    #[inline(always)]
+    pub fn source(pkt: &Packet6, addr: Ipv6Be, port: u16) -> Self {
+        Self {
+            addr_off: IP6_SRC_OFF,
+            old_addr: pkt.saddr,
+            new_addr: addr,
+            port_off: pkt.sport_off,
+            old_port: pkt.sport,
+            new_port: port,
+            csum_off: pkt.l4_csum_off,
+            udp: pkt.proto == IPPROTO_UDP,
+        }
+    }
+
+    /// Checksum first, then the fields.
+    #[inline(always)]
+    pub fn apply<B: Backend>(&self, b: &mut B) -> Result<(), Failed> {
+        let pseudo = Covers {
+            pseudo: true,
+            udp: self.udp,
+        };
+        for i in 0..4 {
+            if self.old_addr[i] != self.new_addr[i] {
+                b.l4_csum4(self.csum_off, self.old_addr[i], self.new_addr[i], pseudo)?;
+            }
+        }
+        let c = Covers {
+            pseudo: false,
+            udp: self.udp,
+        };
+        b.l4_csum2(self.csum_off, self.old_port, self.new_port, c)?;
+        for i in 0..4 {
+            b.store4(self.addr_off + 4 * i, self.new_addr[i])?;
+        }
         b.store2(self.port_off, self.new_port)
     }
 }

@@ -16,26 +16,32 @@
 //! (unless its network is `routed`, where container addresses are meant
 //! to be seen).
 
-use core::mem::size_of;
+use core::{mem::size_of, ptr::NonNull};
 
 use aya_ebpf::{
+    EbpfContext as _,
+    bindings::__sk_buff,
     helpers::generated::{bpf_xdp_adjust_meta, bpf_xdp_get_buff_len},
     programs::{TcContext, XdpContext},
 };
 use datapath_common::{
-    EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, IPPROTO_UDP, NET_F_ROUTED,
-    NO_STATS_SLOT, OpenPort, PubValue, SNAT_F_IDENTITY, SnatValue, XDP_TRANSLATED_MARK,
+    CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, IPPROTO_UDP, Ipv6Be,
+    NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6, SNAT_F_IDENTITY, SnatValue,
+    XDP_TRANSLATED_MARK,
 };
 
 use crate::{
     csum, ct, frag, fwd,
-    hdr::{FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF, IP_SRC_OFF, is_loopback, read},
+    hdr::{
+        ETH_HLEN, ETH_P_IPV6, ETH_PROTO_OFF, FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF,
+        IP_SRC_OFF, IPV6_HDR_LEN, is_loopback, read,
+    },
     icmp::{self, Untranslated},
     maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1, NA_OPEN4_V1},
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
-    parse6,
-    rewrite::{self, Nat, TcBackend, XdpBackend},
+    parse6::{self, Ipv6, Packet6},
+    rewrite::{self, Nat, Nat6, TcBackend, XdpBackend},
     skb,
     snat::{self, Refused},
     stats::{self, Direction, tc_drop, xdp_drop},
@@ -117,6 +123,27 @@ fn mark_translated(ctx: &XdpContext) -> bool {
 /// TC ingress of a served interface.
 #[inline(always)]
 pub fn tc_ingress(ctx: &TcContext) -> i32 {
+    // Each family is a BPF-to-BPF call with its own frame: the verifier
+    // allows 512 bytes of stack along a call chain, and a frame holds
+    // every local of every path through it.
+    if is_ipv6(ctx) {
+        ipv6_in(skb_ptr(ctx))
+    } else {
+        ipv4_in(skb_ptr(ctx))
+    }
+}
+
+/// Whether the frame is IPv6 (pulls the Ethernet header first).
+#[inline(always)]
+fn is_ipv6(ctx: &TcContext) -> bool {
+    skb::pull(ctx, ETH_HLEN as u32);
+    read::<[u8; 2]>(ctx.data(), ctx.data_end(), ETH_PROTO_OFF) == Some(ETH_P_IPV6)
+}
+
+/// TC ingress, everything but IPv6.
+#[inline(never)]
+fn ipv4_in(skb: NonNull<__sk_buff>) -> i32 {
+    let ctx = &TcContext::new(skb);
     let marked = skb::translated_by_xdp(ctx);
     skb::pull(ctx, FLOW_HDR_LEN);
     let (data, data_end) = (ctx.data(), ctx.data_end());
@@ -126,7 +153,7 @@ pub fn tc_ingress(ctx: &TcContext) -> i32 {
             stats::count(Event::PassMalformed);
             return TC_NEXT;
         }
-        Err(_) => return ipv6_in(data, data_end),
+        Err(_) => return TC_NEXT,
     };
     if marked {
         return fwd::to_endpoint(ctx, &ip, ip.daddr);
@@ -255,18 +282,26 @@ fn open(pkt: &Packet) -> bool {
     unsafe { NA_OPEN4_V1.get(&key) }.is_some()
 }
 
-/// IPv6 arriving on a served interface. netagent translates no IPv6 from
-/// outside yet, so nothing reaches a container's IPv6 address
-/// (`drop_unpublished`), and nothing reaches `::1` or the rest of `::/8`
-/// (`drop_loopback_dst`: martians, as 127.0.0.0/8 is for IPv4). The rest
-/// (the host's own IPv6, ARP, anything else) is the host's.
-#[inline(always)]
-fn ipv6_in(data: usize, data_end: usize) -> i32 {
+/// IPv6 arriving on a served interface (a BPF-to-BPF call: its own
+/// stack frame, the context by value, see endpoint.rs): DNAT to the IPv6
+/// side of a publication, delivered straight to its container. Nothing
+/// else reaches a container's IPv6 address (`drop_unpublished`), and
+/// nothing reaches `::1` or the rest of `::/8` (`drop_loopback_dst`:
+/// martians, as 127.0.0.0/8 is for IPv4). The rest (the host's own IPv6,
+/// ARP, anything else) is the host's. Fragmented IPv6 is not translated.
+#[inline(never)]
+fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
+    let ctx = &TcContext::new(skb);
+    skb::pull(ctx, IPV6_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
     let Some((_, daddr)) = parse6::addresses(data, data_end) else {
         return TC_NEXT;
     };
     if parse6::is_reserved_dst(&daddr) {
         return tc_drop(Event::DropLoopbackDst);
+    }
+    if let Some(verdict) = dnat6(skb) {
+        return verdict;
     }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&daddr) }.is_some() {
@@ -275,14 +310,109 @@ fn ipv6_in(data: usize, data_end: usize) -> i32 {
     TC_NEXT
 }
 
-/// IPv6 leaving a served interface: a container's source cannot be
-/// translated (no IPv6 masquerade yet), so it never leaves
-/// (`drop_untranslatable`); the host's own go on.
-#[inline(always)]
-fn ipv6_out(data: usize, data_end: usize) -> i32 {
+/// DNAT of an IPv6 packet to a publication's IPv6 side; `None` if it is
+/// none (not TCP/UDP, fragmented, not published). Its own BPF-to-BPF
+/// call: the IPv6 structures are large, and frames add up only along a
+/// call chain.
+#[inline(never)]
+fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    let mut pkt = Packet6::default();
+    if !flow6(skb, &mut ip, &mut pkt) {
+        return None;
+    }
+    let mut target = PubValue6::default();
+    if !find6(&pkt, &mut target) {
+        return None;
+    }
+    if !rewrite6(skb, &pkt, &target.addr_be, target.port_be, true) {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    track6(&pkt, &target);
+    stats::count(Event::TcDnat);
+    stats::count_publication(target.stats_slot, Direction::Forward, ip6_len(&ip));
+    Some(fwd::to_endpoint6(skb, &ip, &target.addr_be))
+}
+
+/// The IPv6 header and TCP/UDP flow of the packet, in a frame of its own,
+/// into `ip` and `pkt`; false if it is none.
+#[inline(never)]
+fn flow6(skb: NonNull<__sk_buff>, ip: &mut Ipv6, pkt: &mut Packet6) -> bool {
+    if !parse6::ipv6_of(skb, ip) {
+        return false;
+    }
+    let ctx = &TcContext::new(skb);
+    parse6::flow6(ctx.data(), ctx.data_end(), ip, pkt).is_ok()
+}
+
+/// `nat::find6` in a frame of its own, into `out`.
+#[inline(never)]
+fn find6(pkt: &Packet6, out: &mut PubValue6) -> bool {
+    match nat::find6(&pkt.daddr, pkt.dport, pkt.proto) {
+        Some(v) => {
+            *out = v;
+            true
+        }
+        None => false,
+    }
+}
+
+/// The IPv6 destination (`dst`) or source address and port of `pkt`
+/// rewritten, in a frame of its own; false if a helper failed (the packet
+/// may be half-written).
+#[inline(never)]
+fn rewrite6(skb: NonNull<__sk_buff>, pkt: &Packet6, addr: &Ipv6Be, port: u16, dst: bool) -> bool {
+    let ctx = &TcContext::new(skb);
+    let nat = if dst {
+        Nat6::destination(pkt, *addr, port)
+    } else {
+        Nat6::source(pkt, *addr, port)
+    };
+    nat.apply(&mut TcBackend(ctx)).is_ok()
+}
+
+/// `ct::v6::track_forward` in a frame of its own (IPv6 keys and values
+/// are large).
+#[inline(never)]
+fn track6(pkt: &Packet6, target: &PubValue6) {
+    ct::v6::track_forward(pkt, target);
+}
+
+/// `ct::v6::lookup_reply` in a frame of its own, into `out` (a BPF
+/// function returns a scalar only).
+#[inline(never)]
+fn reply6(pkt: &Packet6, out: &mut CtValue6) -> bool {
+    match ct::v6::lookup_reply(pkt) {
+        Some(v) => {
+            *out = v;
+            true
+        }
+        None => false,
+    }
+}
+
+/// IPv6 leaving a served interface (a BPF-to-BPF call, as [`ipv6_in`]):
+/// replies of published flows get the published source back; any other
+/// container source cannot be translated (no IPv6 masquerade yet), so it
+/// never leaves (`drop_untranslatable`); the host's own go on.
+#[inline(never)]
+fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
+    let ctx = &TcContext::new(skb);
+    skb::pull(ctx, IPV6_HDR_LEN);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
     let Some((saddr, _)) = parse6::addresses(data, data_end) else {
         return TC_NEXT;
     };
+    let mut orig = CtValue6::default();
+    let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
+    if flow6(skb, &mut ip, &mut pkt) && reply6(&pkt, &mut orig) {
+        if !rewrite6(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        stats::count(Event::RevNat);
+        stats::count_publication(orig.stats_slot, Direction::Reverse, ip6_len(&ip));
+        return TC_NEXT;
+    }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_some() {
         return tc_drop(Event::DropUntranslatable);
@@ -290,15 +420,42 @@ fn ipv6_out(data: usize, data_end: usize) -> i32 {
     TC_NEXT
 }
 
+/// An IPv6 packet's length for the counters (header included; a GSO
+/// packet's is capped at 65535).
+#[inline(always)]
+fn ip6_len(ip: &Ipv6) -> u16 {
+    let len = ip.end - ETH_HLEN;
+    if len > 0xffff { 0xffff } else { len as u16 }
+}
+
+/// The context pointer, for the BPF-to-BPF calls above.
+#[inline(always)]
+fn skb_ptr(ctx: &TcContext) -> NonNull<__sk_buff> {
+    // SAFETY: the context pointer the kernel gave this program.
+    unsafe { NonNull::new_unchecked(ctx.as_ptr().cast()) }
+}
+
 /// TC egress of a served interface.
 #[inline(always)]
 pub fn tc_egress(ctx: &TcContext) -> i32 {
+    // As in `tc_ingress`: one call, one frame, per family.
+    if is_ipv6(ctx) {
+        ipv6_out(skb_ptr(ctx))
+    } else {
+        ipv4_out(skb_ptr(ctx))
+    }
+}
+
+/// TC egress, everything but IPv6.
+#[inline(never)]
+fn ipv4_out(skb: NonNull<__sk_buff>) -> i32 {
+    let ctx = &TcContext::new(skb);
     skb::pull(ctx, FLOW_HDR_LEN);
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let ip = match parse::ipv4(data, data_end, ctx.len() as usize) {
         Ok(ip) => ip,
         Err(Skip::Malformed) => return malformed_out(data, data_end),
-        Err(_) => return ipv6_out(data, data_end),
+        Err(_) => return TC_NEXT,
     };
     // SAFETY: a reference into a map value the agent replaces whole.
     let ctr: Option<&EndpointAddr> = unsafe { NA_EPADDR4_V1.get(&ip.saddr) };

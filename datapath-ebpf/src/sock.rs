@@ -28,7 +28,7 @@ use datapath_common::{
 };
 
 use crate::{
-    maps::{NA_LOCAL6_V1, NA_SOCKCFG_V1, NA_SOCKREV4_V1, NA_SOCKREV6_V1},
+    maps::{NA_SOCKCFG_V1, NA_SOCKREV4_V1, NA_SOCKREV6_V1},
     nat, stats,
 };
 
@@ -178,13 +178,6 @@ fn mapped(addr_be: u32) -> Ipv6Be {
     ]
 }
 
-/// Whether `addr` is one of the host's IPv6 addresses.
-#[inline(always)]
-fn is_local6(addr: &Ipv6Be) -> bool {
-    // SAFETY: presence is all we read.
-    unsafe { NA_LOCAL6_V1.get(addr) }.is_some()
-}
-
 /// connect6: an IPv6 socket reaching a published port goes to the
 /// container at its IPv4-mapped address (the kernel then connects the
 /// socket over IPv4): `::1` and the host's IPv6 addresses reach wildcard
@@ -201,7 +194,7 @@ pub fn forward6(ctx: &SockAddrContext) -> i32 {
     let port = sa.user_port as u16;
     let target = match v4_mapped(&addr) {
         Some(v4) => nat::find_from_host(v4, port, proto),
-        None if is_loopback6(&addr) || is_local6(&addr) => nat::wildcard(port, proto),
+        None if is_loopback6(&addr) || nat::is_local6(&addr) => nat::wildcard(port, proto),
         None => None,
     };
     let Some(target) = target else {

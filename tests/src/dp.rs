@@ -307,6 +307,14 @@ impl Dp {
             .expect("endpoint addr");
     }
 
+    /// One of the host's IPv6 addresses (wildcard IPv6 publications).
+    pub fn add_local6(&mut self, ip: &str) {
+        let ip: std::net::Ipv6Addr = ip.parse().expect("ip");
+        self.hash::<datapath_common::Ipv6Be, LocalAddr>(datapath_common::map_names::LOCAL_ADDRS6)
+            .insert(&datapath_common::ipv6_be(ip), &LocalAddr { ifindex: 1 }, 0)
+            .expect("local addr6");
+    }
+
     /// The IPv6 side of a container interface (its network's subnet).
     pub fn endpoint_iface6(&mut self, ifindex: u32, subnet: &str, prefix_len: u8) {
         let subnet: std::net::Ipv6Addr = subnet.parse().expect("subnet");

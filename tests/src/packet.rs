@@ -600,6 +600,67 @@ pub fn ipv6_frame(
     f
 }
 
+/// `frame` (Ethernet/IPv6 without extension headers, TCP or UDP) with its
+/// L4 checksum computed over the IPv6 pseudo-header.
+pub fn with_checksum6(mut frame: Vec<u8>) -> Vec<u8> {
+    let proto = frame[20];
+    let off = match proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        p => panic!("protocol {p}"),
+    };
+    frame[54 + off..54 + off + 2].copy_from_slice(&[0, 0]);
+    let c = !fold(sum16(&frame[54..], pseudo_sum6(&frame)));
+    let c = if c == 0 && proto == IPPROTO_UDP {
+        0xffff
+    } else {
+        c
+    };
+    frame[54 + off..54 + off + 2].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+/// The IPv6 pseudo-header sum of an Ethernet/IPv6 frame without extension
+/// headers.
+fn pseudo_sum6(frame: &[u8]) -> u32 {
+    let len = (frame.len() - 54) as u32;
+    let mut pseudo = frame[22..54].to_vec();
+    pseudo.extend_from_slice(&len.to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, frame[20]]);
+    sum16(&pseudo, 0)
+}
+
+/// Whether the TCP/UDP checksum of an Ethernet/IPv6 frame (no extension
+/// headers) is right.
+pub fn checksum6_ok(frame: &[u8]) -> bool {
+    fold(sum16(&frame[54..], pseudo_sum6(frame))) == 0xffff
+}
+
+/// A TCP (`proto` 6, a SYN) or UDP packet over IPv6 with valid checksums.
+pub fn l4_frame6(
+    src_mac: [u8; 6],
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    proto: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    if proto == IPPROTO_TCP {
+        l4.extend_from_slice(&[
+            0, 0, 0, 1, 0, 0, 0, 0, 0x50, TCP_SYN, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+    } else {
+        l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        l4.extend_from_slice(&[0, 0]);
+    }
+    l4.extend_from_slice(payload);
+    with_checksum6(ipv6_frame(src_mac, src, dst, &[], proto, &l4))
+}
+
 /// An ICMPv6 message (checksum left 0: the datapath checks none) of
 /// `kind`: the 4-byte header, then `body`.
 pub fn icmpv6(kind: u8, body: &[u8]) -> Vec<u8> {

@@ -119,7 +119,12 @@ pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
 /// A UDP server in a namespace answering each datagram with
 /// `<peer ip>:<peer port> <payload>`.
 pub fn udp_echo(ns: &Netns, port: u16) -> Server {
-    let socket = ns.enter(move || UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP"));
+    udp_echo_on(ns, SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// [`udp_echo`] on `addr` (`[::]:PORT` for IPv6).
+pub fn udp_echo_on(ns: &Netns, addr: SocketAddr) -> Server {
+    let socket = ns.enter(move || UdpSocket::bind(addr).expect("bind UDP"));
     socket.set_read_timeout(Some(POLL)).expect("timeout");
     let mut buf = vec![0u8; 65536];
     Server::spawn(move || {
@@ -136,7 +141,12 @@ pub fn udp_echo(ns: &Netns, port: u16) -> Server {
 /// starts with `u` is read to its end and answered with the byte count it
 /// carried (an upload).
 pub fn tcp_bulk(ns: &Netns, port: u16, bytes: usize) -> Server {
-    let listener = ns.enter(move || TcpListener::bind(("0.0.0.0", port)).expect("bind TCP"));
+    tcp_bulk_on(ns, SocketAddr::from(([0, 0, 0, 0], port)), bytes)
+}
+
+/// [`tcp_bulk`] on `addr` (`[::]:PORT` for IPv6).
+pub fn tcp_bulk_on(ns: &Netns, addr: SocketAddr, bytes: usize) -> Server {
+    let listener = ns.enter(move || TcpListener::bind(addr).expect("bind TCP"));
     listener.set_nonblocking(true).expect("nonblocking");
     Server::spawn(move || match listener.accept() {
         Ok((conn, _)) => {

@@ -6,12 +6,13 @@
 use std::mem::size_of;
 
 use datapath_common::{
-    CtKey, CtValue, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface, EndpointIface6,
-    Event, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS,
-    MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
-    MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr,
-    OpenPort, PubKey, PubStats, PubValue, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
-    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue, map_names, prog_names,
+    CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
+    EndpointIface6, Event, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS,
+    MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES,
+    MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS,
+    MasqAddr, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareValue,
+    SnatKey, SnatValue, SockConfig, SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+    map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -165,6 +166,34 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<Ipv6Be>(),
             size_of::<EndpointAddr>(),
             MAX_ENDPOINTS * 2,
+        ),
+        (
+            map_names::PUBLICATIONS6,
+            BPF_MAP_TYPE_HASH,
+            size_of::<PubKey6>(),
+            size_of::<PubValue6>(),
+            MAX_PUBLICATIONS,
+        ),
+        (
+            map_names::CT_TCP6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey6>(),
+            size_of::<CtValue6>(),
+            MAX_FLOWS,
+        ),
+        (
+            map_names::CT_SYN6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey6>(),
+            size_of::<CtValue6>(),
+            MAX_EMBRYONIC_FLOWS,
+        ),
+        (
+            map_names::CT_UDP6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey6>(),
+            size_of::<CtValue6>(),
+            MAX_UDP_FLOWS,
         ),
         (
             map_names::SOCK_REV6,

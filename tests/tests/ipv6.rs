@@ -17,7 +17,10 @@ use std::{
 
 use netagent_tests::{
     packet::ipv6_frame,
-    traffic::{RawSender, tcp_connect, tcp_echo_on, tcp_roundtrip},
+    traffic::{
+        RawSender, bulk_download, bulk_upload, tcp_bulk_on, tcp_connect, tcp_echo_on,
+        tcp_roundtrip, udp_echo_on,
+    },
     world::{World, tcp_reaches},
 };
 use serde_json::Value;
@@ -156,4 +159,118 @@ fn dual_stack_networks_carry_ipv6_and_keep_it_contained() {
     let outside = SocketAddr::from(("fd66::2".parse::<Ipv6Addr>().unwrap(), 7070));
     assert!(!tcp_reaches(w.ns("ca"), outside, PROBE_TIMEOUT));
     assert!(w.event("drop_untranslatable") > untranslatable);
+}
+
+/// `-p 8080:80 -p 5353:53/udp` on a dual-stack container is served on
+/// `0.0.0.0` and `[::]` as Docker serves it: an IPv6 client reaches the
+/// container's IPv6 address (and is seen with its own), the answers come
+/// from the published address, bulk transfers go both ways with the
+/// kernel's default offloads, and the receivers count no checksum error.
+/// The container's own IPv6 still never leaves untranslated.
+#[test]
+fn wildcard_publications_are_served_over_ipv6_too() {
+    let mut w = World::with_default_offloads();
+    w.daemon.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "10.31.0.0/24",
+        "--subnet",
+        "fd00:31::/64",
+    ]);
+    w.attach(
+        "web",
+        &[
+            "--network",
+            "dual",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "8081:81",
+        ],
+    );
+    let web6 = ip6(&w, "web", "dual");
+    w.host
+        .ip(&["-6", "addr", "add", "fd67::1/64", "dev", &w.up(), "nodad"]);
+    let dn = format!("{}dn", w.prefix);
+    w.upstream
+        .ip(&["-6", "addr", "add", "fd67::2/64", "dev", &dn, "nodad"]);
+    let _tcp = tcp_echo_on(w.ns("web"), any6(80));
+    let _udp = udp_echo_on(w.ns("web"), any6(53));
+    let _bulk = tcp_bulk_on(w.ns("web"), any6(81), 8 << 20);
+    let csum = |w: &World| {
+        (
+            w.ns("web").snmp("Tcp", "InCsumErrors"),
+            w.ns("web").exec(&["cat", "/proc/net/snmp6"]),
+        )
+    };
+    let before = csum(&w);
+
+    let mut conn = tcp_connect(&w.upstream, "[fd67::1]:8080").expect("IPv6 to the publication");
+    let answer = tcp_roundtrip(&mut conn, "hi").unwrap();
+    assert!(
+        answer.starts_with("[fd67::2]:"),
+        "the real client: {answer}"
+    );
+    assert_eq!(conn.peer_addr().unwrap().to_string(), "[fd67::1]:8080");
+
+    let udp = w
+        .upstream
+        .enter(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    udp.send_to(b"ping", "[fd67::1]:5353").unwrap();
+    let mut buf = [0u8; 200];
+    let (n, from) = udp.recv_from(&mut buf).expect("a UDP answer");
+    assert_eq!(from.to_string(), "[fd67::1]:5353");
+    assert!(String::from_utf8_lossy(&buf[..n]).ends_with(" ping"));
+
+    assert_eq!(
+        bulk_download(&w.upstream, "[fd67::1]:8081").unwrap(),
+        8 << 20
+    );
+    assert_eq!(
+        bulk_upload(&w.upstream, "[fd67::1]:8081", 8 << 20).unwrap(),
+        8 << 20
+    );
+    let after = csum(&w);
+    assert_eq!(before.0, after.0, "TCP checksum errors");
+    let udp6_errors = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("Udp6InCsumErrors"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+    };
+    assert_eq!(
+        udp6_errors(&before.1),
+        udp6_errors(&after.1),
+        "UDP6 checksum errors"
+    );
+
+    // Nothing but the publication reaches the container's own address,
+    // and the container's own IPv6 never leaves untranslated.
+    w.upstream
+        .ip(&["-6", "route", "add", "fd00:31::/64", "via", "fd67::1"]);
+    assert!(!tcp_reaches(
+        &w.upstream,
+        SocketAddr::from((web6, 80)),
+        PROBE_TIMEOUT
+    ));
+    let _up = tcp_echo_on(&w.upstream, any6(7070));
+    let out = SocketAddr::from(("fd67::2".parse::<Ipv6Addr>().unwrap(), 7070));
+    assert!(!tcp_reaches(w.ns("web"), out, PROBE_TIMEOUT));
+    assert!(w.event("drop_untranslatable") > 0);
+    // IPv4 still served.
+    let mut conn4 = tcp_connect(
+        &w.upstream,
+        &format!("{}:8080", netagent_tests::world::HOST_UP_IP),
+    )
+    .unwrap();
+    let answer = tcp_roundtrip(&mut conn4, "v4").unwrap();
+    assert!(
+        answer.contains(netagent_tests::world::UPSTREAM_IP),
+        "{answer}"
+    );
 }

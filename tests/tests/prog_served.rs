@@ -621,3 +621,110 @@ fn ipv6_is_kept_from_containers_both_ways() {
         assert_eq!(after, f, "{name}: XDP leaves IPv6 alone");
     }
 }
+
+/// IPv6 DNAT to the IPv6 side of a publication (a dual-stack container),
+/// exact and wildcard on the host's IPv6 addresses only; the reply gets
+/// the published source back at egress; checksums verified both ways,
+/// with a corrupt one staying corrupt; fragmented packets and `::1` never
+/// translated.
+#[test]
+fn ipv6_publications_translate_both_ways() {
+    use datapath_common::{IPPROTO_UDP, PubKey6, PubValue6, ipv6_be, map_names::PUBLICATIONS6};
+    use netagent_tests::packet::{checksum6_ok, ipv6_frame, l4_frame6};
+    const HOST6: &str = "2001:db8::1";
+    const CLIENT6: &str = "2001:db8::99";
+    const CTR6: &str = "fd00:1::2";
+    let v6 = |s: &str| ipv6_be(s.parse().unwrap());
+    let mac = [2, 0, 0, 0, 0, 1];
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let setup = || {
+        let mut dp = Dp::new();
+        dp.endpoint_at6(CTR6, &net, 0, [2, 0, 0, 0, 0, 9]);
+        let mut pubs: aya::maps::HashMap<_, PubKey6, PubValue6> =
+            aya::maps::HashMap::try_from(dp.ebpf.map_mut(PUBLICATIONS6).unwrap()).unwrap();
+        for (port, proto) in [(8080u16, IPPROTO_TCP), (5353, IPPROTO_UDP)] {
+            let key = PubKey6 {
+                addr_be: [0; 4],
+                port_be: port.to_be(),
+                proto,
+                _pad: 0,
+            };
+            let value = PubValue6 {
+                addr_be: v6(CTR6),
+                port_be: (port % 100).to_be(),
+                _pad: 0,
+                stats_slot: SLOT,
+            };
+            pubs.insert(&key, &value, 0).unwrap();
+        }
+        dp.add_local6(HOST6);
+        dp
+    };
+    for (proto, port) in [(IPPROTO_TCP, 8080u16), (IPPROTO_UDP, 5353)] {
+        let mut dp = setup();
+        let frame = l4_frame6(mac, CLIENT6, 40000, HOST6, port, proto, b"hello");
+        assert!(checksum6_ok(&frame));
+        let (ret, after) = dp.run_tc(TC_INGRESS, &frame);
+        assert_eq!(ret, TC_REDIRECT, "{proto}: {:?}", dp.events());
+        assert!(checksum6_ok(&after), "{proto}: checksum after DNAT");
+        assert_eq!(
+            after[38..54],
+            CTR6.parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(u16::from_be_bytes([after[56], after[57]]), port % 100);
+        assert_eq!(after[21], frame[21] - 1, "hop limit");
+        assert_eq!(dp.event(Event::TcDnat), 1);
+        // The reply at egress: the published source back.
+        let reply = l4_frame6(mac, CTR6, port % 100, CLIENT6, 40000, proto, b"answer");
+        let (ret, out) = dp.run_tc(TC_EGRESS, &reply);
+        assert_eq!(ret, TC_NEXT, "{proto}: {:?}", dp.events());
+        assert!(checksum6_ok(&out), "{proto}: checksum after reverse NAT");
+        assert_eq!(
+            out[22..38],
+            HOST6.parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(u16::from_be_bytes([out[54], out[55]]), port);
+        assert_eq!(dp.event(Event::RevNat), 1);
+        // A corrupt checksum stays corrupt.
+        let mut bad = l4_frame6(mac, CLIENT6, 40001, HOST6, port, proto, b"bad");
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let (_, after) = dp.run_tc(TC_INGRESS, &bad);
+        assert!(
+            !checksum6_ok(&after),
+            "{proto}: a corrupt checksum was laundered"
+        );
+    }
+    // Not the host's address, fragmented, ::1: never translated.
+    let frag = ipv6_frame(
+        mac,
+        CLIENT6,
+        HOST6,
+        &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])],
+        IPPROTO_TCP,
+        &[0; 20],
+    );
+    for (name, frame, ret_want) in [
+        (
+            "not the host's address",
+            l4_frame6(mac, CLIENT6, 40000, "2001:db8::77", 8080, IPPROTO_TCP, b""),
+            TC_NEXT,
+        ),
+        ("fragmented", frag, TC_NEXT),
+        (
+            "::1",
+            l4_frame6(mac, CLIENT6, 40000, "::1", 8080, IPPROTO_TCP, b""),
+            TC_DROP,
+        ),
+    ] {
+        let mut dp = setup();
+        let (ret, after) = dp.run_tc(TC_INGRESS, &frame);
+        assert_eq!((ret, &after), (ret_want, &frame), "{name}");
+        assert_eq!(dp.event(Event::TcDnat), 0, "{name}");
+    }
+    // A container's IPv6 with no tracked flow never leaves.
+    let mut dp = setup();
+    let stray = l4_frame6(mac, CTR6, 80, CLIENT6, 40000, IPPROTO_TCP, b"");
+    assert_eq!(dp.run_tc(TC_EGRESS, &stray).0, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropUntranslatable, 1)]);
+}

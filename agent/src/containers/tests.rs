@@ -1102,6 +1102,33 @@ fn dual_stack_networks_give_endpoints_ipv6() {
     }
     assert_eq!(a.state, before, "refusals change nothing");
 
+    // A wildcard publication gets its [::] side to the IPv6 address; one
+    // on a specific address, or of an IPv4-only container, none.
+    a.container_attach(attach_as(
+        "pub6",
+        "v6",
+        &["8080:80", "127.0.0.1:8081:81"],
+        5,
+    ))
+    .unwrap();
+    a.container_attach(attach_as("pub4", "neta", &["8082:82"], 6))
+        .unwrap();
+    let pub6 = a
+        .state
+        .containers
+        .iter()
+        .find(|c| c.name == "pub6")
+        .unwrap();
+    let pub6_ip6 = pub6.endpoints()[0].ip6.unwrap();
+    let sixes = &a.datapath.host_maps.publications6;
+    assert_eq!(sixes.len(), 1, "{sixes:?}");
+    assert_eq!(u16::from_be(sixes[0].0.port_be), 8080);
+    assert_eq!(sixes[0].0.addr_be, [0; 4]);
+    assert_eq!(sixes[0].1.addr_be, datapath_common::ipv6_be(pub6_ip6));
+    assert_eq!(u16::from_be(sixes[0].1.port_be), 80);
+    a.container_detach("pub6").unwrap();
+    assert!(a.datapath.host_maps.publications6.is_empty());
+
     a.container_detach("web").unwrap();
     assert!(!a.datapath.endpoints.addrs6.contains_key(&ip6));
     assert!(!a.datapath.endpoints.addrs6.contains_key(&ll));

@@ -31,12 +31,12 @@ use aya::{
 };
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LocalAddr, MasqAddr,
-    OpenPort, PubKey, PubStats, PubValue, SockConfig,
+    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
     map_names::{
-        CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_ADDRS6, ENDPOINT_IFACES,
-        ENDPOINT_IFACES6, EVENTS, FRAGMENTS, HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS,
-        OPEN_PORTS, PUB_STATS, PUBLICATIONS, RETIRED, SHARES, SNAT, SOCK_CONFIG, SOCK_REV,
-        SOCK_REV6,
+        CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, ENDPOINT_ADDRS, ENDPOINT_ADDRS6,
+        ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6,
+        MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, PUBLICATIONS6, RETIRED, SHARES, SNAT,
+        SOCK_CONFIG, SOCK_REV, SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -49,7 +49,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 22] = [
+pub const MAP_NAMES: [&str; 26] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -72,6 +72,10 @@ pub const MAP_NAMES: [&str; 22] = [
     LOCAL_ADDRS6,
     ENDPOINT_IFACES6,
     ENDPOINT_ADDRS6,
+    PUBLICATIONS6,
+    CT_TCP6,
+    CT_SYN6,
+    CT_UDP6,
 ];
 
 pub use super::XdpAttachMode;
@@ -178,6 +182,7 @@ pub struct BpfDatapath {
     endpoint_ifaces: HashMap<MapData, u32, EndpointIface>,
     endpoint_addrs: HashMap<MapData, u32, EndpointAddr>,
     endpoint_ifaces6: HashMap<MapData, u32, EndpointIface6>,
+    publications6: HashMap<MapData, PubKey6, PubValue6>,
     endpoint_addrs6: HashMap<MapData, Ipv6Be, EndpointAddr>,
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
     open_ports: HashMap<MapData, OpenPort, u32>,
@@ -255,6 +260,8 @@ impl BpfDatapath {
             HashMap::try_from(take(ENDPOINT_ADDRS)?).map_err(map_err(ENDPOINT_ADDRS))?;
         let endpoint_ifaces6 =
             HashMap::try_from(take(ENDPOINT_IFACES6)?).map_err(map_err(ENDPOINT_IFACES6))?;
+        let publications6 =
+            HashMap::try_from(take(PUBLICATIONS6)?).map_err(map_err(PUBLICATIONS6))?;
         let endpoint_addrs6 =
             HashMap::try_from(take(ENDPOINT_ADDRS6)?).map_err(map_err(ENDPOINT_ADDRS6))?;
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
@@ -274,6 +281,7 @@ impl BpfDatapath {
             endpoint_ifaces,
             endpoint_addrs,
             endpoint_ifaces6,
+            publications6,
             endpoint_addrs6,
             masq_addrs,
             open_ports,

@@ -8,8 +8,8 @@ use std::{
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubStats,
-    PubValue,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubKey6,
+    PubStats, PubValue, PubValue6,
 };
 
 use super::{
@@ -138,6 +138,7 @@ impl PublicationMaps for FakePublications {
 pub struct FakeHostMaps {
     pub local_addrs: Vec<(IpAddr, u32)>,
     pub masq_addrs: Vec<(u32, Ipv4Addr)>,
+    pub publications6: Vec<(PubKey6, PubValue6)>,
     pub config: DatapathConfig,
     pub open_ports: BTreeSet<(u32, u16, u8)>,
     pub fail_writes: bool,
@@ -170,6 +171,11 @@ impl HostMaps for FakeHostMaps {
 
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
         self.masq_addrs = addrs.to_vec();
+        Ok(())
+    }
+
+    fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> Result<(), DatapathError> {
+        self.publications6 = entries.to_vec();
         Ok(())
     }
 }
@@ -413,6 +419,7 @@ impl HostMaps for FakeDatapath {
         fn set_open_ports(&mut self, ports: &[OpenPort]) -> R<()>;
         fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> R<()>;
         fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> R<()>;
+        fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> R<()>;
     );
 }
 

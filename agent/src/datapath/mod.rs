@@ -11,8 +11,8 @@ use std::{
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubStats,
-    PubValue,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubKey6,
+    PubStats, PubValue, PubValue6,
 };
 
 /// Errors from the datapath. `op` names what was being done. Sources are
@@ -112,6 +112,9 @@ pub trait HostMaps {
     /// Makes the local-address maps (IPv4 and IPv6) hold exactly `addrs`
     /// (address, ifindex).
     fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> Result<(), DatapathError>;
+    /// Makes the IPv6 publication map hold exactly `entries` (derived from
+    /// the publications, `DesiredState::publications6`).
+    fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> Result<(), DatapathError>;
     /// Makes the masquerade-address map hold exactly `addrs` (served
     /// ifindex, the address masquerade uses there).
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;

@@ -289,6 +289,10 @@ impl Host for NetlinkHost {
                     // No DAD: the gateway is usable at once.
                     sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0")?;
                     sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "0")?;
+                    // The datapath's FIB lookups from the bridge need it
+                    // (only this interface's: the host's own interfaces
+                    // keep accepting router advertisements).
+                    sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1")?;
                     handle
                         .address()
                         .add(index, IpAddr::V6(gw6), len)

@@ -14,7 +14,7 @@ use aya::{
 };
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LocalAddr, MasqAddr,
-    OpenPort, PubKey, PubStats, PubValue, prog_names::TC_FROM_CONTAINER,
+    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, prog_names::TC_FROM_CONTAINER,
 };
 
 use super::{BpfDatapath, attach_pinned, attach_tcx, batch, io_err, map_err, prog_err, program};
@@ -136,6 +136,11 @@ impl HostMaps for BpfDatapath {
     fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError> {
         let wanted = ports.iter().map(|p| (*p, 1u32)).collect();
         replace_all(&mut self.open_ports, wanted, "the open-port map")
+    }
+
+    fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> Result<(), DatapathError> {
+        let wanted = entries.iter().copied().collect();
+        replace_all(&mut self.publications6, wanted, "the IPv6 publication map")
     }
 
     fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {

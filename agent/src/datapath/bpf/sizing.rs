@@ -14,7 +14,8 @@ use datapath_common::{
     MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SNAT_ENTRIES,
     MAX_SOCK_FLOWS, MAX_UDP_FLOWS, flow_table_entries,
     map_names::{
-        CT_SYN, CT_TCP, CT_UDP, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES, SNAT, SOCK_REV, SOCK_REV6,
+        CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES,
+        SNAT, SOCK_REV, SOCK_REV6,
     },
 };
 use tracing::info;
@@ -23,7 +24,7 @@ use super::{PinDir, io_err, map_err};
 use crate::datapath::DatapathError;
 
 /// The flow tables and their full sizes (hosts with more than 4 GiB).
-const FLOW_TABLES: [(&str, u32); 9] = [
+const FLOW_TABLES: [(&str, u32); 12] = [
     (CT_TCP, MAX_FLOWS),
     (CT_SYN, MAX_EMBRYONIC_FLOWS),
     (CT_UDP, MAX_UDP_FLOWS),
@@ -33,6 +34,9 @@ const FLOW_TABLES: [(&str, u32); 9] = [
     (SOCK_REV, MAX_SOCK_FLOWS),
     (HAIRPIN, MAX_HAIRPIN_FLOWS),
     (SOCK_REV6, MAX_SOCK_FLOWS),
+    (CT_TCP6, MAX_FLOWS),
+    (CT_SYN6, MAX_EMBRYONIC_FLOWS),
+    (CT_UDP6, MAX_UDP_FLOWS),
 ];
 
 /// Tells `loader` the size of every host-sized map: the pinned map's if
