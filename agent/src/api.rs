@@ -122,6 +122,11 @@ pub enum Response {
     },
     Ports {
         ports: Vec<PortSpec>,
+        /// For each of `ports`, whether it is served on `[::]` too (a
+        /// wildcard publication of a dual-stack container), which `port`
+        /// prints as Docker does (`80/tcp -> [::]:8080`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ipv6: Vec<bool>,
     },
     Error {
         message: String,
@@ -180,7 +185,7 @@ impl Response {
             Response::Container { info, .. } => serde_json::to_value(info),
             Response::Containers { containers } => serde_json::to_value(containers),
             Response::Detached { container } => serde_json::to_value(container),
-            Response::Ports { ports } => serde_json::to_value(ports),
+            Response::Ports { ports, .. } => serde_json::to_value(ports),
             Response::Error { message } => Ok(serde_json::json!({ "error": message })),
         };
         value.expect("API types serialize")
@@ -397,7 +402,10 @@ mod tests {
             Response::Error {
                 message: "port is already allocated".into(),
             },
-            Response::Ports { ports: Vec::new() },
+            Response::Ports {
+                ports: Vec::new(),
+                ipv6: Vec::new(),
+            },
         ] {
             let line = serde_json::to_string(&response).unwrap();
             assert_eq!(Response::from_line(&line).unwrap(), response, "{line}");

@@ -92,7 +92,7 @@ fn text(request: &Request, response: &Response) -> anyhow::Result<String> {
             Request::ContainerDetach { name } => format!("{name}\n"),
             _ => String::new(),
         },
-        Response::Ports { ports } => {
+        Response::Ports { ports, ipv6 } => {
             let filtered = matches!(
                 request,
                 Request::ContainerPorts {
@@ -100,7 +100,7 @@ fn text(request: &Request, response: &Response) -> anyhow::Result<String> {
                     ..
                 }
             );
-            container_port_lines(ports, filtered)
+            container_port_lines(ports, ipv6, filtered)
         }
         Response::Error { message } => anyhow::bail!("{message}"),
     })
@@ -323,18 +323,28 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
 }
 
 /// `docker port NAME` lines (`80/tcp -> 0.0.0.0:8080`), or with a port
-/// filter just the host sides (`0.0.0.0:8080`).
-pub fn container_port_lines(ports: &[PortSpec], filtered: bool) -> String {
+/// filter just the host sides (`0.0.0.0:8080`). A port also served on
+/// `[::]` (`ipv6[i]`) gets Docker's second line (`80/tcp -> [::]:8080`).
+pub fn container_port_lines(ports: &[PortSpec], ipv6: &[bool], filtered: bool) -> String {
     let mut out = String::new();
-    for s in ports {
-        if filtered {
-            let _ = writeln!(out, "{}:{}", s.host_ip, s.host_port);
-        } else {
-            let _ = writeln!(
-                out,
-                "{}/{} -> {}:{}",
-                s.container_port, s.proto, s.host_ip, s.host_port
-            );
+    for (i, s) in ports.iter().enumerate() {
+        let hosts = [
+            Some(s.host_ip.to_string()),
+            ipv6.get(i)
+                .copied()
+                .unwrap_or(false)
+                .then(|| "[::]".to_owned()),
+        ];
+        for host in hosts.into_iter().flatten() {
+            if filtered {
+                let _ = writeln!(out, "{host}:{}", s.host_port);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{}/{} -> {host}:{}",
+                    s.container_port, s.proto, s.host_port
+                );
+            }
         }
     }
     out

@@ -593,7 +593,13 @@ pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request)
             })
             .transpose()
             .and_then(|filter| agent.container_ports(&name, filter))
-            .map(|ports| Response::Ports { ports }),
+            .map(|ports| {
+                let ipv6 = ports
+                    .iter()
+                    .map(|s| agent.state().served_on_ipv6(s))
+                    .collect();
+                Response::Ports { ports, ipv6 }
+            }),
     };
     result.unwrap_or_else(|e| Response::Error {
         message: e.to_string(),

@@ -113,6 +113,17 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// Whether `spec` is also served on `[::]` (see [`Self::publications6`]):
+    /// a wildcard publication to a dual-stack endpoint.
+    pub fn served_on_ipv6(&self, spec: &crate::spec::PortSpec) -> bool {
+        spec.host_ip.is_unspecified()
+            && self
+                .containers
+                .iter()
+                .flat_map(|c| c.endpoints())
+                .any(|e| e.ip == spec.container_ip && e.ip6.is_some())
+    }
+
     /// The IPv6 side of publications: a wildcard publication (`0.0.0.0`)
     /// whose container address is an endpoint on a dual-stack network is
     /// also served on `[::]` to that endpoint's IPv6 address, as Docker

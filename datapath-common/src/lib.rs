@@ -113,6 +113,13 @@ pub const MAX_MASQ_IFACES: u32 = 256;
 /// host sockets that connected or sent to a published port, for the
 /// answers' and `getpeername`'s source.
 pub const MAX_SOCK_FLOWS: u32 = 65_536;
+/// Capacities of the IPv6 conntrack maps: a quarter of IPv4's. Their
+/// entries are 1.7 times larger, and IPv6 carries only the published
+/// flows of dual-stack containers; at IPv4's sizes the three would add
+/// about 55 MiB of preallocated kernel memory to every host.
+pub const MAX_FLOWS6: u32 = MAX_FLOWS / 4;
+pub const MAX_EMBRYONIC_FLOWS6: u32 = MAX_EMBRYONIC_FLOWS / 4;
+pub const MAX_UDP_FLOWS6: u32 = MAX_UDP_FLOWS / 4;
 /// Capacity of the hairpin flow map (an LRU flow table, sized by memory
 /// like the others): flows of containers to a published port of the host.
 pub const MAX_HAIRPIN_FLOWS: u32 = 65_536;

@@ -9,11 +9,12 @@ use aya_ebpf::{
 };
 use datapath_common::{
     CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
-    EndpointIface6, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS,
-    MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
-    MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr,
-    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareValue, SnatKey,
-    SnatValue, SockConfig, SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+    EndpointIface6, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS,
+    MAX_EMBRYONIC_FLOWS6, MAX_ENDPOINTS, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
+    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
+    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, MasqAddr, OpenPort, PubKey,
+    PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
+    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -70,12 +71,12 @@ pub static NA_PUB6_V1: HashMap<PubKey6, PubValue6, { MAX_PUBLICATIONS as usize }
 
 /// IPv6 published flows, as the IPv4 conntrack maps (ct.rs).
 #[btf_map]
-pub static NA_CTTCP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_FLOWS as usize }> = LruHashMap::new();
+pub static NA_CTTCP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_FLOWS6 as usize }> = LruHashMap::new();
 #[btf_map]
-pub static NA_CTSYN6_V1: LruHashMap<CtKey6, CtValue6, { MAX_EMBRYONIC_FLOWS as usize }> =
+pub static NA_CTSYN6_V1: LruHashMap<CtKey6, CtValue6, { MAX_EMBRYONIC_FLOWS6 as usize }> =
     LruHashMap::new();
 #[btf_map]
-pub static NA_CTUDP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_UDP_FLOWS as usize }> =
+pub static NA_CTUDP6_V1: LruHashMap<CtKey6, CtValue6, { MAX_UDP_FLOWS6 as usize }> =
     LruHashMap::new();
 
 /// Dual-stack container interfaces by host-side ifindex: their network's

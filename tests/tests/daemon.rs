@@ -368,9 +368,9 @@ fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
         (map_names::SOCK_REV, MAX_SOCK_FLOWS),
         (map_names::HAIRPIN, MAX_HAIRPIN_FLOWS),
         (map_names::SOCK_REV6, MAX_SOCK_FLOWS),
-        (map_names::CT_TCP6, MAX_FLOWS),
-        (map_names::CT_SYN6, MAX_EMBRYONIC_FLOWS),
-        (map_names::CT_UDP6, MAX_UDP_FLOWS),
+        (map_names::CT_TCP6, datapath_common::MAX_FLOWS6),
+        (map_names::CT_SYN6, datapath_common::MAX_EMBRYONIC_FLOWS6),
+        (map_names::CT_UDP6, datapath_common::MAX_UDP_FLOWS6),
     ] {
         let map = pinned_map(&w, name);
         assert_eq!(map["type"], "lru_hash", "{name}: {map}");

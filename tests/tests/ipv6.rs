@@ -194,6 +194,16 @@ fn wildcard_publications_are_served_over_ipv6_too() {
         ],
     );
     let web6 = ip6(&w, "web", "dual");
+    // `port` as `docker port` prints a mapping served on both families.
+    assert_eq!(
+        w.daemon.ok(&["port", "web"]),
+        "53/udp -> 0.0.0.0:5353\n53/udp -> [::]:5353\n80/tcp -> 0.0.0.0:8080\n\
+         80/tcp -> [::]:8080\n81/tcp -> 0.0.0.0:8081\n81/tcp -> [::]:8081\n"
+    );
+    assert_eq!(
+        w.daemon.ok(&["port", "web", "80"]),
+        "0.0.0.0:8080\n[::]:8080\n"
+    );
     w.host
         .ip(&["-6", "addr", "add", "fd67::1/64", "dev", &w.up(), "nodad"]);
     let dn = format!("{}dn", w.prefix);

@@ -11,8 +11,9 @@ use std::io;
 
 use aya::{EbpfLoader, maps::MapData};
 use datapath_common::{
-    MAX_EMBRYONIC_FLOWS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SNAT_ENTRIES,
-    MAX_SOCK_FLOWS, MAX_UDP_FLOWS, flow_table_entries,
+    MAX_EMBRYONIC_FLOWS, MAX_EMBRYONIC_FLOWS6, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS,
+    MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6,
+    flow_table_entries,
     map_names::{
         CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES,
         SNAT, SOCK_REV, SOCK_REV6,
@@ -34,9 +35,9 @@ const FLOW_TABLES: [(&str, u32); 12] = [
     (SOCK_REV, MAX_SOCK_FLOWS),
     (HAIRPIN, MAX_HAIRPIN_FLOWS),
     (SOCK_REV6, MAX_SOCK_FLOWS),
-    (CT_TCP6, MAX_FLOWS),
-    (CT_SYN6, MAX_EMBRYONIC_FLOWS),
-    (CT_UDP6, MAX_UDP_FLOWS),
+    (CT_TCP6, MAX_FLOWS6),
+    (CT_SYN6, MAX_EMBRYONIC_FLOWS6),
+    (CT_UDP6, MAX_UDP_FLOWS6),
 ];
 
 /// Tells `loader` the size of every host-sized map: the pinned map's if
