@@ -184,26 +184,32 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4) -> Result<i32, i32> {
     params.__bindgen_anon_2.tos = ip.tos;
     params.__bindgen_anon_3.ipv4_src = ip.saddr;
     params.__bindgen_anon_4.ipv4_dst = ip.daddr;
+    by_fib(ctx, &mut params, bridge_ifindex, || decrement_ttl(ctx, ip))
+}
+
+/// The FIB lookup `params` asks for (input interface `bridge_ifindex`,
+/// either family) and the redirect it allows, after `hop` (the TTL or hop
+/// limit decrement). Local destinations, the container's own bridge, an
+/// interface netagent does not serve, and anything the lookup cannot
+/// forward (unreachable, needs fragmenting, ...) are the stack's business
+/// (`Err(TC_NEXT)`).
+#[inline(always)]
+fn by_fib(
+    ctx: &TcContext,
+    params: &mut bpf_fib_lookup,
+    bridge_ifindex: u32,
+    hop: impl FnOnce() -> Result<(), i32>,
+) -> Result<i32, i32> {
     // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
+    let rc = unsafe { fib_lookup(ctx.as_ptr(), params, size_of::<bpf_fib_lookup>() as i32, 0) };
     let egress = params.ifindex;
-    // Local destinations, the container's own bridge, and anything the
-    // lookup cannot forward (unreachable, needs fragmenting, ...) are the
-    // stack's business.
     // SAFETY: presence is all we read. The masquerade-address map holds
     // exactly the served interfaces (with an address).
     if egress == bridge_ifindex || unsafe { NA_MASQ4_V1.get(&egress) }.is_none() {
         return Err(TC_NEXT);
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        decrement_ttl(ctx, ip)?;
+        hop()?;
         // SAFETY: the union's MAC variant is what a successful lookup fills.
         let macs = unsafe { params.__bindgen_anon_6.__bindgen_anon_2 };
         set_macs(ctx, &macs.dmac, Some(&macs.smac))?;
@@ -211,13 +217,19 @@ fn routed(ctx: &TcContext, bridge_ifindex: u32, ip: &Ipv4) -> Result<i32, i32> {
         return Ok(redirect(egress));
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        decrement_ttl(ctx, ip)?;
-        // SAFETY: the lookup left the next hop in ipv4_dst.
-        let nh_addr = unsafe { params.__bindgen_anon_4.ipv4_dst };
+        hop()?;
         // SAFETY: an all-zero bpf_redir_neigh is valid; fields set below.
         let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
-        nh.nh_family = u32::from(AF_INET);
-        nh.__bindgen_anon_1.ipv4_nh = nh_addr;
+        nh.nh_family = u32::from(params.family);
+        // SAFETY: the lookup left the next hop in the destination field
+        // of the request's family.
+        unsafe {
+            if params.family == AF_INET6 {
+                nh.__bindgen_anon_1.ipv6_nh = params.__bindgen_anon_4.ipv6_dst;
+            } else {
+                nh.__bindgen_anon_1.ipv4_nh = params.__bindgen_anon_4.ipv4_dst;
+            }
+        }
         stats::count(Event::RedirectRouted);
         // SAFETY: nh is valid for the size given.
         let verdict =
@@ -281,47 +293,8 @@ pub fn routed6(skb: NonNull<__sk_buff>, bridge_ifindex: u32, ip: &Ipv6) -> i32 {
     params.ifindex = bridge_ifindex;
     params.__bindgen_anon_3.ipv6_src = ip.saddr;
     params.__bindgen_anon_4.ipv6_dst = ip.daddr;
-    // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    let egress = params.ifindex;
-    // SAFETY: presence is all we read (served interfaces).
-    if egress == bridge_ifindex || unsafe { NA_MASQ4_V1.get(&egress) }.is_none() {
-        return TC_NEXT;
-    }
-    let routed = (|| {
-        if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-            decrement_hop_limit(ctx, ip)?;
-            // SAFETY: the union's MAC variant is what a successful lookup fills.
-            let macs = unsafe { params.__bindgen_anon_6.__bindgen_anon_2 };
-            set_macs(ctx, &macs.dmac, Some(&macs.smac))?;
-            stats::count(Event::RedirectRouted);
-            return Ok(redirect(egress));
-        }
-        if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-            decrement_hop_limit(ctx, ip)?;
-            // SAFETY: an all-zero bpf_redir_neigh is valid; fields set below.
-            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
-            nh.nh_family = u32::from(AF_INET6);
-            // SAFETY: the lookup left the next hop in ipv6_dst.
-            nh.__bindgen_anon_1.ipv6_nh = unsafe { params.__bindgen_anon_4.ipv6_dst };
-            stats::count(Event::RedirectRouted);
-            // SAFETY: nh is valid for the size given.
-            let verdict = unsafe {
-                bpf_redirect_neigh(egress, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0)
-            };
-            return Ok(verdict as i32);
-        }
-        if rc == i64::from(aya_ebpf::bindings::BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-            stats::count(Event::PassFragNeeded);
-        }
-        Err(TC_NEXT)
-    })();
-    routed.unwrap_or_else(|verdict| verdict)
+    by_fib(ctx, &mut params, bridge_ifindex, || {
+        decrement_hop_limit(ctx, ip)
+    })
+    .unwrap_or_else(|verdict| verdict)
 }

@@ -35,13 +35,7 @@ pub fn decide(src: &NetPolicy, daddr: u32, dst: Option<&EndpointAddr>) -> Result
         return Err(Event::DropLoopbackDst);
     }
     if let Some(dst) = dst {
-        if dst.net.net_id != src.net_id {
-            return Err(Event::DropIsolation);
-        }
-        if src.flags & NET_F_NO_ICC != 0 {
-            return Err(Event::DropIcc);
-        }
-        return Ok(());
+        return between_endpoints(src, dst);
     }
     if src.flags & NET_F_INTERNAL != 0 && daddr & src.mask_be != src.subnet_be {
         return Err(Event::DropInternal);
@@ -69,13 +63,7 @@ pub fn decide6(
     control: bool,
 ) -> Result<(), Event> {
     if let Some(dst) = dst {
-        if dst.net.net_id != src.net_id {
-            return Err(Event::DropIsolation);
-        }
-        if src.flags & NET_F_NO_ICC != 0 {
-            return Err(Event::DropIcc);
-        }
-        return Ok(());
+        return between_endpoints(src, dst);
     }
     if parse6::is_multicast(daddr) {
         if src.flags & NET_F_NO_ICC != 0 && !control {
@@ -89,6 +77,19 @@ pub fn decide6(
     }
     if src.flags & NET_F_INTERNAL != 0 && !parse6::in_prefix(daddr, &src6.subnet, src6.prefix_len) {
         return Err(Event::DropInternal);
+    }
+    Ok(())
+}
+
+/// Container to container, either family: only within one network, and
+/// only with icc on.
+#[inline(always)]
+fn between_endpoints(src: &NetPolicy, dst: &EndpointAddr) -> Result<(), Event> {
+    if dst.net.net_id != src.net_id {
+        return Err(Event::DropIsolation);
+    }
+    if src.flags & NET_F_NO_ICC != 0 {
+        return Err(Event::DropIcc);
     }
     Ok(())
 }

@@ -119,44 +119,30 @@ async fn ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>, HostError> {
         .map_err(nl("listing routes"))
 }
 
-/// Adds the default route via `gw` on interface `index` (`ifname`).
+/// Adds the default route of `gw`'s family via `gw` on interface `index`
+/// (`ifname`).
 async fn add_default_route(
     handle: &Handle,
     index: u32,
-    gw: Ipv4Addr,
+    gw: IpAddr,
     ifname: &str,
 ) -> Result<(), HostError> {
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .gateway(gw)
-        .output_interface(index)
-        .build();
+    let route = match gw {
+        IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+        IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+    };
     handle
         .route()
         .add(route)
         .execute()
         .await
         .map_err(nl(format!("adding the default route via {gw} on {ifname}")))
-}
-
-/// Adds the IPv6 default route via `gw` on interface `index` (`ifname`).
-async fn add_default_route6(
-    handle: &Handle,
-    index: u32,
-    gw: Ipv6Addr,
-    ifname: &str,
-) -> Result<(), HostError> {
-    let route = RouteMessageBuilder::<Ipv6Addr>::new()
-        .gateway(gw)
-        .output_interface(index)
-        .build();
-    handle
-        .route()
-        .add(route)
-        .execute()
-        .await
-        .map_err(nl(format!(
-            "adding the IPv6 default route via {gw} on {ifname}"
-        )))
 }
 
 /// Both default routes of `gw` on interface `index` (`ifname`).
@@ -166,9 +152,9 @@ async fn add_default_routes(
     gw: DefaultRoute,
     ifname: &str,
 ) -> Result<(), HostError> {
-    add_default_route(handle, index, gw.v4, ifname).await?;
+    add_default_route(handle, index, IpAddr::V4(gw.v4), ifname).await?;
     if let Some(v6) = gw.v6 {
-        add_default_route6(handle, index, v6, ifname).await?;
+        add_default_route(handle, index, IpAddr::V6(v6), ifname).await?;
     }
     Ok(())
 }
