@@ -126,10 +126,12 @@ pub fn tc_ingress(ctx: &TcContext) -> i32 {
     // Each family is a BPF-to-BPF call with its own frame: the verifier
     // allows 512 bytes of stack along a call chain, and a frame holds
     // every local of every path through it.
+    // XDP's mark first, before any pull touches the head.
+    let marked = skb::translated_by_xdp(ctx);
     if is_ipv6(ctx) {
         ipv6_in(skb_ptr(ctx))
     } else {
-        ipv4_in(skb_ptr(ctx))
+        ipv4_in(skb_ptr(ctx), marked)
     }
 }
 
@@ -140,11 +142,10 @@ fn is_ipv6(ctx: &TcContext) -> bool {
     read::<[u8; 2]>(ctx.data(), ctx.data_end(), ETH_PROTO_OFF) == Some(ETH_P_IPV6)
 }
 
-/// TC ingress, everything but IPv6.
+/// TC ingress, everything but IPv6 (`marked`: XDP translated it).
 #[inline(never)]
-fn ipv4_in(skb: NonNull<__sk_buff>) -> i32 {
+fn ipv4_in(skb: NonNull<__sk_buff>, marked: bool) -> i32 {
     let ctx = &TcContext::new(skb);
-    let marked = skb::translated_by_xdp(ctx);
     skb::pull(ctx, FLOW_HDR_LEN);
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let ip = match parse::ipv4(data, data_end, ctx.len() as usize) {
