@@ -187,7 +187,8 @@ fn containers_reach_published_ports_of_the_host() {
 
 /// Bulk both ways through a hairpin with the kernel's default offloads
 /// (TSO super-packets, CHECKSUM_PARTIAL): a neighbour, a container of
-/// another network and the publishing container itself.
+/// another network and the publishing container itself, under Docker's
+/// FORWARD DROP policy (deliveries skip the forwarding path).
 #[test]
 fn hairpin_bulk_transfers_with_default_offloads() {
     let mut w = World::with_default_offloads();
@@ -196,6 +197,7 @@ fn hairpin_bulk_transfers_with_default_offloads() {
     w.attach("web", &["--network", "pub", "-p", "8081:81"]);
     w.attach("client", &["--network", "pub"]);
     w.attach("stranger", &["--network", "far"]);
+    w.host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
     let _bulk = tcp_bulk(w.ns("web"), 81, BULK);
     let gw_pub = gateway(&w, "pub");
     for (from, to) in [

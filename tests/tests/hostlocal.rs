@@ -98,6 +98,20 @@ print(c.recv(200).decode())
 print("%s:%d" % c.getpeername())
 "#;
 
+/// Runs the TCP client `script` to `addr`:`port` from the daemon's cgroup
+/// in the host namespace; checks the container answered (seeing the host's
+/// address on its bridge) and returns what `getpeername` said.
+fn tcp_through_hooks(env: &Env, script: &str, addr: &str, port: &str) -> String {
+    let (ok, out, err) = env.client(&env.topo.host.name, true, script, &[addr, port]);
+    assert!(ok, "{addr} port {port}: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{HOST_CT_IP}:")) && lines[0].ends_with(" hello"),
+        "{addr} port {port}: the container answers: {out}"
+    );
+    lines[1].to_owned()
+}
+
 #[test]
 fn host_processes_reach_published_ports_at_the_socket() {
     let env = Env::new();
@@ -119,14 +133,8 @@ fn host_processes_reach_published_ports_at_the_socket() {
         (HOST_IP, "8080"),
         ("127.0.0.1", "8081"),
     ] {
-        let (ok, out, err) = env.client(host, true, TCP_CLIENT, &[addr, port]);
-        assert!(ok, "{addr}:{port}: {err}");
-        let lines: Vec<&str> = out.lines().collect();
-        assert!(
-            lines[0].starts_with(&format!("{HOST_CT_IP}:")) && lines[0].ends_with(" hello"),
-            "{addr}:{port}: the container answers: {out}"
-        );
-        assert_eq!(lines[1], format!("{addr}:{port}"), "getpeername");
+        let peer = tcp_through_hooks(&env, TCP_CLIENT, addr, port);
+        assert_eq!(peer, format!("{addr}:{port}"), "getpeername");
     }
 
     // UDP, unconnected and connected: the answers come from the
@@ -220,14 +228,8 @@ fn ipv6_host_sockets_reach_published_ports() {
         ("::ffff:127.0.0.1", "8080"),
         ("::ffff:127.0.0.1", "8081"),
     ] {
-        let (ok, out, err) = env.client(host, true, TCP6_CLIENT, &[addr, port]);
-        assert!(ok, "[{addr}]:{port}: {err}");
-        let lines: Vec<&str> = out.lines().collect();
-        assert!(
-            lines[0].starts_with(&format!("{HOST_CT_IP}:")) && lines[0].ends_with(" hello"),
-            "[{addr}]:{port}: {out}"
-        );
-        assert_eq!(lines[1], format!("[{addr}]:{port}"), "getpeername");
+        let peer = tcp_through_hooks(&env, TCP6_CLIENT, addr, port);
+        assert_eq!(peer, format!("[{addr}]:{port}"), "getpeername");
     }
     // Scoping: the loopback publication is IPv4's 127.0.0.1 only, as
     // Docker binds it; outside the cgroup nothing is translated.
