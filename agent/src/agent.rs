@@ -8,7 +8,7 @@
 //! what they share: the one commit rule ([`Agent::transaction`], see
 //! `journal`) and name resolution.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::IpAddr};
 
 use tracing::error;
 
@@ -31,7 +31,7 @@ pub struct Agent<D, H> {
     /// Where the next random host port search starts, per (host IP,
     /// protocol): Docker's rotating allocator, so a just-freed port is not
     /// handed out again at once. Not persisted, as in Docker.
-    pub(crate) port_cursors: HashMap<(Ipv4Addr, Proto), u16>,
+    pub(crate) port_cursors: HashMap<(IpAddr, Proto), u16>,
     /// Bridge interfaces by name, as [`Host::ensure_bridge`] last reported
     /// them (filled at network creation and at start).
     pub(crate) bridges: HashMap<String, BridgeLink>,

@@ -39,7 +39,7 @@ pub enum Request {
     },
     /// Publications, optionally only those to one container address.
     List {
-        container_ip: Option<Ipv4Addr>,
+        container_ip: Option<std::net::IpAddr>,
     },
     /// Counters.
     Stats,

@@ -363,7 +363,7 @@ pub fn request(command: Command) -> anyhow::Result<Request> {
 fn port_request(container: Option<String>, port: Option<String>) -> anyhow::Result<Request> {
     Ok(match container {
         None => Request::List { container_ip: None },
-        Some(c) => match c.parse::<Ipv4Addr>() {
+        Some(c) => match c.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
             Ok(ip) => {
                 if port.is_some() {
                     anyhow::bail!("a port filter needs a container name, not an address");

@@ -181,7 +181,6 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let info = self.transaction(|agent, journal| {
             let mut network = network;
             let ips = network.allocate(req.ip, req.ip6)?;
-            let ip = ips.v4;
             let default_route = container.gateway_network.is_some();
             let endpoint = agent.create_endpoint(
                 &container,
@@ -193,7 +192,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 journal,
             )?;
             let published = agent
-                .allocate_ports(&container, ip, journal)
+                .allocate_ports(&container, ips, journal)
                 .and_then(|specs| agent.new_publications(&specs, Some(uid)))
                 .and_then(|published| {
                     agent.install_publications(&published, journal)?;

@@ -1,7 +1,7 @@
 //! The agent's errors. Refusals carry Docker's wording where users and
 //! scripts know it; kernel and state errors name the operation.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf};
 
 use datapath_common::MAX_PUBLICATIONS;
 
@@ -10,7 +10,7 @@ use crate::{
     host::HostError,
     ipam::IpamError,
     portmap::PortMapError,
-    spec::{PortSpec, Proto, SpecError},
+    spec::{PortSpec, Proto, SpecError, host_port_str},
     state::StateError,
 };
 
@@ -19,9 +19,12 @@ pub enum AgentError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     /// Docker's wording, which users and scripts know.
-    #[error("Bind for {ip}:{port} failed: port is already allocated ({existing} is published)")]
+    #[error(
+        "Bind for {} failed: port is already allocated ({existing} is published)",
+        host_port_str(*ip, *port)
+    )]
     AlreadyAllocated {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
         existing: PortSpec,
     },
@@ -136,11 +139,23 @@ pub enum NetError {
         "container {container} publishes ports through network {network}, its only network with outside access; detach the container instead"
     )]
     LastPublishingNetwork { container: String, network: String },
+    #[error(
+        "cannot publish on host address {host_ip}: container address {container_ip} has no IPv6 address; a publication on an IPv6 host address other than ::1 reaches its container over IPv6, and netagent does not translate IPv6 to IPv4"
+    )]
+    NoIpv6Target {
+        host_ip: IpAddr,
+        container_ip: IpAddr,
+    },
+    #[error(
+        "cannot publish {spec}: {} is not the IPv6 address of one of netagent's containers (the IPv6 datapath delivers to its own containers only)",
+        spec.container_ip
+    )]
+    ForeignIpv6Target { spec: PortSpec },
     #[error("No public port '{port}' published for {container}")]
     NoPublicPort { port: String, container: String },
     #[error("all ports are allocated (no free {proto} port in {lo}-{hi} on {ip})")]
     AllPortsAllocated {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         lo: u16,
         hi: u16,
         proto: Proto,

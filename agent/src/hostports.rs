@@ -2,7 +2,7 @@
 //! container port (fixed, any in a range, or a random ephemeral one, with
 //! Docker's rotating cursor), and reserving each against other processes.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use tracing::warn;
 
@@ -12,15 +12,15 @@ use crate::{
     error::{AgentError, NetError},
     host::{Host, HostError},
     journal::{Journal, Step},
-    model::Container,
+    model::{Container, EndpointIps},
     portmap::HostChoice,
-    publications::{PortIndex, host_port},
+    publications::{PortIndex, check_ipv6_target, host_port},
     spec::{PortSpec, Proto},
 };
 
 /// One container port to publish, before its host port is chosen.
 struct Wanted {
-    host_ip: Ipv4Addr,
+    host_ip: IpAddr,
     choice: HostChoice,
     container_port: u16,
     proto: Proto,
@@ -49,7 +49,7 @@ fn wanted(container: &Container) -> Vec<Wanted> {
                     .any(|m| m.proto == e.proto && m.container.ports().any(|p| p == cport));
                 if !mapped {
                     wanted.push(Wanted {
-                        host_ip: Ipv4Addr::UNSPECIFIED,
+                        host_ip: Ipv4Addr::UNSPECIFIED.into(),
                         choice: HostChoice::Ephemeral,
                         container_port: cport,
                         proto: e.proto,
@@ -63,12 +63,15 @@ fn wanted(container: &Container) -> Vec<Wanted> {
 
 impl<D: Datapath, H: Host> Agent<D, H> {
     /// Chooses and reserves a host port for every port `container`
-    /// publishes, to `container_ip`; each reservation's release is
-    /// journaled.
+    /// publishes, to its endpoint with addresses `ips` (the publications
+    /// name its IPv4 address, which stands for the container on either
+    /// family); each reservation's release is journaled. A host IPv6
+    /// address the endpoint cannot be reached at is refused
+    /// ([`check_ipv6_target`]).
     pub(crate) fn allocate_ports(
         &mut self,
         container: &Container,
-        container_ip: Ipv4Addr,
+        ips: EndpointIps,
         journal: &mut Journal,
     ) -> Result<Vec<PortSpec>, AgentError> {
         let mut taken = self.port_index();
@@ -77,10 +80,11 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             let spec = |host_port| PortSpec {
                 host_ip: w.host_ip,
                 host_port,
-                container_ip,
+                container_ip: ips.v4.into(),
                 container_port: w.container_port,
                 proto: w.proto,
             };
+            check_ipv6_target(&spec(1), ips.v6.is_some())?;
             let exhausted = |lo, hi| NetError::AllPortsAllocated {
                 ip: w.host_ip,
                 lo,

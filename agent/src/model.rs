@@ -190,6 +190,16 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
 }
 
+impl Endpoint {
+    /// Whether `ip` is one of this endpoint's addresses.
+    pub fn has_address(&self, ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(v4) => v4 == self.ip,
+            std::net::IpAddr::V6(v6) => Some(v6) == self.ip6,
+        }
+    }
+}
+
 /// How a container is networked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]

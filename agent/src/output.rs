@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     api::{ContainerInfo, NetworkInfo, Request, Response, Stats},
-    spec::PortSpec,
+    spec::{PortSpec, bracketed, host_port_str},
     state::Publication,
 };
 
@@ -224,7 +224,7 @@ pub fn network_table(networks: &[NetworkInfo]) -> String {
 /// (`0.0.0.0:8000-8002->8000-8002/tcp`), as Docker's `DisplayablePorts`.
 pub fn ports_cell(ports: &[PortSpec], exposed: &[crate::portmap::ExposedPorts]) -> String {
     /// Host address and port when published, container port, protocol.
-    type Entry = (Option<(std::net::Ipv4Addr, u16)>, u16, crate::spec::Proto);
+    type Entry = (Option<(std::net::IpAddr, u16)>, u16, crate::spec::Proto);
     let mut entries: Vec<Entry> = ports
         .iter()
         .map(|s| (Some((s.host_ip, s.host_port)), s.container_port, s.proto))
@@ -273,7 +273,12 @@ pub fn ports_cell(ports: &[PortSpec], exposed: &[crate::portmap::ExposedPorts]) 
         };
         cells.push(match (host, end_host) {
             (Some((ip, hp)), Some((_, end_hp))) => {
-                format!("{ip}:{}->{}/{proto}", range(hp, end_hp), range(first, end))
+                format!(
+                    "{}:{}->{}/{proto}",
+                    bracketed(ip),
+                    range(hp, end_hp),
+                    range(first, end)
+                )
             }
             _ => format!("{}/{proto}", range(first, end)),
         });
@@ -329,7 +334,7 @@ pub fn container_port_lines(ports: &[PortSpec], ipv6: &[bool], filtered: bool) -
     let mut out = String::new();
     for (i, s) in ports.iter().enumerate() {
         let hosts = [
-            Some(s.host_ip.to_string()),
+            Some(bracketed(s.host_ip)),
             ipv6.get(i)
                 .copied()
                 .unwrap_or(false)
@@ -360,14 +365,18 @@ pub fn port_lines(publications: &[Publication], filtered: bool) -> String {
         if filtered {
             let _ = writeln!(
                 out,
-                "{}/{} -> {}:{}",
-                s.container_port, s.proto, s.host_ip, s.host_port
+                "{}/{} -> {}",
+                s.container_port,
+                s.proto,
+                host_port_str(s.host_ip, s.host_port)
             );
         } else {
             let _ = writeln!(
                 out,
-                "{}:{}/{} -> {}:{}",
-                s.container_ip, s.container_port, s.proto, s.host_ip, s.host_port
+                "{}/{} -> {}",
+                host_port_str(s.container_ip, s.container_port),
+                s.proto,
+                host_port_str(s.host_ip, s.host_port)
             );
         }
     }

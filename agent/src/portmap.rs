@@ -6,7 +6,11 @@
 //! port), or "any free ephemeral port" (no host port). The agent resolves
 //! choices against publications and host sockets (see `hostports.rs`).
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +57,9 @@ impl fmt::Display for PortRange {
 /// A parsed `-p` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// 0.0.0.0 when not given: every local address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 when not given: every local address (IPv6 too for a
+    /// dual-stack container). An IPv6 one is given in brackets.
+    pub host_ip: IpAddr,
     /// `None`: a random ephemeral port per container port.
     pub host: Option<PortRange>,
     pub container: PortRange,
@@ -80,7 +85,7 @@ pub enum PortMapError {
     Proto(String),
     #[error("invalid IP address: {0}")]
     Ip(String),
-    #[error("invalid IP address {0}: IPv6 host addresses are not supported yet")]
+    #[error("invalid IP address {0}: an IPv6 address must be in brackets, as in [::1]:8080:80")]
     Ipv6(String),
     #[error("invalid ranges specified for container and host Ports: {container} and {host}")]
     Ranges { container: String, host: String },
@@ -149,24 +154,43 @@ impl FromStr for PortMapping {
 
     fn from_str(value: &str) -> Result<Self, PortMapError> {
         let (rest, proto) = split_proto(value)?;
-        if rest.starts_with('[') {
-            return Err(PortMapError::Ipv6(value.to_owned()));
-        }
+        // `[IPV6]:HOST:CONTAINER`: the brackets hold the address's colons.
+        let (ip, rest) = match rest.strip_prefix('[') {
+            Some(bracketed) => {
+                let (ip, after) = bracketed
+                    .split_once(']')
+                    .ok_or_else(|| PortMapError::Ip(rest.to_owned()))?;
+                let after = after
+                    .strip_prefix(':')
+                    .ok_or_else(|| PortMapError::Ip(rest.to_owned()))?;
+                (Some(ip), after)
+            }
+            None => (None, rest),
+        };
         let parts: Vec<&str> = rest.split(':').collect();
-        let (ip, host, container) = match parts.as_slice() {
-            [c] => ("", "", *c),
-            [h, c] => ("", *h, *c),
-            [ip, h, c] => (*ip, *h, *c),
+        let (ip, host, container) = match (ip, parts.as_slice()) {
+            (None, [c]) => ("", "", *c),
+            (None, [h, c]) => ("", *h, *c),
+            (None, [ip, h, c]) => (*ip, *h, *c),
+            (Some(ip), [h, c]) => (ip, *h, *c),
             _ => return Err(PortMapError::Ipv6(value.to_owned())),
         };
         if container.is_empty() {
             return Err(PortMapError::Empty(value.to_owned()));
         }
         let host_ip = if ip.is_empty() {
-            Ipv4Addr::UNSPECIFIED
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
-            let parsed: Ipv4Addr = ip.parse().map_err(|_| PortMapError::Ip(ip.to_owned()))?;
-            if parsed.is_multicast() || parsed.is_broadcast() {
+            let parsed: IpAddr = ip.parse().map_err(|_| PortMapError::Ip(ip.to_owned()))?;
+            let unicast = match parsed {
+                IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+                IpAddr::V6(v6) => {
+                    !v6.is_multicast()
+                        && v6.to_ipv4_mapped().is_none()
+                        && !v6.is_unicast_link_local()
+                }
+            };
+            if !unicast {
                 return Err(PortMapError::Ip(ip.to_owned()));
             }
             parsed
@@ -198,11 +222,10 @@ impl FromStr for PortMapping {
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = self.host.map(|h| h.to_string()).unwrap_or_default();
-        write!(
-            f,
-            "{}:{}:{}/{}",
-            self.host_ip, host, self.container, self.proto
-        )
+        match self.host_ip {
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{host}:{}/{}", self.container, self.proto),
+            IpAddr::V4(ip) => write!(f, "{ip}:{host}:{}/{}", self.container, self.proto),
+        }
     }
 }
 
@@ -260,6 +283,13 @@ mod tests {
                 &[(Ephemeral, 5000), (Ephemeral, 5001)],
             ),
             ("53:53/UDP", "0.0.0.0", &[(Fixed(53), 53)]),
+            ("[::1]:8080:80", "::1", &[(Fixed(8080), 80)]),
+            ("[::]::80/udp", "::", &[(Ephemeral, 80)]),
+            (
+                "[2001:db8::1]:8000-8001:80-81",
+                "2001:db8::1",
+                &[(Fixed(8000), 80), (Fixed(8001), 81)],
+            ),
         ];
         for (spec, ip, expected) in cases {
             let m = ok(spec);
@@ -268,6 +298,9 @@ mod tests {
         }
         assert_eq!(ok("53:53/UDP").proto, Proto::Udp);
         assert_eq!(ok("80").proto, Proto::Tcp);
+        for spec in ["[::1]:8080:80/tcp", "[::]::80/udp", "127.0.0.1:8080:80/tcp"] {
+            assert_eq!(ok(spec).to_string(), spec, "round trip");
+        }
     }
 
     #[test]
@@ -287,7 +320,12 @@ mod tests {
             ("9-1:80", "invalid hostPort: 9-1"),
             ("80/sctpx", "invalid proto: sctpx"),
             ("1.2.3:80:80", "invalid IP address: 1.2.3"),
-            ("[::1]:80:80", "IPv6 host addresses are not supported yet"),
+            ("::1:80:80", "an IPv6 address must be in brackets"),
+            ("[::1]80:80", "invalid IP address: [::1]80:80"),
+            ("[::1:80:80", "invalid IP address: [::1:80:80"),
+            ("[::g]:80:80", "invalid IP address: ::g"),
+            ("[ff02::1]:80:80", "invalid IP address: ff02::1"),
+            ("[::1]:1:80:80", "an IPv6 address must be in brackets"),
             ("8080:", "no port specified: 8080:<empty>"),
         ];
         for (spec, expected) in cases {

@@ -10,11 +10,15 @@
 //!   there are as many as the host's counter array holds
 //!   (`datapath_common::stats_slots`), and publications beyond get
 //!   [`NO_STATS_SLOT`]: translated all the same, without counters;
-//! - a publication to a container's address belongs to that container.
+//! - a publication to a container's address belongs to that container;
+//! - an IPv4 publication has an entry in the IPv4 publication map, an IPv6
+//!   one (an IPv6 host address) none: the IPv6 map is derived whole from
+//!   the state (`DesiredState::publications6`) after every change, so
+//!   the two families cannot disagree about a container's addresses.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -35,24 +39,37 @@ use crate::{
 #[cfg(test)]
 mod tests;
 
-/// The datapath's key for a publication.
-pub fn pub_key(spec: &PortSpec) -> PubKey {
-    PubKey {
-        addr_be: u32::from_ne_bytes(spec.host_ip.octets()),
+/// The IPv4 publication map's key for a publication; `None` for one on an
+/// IPv6 host address (see the module doc).
+pub fn pub_key(spec: &PortSpec) -> Option<PubKey> {
+    let IpAddr::V4(host_ip) = spec.host_ip else {
+        return None;
+    };
+    Some(PubKey {
+        addr_be: u32::from_ne_bytes(host_ip.octets()),
         port_be: spec.host_port.to_be(),
         proto: spec.proto.number(),
         _pad: 0,
-    }
+    })
 }
 
-/// The datapath's value for a publication.
-pub fn pub_value(p: &Publication) -> PubValue {
-    PubValue {
-        addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
-        port_be: p.spec.container_port.to_be(),
-        _pad: 0,
-        stats_slot: p.stats_slot,
-    }
+/// The IPv4 publication map's entry for a publication, if it has one
+/// ([`pub_key`]; an IPv4 host address always goes with an IPv4 container
+/// address, `spec.rs`).
+pub fn pub_entry(p: &Publication) -> Option<(PubKey, PubValue)> {
+    let key = pub_key(&p.spec)?;
+    let IpAddr::V4(container_ip) = p.spec.container_ip else {
+        return None;
+    };
+    Some((
+        key,
+        PubValue {
+            addr_be: u32::from_ne_bytes(container_ip.octets()),
+            port_be: p.spec.container_port.to_be(),
+            _pad: 0,
+            stats_slot: p.stats_slot,
+        },
+    ))
 }
 
 /// The reservation a publication needs.
@@ -106,8 +123,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         };
         let mut wanted = HashSet::new();
         for p in &self.state.publications {
-            let key = pub_key(&p.spec);
-            let value = pub_value(p);
+            let Some((key, value)) = pub_entry(p) else {
+                continue;
+            };
             wanted.insert(key);
             let done = match actual.get(&key) {
                 Some(v) if *v == value => continue,
@@ -228,7 +246,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 
     /// Publications, optionally only those to `container_ip`, in natural
     /// order (container address, port, protocol, then host side).
-    pub fn list(&self, container_ip: Option<Ipv4Addr>) -> Vec<Publication> {
+    pub fn list(&self, container_ip: Option<IpAddr>) -> Vec<Publication> {
         let mut list: Vec<Publication> = self
             .state
             .publications
@@ -299,10 +317,15 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     }
 
     /// The container whose endpoint `spec` targets (its `uid`), if any;
-    /// refused if that endpoint's network is internal.
+    /// refused if that endpoint's network is internal, or if the spec
+    /// needs an IPv6 target (see [`check_ipv6_target`]) the endpoint lacks.
     fn owner_of(&self, spec: &PortSpec) -> Result<Option<u64>, AgentError> {
         for c in &self.state.containers {
-            if let Some(ep) = c.endpoints().iter().find(|e| e.ip == spec.container_ip) {
+            if let Some(ep) = c
+                .endpoints()
+                .iter()
+                .find(|e| e.has_address(spec.container_ip))
+            {
                 if self
                     .state
                     .networks
@@ -315,9 +338,14 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                     }
                     .into());
                 }
+                check_ipv6_target(spec, ep.ip6.is_some())?;
                 return Ok(Some(c.uid));
             }
         }
+        if spec.container_ip.is_ipv6() {
+            return Err(NetError::ForeignIpv6Target { spec: *spec }.into());
+        }
+        check_ipv6_target(spec, false)?;
         Ok(None)
     }
 
@@ -354,10 +382,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     ) -> Result<(), AgentError> {
         let slots: Vec<u32> = published.iter().map(|p| p.stats_slot).collect();
         reset_counters(&mut self.datapath, &slots)?;
-        let entries: Vec<(PubKey, PubValue)> = published
-            .iter()
-            .map(|p| (pub_key(&p.spec), pub_value(p)))
-            .collect();
+        let entries: Vec<(PubKey, PubValue)> = published.iter().filter_map(pub_entry).collect();
         self.datapath.insert_publications(&entries)?;
         for (key, _) in entries {
             journal.undo(Step::RemovePublication(key));
@@ -373,9 +398,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         journal: &mut Journal,
     ) -> Result<(), AgentError> {
         for p in published {
-            let key = pub_key(&p.spec);
-            self.datapath.remove_publication(&key)?;
-            journal.undo(Step::PutPublication(key, pub_value(p)));
+            if let Some((key, value)) = pub_entry(p) {
+                self.datapath.remove_publication(&key)?;
+                journal.undo(Step::PutPublication(key, value));
+            }
             journal.after_commit(Step::ReleasePort(host_port(&p.spec)));
         }
         Ok(())
@@ -389,9 +415,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         journal: &mut Journal,
     ) -> Result<(), AgentError> {
         for (old, new) in moves {
-            self.datapath
-                .upsert_publication(&pub_key(&new.spec), &pub_value(new))?;
-            journal.undo(Step::PutPublication(pub_key(&old.spec), pub_value(old)));
+            let (Some((key, value)), Some((old_key, old_value))) = (pub_entry(new), pub_entry(old))
+            else {
+                continue;
+            };
+            self.datapath.upsert_publication(&key, &value)?;
+            journal.undo(Step::PutPublication(old_key, old_value));
         }
         Ok(())
     }
@@ -413,6 +442,21 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     }
 }
 
+/// Refuses a publication on an IPv6 host address other than `::1` to a
+/// container address of a container without IPv6 (`has_ipv6`): the
+/// datapath translates IPv6 to IPv6 only, so nothing arriving there could
+/// reach it. On `::1` the host's own sockets reach any container, over
+/// IPv4 at its IPv4-mapped address (the socket hooks, sock.rs).
+pub(crate) fn check_ipv6_target(spec: &PortSpec, has_ipv6: bool) -> Result<(), NetError> {
+    if spec.on_ipv6() && !spec.on_loopback6() && spec.container_ip.is_ipv4() && !has_ipv6 {
+        return Err(NetError::NoIpv6Target {
+            host_ip: spec.host_ip,
+            container_ip: spec.container_ip,
+        });
+    }
+    Ok(())
+}
+
 /// Zeroes counter slots before publications take them (skipping
 /// [`NO_STATS_SLOT`], and a slot past the host's counter array, which a
 /// state written on a host with more slots may hold: the datapath counts
@@ -428,7 +472,10 @@ fn reset_counters<D: Datapath>(
 
 /// Host ports in use, by (protocol, port), for Docker's overlap rule: two
 /// publications clash on the same protocol and port when their host
-/// addresses are equal or either is the wildcard.
+/// addresses are equal or either is its family's wildcard; and across the
+/// families when the IPv4 one is `0.0.0.0`, which is served on IPv6 too
+/// (to a dual-stack container on `[::]`, and from the host's own IPv6
+/// sockets).
 #[derive(Default)]
 pub(crate) struct PortIndex {
     by_port: HashMap<(Proto, u16), Vec<PortSpec>>,
@@ -460,11 +507,17 @@ impl PortIndex {
         self.by_port
             .get(&(spec.proto, spec.host_port))?
             .iter()
-            .find(|p| {
-                p.host_ip == spec.host_ip
-                    || p.host_ip.is_unspecified()
-                    || spec.host_ip.is_unspecified()
-            })
+            .find(|p| hosts_overlap(p.host_ip, spec.host_ip))
             .copied()
     }
+}
+
+/// Whether publications on host addresses `a` and `b` (same protocol and
+/// port) clash: see [`PortIndex`].
+fn hosts_overlap(a: IpAddr, b: IpAddr) -> bool {
+    if a.is_ipv4() == b.is_ipv4() {
+        return a == b || a.is_unspecified() || b.is_unspecified();
+    }
+    let v4 = if a.is_ipv4() { a } else { b };
+    v4.is_unspecified()
 }

@@ -1,6 +1,11 @@
-//! Publication specs: `[HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp]`.
+//! Publication specs: `[HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp]`,
+//! IPv6 addresses in brackets (`[::1]:5000->[fd00::2]:80`).
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,14 +49,48 @@ impl fmt::Display for Proto {
     }
 }
 
-/// A parsed publication spec. `host_ip` 0.0.0.0 means every local address.
+/// A parsed publication spec. `host_ip` 0.0.0.0 means every local IPv4
+/// address (and, to a dual-stack container, every IPv6 one too, as
+/// Docker's `-p 8080:80`); `::` every local IPv6 address.
+///
+/// Invariant (checked by parsing): an IPv4 host address goes with an IPv4
+/// container address. An IPv6 host address may go with either: a
+/// container's IPv4 address stands for the container, whose IPv6 address
+/// (or, on `::1`, its IPv4-mapped one) the agent resolves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortSpec {
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_port: u16,
     pub proto: Proto,
+}
+
+impl PortSpec {
+    /// Whether the host side is an IPv6 address (`::` included).
+    pub fn on_ipv6(&self) -> bool {
+        self.host_ip.is_ipv6()
+    }
+
+    /// Whether the host side is `::1`: reachable from the host's own
+    /// sockets only.
+    pub fn on_loopback6(&self) -> bool {
+        self.host_ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+    }
+}
+
+/// `ip:port`, IPv6 in brackets (`[::1]:5000`), as Docker prints host
+/// ports.
+pub fn host_port_str(ip: IpAddr, port: u16) -> String {
+    SocketAddr::new(ip, port).to_string()
+}
+
+/// An address as it leads `:port`: IPv6 in brackets (`[::]`).
+pub fn bracketed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
 }
 
 /// Why a spec was rejected. Every message names the offending part and the
@@ -77,6 +116,10 @@ pub enum SpecError {
     },
     #[error("unknown protocol {value:?} in {spec:?}: expected tcp or udp")]
     Proto { value: String, spec: String },
+    #[error(
+        "invalid publication {spec:?}: an IPv4 host address cannot reach an IPv6 container address (netagent does not translate between the families)"
+    )]
+    Family { spec: String },
 }
 
 impl FromStr for PortSpec {
@@ -91,14 +134,21 @@ impl FromStr for PortSpec {
             Some((c, p)) => (c, parse_proto(p, spec)?),
             None => (container, Proto::Tcp),
         };
-        let (host_ip, host_port) = match host.rsplit_once(':') {
-            Some((ip, port)) => (parse_ip(ip, "host IP", spec, true)?, port),
-            None => (Ipv4Addr::UNSPECIFIED, host),
-        };
-        let host_port = parse_port(host_port, "host port", spec)?;
         let (container_ip, container_port) = container.rsplit_once(':').ok_or_else(shape)?;
         let container_ip = parse_ip(container_ip, "container IP", spec, false)?;
         let container_port = parse_port(container_port, "container port", spec)?;
+        let (host_ip, host_port) = match host.rsplit_once(':') {
+            Some((ip, port)) => (parse_ip(ip, "host IP", spec, true)?, port),
+            // Every address of the container's family.
+            None if container_ip.is_ipv6() => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), host),
+            None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), host),
+        };
+        let host_port = parse_port(host_port, "host port", spec)?;
+        if host_ip.is_ipv4() && container_ip.is_ipv6() {
+            return Err(SpecError::Family {
+                spec: spec.to_owned(),
+            });
+        }
         Ok(PortSpec {
             host_ip,
             host_port,
@@ -114,8 +164,10 @@ impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}->{}:{}/{}",
-            self.host_ip, self.host_port, self.container_ip, self.container_port, self.proto
+            "{}->{}/{}",
+            host_port_str(self.host_ip, self.host_port),
+            host_port_str(self.container_ip, self.container_port),
+            self.proto
         )
     }
 }
@@ -143,32 +195,44 @@ fn parse_port(value: &str, what: &'static str, spec: &str) -> Result<u16, SpecEr
     }
 }
 
-/// Parses an IPv4 address. A host IP may be the unspecified address (every
-/// local address); a container IP must be a unicast address the host can
+/// Parses an IPv4 address, or an IPv6 one in brackets. A host IP may be
+/// the unspecified address (every local address of its family) or a
+/// loopback one; a container IP must be a unicast address the host can
 /// forward to.
-fn parse_ip(
-    value: &str,
-    what: &'static str,
-    spec: &str,
-    wildcard_ok: bool,
-) -> Result<Ipv4Addr, SpecError> {
+fn parse_ip(value: &str, what: &'static str, spec: &str, host: bool) -> Result<IpAddr, SpecError> {
     let err = |reason| SpecError::Address {
         what,
         value: value.to_owned(),
         spec: spec.to_owned(),
         reason,
     };
-    if value.starts_with('[') || value.contains(':') {
-        return Err(err("IPv6 is not supported yet"));
+    let ip: IpAddr = match value.strip_prefix('[') {
+        Some(inner) => {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| err("an IPv6 address must be in brackets: [ADDRESS]"))?;
+            IpAddr::V6(inner.parse().map_err(|_| err("not an IPv6 address"))?)
+        }
+        None if value.contains(':') => {
+            return Err(err("an IPv6 address must be in brackets: [ADDRESS]"));
+        }
+        None => IpAddr::V4(value.parse().map_err(|_| err("not an IPv4 address"))?),
+    };
+    let unicast = match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => {
+            !v6.is_multicast() && v6.to_ipv4_mapped().is_none() && !v6.is_unicast_link_local()
+        }
+    };
+    if !unicast {
+        return Err(err(
+            "must be a unicast address (not multicast, IPv4-mapped or link-local)",
+        ));
     }
-    let ip: Ipv4Addr = value.parse().map_err(|_| err("not an IPv4 address"))?;
-    if ip.is_multicast() || ip.is_broadcast() {
+    if ip.is_unspecified() && !host {
         return Err(err("must be a unicast address"));
     }
-    if ip.is_unspecified() && !wildcard_ok {
-        return Err(err("must be a unicast address"));
-    }
-    if ip.is_loopback() && !wildcard_ok {
+    if ip.is_loopback() && !host {
         return Err(err("a loopback address cannot be forwarded to"));
     }
     Ok(ip)
@@ -198,6 +262,16 @@ mod tests {
                 "0.0.0.0:8080->10.1.2.3:8080/Udp",
                 "0.0.0.0:8080->10.1.2.3:8080/udp",
             ),
+            (
+                "[::1]:5000->172.17.0.2:5000",
+                "[::1]:5000->172.17.0.2:5000/tcp",
+            ),
+            (
+                "[2001:db8::1]:5000->172.17.0.2:5000/udp",
+                "[2001:db8::1]:5000->172.17.0.2:5000/udp",
+            ),
+            ("8080->[fd00::2]:80", "[::]:8080->[fd00::2]:80/tcp"),
+            ("[::]:8080->[FD00::2]:80/udp", "[::]:8080->[fd00::2]:80/udp"),
         ];
         for (input, canonical) in cases {
             let spec = ok(input);
@@ -220,7 +294,25 @@ mod tests {
             ("80->172.17.0.2:80/sctp", "unknown protocol \"sctp\""),
             ("80->172.17.0.2:80/", "unknown protocol \"\""),
             ("1.2.3:80->172.17.0.2:80", "invalid host IP \"1.2.3\""),
-            ("[::1]:80->172.17.0.2:80", "IPv6 is not supported yet"),
+            ("::1:80->172.17.0.2:80", "must be in brackets"),
+            ("[::1:80->172.17.0.2:80", "must be in brackets"),
+            ("[::g]:80->172.17.0.2:80", "not an IPv6 address"),
+            ("[ff02::1]:80->172.17.0.2:80", "must be a unicast address"),
+            ("[fe80::1]:80->172.17.0.2:80", "must be a unicast address"),
+            (
+                "[::ffff:1.2.3.4]:80->172.17.0.2:80",
+                "must be a unicast address",
+            ),
+            ("80->[::]:80", "invalid container IP \"[::]\""),
+            ("80->[::1]:80", "a loopback address cannot be forwarded to"),
+            (
+                "127.0.0.1:80->[fd00::2]:80",
+                "cannot reach an IPv6 container address",
+            ),
+            (
+                "0.0.0.0:80->[fd00::2]:80",
+                "cannot reach an IPv6 container address",
+            ),
             ("80->0.0.0.0:80", "invalid container IP \"0.0.0.0\""),
             (
                 "80->127.0.0.1:80",

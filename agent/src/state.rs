@@ -8,7 +8,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write as _},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
@@ -50,9 +50,9 @@ pub struct Publication {
 /// [`Publication`]'s JSON form: the spec's fields, then the others.
 #[derive(Clone, Copy, Serialize, Deserialize)]
 struct PublicationJson {
-    host_ip: Ipv4Addr,
+    host_ip: IpAddr,
     host_port: u16,
-    container_ip: Ipv4Addr,
+    container_ip: IpAddr,
     container_port: u16,
     proto: Proto,
     stats_slot: u32,
@@ -114,42 +114,65 @@ pub struct DesiredState {
 
 impl DesiredState {
     /// Whether `spec` is also served on `[::]` (see [`Self::publications6`]):
-    /// a wildcard publication to a dual-stack endpoint.
+    /// a wildcard IPv4 publication to a dual-stack endpoint.
     pub fn served_on_ipv6(&self, spec: &crate::spec::PortSpec) -> bool {
-        spec.host_ip.is_unspecified()
+        spec.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             && self
                 .containers
                 .iter()
                 .flat_map(|c| c.endpoints())
-                .any(|e| e.ip == spec.container_ip && e.ip6.is_some())
+                .any(|e| e.has_address(spec.container_ip) && e.ip6.is_some())
     }
 
-    /// The IPv6 side of publications: a wildcard publication (`0.0.0.0`)
-    /// whose container address is an endpoint on a dual-stack network is
-    /// also served on `[::]` to that endpoint's IPv6 address, as Docker
-    /// binds `-p 8080:80` on both families. Same port, same counters.
+    /// The IPv6 publication map, derived whole from the publications:
+    /// - one on an IPv6 host address goes to its container's IPv6 address
+    ///   (given, or the IPv6 address of the endpoint its IPv4 address
+    ///   names); on `::1`, to a container without IPv6, to its IPv4-mapped
+    ///   address, which only the host's sockets reach (sock.rs: the
+    ///   datapath never translates to `::/8`);
+    /// - a wildcard IPv4 publication (`0.0.0.0`) to a dual-stack endpoint
+    ///   is also served on `[::]`, to the endpoint's IPv6 address, as
+    ///   Docker binds `-p 8080:80` on both families. Same port, same
+    ///   counters.
+    ///
+    /// A publication whose target has no such address (its endpoint left
+    /// a dual-stack network) has no entry: nothing could deliver it.
     pub fn publications6(&self) -> Vec<(datapath_common::PubKey6, datapath_common::PubValue6)> {
-        let ip6_of: std::collections::BTreeMap<Ipv4Addr, std::net::Ipv6Addr> = self
-            .containers
-            .iter()
-            .flat_map(|c| c.endpoints())
+        use std::collections::{BTreeMap, BTreeSet};
+        let endpoints = || self.containers.iter().flat_map(|c| c.endpoints());
+        let ip6_of: BTreeMap<Ipv4Addr, Ipv6Addr> = endpoints()
             .filter_map(|e| e.ip6.map(|ip6| (e.ip, ip6)))
             .collect();
+        let own6: BTreeSet<Ipv6Addr> = ip6_of.values().copied().collect();
         self.publications
             .iter()
-            .filter(|p| p.spec.host_ip.is_unspecified())
             .filter_map(|p| {
-                let ip6 = ip6_of.get(&p.spec.container_ip)?;
+                let s = p.spec;
+                let target = match s.container_ip {
+                    IpAddr::V6(ip6) => own6.contains(&ip6).then_some(ip6)?,
+                    IpAddr::V4(ip4) => match ip6_of.get(&ip4) {
+                        Some(ip6) => *ip6,
+                        None if s.on_loopback6() => ip4.to_ipv6_mapped(),
+                        None => return None,
+                    },
+                };
+                let host = match s.host_ip {
+                    IpAddr::V6(host) => host,
+                    IpAddr::V4(v4) if v4.is_unspecified() && target.to_ipv4_mapped().is_none() => {
+                        Ipv6Addr::UNSPECIFIED
+                    }
+                    IpAddr::V4(_) => return None,
+                };
                 Some((
                     datapath_common::PubKey6 {
-                        addr_be: [0; 4],
-                        port_be: p.spec.host_port.to_be(),
-                        proto: p.spec.proto.number(),
+                        addr_be: datapath_common::ipv6_be(host),
+                        port_be: s.host_port.to_be(),
+                        proto: s.proto.number(),
                         _pad: 0,
                     },
                     datapath_common::PubValue6 {
-                        addr_be: datapath_common::ipv6_be(*ip6),
-                        port_be: p.spec.container_port.to_be(),
+                        addr_be: datapath_common::ipv6_be(target),
+                        port_be: s.container_port.to_be(),
                         _pad: 0,
                         stats_slot: p.stats_slot,
                     },
@@ -176,12 +199,14 @@ impl DesiredState {
             .collect();
         self.publications
             .iter()
-            .filter(|p| routed.contains(&p.spec.container_ip))
-            .map(|p| datapath_common::OpenPort {
-                addr_be: u32::from_ne_bytes(p.spec.container_ip.octets()),
-                port_be: p.spec.container_port.to_be(),
-                proto: p.spec.proto.number(),
-                _pad: 0,
+            .filter_map(|p| match p.spec.container_ip {
+                IpAddr::V4(ip) if routed.contains(&ip) => Some(datapath_common::OpenPort {
+                    addr_be: u32::from_ne_bytes(ip.octets()),
+                    port_be: p.spec.container_port.to_be(),
+                    proto: p.spec.proto.number(),
+                    _pad: 0,
+                }),
+                _ => None,
             })
             .collect()
     }
@@ -208,6 +233,11 @@ impl DesiredState {
             let s = p.spec;
             if s.host_port == 0 || s.container_port == 0 {
                 return Err(format!("publication {s} has port 0"));
+            }
+            if s.host_ip.is_ipv4() && s.container_ip.is_ipv6() {
+                return Err(format!(
+                    "publication {s} has an IPv4 host address and an IPv6 container address"
+                ));
             }
             let uncounted = p.stats_slot == datapath_common::NO_STATS_SLOT;
             if p.stats_slot >= datapath_common::MAX_PUBLICATIONS && !uncounted {

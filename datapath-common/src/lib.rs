@@ -302,19 +302,22 @@ pub mod prog_names {
     pub const RECVMSG4: &str = "na_recvmsg4";
     /// getpeername(2) shows the published address a socket connected to.
     pub const GETPEERNAME4: &str = "na_getpeername4";
-    /// The same three for IPv6 sockets (an IPv4 container is reached at
-    /// its IPv4-mapped address). No sendmsg6: the kernel refuses a
-    /// sendmsg6 hook's IPv4-mapped rewrite (ENOTSUPP).
+    /// The same four for IPv6 sockets (a container without IPv6 is
+    /// reached at its IPv4-mapped address). sendmsg6 translates to a
+    /// container's IPv6 address only: the kernel refuses a sendmsg6 hook's
+    /// IPv4-mapped rewrite (ENOTSUPP).
     pub const CONNECT6: &str = "na_connect6";
+    pub const SENDMSG6: &str = "na_sendmsg6";
     pub const RECVMSG6: &str = "na_recvmsg6";
     pub const GETPEERNAME6: &str = "na_getpeername6";
     /// The socket hooks, in attach order.
-    pub const SOCKET_HOOKS: [&str; 7] = [
+    pub const SOCKET_HOOKS: [&str; 8] = [
         CONNECT4,
         SENDMSG4,
         RECVMSG4,
         GETPEERNAME4,
         CONNECT6,
+        SENDMSG6,
         RECVMSG6,
         GETPEERNAME6,
     ];

@@ -96,12 +96,19 @@ pub fn na_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::reverse(&ctx)
 }
 
-/// Host IPv6 socket, connect(2): a wildcard publication reached at `::1`
-/// or a host IPv6 address (or a published IPv4-mapped address) goes to
-/// the container's IPv4-mapped address.
+/// Host IPv6 socket, connect(2): a publication reached at `::1`, a host
+/// IPv6 address or a published IPv4-mapped address goes to the
+/// container's IPv6 or IPv4-mapped address.
 #[cgroup_sock_addr(connect6)]
 pub fn na_connect6(ctx: SockAddrContext) -> i32 {
-    sock::forward6(&ctx)
+    sock::forward6(&ctx, sock::Call6::Connect)
+}
+
+/// Host IPv6 socket, unconnected UDP send: as connect6, to a container's
+/// IPv6 address only (sock.rs).
+#[cgroup_sock_addr(sendmsg6)]
+pub fn na_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::forward6(&ctx, sock::Call6::Sendmsg)
 }
 
 /// Host IPv6 socket, UDP receive: as recvmsg4.

@@ -150,6 +150,27 @@ pub fn find6(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
     Some(v)
 }
 
+/// The IPv6 publication a socket of the host itself reaches at (`addr`,
+/// `port`, `proto`), `addr` being `::1` or one of the host's IPv6
+/// addresses (the caller checks): the exact entry first (a `[::1]`
+/// publication included), then the wildcard (`::`) one.
+#[inline(always)]
+pub fn find6_from_host(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
+    let mut key = PubKey6 {
+        addr_be: *addr,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain data copied out at once.
+    if let Some(v) = unsafe { NA_PUB6_V1.get(&key) } {
+        return Some(*v);
+    }
+    key.addr_be = [0; 4];
+    // SAFETY: as above.
+    unsafe { NA_PUB6_V1.get(&key) }.copied()
+}
+
 /// Whether `port` is published on `addr` or on every address, so replies
 /// to it would be taken for a published flow (masquerade skips it).
 #[inline(always)]

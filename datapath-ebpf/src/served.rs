@@ -326,6 +326,13 @@ fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
     if !find6(&pkt, &mut target) {
         return None;
     }
+    // An IPv4-mapped target (a `[::1]` publication to a container without
+    // IPv6) is the host sockets' alone; the agent keys those on `::1`,
+    // which never matches here, and this keeps it so whatever the map
+    // holds.
+    if parse6::is_reserved_dst(&target.addr_be) {
+        return Some(tc_drop(Event::DropUntranslatable));
+    }
     if !rewrite6(skb, &pkt, &target.addr_be, target.port_be, true) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }

@@ -178,13 +178,28 @@ fn mapped(addr_be: u32) -> Ipv6Be {
     ]
 }
 
-/// connect6: an IPv6 socket reaching a published port goes to the
-/// container at its IPv4-mapped address (the kernel then connects the
-/// socket over IPv4): `::1` and the host's IPv6 addresses reach wildcard
-/// publications, as Docker's proxy listening on `[::]` makes them; an
-/// IPv4-mapped destination is looked up as the IPv4 address it is.
+/// Whether the sock_addr hook running is sendmsg6 (not connect6).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Call6 {
+    Connect,
+    Sendmsg,
+}
+
+/// connect6 and sendmsg6: an IPv6 socket reaching a published port goes
+/// to the container.
+/// - At `::1` or one of the host's IPv6 addresses: the IPv6 publication
+///   of that address or of `[::]` first, to the container's IPv6 address
+///   (or, for a `[::1]` publication to a container without IPv6, its
+///   IPv4-mapped one); else a wildcard IPv4 publication, at the
+///   container's IPv4-mapped address, as Docker's proxy on `[::]` makes
+///   those reachable. At an IPv4-mapped address: the IPv4 publication of
+///   the address it maps.
+/// - The kernel carries a socket connected to an IPv4-mapped address over
+///   IPv4, but refuses that rewrite in sendmsg6 (ENOTSUPP): there an
+///   IPv4-mapped target is left untranslated (its sends to the address the
+///   application gave reach nothing, as before the hook).
 #[inline(always)]
-pub fn forward6(ctx: &SockAddrContext) -> i32 {
+pub fn forward6(ctx: &SockAddrContext, call: Call6) -> i32 {
     let Some(proto) = host_socket(ctx) else {
         return ALLOW;
     };
@@ -192,20 +207,30 @@ pub fn forward6(ctx: &SockAddrContext) -> i32 {
     let sa = unsafe { &mut *ctx.sock_addr };
     let addr = load_ip6(sa);
     let port = sa.user_port as u16;
-    let target = match v4_mapped(&addr) {
-        Some(v4) => nat::find_from_host(v4, port, proto),
-        None if is_loopback6(&addr) || nat::is_local6(&addr) => nat::wildcard(port, proto),
-        None => None,
+    let (to, to_port) = match v4_mapped(&addr) {
+        Some(v4) => match nat::find_from_host(v4, port, proto) {
+            Some(t) => (mapped(t.addr_be), t.port_be),
+            None => return ALLOW,
+        },
+        None if is_loopback6(&addr) || nat::is_local6(&addr) => {
+            match nat::find6_from_host(&addr, port, proto) {
+                Some(t) => (t.addr_be, t.port_be),
+                None => match nat::wildcard(port, proto) {
+                    Some(t) => (mapped(t.addr_be), t.port_be),
+                    None => return ALLOW,
+                },
+            }
+        }
+        None => return ALLOW,
     };
-    let Some(target) = target else {
+    if call == Call6::Sendmsg && v4_mapped(&to).is_some() {
         return ALLOW;
-    };
-    let to = mapped(target.addr_be);
+    }
     let key = SockRev6Key {
         // SAFETY: as in `forward`.
         cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
         addr: to,
-        port_be: target.port_be,
+        port_be: to_port,
         proto,
         _pad: [0; 5],
     };
@@ -214,20 +239,23 @@ pub fn forward6(ctx: &SockAddrContext) -> i32 {
         port_be: port,
         _pad: 0,
     };
+    // As in `forward`: an unconnected socket's entry is written once.
+    // SAFETY: plain data copied out at once.
+    let known = unsafe { NA_SOCKREV6_V1.get(&key) }.is_some_and(|v| *v == asked);
     // Without its reverse entry the peer would show as the container's
     // address: then leave the socket alone rather than half-translated.
-    if NA_SOCKREV6_V1.insert(&key, &asked, 0).is_err() {
+    if !known && NA_SOCKREV6_V1.insert(&key, &asked, 0).is_err() {
         return ALLOW;
     }
     store_ip6(sa, &to);
-    sa.user_port = u32::from(target.port_be);
+    sa.user_port = u32::from(to_port);
     stats::count(Event::SockForward);
     ALLOW
 }
 
-/// recvmsg6 and getpeername6: the container's (IPv4-mapped) address shows
-/// as the published one the socket asked for, whether it asked through
-/// connect6 or, for an unconnected dual-stack UDP socket sending to an
+/// recvmsg6 and getpeername6: the container's address (IPv6, or
+/// IPv4-mapped) shows as the published one the socket asked for, whether
+/// it asked through connect6 or sendmsg6 or, for an unconnected dual-stack UDP socket sending to an
 /// IPv4-mapped address, through sendmsg4 (the kernel sends those over
 /// IPv4, and runs the IPv4 hook).
 #[inline(always)]

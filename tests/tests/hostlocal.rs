@@ -218,6 +218,14 @@ fn ipv6_host_sockets_reach_published_ports() {
         .ok(&["publish", &format!("127.0.0.1:8081->{CONTAINER_IP}:80")]);
     env.daemon
         .ok(&["publish", &format!("5354->{CONTAINER_IP}:53/udp")]);
+    // On ::1 to a container without IPv6: its IPv4-mapped address.
+    env.daemon
+        .ok(&["publish", &format!("[::1]:8083->{CONTAINER_IP}:80")]);
+    // Anywhere else on IPv6, nothing could reach it: refused.
+    let (ok, _, err) = env
+        .daemon
+        .cli(&["publish", &format!("[{HOST_IP6}]:8084->{CONTAINER_IP}:80")]);
+    assert!(!ok && err.contains("has no IPv6 address"), "{err}");
     let _tcp = tcp_echo(&env.topo.container, 80);
     let _udp = udp_echo(&env.topo.container, 53);
     let host = env.topo.host.name.as_str();
@@ -227,6 +235,7 @@ fn ipv6_host_sockets_reach_published_ports() {
         (HOST_IP6, "8080"),
         ("::ffff:127.0.0.1", "8080"),
         ("::ffff:127.0.0.1", "8081"),
+        ("::1", "8083"),
     ] {
         let peer = tcp_through_hooks(&env, TCP6_CLIENT, addr, port);
         assert_eq!(peer, format!("[{addr}]:{port}"), "getpeername");
@@ -235,6 +244,11 @@ fn ipv6_host_sockets_reach_published_ports() {
     // Docker binds it; outside the cgroup nothing is translated.
     let (ok, _, err) = env.client(host, true, TCP6_CLIENT, &["::1", "8081"]);
     assert!(!ok && err.contains("Connection refused"), "{err}");
+    // And the ::1 one is on ::1 only.
+    for (addr, port) in [(HOST_IP6, "8083"), ("::ffff:127.0.0.1", "8083")] {
+        let (ok, _, err) = env.client(host, true, TCP6_CLIENT, &[addr, port]);
+        assert!(!ok && err.contains("Connection refused"), "{addr}: {err}");
+    }
     let (ok, _, err) = env.client(host, false, TCP6_CLIENT, &["::1", "8080"]);
     assert!(!ok && err.contains("Connection refused"), "{err}");
 
@@ -301,6 +315,7 @@ fn socket_hooks_outlive_the_daemon_and_leave_with_cgroup_none() {
         "na_recvmsg4",
         "na_recvmsg6",
         "na_sendmsg4",
+        "na_sendmsg6",
     ];
     assert_eq!(hooks(&env), all);
     assert!(reaches(&env));

@@ -289,3 +289,210 @@ fn wildcard_publications_are_served_over_ipv6_too() {
         "{answer}"
     );
 }
+
+/// Runs `python3 -c script argv...` in the host namespace, in the daemon's
+/// cgroup (its socket hooks apply) or outside it.
+fn host_client(w: &World, in_cgroup: bool, script: &str, argv: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["python3", "-c", script];
+    args.extend_from_slice(argv);
+    if in_cgroup {
+        return w.daemon.cgroup.run_in(&w.host.name, &args);
+    }
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &w.host.name])
+        .args(&args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// IPv6 TCP: connects to [argv[1]]:argv[2], sends a line, prints the
+/// answer and getpeername.
+const TCP6_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"hello\n")
+print(s.makefile().readline().strip())
+print("[%s]:%d" % s.getpeername()[:2])
+"#;
+
+/// IPv6 UDP to [argv[1]]:argv[2]: an unconnected send (answer and its
+/// source), then a connected one (answer and getpeername).
+const UDP6_CLIENT: &str = r#"
+import socket, sys
+to = (sys.argv[1], int(sys.argv[2]))
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(b"ping", to)
+data, src = u.recvfrom(200)
+print(data.decode())
+print("[%s]:%d" % src[:2])
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.settimeout(3)
+c.connect(to)
+c.send(b"pong")
+print(c.recv(200).decode())
+print("[%s]:%d" % c.getpeername()[:2])
+"#;
+
+/// Publications on IPv6 host addresses to a dual-stack container, as
+/// `-p [ADDR]:H:C` and `publish '[::]:H->[C6]:C'` make them: reached over
+/// IPv6 at that address only (not at the host's other addresses, not over
+/// IPv4); `[::1]` ones from the host's own sockets only (TCP, connected
+/// and unconnected UDP, the application seeing `[::1]`), not from a
+/// process outside the hooks' cgroup, not from the wire (a forged frame
+/// to `::1` is dropped and counted). Under FORWARD DROP for both families.
+#[test]
+fn ipv6_host_address_publications_are_scoped() {
+    let mut w = World::new();
+    w.daemon.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "10.32.0.0/24",
+        "--subnet",
+        "fd00:32::/64",
+    ]);
+    let up = w.up();
+    for addr in ["fd68::1/64", "fd68::3/64"] {
+        w.host.ip(&["-6", "addr", "add", addr, "dev", &up, "nodad"]);
+    }
+    let dn = format!("{}dn", w.prefix);
+    w.upstream
+        .ip(&["-6", "addr", "add", "fd68::2/64", "dev", &dn, "nodad"]);
+    for tool in ["iptables", "ip6tables"] {
+        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
+    }
+    // A host address the host does not have is refused, as Docker refuses it.
+    w.netns("nope");
+    let nope = w.netns_path("nope");
+    let (ok, _, err) = w.daemon.cli(&[
+        "container",
+        "attach",
+        "nope",
+        "--netns",
+        nope.to_str().unwrap(),
+        "--network",
+        "dual",
+        "-p",
+        "[fd68::99]:8080:80",
+    ]);
+    assert!(
+        !ok && err.contains("[fd68::99]:8080/tcp: cannot assign requested address"),
+        "{err}"
+    );
+    w.attach(
+        "web",
+        &[
+            "--network",
+            "dual",
+            "-p",
+            "[fd68::1]:8080:80",
+            "-p",
+            "[::1]:8082:80",
+            "-p",
+            "[::1]:5355:53/udp",
+        ],
+    );
+    let web6 = ip6(&w, "web", "dual");
+    w.daemon
+        .ok(&["publish", &format!("[::]:8090->[{web6}]:80")]);
+    assert_eq!(
+        w.daemon.ok(&["port", "web"]),
+        "53/udp -> [::1]:5355\n80/tcp -> [::]:8090\n80/tcp -> [::1]:8082\n\
+         80/tcp -> [fd68::1]:8080\n"
+    );
+    let _tcp = tcp_echo_on(w.ns("web"), any6(80));
+    let _udp = udp_echo_on(w.ns("web"), any6(53));
+
+    // From outside: at the publication's address, and at any for [::].
+    for to in ["[fd68::1]:8080", "[fd68::1]:8090", "[fd68::3]:8090"] {
+        let mut conn = tcp_connect(&w.upstream, to).unwrap_or_else(|e| panic!("{to}: {e}"));
+        let answer = tcp_roundtrip(&mut conn, "hi").unwrap();
+        assert!(answer.starts_with("[fd68::2]:"), "{to}: {answer}");
+    }
+    // Not at the host's other address, not over IPv4, not [::1]'s port:
+    // nothing is translated, and nothing listens (a refusal).
+    for to in [
+        "[fd68::3]:8080".to_owned(),
+        format!("{}:8080", netagent_tests::world::HOST_UP_IP),
+        "[fd68::1]:8082".to_owned(),
+    ] {
+        let err = tcp_connect(&w.upstream, &to).expect_err(&to);
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{to}: {err}"
+        );
+    }
+    // A forged frame from the wire to [::1]:8082 is dropped and counted.
+    let mac_of = |ns: &netagent_tests::netns::Netns, dev: &str| {
+        netagent_tests::world::parse_mac(
+            ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
+                .trim(),
+        )
+    };
+    let (host_mac, dn_mac) = (mac_of(&w.host, &up), mac_of(&w.upstream, &dn));
+    let loopback = w.event("drop_loopback_dst");
+    let mut frame = netagent_tests::packet::with_checksum6(netagent_tests::packet::l4_frame6(
+        dn_mac, "fd68::2", 40000, "::1", 8082, 6, b"",
+    ));
+    frame[..6].copy_from_slice(&host_mac);
+    RawSender::new(&w.upstream, &dn).send(&frame);
+    assert!(
+        netagent_tests::netns::wait_until(Duration::from_secs(2), || w.event("drop_loopback_dst")
+            > loopback),
+        "the forged frame to ::1 was not dropped"
+    );
+
+    // The host's own sockets reach [::1] publications, over IPv6 to the
+    // container's IPv6 address (it sees the host's address on its bridge).
+    let (ok, out, err) = host_client(&w, true, TCP6_CLIENT, &["::1", "8082"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("[fd00:32::1]:") && lines[0].ends_with(" hello"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "[::1]:8082", "getpeername");
+    let (ok, out, err) = host_client(&w, true, UDP6_CLIENT, &["::1", "5355"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].ends_with(" ping"), "{out}");
+    assert_eq!(
+        lines[1], "[::1]:5355",
+        "an unconnected socket's answer source"
+    );
+    assert!(lines[2].ends_with(" pong"), "{out}");
+    assert_eq!(lines[3], "[::1]:5355", "getpeername");
+    // [::1] only: not 127.0.0.1, and [fd68::1]:8080 is not on ::1; outside
+    // the cgroup nothing is translated.
+    for (addr, port, in_cgroup) in [("::1", "8080", true), ("::1", "8082", false)] {
+        let (ok, _, err) = host_client(&w, in_cgroup, TCP6_CLIENT, &[addr, port]);
+        assert!(
+            !ok && err.contains("Connection refused"),
+            "{addr} {port}: {err}"
+        );
+    }
+    let (ok, _, err) = host_client(
+        &w,
+        true,
+        "import socket,sys; socket.create_connection(('127.0.0.1', 8082), timeout=3)",
+        &[],
+    );
+    assert!(!ok && err.contains("Connection refused"), "{err}");
+
+    // Unpublishing takes the address off at once.
+    w.daemon
+        .ok(&["unpublish", &format!("[::]:8090->[{web6}]:80")]);
+    let err = tcp_connect(&w.upstream, "[fd68::1]:8090").expect_err("unpublished");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}

@@ -45,7 +45,7 @@ fn state_file(dir: &tempfile::TempDir) -> Vec<u8> {
 fn compensations_run_newest_first() {
     let mut dp = FakeDatapath::default();
     let mut host = FakeHost::default();
-    let key = pub_key(&"5000->10.0.0.2:80".parse::<PortSpec>().unwrap());
+    let key = pub_key(&"5000->10.0.0.2:80".parse::<PortSpec>().unwrap()).unwrap();
     let value = |port: u16| PubValue {
         port_be: port.to_be(),
         ..PubValue::default()

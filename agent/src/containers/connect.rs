@@ -124,12 +124,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             agent.move_gateway(&container, &after, &mut next, journal)?;
             // Publications by address to the endpoint that goes (not the
             // gateway's, which moved above) follow the gateway too.
-            let gateway = gateway_of(&after, &next.networks).map(|i| after.endpoints()[i].ip);
+            let gateway = gateway_of(&after, &next.networks).map(|i| after.endpoints()[i].clone());
             let stranded = moves(
                 &next,
                 container.uid,
-                endpoint.ip,
-                gateway.unwrap_or(endpoint.ip),
+                &endpoint,
+                gateway.as_ref().unwrap_or(&endpoint),
             );
             if !stranded.is_empty() && gateway.is_none() {
                 return Err(NetError::LastPublishingNetwork {
@@ -199,7 +199,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let (Some(old_ep), Some(new_ep)) = (&old, &new) else {
             return Ok(());
         };
-        let moved = moves(next, before.uid, old_ep.ip, new_ep.ip);
+        let moved = moves(next, before.uid, old_ep, new_ep);
         self.retarget_publications(&moved, journal)?;
         apply_moves(next, &moved);
         if !moved.is_empty() {
@@ -227,21 +227,27 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     }
 }
 
-/// The publications of container `uid` aimed at `from`, each with its
-/// copy aimed at `to` (same counter slot).
+/// The publications of container `uid` aimed at endpoint `from` (either
+/// of its addresses), each with its copy aimed at `to` (same counter
+/// slot): at `to`'s address of the same family, or its IPv4 address, which
+/// stands for the container, when it has no IPv6 one.
 fn moves(
     state: &DesiredState,
     uid: u64,
-    from: std::net::Ipv4Addr,
-    to: std::net::Ipv4Addr,
+    from: &Endpoint,
+    to: &Endpoint,
 ) -> Vec<(Publication, Publication)> {
+    use std::net::IpAddr;
     state
         .publications
         .iter()
-        .filter(|p| p.owner == Some(uid) && p.spec.container_ip == from)
+        .filter(|p| p.owner == Some(uid) && from.has_address(p.spec.container_ip))
         .map(|p| {
             let mut moved = *p;
-            moved.spec.container_ip = to;
+            moved.spec.container_ip = match (p.spec.container_ip, to.ip6) {
+                (IpAddr::V6(_), Some(ip6)) => IpAddr::V6(ip6),
+                _ => IpAddr::V4(to.ip),
+            };
             (*p, moved)
         })
         .collect()

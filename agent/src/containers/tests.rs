@@ -224,7 +224,7 @@ fn every_port_form_allocates_as_docker_does() {
     // A host process holds 8000 and 40000.
     for port in [8000, 40000] {
         a.host.foreign.insert(HostPort {
-            ip: Ipv4Addr::UNSPECIFIED,
+            ip: Ipv4Addr::UNSPECIFIED.into(),
             port,
             proto: Proto::Tcp,
         });
@@ -1135,4 +1135,176 @@ fn dual_stack_networks_give_endpoints_ipv6() {
     assert!(!a.datapath.endpoints.ifaces6.contains_key(&ep.host_ifindex));
     let v6 = a.state.networks.iter().find(|n| n.name == "v6").unwrap();
     assert!(!v6.ipam6.as_ref().unwrap().allocated.contains(&ip6));
+}
+
+/// Publications on IPv6 host addresses: to a dual-stack container's IPv6
+/// address (named by either of its addresses), to any container on
+/// `[::1]` (IPv4-mapped for one without IPv6), refused where nothing
+/// could deliver; Docker's overlap rule across the families.
+#[test]
+fn ipv6_host_publications_reach_the_containers_ipv6_address() {
+    use crate::datapath::PublicationMaps as _;
+    use std::net::Ipv6Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.network_create(NetworkCreate {
+        ipv6: true,
+        subnet6: Some("fd00:77::/64".parse().unwrap()),
+        ..create("v6", Some("10.7.0.0/24"))
+    })
+    .unwrap();
+    a.network_create(create("v4", Some("10.8.0.0/24"))).unwrap();
+    let dual = a
+        .container_attach(attach_as(
+            "dual",
+            "v6",
+            &["[::1]:7001:80", "[::]::81/udp"],
+            1,
+        ))
+        .unwrap();
+    let ep = &dual.info.endpoints[0];
+    let (ip4, ip6) = (ep.ip, ep.ip6.unwrap());
+    let only4 = a
+        .container_attach(attach_as("only4", "v4", &["[::1]:7002:80"], 2))
+        .unwrap();
+    let v4_only = only4.info.endpoints[0].ip;
+
+    // `-p` on an IPv6 host address other than ::1 needs a container with
+    // IPv6; refused with nothing changed.
+    let before = a.state.clone();
+    let err = a
+        .container_attach(attach_as("bad", "v4", &["[2001:db8::1]:7003:80"], 3))
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("has no IPv6 address") && text.contains("host address 2001:db8::1"),
+        "{text}"
+    );
+    assert_eq!(a.state, before);
+
+    // `publish` names the target by either address.
+    let by4 = a
+        .publish(format!("[2001:db8::5]:7004->{ip4}:80").parse().unwrap())
+        .unwrap();
+    assert_eq!(by4.owner, Some(dual.info.container.uid));
+    let by6 = a
+        .publish(format!("7005->[{ip6}]:80/udp").parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        by6.spec.host_ip,
+        std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    );
+    assert_eq!(by6.owner, Some(dual.info.container.uid));
+    for (bad, why) in [
+        (
+            format!("[2001:db8::5]:7006->{v4_only}:80"),
+            "has no IPv6 address",
+        ),
+        ("[::]:7006->10.99.0.1:80".to_owned(), "has no IPv6 address"),
+        (
+            "7006->[fd00:99::1]:80".to_owned(),
+            "not the IPv6 address of one of netagent's containers",
+        ),
+    ] {
+        let err = a.publish(bad.parse().unwrap()).unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    // ::1 to an address netagent does not own: the host's sockets reach it.
+    a.publish("[::1]:7007->10.99.0.1:80".parse().unwrap())
+        .unwrap();
+
+    // Nothing went into the IPv4 map for them; the IPv6 map has each.
+    assert!(
+        a.datapath
+            .publications()
+            .unwrap()
+            .iter()
+            .all(|(k, _)| ![7001, 7002, 7004, 7005, 7007].contains(&u16::from_be(k.port_be))),
+        "an IPv6 publication has no IPv4 entry"
+    );
+    let mut sixes: Vec<(Ipv6Addr, u16, Ipv6Addr, u16)> = a
+        .datapath
+        .host_maps
+        .publications6
+        .iter()
+        .map(|(k, v)| {
+            let ip = |w: [u32; 4]| {
+                let mut o = [0u8; 16];
+                for (i, x) in w.iter().enumerate() {
+                    o[i * 4..i * 4 + 4].copy_from_slice(&x.to_ne_bytes());
+                }
+                Ipv6Addr::from(o)
+            };
+            (
+                ip(k.addr_be),
+                u16::from_be(k.port_be),
+                ip(v.addr_be),
+                u16::from_be(v.port_be),
+            )
+        })
+        .collect();
+    sixes.sort();
+    let any6 = Ipv6Addr::UNSPECIFIED;
+    let lo6 = Ipv6Addr::LOCALHOST;
+    let dp81 = a
+        .state
+        .publications
+        .iter()
+        .find(|p| p.spec.container_port == 81)
+        .unwrap()
+        .spec
+        .host_port;
+    let mut want = vec![
+        (any6, 7005, ip6, 80),
+        (any6, dp81, ip6, 81),
+        (lo6, 7001, ip6, 80),
+        (lo6, 7002, v4_only.to_ipv6_mapped(), 80),
+        (
+            lo6,
+            7007,
+            "10.99.0.1"
+                .parse::<std::net::Ipv4Addr>()
+                .unwrap()
+                .to_ipv6_mapped(),
+            80,
+        ),
+        ("2001:db8::5".parse().unwrap(), 7004, ip6, 80),
+    ];
+    want.sort();
+    assert_eq!(sixes, want);
+
+    // The ports are held on IPv6 only.
+    assert!(
+        a.host
+            .reserved
+            .iter()
+            .any(|h| h.port == 7001 && h.ip == std::net::IpAddr::V6(lo6))
+    );
+
+    // Docker's overlap rule: 0.0.0.0 clashes with any IPv6 address; a
+    // specific IPv4 address with none of them; [::] with every IPv6 one.
+    for (clash, ok) in [
+        (format!("7001->{v4_only}:80"), false),
+        (format!("127.0.0.1:7001->{v4_only}:80"), true),
+        (format!("[2001:db8::9]:7005->{ip4}:80/udp"), false),
+        (format!("[2001:db8::9]:7005->{ip4}:80"), true),
+    ] {
+        let got = a.publish(clash.parse().unwrap());
+        assert_eq!(got.is_ok(), ok, "{clash}: {got:?}");
+        if let Err(e) = got {
+            assert!(e.to_string().contains("port is already allocated"), "{e}");
+        }
+    }
+
+    // Detaching the container takes its publications off the IPv6 map.
+    a.container_detach("dual").unwrap();
+    let left: Vec<u16> = a
+        .datapath
+        .host_maps
+        .publications6
+        .iter()
+        .map(|(k, _)| u16::from_be(k.port_be))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&7002) && left.contains(&7007), "{left:?}");
 }

@@ -43,7 +43,7 @@ pub struct FakeHost {
     pub removals: Vec<(u64, String)>,
     /// The host's addresses, when set: reserving a port on any other
     /// (specific) address fails as the kernel's bind does.
-    pub local_addrs: Option<BTreeSet<std::net::Ipv4Addr>>,
+    pub local_addrs: Option<BTreeSet<std::net::IpAddr>>,
     /// Drivers of host interfaces (`driver`); others report none.
     pub drivers: BTreeMap<String, String>,
     /// Each container namespace's default route: (interface, gateway).
@@ -186,6 +186,8 @@ impl Host for FakeHost {
         let clash = self.foreign.iter().any(|f| {
             f.port == port.port
                 && f.proto == port.proto
+                // IPv6 sockets are bound IPv6-only (ports.rs).
+                && f.ip.is_ipv4() == port.ip.is_ipv4()
                 && (f.ip == port.ip || f.ip.is_unspecified() || port.ip.is_unspecified())
         });
         let absent = self

@@ -11,13 +11,13 @@ pub mod ports;
 pub mod workers;
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::spec::Proto;
+use crate::spec::{Proto, host_port_str};
 
 /// Prefix of every interface netagent creates on the host, so a restarted
 /// agent can find (and collect) its own and never touches anyone else's.
@@ -38,19 +38,14 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// A host port some other process holds (Docker's wording).
-    #[error("failed to bind host port {ip}:{port}/{proto}: address already in use")]
-    PortInUse {
-        ip: Ipv4Addr,
-        port: u16,
-        proto: Proto,
-    },
+    #[error("failed to bind host port {}/{proto}: address already in use", host_port_str(*ip, *port))]
+    PortInUse { ip: IpAddr, port: u16, proto: Proto },
     /// A host address the host does not have (Docker's wording).
-    #[error("failed to bind host port {ip}:{port}/{proto}: cannot assign requested address")]
-    NotLocal {
-        ip: Ipv4Addr,
-        port: u16,
-        proto: Proto,
-    },
+    #[error(
+        "failed to bind host port {}/{proto}: cannot assign requested address",
+        host_port_str(*ip, *port)
+    )]
+    NotLocal { ip: IpAddr, port: u16, proto: Proto },
     #[error("network namespace {path}: {reason}")]
     Netns { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -148,7 +143,9 @@ pub struct EndpointLink {
 /// A host (IP, port, protocol) netagent holds a socket on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostPort {
-    pub ip: Ipv4Addr,
+    /// An IPv6 one (`::` included) is bound IPv6-only: it never holds
+    /// the IPv4 port.
+    pub ip: IpAddr,
     pub port: u16,
     pub proto: Proto,
 }

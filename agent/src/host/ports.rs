@@ -16,12 +16,12 @@ use std::{
     collections::{HashMap, HashSet},
     io,
     mem::size_of,
-    net::SocketAddrV4,
+    net::IpAddr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 use super::{HostError, HostPort};
-use crate::spec::Proto;
+use crate::spec::{Proto, host_port_str};
 
 /// Open files the daemon keeps for everything but held ports: its API
 /// connections (at most `server::MAX_API_CONNECTIONS`), netlink sockets,
@@ -186,15 +186,17 @@ fn reserve_error(port: HostPort, e: io::Error) -> HostError {
         },
         Some(libc::EMFILE | libc::ENFILE) => HostError::Io {
             op: format!(
-                "reserving host port {}:{}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
-                port.ip, port.port, port.proto
+                "reserving host port {}/{} (every published port holds a socket: raise the daemon's open-file limit, or run it with --hold-ports=false)",
+                host_port_str(port.ip, port.port),
+                port.proto
             ),
             source: e,
         },
         _ => HostError::Io {
             op: format!(
-                "reserving host port {}:{}/{}",
-                port.ip, port.port, port.proto
+                "reserving host port {}/{}",
+                host_port_str(port.ip, port.port),
+                port.proto
             ),
             source: e,
         },
@@ -209,40 +211,74 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A socket of `port`'s protocol bound to its address (see the module doc).
+/// A socket of `port`'s protocol bound to its address (see the module
+/// doc); an IPv6 one IPv6-only, so `[::]` and `0.0.0.0` are two ports, as
+/// Docker binds them.
 fn bind(port: HostPort) -> io::Result<OwnedFd> {
     let ty = match port.proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
     };
-    // SAFETY: plain socket(2); the descriptor is owned at once.
-    let fd = unsafe {
-        OwnedFd::from_raw_fd(check(libc::socket(
-            libc::AF_INET,
-            ty | libc::SOCK_CLOEXEC,
-            0,
-        ))?)
+    let family = match port.ip {
+        IpAddr::V4(_) => libc::AF_INET,
+        IpAddr::V6(_) => libc::AF_INET6,
     };
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd =
+        unsafe { OwnedFd::from_raw_fd(check(libc::socket(family, ty | libc::SOCK_CLOEXEC, 0))?) };
     if port.proto == Proto::Udp {
         drop_all(&fd)?;
     }
-    let addr = SocketAddrV4::new(port.ip, port.port);
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(addr.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: bind with a sockaddr_in of the right size.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&raw const sa).cast(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    })?;
+    match port.ip {
+        IpAddr::V4(ip) => {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: bind with a sockaddr_in of the right size.
+            check(unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sa).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            })?;
+        }
+        IpAddr::V6(ip) => {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt with an int of the right size.
+            check(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_V6ONLY,
+                    (&raw const on).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })?;
+            let sa = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: port.port.to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: bind with a sockaddr_in6 of the right size.
+            check(unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sa).cast(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            })?;
+        }
+    }
     Ok(fd)
 }
 
@@ -367,7 +403,7 @@ mod tests {
         let port = held.local_addr().unwrap().port();
         let err = r
             .reserve(HostPort {
-                ip: Ipv4Addr::LOCALHOST,
+                ip: Ipv4Addr::LOCALHOST.into(),
                 port,
                 proto: Proto::Tcp,
             })
@@ -384,7 +420,7 @@ mod tests {
             let port = probe.local_addr().unwrap().port();
             drop(probe);
             let hp = HostPort {
-                ip: Ipv4Addr::UNSPECIFIED,
+                ip: Ipv4Addr::UNSPECIFIED.into(),
                 port,
                 proto,
             };
@@ -404,13 +440,51 @@ mod tests {
         assert!(r.is_empty());
     }
 
+    /// An IPv6 reservation holds the IPv6 port only: `[::]` and
+    /// `0.0.0.0` are two ports, as Docker binds them.
+    #[test]
+    fn an_ipv6_reservation_holds_the_ipv6_port_only() {
+        use std::net::Ipv6Addr;
+        let mut r = Reservations::default();
+        let probe = TcpListener::bind("[::1]:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let hp = HostPort {
+            ip: Ipv6Addr::UNSPECIFIED.into(),
+            port,
+            proto: Proto::Tcp,
+        };
+        r.reserve(hp).unwrap();
+        assert!(
+            TcpListener::bind(("::1", port)).is_err(),
+            "[::]:{port} not held"
+        );
+        let v4 = TcpListener::bind(("127.0.0.1", port));
+        assert!(v4.is_ok(), "the IPv4 port {port} was taken too");
+        let err = Reservations::default()
+            .reserve(HostPort {
+                ip: Ipv6Addr::LOCALHOST.into(),
+                port,
+                proto: Proto::Tcp,
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("failed to bind host port [::1]:{port}/tcp: address already in use")
+        );
+        drop(v4);
+        r.release(hp);
+        assert!(TcpListener::bind(("::1", port)).is_ok(), "still held");
+    }
+
     #[test]
     fn without_holding_a_taken_port_is_still_refused_and_nothing_is_held() {
         let mut r = Reservations::new(false);
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
         let hp = |port| HostPort {
-            ip: Ipv4Addr::LOCALHOST,
+            ip: Ipv4Addr::LOCALHOST.into(),
             port,
             proto: Proto::Tcp,
         };
@@ -434,7 +508,7 @@ mod tests {
             let port = probe.local_addr().unwrap().port();
             if seen.insert(port) {
                 ports.push(HostPort {
-                    ip: Ipv4Addr::LOCALHOST,
+                    ip: Ipv4Addr::LOCALHOST.into(),
                     port,
                     proto: Proto::Tcp,
                 });

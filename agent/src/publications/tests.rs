@@ -177,16 +177,16 @@ fn reconcile_converges_the_map_on_the_state_file() {
     drop(a);
     // The kernel drifted while the agent was away.
     dp.pubs.entries.remove(&{
-        let k = pub_key(&missing.spec);
+        let k = pub_key(&missing.spec).unwrap();
         (k.addr_be, k.port_be, k.proto)
     });
-    let k = pub_key(&changed.spec);
+    let k = pub_key(&changed.spec).unwrap();
     dp.pubs
         .entries
         .get_mut(&(k.addr_be, k.port_be, k.proto))
         .unwrap()
         .port_be = 1;
-    let stray = pub_key(&spec("9999->172.17.0.2:99"));
+    let stray = pub_key(&spec("9999->172.17.0.2:99")).unwrap();
     dp.upsert_publication(&stray, &PubValue::default()).unwrap();
     dp.pubs.stats.insert(
         kept.stats_slot,
@@ -209,7 +209,7 @@ fn reconcile_converges_the_map_on_the_state_file() {
     );
     let mut want: Vec<(PubKey, PubValue)> = [kept, changed, missing]
         .iter()
-        .map(|p| (pub_key(&p.spec), pub_value(p)))
+        .filter_map(pub_entry)
         .collect();
     want.sort_by_key(|(k, _)| (k.addr_be, k.port_be, k.proto));
     assert_eq!(a.datapath.publications().unwrap(), want);
