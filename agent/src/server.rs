@@ -318,7 +318,7 @@ fn apply_addresses<D: Datapath>(
     if let Err(e) = datapath.set_local_addrs(addrs) {
         error!(error = %e, "updating the local-address map");
     }
-    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, &localaddr::ipv4(addrs))) {
+    if let Err(e) = datapath.set_masq_addrs(&masq_addrs(ifaces, addrs)) {
         error!(error = %e, "updating the masquerade-address map");
     }
 }
@@ -409,22 +409,40 @@ fn masquerade_pool(given: Option<MasqPorts>) -> anyhow::Result<MasqPorts> {
     Ok(pool)
 }
 
-/// The masquerade address of each served interface: its first IPv4
-/// address (the dump is sorted, so the choice is stable).
+/// The masquerade addresses of each served interface: its first IPv4
+/// address and its first IPv6 address that is neither link-local nor
+/// loopback (the dump is sorted, so the choice is stable).
 fn masq_addrs(
     ifaces: &[String],
-    addrs: &[(std::net::Ipv4Addr, u32)],
-) -> Vec<(u32, std::net::Ipv4Addr)> {
+    addrs: &[(std::net::IpAddr, u32)],
+) -> Vec<(u32, std::net::IpAddr)> {
     ifaces
         .iter()
         .filter_map(|name| {
             let c = std::ffi::CString::new(name.as_str()).ok()?;
             // SAFETY: if_nametoindex with a valid C string.
             let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-            let addr = addrs.iter().find(|(_, i)| *i == index)?.0;
-            Some((index, addr))
+            (index != 0).then_some(index)
+        })
+        .flat_map(|index| {
+            let of = |v6: bool| {
+                addrs
+                    .iter()
+                    .find(|(ip, i)| *i == index && ip.is_ipv6() == v6 && masquerades(ip))
+                    .map(|(ip, _)| (index, *ip))
+            };
+            [of(false), of(true)].into_iter().flatten()
         })
         .collect()
+}
+
+/// Whether `ip` may be a masquerade source: not loopback, and for IPv6 not
+/// link-local (a link-local source cannot leave its link).
+fn masquerades(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => !v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
+    }
 }
 
 /// The datapath translates and passes packets to the stack, which must

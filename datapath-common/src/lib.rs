@@ -120,6 +120,11 @@ pub const MAX_SOCK_FLOWS: u32 = 65_536;
 pub const MAX_FLOWS6: u32 = MAX_FLOWS / 4;
 pub const MAX_EMBRYONIC_FLOWS6: u32 = MAX_EMBRYONIC_FLOWS / 4;
 pub const MAX_UDP_FLOWS6: u32 = MAX_UDP_FLOWS / 4;
+/// Capacities of the IPv6 masquerade maps: a quarter of IPv4's, for the
+/// reason of [`MAX_FLOWS6`] (entries twice as large, dual-stack
+/// containers only).
+pub const MAX_SNAT_ENTRIES6: u32 = MAX_SNAT_ENTRIES / 4;
+pub const MAX_SHARES6: u32 = MAX_SHARES / 4;
 /// Capacity of the hairpin flow map (an LRU flow table, sized by memory
 /// like the others): flows of containers to a published port of the host.
 pub const MAX_HAIRPIN_FLOWS: u32 = 65_536;
@@ -274,6 +279,12 @@ pub mod map_names {
     /// [`super::CtKey`] -> [`super::CtValue`] (LRU): containers' flows to
     /// a published port of the host (hairpin), keyed by the reply tuple.
     pub const HAIRPIN: &str = "NA_HAIRPIN4_V1";
+    /// IPv6 masquerade (NAT66), as the IPv4 maps: [`super::SnatKey6`] ->
+    /// [`super::SnatValue6`] (LRU), [`super::ShareKey6`] ->
+    /// [`super::ShareValue`] (LRU), served ifindex -> [`super::MasqAddr6`].
+    pub const SNAT6: &str = "NA_SNAT6_V1";
+    pub const SHARES6: &str = "NA_SHARE6_V1";
+    pub const MASQ_ADDRS6: &str = "NA_MASQ6_V1";
     /// Names of maps earlier versions pinned and this one no longer uses;
     /// the agent removes their pins at start.
     /// `NA_PUBSTAT_V1` had a fixed size; V2 is sized for the host's CPUs
@@ -582,6 +593,57 @@ pub struct MasqAddr {
     pub addr_be: u32,
 }
 const _: () = assert!(size_of::<MasqAddr>() == 4);
+
+/// [`SnatKey`] with IPv6 addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SnatKey6 {
+    pub src_addr_be: Ipv6Be,
+    pub dst_addr_be: Ipv6Be,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    /// [`SNAT_DIR_OUT`] or [`SNAT_DIR_REPLY`].
+    pub dir: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<SnatKey6>() == 40);
+
+/// [`SnatValue`] with an IPv6 address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SnatValue6 {
+    pub addr_be: Ipv6Be,
+    pub port_be: u16,
+    /// [`SNAT_F_CLOSING`].
+    pub flags: u8,
+    pub _pad: u8,
+    pub _pad2: u32,
+    /// As [`SnatValue::last_seen_ns`].
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<SnatValue6>() == 32);
+
+/// [`ShareKey`] with IPv6 addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ShareKey6 {
+    pub ctr_addr_be: Ipv6Be,
+    pub peer_addr_be: Ipv6Be,
+    pub peer_port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<ShareKey6>() == 36);
+
+/// The IPv6 address masquerade gives a container's IPv6 packets leaving
+/// through a served interface: a global address of that interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct MasqAddr6 {
+    pub addr_be: Ipv6Be,
+}
+const _: () = assert!(size_of::<MasqAddr6>() == 16);
 
 /// A container port reachable by direct routing (key of the open-port
 /// map): a published port of a container on a `routed` network.
@@ -1025,6 +1087,10 @@ mod user {
     unsafe impl aya::Pod for super::SnatKey {}
     unsafe impl aya::Pod for super::SnatValue {}
     unsafe impl aya::Pod for super::MasqAddr {}
+    unsafe impl aya::Pod for super::SnatKey6 {}
+    unsafe impl aya::Pod for super::SnatValue6 {}
+    unsafe impl aya::Pod for super::ShareKey6 {}
+    unsafe impl aya::Pod for super::MasqAddr6 {}
     unsafe impl aya::Pod for super::OpenPort {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::FragValue {}

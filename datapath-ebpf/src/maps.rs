@@ -11,10 +11,11 @@ use datapath_common::{
     CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
     EndpointIface6, FragKey, FragValue, Ipv6Be, LocalAddr, MAX_EMBRYONIC_FLOWS,
     MAX_EMBRYONIC_FLOWS6, MAX_ENDPOINTS, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
-    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
-    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, MasqAddr, OpenPort, PubKey,
-    PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig,
-    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+    MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SHARES6,
+    MAX_SNAT_ENTRIES, MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, MasqAddr,
+    MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, ShareKey, ShareKey6,
+    ShareValue, SnatKey, SnatKey6, SnatValue, SnatValue6, SockConfig, SockRev6Key, SockRev6Value,
+    SockRevKey, SockRevValue,
 };
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
@@ -110,6 +111,21 @@ pub static NA_FRAG4_V1: LruHashMap<FragKey, FragValue, { MAX_FRAGMENTS as usize 
 /// Unanswered masquerade flows per (container, destination) and window.
 #[btf_map]
 pub static NA_SHARE4_V1: LruHashMap<ShareKey, ShareValue, { MAX_SHARES as usize }> =
+    LruHashMap::new();
+
+/// IPv6 masquerade flows, both directions, as `NA_SNAT4_V1`.
+#[btf_map]
+pub static NA_SNAT6_V1: LruHashMap<SnatKey6, SnatValue6, { MAX_SNAT_ENTRIES6 as usize }> =
+    LruHashMap::new();
+
+/// IPv6 masquerade source address per served interface. Written only by
+/// the agent.
+#[btf_map]
+pub static NA_MASQ6_V1: HashMap<u32, MasqAddr6, { MAX_MASQ_IFACES as usize }> = HashMap::new();
+
+/// Unanswered IPv6 masquerade flows per (container, destination).
+#[btf_map]
+pub static NA_SHARE6_V1: LruHashMap<ShareKey6, ShareValue, { MAX_SHARES6 as usize }> =
     LruHashMap::new();
 
 /// Container ports reachable by direct routing (`routed` networks).

@@ -171,6 +171,24 @@ pub fn find6_from_host(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6>
     unsafe { NA_PUB6_V1.get(&key) }.copied()
 }
 
+/// [`published`] for IPv6: on `addr` or on `[::]`.
+#[inline(always)]
+pub fn published6(addr: &Ipv6Be, port: u16, proto: u8) -> bool {
+    let mut key = PubKey6 {
+        addr_be: *addr,
+        port_be: port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: presence is all we read.
+    if unsafe { NA_PUB6_V1.get(&key) }.is_some() {
+        return true;
+    }
+    key.addr_be = [0; 4];
+    // SAFETY: as above.
+    unsafe { NA_PUB6_V1.get(&key) }.is_some()
+}
+
 /// Whether `port` is published on `addr` or on every address, so replies
 /// to it would be taken for a published flow (masquerade skips it).
 #[inline(always)]

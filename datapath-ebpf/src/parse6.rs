@@ -32,6 +32,8 @@ const NEXTHDR_AUTH: u8 = 51;
 const NEXTHDR_DEST: u8 = 60;
 
 /// ICMPv6 types the datapath looks at.
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
 pub const ICMPV6_MLD_QUERY: u8 = 130;
 pub const ICMPV6_MLD_REPORT: u8 = 131;
 pub const ICMPV6_MLD_DONE: u8 = 132;
@@ -86,11 +88,20 @@ impl Packet6 {
     pub fn tcp_has(&self, bits: u8) -> bool {
         self.tcp_flags & bits == bits
     }
+
+    /// Whether this is an ICMPv6 echo request (vs. reply): requests carry
+    /// the identifier as the source "port", as IPv4's (parse.rs).
+    #[inline(always)]
+    pub fn is_echo_request(&self) -> bool {
+        self.proto == IPPROTO_ICMPV6 && self.dport == 0
+    }
 }
 
-/// Parses the TCP or UDP header of `ip` into `p` (in place, as
-/// [`ipv6`]). Fragmented packets are not flows here (`NotFlow`: their
-/// later fragments could not follow).
+/// Parses the TCP, UDP or ICMPv6 echo header of `ip` into `p` (in place,
+/// as [`ipv6`]); an echo's identifier is its request's source "port" and
+/// its reply's destination one, both at the identifier's offset.
+/// Fragmented packets are not flows here (`NotFlow`: their later
+/// fragments could not follow).
 #[inline(always)]
 pub fn flow6(data: usize, data_end: usize, ip: &Ipv6, p: &mut Packet6) -> Result<(), Skip> {
     if ip.fragmented {
@@ -121,6 +132,18 @@ pub fn flow6(data: usize, data_end: usize, ip: &Ipv6, p: &mut Packet6) -> Result
             p.sport = u16::from_ne_bytes(ports.src);
             p.dport = u16::from_ne_bytes(ports.dst);
             p.l4_csum_off = l4 + UDP_CSUM_OFF;
+        }
+        IPPROTO_ICMPV6 => {
+            let icmp = read::<[u8; 8]>(data, data_end, l4).ok_or(Skip::Malformed)?;
+            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
+            (p.sport, p.dport) = match icmp[0] {
+                ICMPV6_ECHO_REQUEST => (id, 0),
+                ICMPV6_ECHO_REPLY => (0, id),
+                _ => return Err(Skip::NotFlow),
+            };
+            p.sport_off = l4 + 4;
+            p.dport_off = l4 + 4;
+            p.l4_csum_off = l4 + 2;
         }
         _ => return Err(Skip::NotFlow),
     }

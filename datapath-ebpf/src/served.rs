@@ -27,7 +27,7 @@ use aya_ebpf::{
 use datapath_common::{
     CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, IPPROTO_UDP, Ipv6Be,
     NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6, SNAT_F_IDENTITY, SnatValue,
-    XDP_TRANSLATED_MARK,
+    SnatValue6, XDP_TRANSLATED_MARK,
 };
 
 use crate::{
@@ -37,7 +37,7 @@ use crate::{
         IP_SRC_OFF, IPV6_HDR_LEN, is_loopback, read,
     },
     icmp::{self, Untranslated},
-    maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1, NA_OPEN4_V1},
+    maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1, NA_MASQ6_V1, NA_OPEN4_V1},
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
     parse6::{self, Ipv6, Packet6},
@@ -285,11 +285,12 @@ fn open(pkt: &Packet) -> bool {
 
 /// IPv6 arriving on a served interface (a BPF-to-BPF call: its own
 /// stack frame, the context by value, see endpoint.rs): DNAT to the IPv6
-/// side of a publication, delivered straight to its container. Nothing
-/// else reaches a container's IPv6 address (`drop_unpublished`), and
-/// nothing reaches `::1` or the rest of `::/8` (`drop_loopback_dst`:
-/// martians, as 127.0.0.0/8 is for IPv4). The rest (the host's own IPv6,
-/// ARP, anything else) is the host's. Fragmented IPv6 is not translated.
+/// side of a publication, and replies of masqueraded flows back to their
+/// container, each delivered straight to it. Nothing else reaches a
+/// container's IPv6 address (`drop_unpublished`), and nothing reaches
+/// `::1` or the rest of `::/8` (`drop_loopback_dst`: martians, as
+/// 127.0.0.0/8 is for IPv4). The rest (the host's own IPv6, anything
+/// else) is the host's. Fragmented IPv6 is not translated.
 #[inline(never)]
 fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
     let ctx = &TcContext::new(skb);
@@ -304,11 +305,32 @@ fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
     if let Some(verdict) = dnat6(skb) {
         return verdict;
     }
+    if let Some(verdict) = masquerade_reply6(skb) {
+        return verdict;
+    }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&daddr) }.is_some() {
         return tc_drop(Event::DropUnpublished);
     }
     TC_NEXT
+}
+
+/// A reply to a masqueraded IPv6 flow (TCP, UDP, ICMPv6 echo) gets the
+/// container's address and port as its destination and goes straight to
+/// it; `None` if it is none. Its own frame, as [`dnat6`].
+#[inline(never)]
+fn masquerade_reply6(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    let mut pkt = Packet6::default();
+    if !flow6(skb, &mut ip, &mut pkt) {
+        return None;
+    }
+    let to = snat::v6::reply(&pkt)?;
+    if !rewrite6(skb, &pkt, &to.addr_be, to.port_be, true) {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::SnatReply);
+    Some(fwd::to_endpoint6(skb, &ip, &to.addr_be))
 }
 
 /// DNAT of an IPv6 packet to a publication's IPv6 side; `None` if it is
@@ -400,8 +422,10 @@ fn reply6(pkt: &Packet6, out: &mut CtValue6) -> bool {
 }
 
 /// IPv6 leaving a served interface (a BPF-to-BPF call, as [`ipv6_in`]):
-/// replies of published flows get the published source back; any other
-/// container source cannot be translated (no IPv6 masquerade yet), so it
+/// replies of published flows get the published source back; a
+/// container's TCP, UDP and ICMPv6 echo are masqueraded (NAT66, as
+/// Docker's ip6tables MASQUERADE); anything else with a container source
+/// cannot be translated (fragments, other protocols, ICMPv6 errors), so it
 /// never leaves (`drop_untranslatable`); the host's own go on.
 #[inline(never)]
 fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
@@ -411,20 +435,72 @@ fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
     let Some((saddr, _)) = parse6::addresses(data, data_end) else {
         return TC_NEXT;
     };
-    let mut orig = CtValue6::default();
-    let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
-    if flow6(skb, &mut ip, &mut pkt) && reply6(&pkt, &mut orig) {
-        if !rewrite6(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
-            return tc_drop(Event::DropRewriteFailed);
-        }
-        stats::count(Event::RevNat);
-        stats::count_publication(orig.stats_slot, Direction::Reverse, ip6_len(&ip));
-        return TC_NEXT;
+    if let Some(verdict) = reverse_nat6(skb) {
+        return verdict;
     }
     // SAFETY: presence is all we read.
-    if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_some() {
+    if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_none() {
+        return TC_NEXT;
+    }
+    masquerade6(skb)
+}
+
+/// A reply of a published IPv6 flow gets the published source back;
+/// `None` if it is none. Its own frame: the masquerade path below must
+/// not carry this one's locals (the verifier's 512 bytes are per call
+/// chain).
+#[inline(never)]
+fn reverse_nat6(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut orig = CtValue6::default();
+    let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
+    if !flow6(skb, &mut ip, &mut pkt) || !reply6(&pkt, &mut orig) {
+        return None;
+    }
+    if !rewrite6(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::RevNat);
+    stats::count_publication(orig.stats_slot, Direction::Reverse, ip6_len(&ip));
+    Some(TC_NEXT)
+}
+
+/// The TCP/UDP/echo flow of the packet into `pkt`, its IPv6 header in
+/// this call's frame (not the caller's).
+#[inline(never)]
+fn flow_only6(skb: NonNull<__sk_buff>, pkt: &mut Packet6) -> bool {
+    let mut ip = Ipv6::default();
+    flow6(skb, &mut ip, pkt)
+}
+
+/// SNAT of a container's IPv6 packet: its source becomes the interface's
+/// IPv6 masquerade address and a flow port (echo identifier); what is no
+/// flow (fragments, other protocols, ICMPv6 errors) cannot be, and is
+/// dropped. Its own frame, kept small: the port allocation below it
+/// (`snat::v6::allocate`) is the deepest call of the egress program.
+#[inline(never)]
+fn masquerade6(skb: NonNull<__sk_buff>) -> i32 {
+    let mut pkt = Packet6::default();
+    if !flow_only6(skb, &mut pkt) {
         return tc_drop(Event::DropUntranslatable);
     }
+    let pkt = &pkt;
+    let ctx = &TcContext::new(skb);
+    let ifindex = skb::ifindex(ctx);
+    // SAFETY: copied out at once.
+    let Some(masq) = (unsafe { NA_MASQ6_V1.get(&ifindex) }).copied() else {
+        return tc_drop(Event::DropNoMasqAddr);
+    };
+    let mut source = SnatValue6::default();
+    match snat::v6::outbound(ctx, pkt, &masq.addr_be, &mut source) {
+        Ok(()) => {}
+        Err(Refused::NoFlow) => return tc_drop(Event::DropSnatNoFlow),
+        Err(Refused::Share) => return tc_drop(Event::DropSnatShare),
+        Err(Refused::NoPort) => return tc_drop(Event::DropSnatNoPort),
+    }
+    if !rewrite6(skb, pkt, &source.addr_be, source.port_be, false) {
+        return tc_drop(Event::DropRewriteFailed);
+    }
+    stats::count(Event::SnatOut);
     TC_NEXT
 }
 
@@ -549,12 +625,13 @@ fn masquerade(ctx: &TcContext, pkt: &Packet) -> i32 {
     let Some(masq) = (unsafe { NA_MASQ4_V1.get(&ifindex) }).copied() else {
         return tc_drop(Event::DropNoMasqAddr);
     };
-    let source = match snat::outbound(ctx, pkt, masq.addr_be) {
-        Ok(source) => source,
+    let mut source = SnatValue::default();
+    match snat::outbound(ctx, pkt, &masq.addr_be, &mut source) {
+        Ok(()) => {}
         Err(Refused::NoFlow) => return tc_drop(Event::DropSnatNoFlow),
         Err(Refused::Share) => return tc_drop(Event::DropSnatShare),
         Err(Refused::NoPort) => return tc_drop(Event::DropSnatNoPort),
-    };
+    }
     if Nat::source(pkt, source.addr_be, source.port_be)
         .apply(&mut TcBackend(ctx))
         .is_err()

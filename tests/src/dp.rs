@@ -359,6 +359,39 @@ impl Dp {
             .expect("masq addr");
     }
 
+    /// The IPv6 masquerade address of served interface `ifindex`.
+    pub fn masq_addr6(&mut self, ifindex: u32, ip: &str) {
+        let ip: std::net::Ipv6Addr = ip.parse().expect("ip");
+        let addr = datapath_common::MasqAddr6 {
+            addr_be: datapath_common::ipv6_be(ip),
+        };
+        self.hash::<u32, datapath_common::MasqAddr6>(datapath_common::map_names::MASQ_ADDRS6)
+            .insert(&ifindex, &addr, 0)
+            .expect("masq addr6");
+    }
+
+    /// Publishes `[ip]:port/proto` on IPv6 to `[to]:to_port`.
+    pub fn publish6(&mut self, ip: &str, port: u16, proto: u8, to: &str, to_port: u16) {
+        let v6 = |s: &str| datapath_common::ipv6_be(s.parse().expect("ip"));
+        let key = datapath_common::PubKey6 {
+            addr_be: v6(ip),
+            port_be: port.to_be(),
+            proto,
+            _pad: 0,
+        };
+        let value = datapath_common::PubValue6 {
+            addr_be: v6(to),
+            port_be: to_port.to_be(),
+            _pad: 0,
+            stats_slot: datapath_common::NO_STATS_SLOT,
+        };
+        self.hash::<datapath_common::PubKey6, datapath_common::PubValue6>(
+            datapath_common::map_names::PUBLICATIONS6,
+        )
+        .insert(&key, &value, 0)
+        .expect("publication6");
+    }
+
     pub fn open_port(&mut self, ip: &str, port: u16, proto: u8) {
         let key = OpenPort {
             addr_be: be32(ip),

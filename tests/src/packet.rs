@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;
-pub use datapath_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+pub use datapath_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -600,13 +600,14 @@ pub fn ipv6_frame(
     f
 }
 
-/// `frame` (Ethernet/IPv6 without extension headers, TCP or UDP) with its
-/// L4 checksum computed over the IPv6 pseudo-header.
+/// `frame` (Ethernet/IPv6 without extension headers, TCP, UDP or ICMPv6)
+/// with its L4 checksum computed over the IPv6 pseudo-header.
 pub fn with_checksum6(mut frame: Vec<u8>) -> Vec<u8> {
     let proto = frame[20];
     let off = match proto {
         IPPROTO_TCP => 16,
         IPPROTO_UDP => 6,
+        IPPROTO_ICMPV6 => 2,
         p => panic!("protocol {p}"),
     };
     frame[54 + off..54 + off + 2].copy_from_slice(&[0, 0]);
@@ -659,6 +660,16 @@ pub fn l4_frame6(
     }
     l4.extend_from_slice(payload);
     with_checksum6(ipv6_frame(src_mac, src, dst, &[], proto, &l4))
+}
+
+/// An ICMPv6 echo request (128) or reply (129) with identifier `id`, with
+/// a valid checksum.
+pub fn echo6_frame(src_mac: [u8; 6], src: &str, dst: &str, request: bool, id: u16) -> Vec<u8> {
+    let mut m = vec![if request { 128 } else { 129 }, 0, 0, 0];
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(b"echo");
+    with_checksum6(ipv6_frame(src_mac, src, dst, &[], IPPROTO_ICMPV6, &m))
 }
 
 /// An ICMPv6 message (checksum left 0: the datapath checks none) of

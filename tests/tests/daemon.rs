@@ -371,6 +371,8 @@ fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
         (map_names::CT_TCP6, datapath_common::MAX_FLOWS6),
         (map_names::CT_SYN6, datapath_common::MAX_EMBRYONIC_FLOWS6),
         (map_names::CT_UDP6, datapath_common::MAX_UDP_FLOWS6),
+        (map_names::SNAT6, datapath_common::MAX_SNAT_ENTRIES6),
+        (map_names::SHARES6, datapath_common::MAX_SHARES6),
     ] {
         let map = pinned_map(&w, name);
         assert_eq!(map["type"], "lru_hash", "{name}: {map}");

@@ -209,6 +209,27 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<LocalAddr>(),
             MAX_LOCAL_ADDRS,
         ),
+        (
+            map_names::SNAT6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<datapath_common::SnatKey6>(),
+            size_of::<datapath_common::SnatValue6>(),
+            datapath_common::MAX_SNAT_ENTRIES6,
+        ),
+        (
+            map_names::SHARES6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<datapath_common::ShareKey6>(),
+            size_of::<ShareValue>(),
+            datapath_common::MAX_SHARES6,
+        ),
+        (
+            map_names::MASQ_ADDRS6,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u32>(),
+            size_of::<datapath_common::MasqAddr6>(),
+            datapath_common::MAX_MASQ_IFACES,
+        ),
     ];
     for (name, map_type, key, value, max) in expected {
         assert!(

@@ -137,7 +137,8 @@ fn dual_stack_networks_carry_ipv6_and_keep_it_contained() {
         "the forged frame was not dropped"
     );
 
-    // The outside: no IPv6 reaches a container, none leaves one.
+    // The outside: nothing unasked reaches a container; what leaves is
+    // masqueraded to the host's address.
     w.host
         .ip(&["-6", "addr", "add", "fd66::1/64", "dev", &w.up(), "nodad"]);
     let dn = format!("{}dn", w.prefix);
@@ -155,10 +156,12 @@ fn dual_stack_networks_carry_ipv6_and_keep_it_contained() {
     ));
     assert!(w.event("drop_unpublished") > unpublished);
     let _up_srv = tcp_echo_on(&w.upstream, any6(7070));
-    let untranslatable = w.event("drop_untranslatable");
-    let outside = SocketAddr::from(("fd66::2".parse::<Ipv6Addr>().unwrap(), 7070));
-    assert!(!tcp_reaches(w.ns("ca"), outside, PROBE_TIMEOUT));
-    assert!(w.event("drop_untranslatable") > untranslatable);
+    let mut conn = tcp_connect(w.ns("ca"), "[fd66::2]:7070").expect("masqueraded IPv6 out");
+    let answer = tcp_roundtrip(&mut conn, "out").unwrap();
+    assert!(
+        answer.starts_with("[fd66::1]:"),
+        "seen as the host: {answer}"
+    );
 }
 
 /// `-p 8080:80 -p 5353:53/udp` on a dual-stack container is served on
@@ -264,7 +267,7 @@ fn wildcard_publications_are_served_over_ipv6_too() {
     );
 
     // Nothing but the publication reaches the container's own address,
-    // and the container's own IPv6 never leaves untranslated.
+    // and the container's own IPv6 leaves masqueraded only.
     w.upstream
         .ip(&["-6", "route", "add", "fd00:31::/64", "via", "fd67::1"]);
     assert!(!tcp_reaches(
@@ -273,10 +276,12 @@ fn wildcard_publications_are_served_over_ipv6_too() {
         PROBE_TIMEOUT
     ));
     let _up = tcp_echo_on(&w.upstream, any6(7070));
-    let out = SocketAddr::from(("fd67::2".parse::<Ipv6Addr>().unwrap(), 7070));
-    let untranslatable = w.event("drop_untranslatable");
-    assert!(!tcp_reaches(w.ns("web"), out, PROBE_TIMEOUT));
-    assert!(w.event("drop_untranslatable") > untranslatable);
+    let mut conn = tcp_connect(w.ns("web"), "[fd67::2]:7070").expect("masqueraded IPv6 out");
+    let answer = tcp_roundtrip(&mut conn, "out").unwrap();
+    assert!(
+        answer.starts_with("[fd67::1]:"),
+        "seen as the host: {answer}"
+    );
     // IPv4 still served.
     let mut conn4 = tcp_connect(
         &w.upstream,
@@ -495,4 +500,153 @@ fn ipv6_host_address_publications_are_scoped() {
         .ok(&["unpublish", &format!("[::]:8090->[{web6}]:80")]);
     let err = tcp_connect(&w.upstream, "[fd68::1]:8090").expect_err("unpublished");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+/// A dual-stack container's own IPv6 leaves masqueraded (NAT66, as
+/// Docker's ip6tables MASQUERADE does for a `nat` network): TCP bulk both
+/// ways with the kernel's default offloads, UDP and ping; the outside sees
+/// the served interface's IPv6 address and a port of the masquerade pool
+/// (outside the host's ephemeral range); the receivers count no checksum
+/// error; an internal network's container stays in; a fragmented datagram
+/// (no ports to translate) never leaves. All under FORWARD DROP.
+#[test]
+fn containers_ipv6_leaves_masqueraded() {
+    let mut w = World::with_default_offloads();
+    w.daemon.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "10.33.0.0/24",
+        "--subnet",
+        "fd00:33::/64",
+    ]);
+    w.daemon
+        .ok(&["network", "create", "inner", "--ipv6", "--internal"]);
+    let up = w.up();
+    w.host
+        .ip(&["-6", "addr", "add", "fd69::1/64", "dev", &up, "nodad"]);
+    let dn = format!("{}dn", w.prefix);
+    w.upstream
+        .ip(&["-6", "addr", "add", "fd69::2/64", "dev", &dn, "nodad"]);
+    for tool in ["iptables", "ip6tables"] {
+        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
+    }
+    w.attach("ca", &["--network", "dual"]);
+    w.attach("ci", &["--network", "inner"]);
+    let _echo = tcp_echo_on(&w.upstream, any6(7070));
+    let _bulk = tcp_bulk_on(&w.upstream, any6(7071), 8 << 20);
+    let _udp = udp_echo_on(&w.upstream, any6(5300));
+    let csum = |w: &World| {
+        (
+            w.upstream.snmp("Tcp", "InCsumErrors"),
+            w.upstream.exec(&["cat", "/proc/net/snmp6"]),
+            w.ns("ca").snmp("Tcp", "InCsumErrors"),
+        )
+    };
+    let before = csum(&w);
+    let snat_out = w.event("masquerade");
+
+    let mut conn = tcp_connect(w.ns("ca"), "[fd69::2]:7070").expect("IPv6 out");
+    let answer = tcp_roundtrip(&mut conn, "hi").unwrap();
+    let seen: SocketAddr = answer.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(
+        seen.ip().to_string(),
+        "fd69::1",
+        "the host's address: {answer}"
+    );
+    let range = w
+        .host
+        .exec(&["cat", "/proc/sys/net/ipv4/ip_local_port_range"]);
+    let eph: Vec<u16> = range
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        !(eph[0]..=eph[1]).contains(&seen.port()),
+        "port {} is in the host's ephemeral range {range}",
+        seen.port()
+    );
+
+    assert_eq!(
+        bulk_download(w.ns("ca"), "[fd69::2]:7071").unwrap(),
+        8 << 20
+    );
+    assert_eq!(
+        bulk_upload(w.ns("ca"), "[fd69::2]:7071", 8 << 20).unwrap(),
+        8 << 20
+    );
+
+    let udp = w
+        .ns("ca")
+        .enter(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    udp.send_to(b"ping", "[fd69::2]:5300").unwrap();
+    let mut buf = [0u8; 200];
+    let (n, from) = udp.recv_from(&mut buf).expect("a UDP answer");
+    assert_eq!(from.to_string(), "[fd69::2]:5300");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        text.starts_with("[fd69::1]:") && text.ends_with(" ping"),
+        "{text}"
+    );
+
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &w.ns("ca").name,
+            "ping",
+            "-6",
+            "-c1",
+            "-W2",
+            "-q",
+            "fd69::2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    assert!(w.event("masquerade") > snat_out);
+
+    let after = csum(&w);
+    assert_eq!(before.0, after.0, "upstream TCP checksum errors");
+    assert_eq!(before.2, after.2, "container TCP checksum errors");
+    let udp6_errors = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("Udp6InCsumErrors"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+    };
+    assert_eq!(
+        udp6_errors(&before.1),
+        udp6_errors(&after.1),
+        "UDP6 checksum errors"
+    );
+
+    // An internal network's container reaches nothing outside.
+    assert!(!tcp_reaches(
+        w.ns("ci"),
+        SocketAddr::from(("fd69::2".parse::<Ipv6Addr>().unwrap(), 7070)),
+        PROBE_TIMEOUT
+    ));
+    // A datagram the container's kernel fragments has no ports in its
+    // later fragments: none of it leaves.
+    let big = w
+        .ns("ca")
+        .enter(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    big.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let untranslatable = w.event("drop_untranslatable");
+    big.send_to(&[7u8; 3000], "[fd69::2]:5300").unwrap();
+    assert!(
+        big.recv_from(&mut buf).is_err(),
+        "a fragmented datagram was masqueraded"
+    );
+    assert!(
+        w.event("drop_untranslatable") - untranslatable >= 3,
+        "its three fragments dropped and counted"
+    );
 }

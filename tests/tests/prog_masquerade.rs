@@ -456,3 +456,120 @@ fn routed_containers_keep_their_address_and_get_replies() {
         assert_eq!(dp.event(Event::DropUnpublished), 1);
     });
 }
+
+/// IPv6 masquerade (NAT66): a container's TCP, UDP and ICMPv6 echo get
+/// the served interface's IPv6 address and a pool port (the echo
+/// identifier), the same port for the flow's next packet; replies get the
+/// container's address and port back and are delivered to it; checksums
+/// verified both ways, a corrupt one stays corrupt. Refused and counted:
+/// a TCP packet that cannot open a flow, a port published on the
+/// masquerade address, fragments, an interface without an IPv6 address.
+#[test]
+fn ipv6_container_flows_are_masqueraded_and_replies_translated_back() {
+    use datapath_common::IPPROTO_ICMPV6;
+    use netagent_tests::packet::{
+        checksum6_ok, echo6_frame, ipv6_frame, l4_frame6, with_checksum6,
+    };
+    const CTR6: &str = "fd00:1::2";
+    const HOST6: &str = "2001:db8::1";
+    const REMOTE6: &str = "2001:db8:ffff::9";
+    let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let mac = [2, 0, 0, 0, 0, 1];
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let fresh6 = || {
+        let mut dp = Dp::new();
+        dp.endpoint_at6(CTR6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+        dp.masq_addr6(TEST_RUN_IFINDEX, HOST6);
+        dp
+    };
+    let port_at = |f: &[u8], off: usize| u16::from_be_bytes([f[off], f[off + 1]]);
+    for proto in [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6] {
+        let mut dp = fresh6();
+        let out = match proto {
+            IPPROTO_ICMPV6 => echo6_frame(mac, CTR6, REMOTE6, true, 4242),
+            p => l4_frame6(mac, CTR6, 4242, REMOTE6, 443, p, b"out"),
+        };
+        // The echo identifier sits where a source port does not.
+        let id_off = if proto == IPPROTO_ICMPV6 { 58 } else { 54 };
+        let (ret, after) = dp.run_tc(TC_EGRESS, &out);
+        assert_eq!(ret, TC_NEXT, "{proto}: {:?}", dp.events());
+        assert!(checksum6_ok(&after), "{proto}: checksum after SNAT");
+        assert_eq!(after[22..38], ip6(HOST6), "{proto}: source");
+        assert_eq!(after[38..54], ip6(REMOTE6), "{proto}: destination kept");
+        let port = port_at(&after, id_off);
+        assert!(in_default_pool(port), "{proto}: port {port}");
+        assert_eq!(dp.event(Event::SnatOut), 1);
+        // The flow's next packet: the same port.
+        let (_, again) = dp.run_tc(TC_EGRESS, &out);
+        assert_eq!(
+            port_at(&again, id_off),
+            port,
+            "{proto}: same flow, same port"
+        );
+        // A corrupt checksum stays corrupt.
+        let mut bad = out.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let (_, after_bad) = dp.run_tc(TC_EGRESS, &bad);
+        assert!(
+            !checksum6_ok(&after_bad),
+            "{proto}: a corrupt checksum was laundered"
+        );
+        // The reply: back to the container, delivered.
+        let reply = match proto {
+            IPPROTO_ICMPV6 => echo6_frame(mac, REMOTE6, HOST6, false, port),
+            p => l4_frame6(mac, REMOTE6, 443, HOST6, port, p, b"back"),
+        };
+        let dport_off = if proto == IPPROTO_ICMPV6 { 58 } else { 56 };
+        let (ret, back) = dp.run_tc(TC_INGRESS, &reply);
+        assert_eq!(ret, TC_REDIRECT, "{proto}: {:?}", dp.events());
+        assert!(
+            checksum6_ok(&back),
+            "{proto}: checksum after the reply's NAT"
+        );
+        assert_eq!(back[38..54], ip6(CTR6), "{proto}: destination");
+        assert_eq!(port_at(&back, dport_off), 4242, "{proto}: port");
+        assert_eq!(back[..6], CTR_MAC, "{proto}: delivered");
+        assert_eq!(back[21], reply[21] - 1, "{proto}: hop limit");
+        assert_eq!(dp.event(Event::SnatReply), 1);
+        // A packet to another masquerade port is the host's.
+        let stray = match proto {
+            IPPROTO_ICMPV6 => echo6_frame(mac, REMOTE6, HOST6, false, port ^ 1),
+            p => l4_frame6(mac, REMOTE6, 443, HOST6, port ^ 1, p, b"x"),
+        };
+        assert_eq!(dp.run_tc(TC_INGRESS, &stray), (TC_NEXT, stray), "{proto}");
+    }
+
+    // Refusals, each dropped and counted.
+    let mut ack = l4_frame6(mac, CTR6, 4243, REMOTE6, 443, IPPROTO_TCP, b"");
+    ack[54 + 13] = TCP_ACK;
+    let ack = with_checksum6(ack);
+    let frag = ipv6_frame(
+        mac,
+        CTR6,
+        REMOTE6,
+        &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])],
+        IPPROTO_UDP,
+        &[0; 16],
+    );
+    for (name, frame, event) in [
+        ("a TCP ACK of no flow", ack, Event::DropSnatNoFlow),
+        ("a fragment", frag, Event::DropUntranslatable),
+    ] {
+        let mut dp = fresh6();
+        assert_eq!(dp.run_tc(TC_EGRESS, &frame).0, TC_DROP, "{name}");
+        assert_eq!(dp.events(), vec![(event, 1)], "{name}");
+    }
+    // The only pool port published on the masquerade address: none free.
+    let mut dp = fresh6();
+    dp.masq_pool(61000, 61000, 1000);
+    dp.publish6(HOST6, 61000, IPPROTO_UDP, CTR6, 53);
+    let out = l4_frame6(mac, CTR6, 4244, REMOTE6, 53, IPPROTO_UDP, b"q");
+    assert_eq!(dp.run_tc(TC_EGRESS, &out).0, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropSnatNoPort, 1)]);
+    // No IPv6 masquerade address on the interface.
+    let mut dp = Dp::new();
+    dp.endpoint_at6(CTR6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+    assert_eq!(dp.run_tc(TC_EGRESS, &out).0, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropNoMasqAddr, 1)]);
+}

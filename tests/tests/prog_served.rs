@@ -554,10 +554,11 @@ fn tc_egress_drops_what_would_leave_with_a_private_address() {
     });
 }
 
-/// IPv6 on a served interface: netagent translates none from outside yet,
-/// so nothing reaches a container's IPv6 address (or `::1`, `::/8`) and
-/// nothing leaves with one; the host's own IPv6 passes both ways, through
-/// XDP untouched.
+/// IPv6 on a served interface: nothing untranslated reaches a container's
+/// IPv6 address (or `::1`, `::/8`), and nothing leaves with one (a flow
+/// without a masquerade address on the interface, or what masquerade
+/// cannot translate); the host's own IPv6 passes both ways, through XDP
+/// untouched.
 #[test]
 fn ipv6_is_kept_from_containers_both_ways() {
     use netagent_tests::packet::ipv6_frame;
@@ -592,9 +593,15 @@ fn ipv6_is_kept_from_containers_both_ways() {
             None,
         ),
         (
-            "from a container",
+            "from a container, no masquerade address",
             TC_EGRESS,
             frame("fd00:1::2", "2001:db8::9"),
+            Some(Event::DropNoMasqAddr),
+        ),
+        (
+            "from a container, not TCP, UDP or echo",
+            TC_EGRESS,
+            ipv6_frame(mac, "fd00:1::2", "2001:db8::9", &[], 132, &[0; 20]),
             Some(Event::DropUntranslatable),
         ),
         (
@@ -722,9 +729,10 @@ fn ipv6_publications_translate_both_ways() {
         assert_eq!((ret, &after), (ret_want, &frame), "{name}");
         assert_eq!(dp.event(Event::TcDnat), 0, "{name}");
     }
-    // A container's IPv6 with no tracked flow never leaves.
+    // A container's IPv6 with no tracked flow is masqueraded, and without
+    // a masquerade address on the interface it never leaves.
     let mut dp = setup();
     let stray = l4_frame6(mac, CTR6, 80, CLIENT6, 40000, IPPROTO_TCP, b"");
     assert_eq!(dp.run_tc(TC_EGRESS, &stray).0, TC_DROP);
-    assert_eq!(dp.events(), vec![(Event::DropUntranslatable, 1)]);
+    assert_eq!(dp.events(), vec![(Event::DropNoMasqAddr, 1)]);
 }

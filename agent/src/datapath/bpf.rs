@@ -31,12 +31,12 @@ use aya::{
 };
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LocalAddr, MasqAddr,
-    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
+    MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, ENDPOINT_ADDRS, ENDPOINT_ADDRS6,
         ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, HAIRPIN, LOCAL_ADDRS, LOCAL_ADDRS6,
-        MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, PUBLICATIONS6, RETIRED, SHARES, SNAT,
-        SOCK_CONFIG, SOCK_REV, SOCK_REV6,
+        MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS, PUBLICATIONS, PUBLICATIONS6, RETIRED,
+        SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -49,7 +49,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 26] = [
+pub const MAP_NAMES: [&str; 29] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -76,6 +76,9 @@ pub const MAP_NAMES: [&str; 26] = [
     CT_TCP6,
     CT_SYN6,
     CT_UDP6,
+    SNAT6,
+    SHARES6,
+    MASQ_ADDRS6,
 ];
 
 pub use super::XdpAttachMode;
@@ -185,6 +188,7 @@ pub struct BpfDatapath {
     publications6: HashMap<MapData, PubKey6, PubValue6>,
     endpoint_addrs6: HashMap<MapData, Ipv6Be, EndpointAddr>,
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
+    masq_addrs6: HashMap<MapData, u32, MasqAddr6>,
     open_ports: HashMap<MapData, OpenPort, u32>,
     config: Array<MapData, DatapathConfig>,
     sock_config: Array<MapData, SockConfig>,
@@ -265,6 +269,7 @@ impl BpfDatapath {
         let endpoint_addrs6 =
             HashMap::try_from(take(ENDPOINT_ADDRS6)?).map_err(map_err(ENDPOINT_ADDRS6))?;
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
+        let masq_addrs6 = HashMap::try_from(take(MASQ_ADDRS6)?).map_err(map_err(MASQ_ADDRS6))?;
         let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
         let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
         let sock_config = Array::try_from(take(SOCK_CONFIG)?).map_err(map_err(SOCK_CONFIG))?;
@@ -284,6 +289,7 @@ impl BpfDatapath {
             publications6,
             endpoint_addrs6,
             masq_addrs,
+            masq_addrs6,
             open_ports,
             config,
             sock_config,

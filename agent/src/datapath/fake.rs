@@ -137,7 +137,7 @@ impl PublicationMaps for FakePublications {
 #[derive(Debug, Default)]
 pub struct FakeHostMaps {
     pub local_addrs: Vec<(IpAddr, u32)>,
-    pub masq_addrs: Vec<(u32, Ipv4Addr)>,
+    pub masq_addrs: Vec<(u32, std::net::IpAddr)>,
     pub publications6: Vec<(PubKey6, PubValue6)>,
     pub config: DatapathConfig,
     pub open_ports: BTreeSet<(u32, u16, u8)>,
@@ -169,7 +169,7 @@ impl HostMaps for FakeHostMaps {
         Ok(())
     }
 
-    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+    fn set_masq_addrs(&mut self, addrs: &[(u32, std::net::IpAddr)]) -> Result<(), DatapathError> {
         self.masq_addrs = addrs.to_vec();
         Ok(())
     }
@@ -418,7 +418,7 @@ impl HostMaps for FakeDatapath {
         fn set_config(&mut self, config: &DatapathConfig) -> R<()>;
         fn set_open_ports(&mut self, ports: &[OpenPort]) -> R<()>;
         fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> R<()>;
-        fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> R<()>;
+        fn set_masq_addrs(&mut self, addrs: &[(u32, std::net::IpAddr)]) -> R<()>;
         fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> R<()>;
     );
 }

@@ -115,9 +115,10 @@ pub trait HostMaps {
     /// Makes the IPv6 publication map hold exactly `entries` (derived from
     /// the publications, `DesiredState::publications6`).
     fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> Result<(), DatapathError>;
-    /// Makes the masquerade-address map hold exactly `addrs` (served
-    /// ifindex, the address masquerade uses there).
-    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+    /// Makes the masquerade-address maps hold exactly `addrs` (served
+    /// ifindex, the address masquerade uses there: at most one per family,
+    /// each in its family's map).
+    fn set_masq_addrs(&mut self, addrs: &[(u32, IpAddr)]) -> Result<(), DatapathError>;
 }
 
 /// The endpoint maps: container interfaces and container addresses.

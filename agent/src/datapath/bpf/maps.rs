@@ -14,7 +14,8 @@ use aya::{
 };
 use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LocalAddr, MasqAddr,
-    OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, prog_names::TC_FROM_CONTAINER,
+    MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6,
+    prog_names::TC_FROM_CONTAINER,
 };
 
 use super::{BpfDatapath, attach_pinned, attach_tcx, batch, io_err, map_err, prog_err, program};
@@ -143,15 +144,23 @@ impl HostMaps for BpfDatapath {
         replace_all(&mut self.publications6, wanted, "the IPv6 publication map")
     }
 
-    fn set_masq_addrs(&mut self, addrs: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
-        let wanted = addrs
-            .iter()
-            .map(|(ifindex, ip)| {
-                let addr_be = u32::from_ne_bytes(ip.octets());
-                (*ifindex, MasqAddr { addr_be })
-            })
-            .collect();
-        replace_all(&mut self.masq_addrs, wanted, "the masquerade-address map")
+    fn set_masq_addrs(&mut self, addrs: &[(u32, IpAddr)]) -> Result<(), DatapathError> {
+        let mut v4 = std::collections::HashMap::new();
+        let mut v6 = std::collections::HashMap::new();
+        for (ifindex, ip) in addrs {
+            match ip {
+                IpAddr::V4(ip) => {
+                    let addr_be = u32::from_ne_bytes(ip.octets());
+                    v4.insert(*ifindex, MasqAddr { addr_be });
+                }
+                IpAddr::V6(ip) => {
+                    let addr_be = datapath_common::ipv6_be(*ip);
+                    v6.insert(*ifindex, MasqAddr6 { addr_be });
+                }
+            }
+        }
+        replace_all(&mut self.masq_addrs, v4, "the masquerade-address map")?;
+        replace_all(&mut self.masq_addrs6, v6, "the IPv6 masquerade-address map")
     }
 }
 
