@@ -162,6 +162,23 @@ macro_rules! conntrack {
                 _ => None,
             }
         }
+
+        /// The entry of a flow by its reply tuple, in whichever map holds it
+        /// (for ICMP errors, which must belong to a tracked flow).
+        #[inline(always)]
+        pub fn find(key: &$key) -> Option<$value> {
+            // SAFETY: copied out at once.
+            unsafe {
+                match key.proto {
+                    IPPROTO_UDP => $udp.get(key).copied(),
+                    IPPROTO_TCP => match $tcp.get(key) {
+                        Some(v) => Some(*v),
+                        None => $syn.get(key).copied(),
+                    },
+                    _ => None,
+                }
+            }
+        }
     };
 }
 
@@ -202,21 +219,4 @@ pub mod v6 {
         NA_CTSYN6_V1,
         NA_CTUDP6_V1
     );
-}
-
-/// The entry of a flow by its reply tuple, in whichever map holds it (for
-/// ICMP errors, which must belong to a tracked flow).
-#[inline(always)]
-pub fn find(key: &CtKey) -> Option<CtValue> {
-    // SAFETY: copied out at once.
-    unsafe {
-        match key.proto {
-            IPPROTO_UDP => NA_CTUDP4_V1.get(key).copied(),
-            IPPROTO_TCP => match NA_CTTCP4_V1.get(key) {
-                Some(v) => Some(*v),
-                None => NA_CTSYN4_V1.get(key).copied(),
-            },
-            _ => None,
-        }
-    }
 }

@@ -26,6 +26,7 @@ mod fwd;
 mod hairpin;
 mod hdr;
 mod icmp;
+mod icmp6;
 mod maps;
 mod nat;
 mod parse;

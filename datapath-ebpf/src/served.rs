@@ -37,6 +37,7 @@ use crate::{
         IP_SRC_OFF, IPV6_HDR_LEN, is_loopback, read,
     },
     icmp::{self, Untranslated},
+    icmp6::{self, Quoted6},
     maps::{NA_EPADDR4_V1, NA_EPADDR6_V1, NA_MASQ4_V1, NA_MASQ6_V1, NA_OPEN4_V1},
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
@@ -308,11 +309,65 @@ fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
     if let Some(verdict) = masquerade_reply6(skb) {
         return verdict;
     }
+    if let Some(verdict) = icmp6_error_in(skb) {
+        return verdict;
+    }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&daddr) }.is_some() {
         return tc_drop(Event::DropUnpublished);
     }
     TC_NEXT
+}
+
+/// An ICMPv6 error about a published or masqueraded flow, translated and
+/// delivered to its container (icmp6.rs); `None` if it is none. Its own
+/// frame, as [`dnat6`].
+#[inline(never)]
+fn icmp6_error_in(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    if !parse6::ipv6_of(skb, &mut ip) {
+        return None;
+    }
+    let ctx = &TcContext::new(skb);
+    let mut q = Quoted6::default();
+    if !icmp6::quoted6(ctx.data(), ctx.data_end(), &ip, &mut q) {
+        return None;
+    }
+    let (mut addr, mut port) = ([0; 4], 0);
+    if !icmp6::inbound_flow(&q, &mut addr, &mut port) {
+        return None;
+    }
+    if icmp6::rewrite_in(&mut TcBackend(ctx), &q, &ip.daddr, &addr, port).is_err() {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::IcmpErrorIn);
+    Some(fwd::to_endpoint6(skb, &ip, &addr))
+}
+
+/// A container's ICMPv6 error about a packet that reached it through a
+/// publication or a masqueraded flow, translated (icmp6.rs); one about
+/// anything else never leaves (`drop_untranslatable`). `None` if it is no
+/// ICMPv6 error with a quote it could translate. Its own frame.
+#[inline(never)]
+fn icmp6_error_out(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    if !parse6::ipv6_of(skb, &mut ip) {
+        return None;
+    }
+    let ctx = &TcContext::new(skb);
+    let mut q = Quoted6::default();
+    if !icmp6::quoted6(ctx.data(), ctx.data_end(), &ip, &mut q) {
+        return None;
+    }
+    let (mut addr, mut port) = ([0; 4], 0);
+    if !icmp6::outbound_flow(&q, &mut addr, &mut port) {
+        return Some(tc_drop(Event::DropUntranslatable));
+    }
+    if icmp6::rewrite_out(&mut TcBackend(ctx), &q, &ip.saddr, &addr, port).is_err() {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::IcmpErrorOut);
+    Some(TC_NEXT)
 }
 
 /// A reply to a masqueraded IPv6 flow (TCP, UDP, ICMPv6 echo) gets the
@@ -441,6 +496,9 @@ fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_none() {
         return TC_NEXT;
+    }
+    if let Some(verdict) = icmp6_error_out(skb) {
+        return verdict;
     }
     masquerade6(skb)
 }

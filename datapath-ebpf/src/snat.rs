@@ -245,6 +245,23 @@ macro_rules! masquerade {
             Some(*entry)
         }
 
+        /// A live flow's REPLY entry, unchanged: for ICMP errors, which belong
+        /// to a flow (their quoted packet names it) without answering it.
+        #[inline(always)]
+        pub fn peek_reply(key: &$key) -> Option<$value> {
+            // SAFETY: copied out at once.
+            let entry = unsafe { $snat.get(key) }.copied()?;
+            (!expired_at(entry.flags, entry.last_seen_ns, key.proto, now_ns())).then_some(entry)
+        }
+
+        /// The OUT entry of a flow by the container's tuple: for ICMP errors a
+        /// container sends about a reply it got.
+        #[inline(always)]
+        pub fn out_entry(key: &$key) -> Option<$value> {
+            // SAFETY: copied out at once.
+            unsafe { $snat.get(key) }.copied()
+        }
+
         /// The OUT key of a container's packet.
         #[inline(always)]
         fn out_key(pkt: &$packet) -> $key {
@@ -406,7 +423,7 @@ macro_rules! masquerade {
             if let Some(v) = $share.get_ptr_mut(key) {
                 // SAFETY: as in `outbound`.
                 let v = unsafe { &mut *v };
-                // Signed, as in `expired`: a window another CPU just opened.
+                // Signed, as in `expired_at`: a window another CPU just opened.
                 if age(now, v.window_start_ns) > SNAT_SHARE_WINDOW_NS as i64 {
                     v.window_start_ns = now;
                     v.unanswered = 1;
@@ -574,23 +591,6 @@ pub fn identity(pkt: &Packet) {
     let _ = NA_SNAT4_V1.insert(&key, &value, u64::from(BPF_ANY));
 }
 
-/// A live flow's REPLY entry, unchanged: for ICMP errors, which belong to
-/// a flow (their quoted packet names it) without answering it.
-#[inline(always)]
-pub fn peek_reply(key: &SnatKey) -> Option<SnatValue> {
-    // SAFETY: copied out at once.
-    let entry = unsafe { NA_SNAT4_V1.get(key) }.copied()?;
-    (!expired(&entry, key.proto, now_ns())).then_some(entry)
-}
-
-/// The OUT entry of a flow by the container's tuple: for ICMP errors a
-/// container sends about a reply it got.
-#[inline(always)]
-pub fn out_entry(key: &SnatKey) -> Option<SnatValue> {
-    // SAFETY: copied out at once.
-    unsafe { NA_SNAT4_V1.get(key) }.copied()
-}
-
 /// Whether a socket of the host holds `masq_addr:port_be` for the
 /// packet's destination: connected to it, or bound (listening) there.
 /// Such a port would steal the host's own replies.
@@ -627,13 +627,8 @@ fn host_socket(ctx: &TcContext, pkt: &Packet, masq_addr: &u32, port_be: u16) -> 
     true
 }
 
-/// Whether a flow entry has been idle past the timeout of its state.
-#[inline(always)]
-pub fn expired(entry: &SnatValue, proto: u8, now: u64) -> bool {
-    expired_at(entry.flags, entry.last_seen_ns, proto, now)
-}
-
-/// [`expired`] by the entry's flags and last-seen time (either family).
+/// Whether a flow entry (its flags and last-seen time, either family)
+/// has been idle past the timeout of its state.
 #[inline(always)]
 fn expired_at(flags: u8, last_seen_ns: u64, proto: u8, now: u64) -> bool {
     let replied = flags & SNAT_F_REPLIED != 0;

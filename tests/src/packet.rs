@@ -672,6 +672,25 @@ pub fn echo6_frame(src_mac: [u8; 6], src: &str, dst: &str, request: bool, id: u1
     with_checksum6(ipv6_frame(src_mac, src, dst, &[], IPPROTO_ICMPV6, &m))
 }
 
+/// An ICMPv6 error (`kind` 1-4, `code`) from `src` to `dst` quoting
+/// `quoted` (an IPv6 packet, without Ethernet header), with a valid
+/// checksum; `info` is the word after the checksum (the MTU of a packet
+/// too big).
+pub fn icmp6_error(
+    src_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    kind: u8,
+    code: u8,
+    info: u32,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0];
+    m.extend_from_slice(&info.to_be_bytes());
+    m.extend_from_slice(quoted);
+    with_checksum6(ipv6_frame(src_mac, src, dst, &[], IPPROTO_ICMPV6, &m))
+}
+
 /// An ICMPv6 message (checksum left 0: the datapath checks none) of
 /// `kind`: the 4-byte header, then `body`.
 pub fn icmpv6(kind: u8, body: &[u8]) -> Vec<u8> {

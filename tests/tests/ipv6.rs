@@ -650,3 +650,149 @@ fn containers_ipv6_leaves_masqueraded() {
         "its three fragments dropped and counted"
     );
 }
+
+/// ICMPv6 errors about translated IPv6 flows reach both ends, as real
+/// kernels take them: a packet too big from the outside about a
+/// published flow's reply, and about a masqueraded flow's datagram, sets
+/// the path MTU in the container (its kernel checked the translated
+/// checksums and found its socket by the translated quote); a container's
+/// port unreachable about a published datagram, and about a masqueraded
+/// flow's reply, reaches the client's connected socket as a refusal.
+#[test]
+fn icmpv6_errors_of_translated_flows_reach_both_ends() {
+    use netagent_tests::packet::{icmp6_error, l4_frame6};
+    use std::net::UdpSocket;
+    let mut w = World::new();
+    w.daemon.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "10.34.0.0/24",
+        "--subnet",
+        "fd00:34::/64",
+    ]);
+    let up = w.up();
+    w.host
+        .ip(&["-6", "addr", "add", "fd6a::1/64", "dev", &up, "nodad"]);
+    let dn = format!("{}dn", w.prefix);
+    w.upstream
+        .ip(&["-6", "addr", "add", "fd6a::2/64", "dev", &dn, "nodad"]);
+    for tool in ["iptables", "ip6tables"] {
+        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
+    }
+    w.attach(
+        "pub",
+        &[
+            "--network",
+            "dual",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "5354:54/udp",
+        ],
+    );
+    w.attach("out", &["--network", "dual"]);
+    let _echo = udp_echo_on(w.ns("pub"), any6(53));
+    let _far = udp_echo_on(&w.upstream, any6(5300));
+    let mac_of = |ns: &netagent_tests::netns::Netns, dev: &str| {
+        netagent_tests::world::parse_mac(
+            ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
+                .trim(),
+        )
+    };
+    let (host_mac, dn_mac) = (mac_of(&w.host, &up), mac_of(&w.upstream, &dn));
+    let router = RawSender::new(&w.upstream, &dn);
+    let too_big = |quoted: Vec<u8>| {
+        let mut f = icmp6_error(dn_mac, "fd6a::2", "fd6a::1", 2, 0, 1280, &quoted[14..]);
+        f[..6].copy_from_slice(&host_mac);
+        f
+    };
+    let path_mtu = |name: &str| {
+        w.ns(name)
+            .exec(&["ip", "-6", "route", "get", "fd6a::2"])
+            .contains("mtu 1280")
+    };
+    let icmp_in = w.event("icmp_error_in");
+
+    // A packet too big about a published flow's reply.
+    let client = w.upstream.enter(|| UdpSocket::bind("[::]:0").unwrap());
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    client.send_to(b"ping", "[fd6a::1]:5353").unwrap();
+    let mut buf = [0u8; 200];
+    client.recv_from(&mut buf).expect("the published answer");
+    let lport = client.local_addr().unwrap().port();
+    assert!(!path_mtu("pub"), "a path MTU before any error");
+    router.send(&too_big(l4_frame6(
+        dn_mac, "fd6a::1", 5353, "fd6a::2", lport, 17, b"answer",
+    )));
+    assert!(
+        netagent_tests::netns::wait_until(Duration::from_secs(2), || path_mtu("pub")),
+        "the published container did not take the packet too big"
+    );
+
+    // A packet too big about a masqueraded flow's datagram.
+    let socket = w.ns("out").enter(|| UdpSocket::bind("[::]:4000").unwrap());
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(b"ping", "[fd6a::2]:5300").unwrap();
+    let (n, _) = socket.recv_from(&mut buf).expect("the masqueraded answer");
+    let seen: SocketAddr = String::from_utf8_lossy(&buf[..n])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    router.send(&too_big(l4_frame6(
+        dn_mac,
+        "fd6a::1",
+        seen.port(),
+        "fd6a::2",
+        5300,
+        17,
+        b"ping",
+    )));
+    assert!(
+        netagent_tests::netns::wait_until(Duration::from_secs(2), || path_mtu("out")),
+        "the masqueraded container did not take the packet too big"
+    );
+    assert!(w.event("icmp_error_in") - icmp_in >= 2);
+    for name in ["pub", "out"] {
+        let errors = w.ns(name).exec(&["cat", "/proc/net/snmp6"]);
+        let bad = errors
+            .lines()
+            .find(|l| l.starts_with("Icmp6InCsumErrors"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_owned();
+        assert_eq!(bad, "0", "{name}: ICMPv6 checksum errors");
+    }
+
+    // A container's port unreachable about a published datagram.
+    let icmp_out = w.event("icmp_error_out");
+    let refused = w.upstream.enter(|| UdpSocket::bind("[::]:0").unwrap());
+    refused
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    refused.connect("[fd6a::1]:5354").unwrap();
+    refused.send(b"nobody").unwrap();
+    let err = refused.recv(&mut buf).expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+
+    // And about a masqueraded flow's reply to a socket that is gone.
+    let gone = w.ns("out").enter(|| UdpSocket::bind("[::]:4001").unwrap());
+    let far = w.upstream.enter(|| UdpSocket::bind("[::]:5301").unwrap());
+    far.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    gone.send_to(b"hello", "[fd6a::2]:5301").unwrap();
+    let (_, from) = far.recv_from(&mut buf).expect("the masqueraded datagram");
+    drop(gone);
+    far.connect(from).unwrap();
+    far.send(b"too late").unwrap();
+    let err = far.recv(&mut buf).expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(w.event("icmp_error_out") - icmp_out >= 2);
+}

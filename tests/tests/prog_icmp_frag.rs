@@ -323,3 +323,127 @@ fn fragments_whose_first_fragment_was_not_seen_are_not_translated() {
         verify(&reassemble(&out).unwrap()).unwrap();
     });
 }
+
+/// ICMPv6 errors about published and masqueraded IPv6 flows, both ways:
+/// a packet too big arriving for the host about a packet a flow sent
+/// reaches the container with the quote it would have had without NAT
+/// (byte for byte: every address, port and quoted checksum restored) and
+/// a valid ICMPv6 checksum; a container's port unreachable about a packet
+/// it received leaves quoting what the client sent. Errors of no flow:
+/// the host's (inbound) or dropped (outbound); a corrupt checksum stays
+/// corrupt.
+#[test]
+fn icmpv6_errors_are_translated_both_ways() {
+    use datapath_common::IPPROTO_ICMPV6;
+    use netagent_tests::packet::{checksum6_ok, echo6_frame, icmp6_error, l4_frame6};
+    const CTR6: &str = "fd00:1::2";
+    const HOST6: &str = "2001:db8::1";
+    const CLIENT6: &str = "2001:db8::99";
+    const ROUTER6: &str = "2001:db8::fe";
+    let mac = [2, 0, 0, 0, 0, 1];
+    let fresh6 = || {
+        let mut dp = Dp::new();
+        let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+        dp.endpoint_at6(CTR6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+        dp.masq_addr6(TEST_RUN_IFINDEX, HOST6);
+        dp.publish6(HOST6, 8080, IPPROTO_TCP, CTR6, 80);
+        dp.publish6(HOST6, 5353, IPPROTO_UDP, CTR6, 53);
+        dp
+    };
+    // Inbound: a packet too big about each kind of flow's outgoing packet.
+    for (name, proto) in [
+        ("masqueraded TCP", IPPROTO_TCP),
+        ("masqueraded UDP", IPPROTO_UDP),
+        ("masqueraded echo", IPPROTO_ICMPV6),
+        ("published TCP", IPPROTO_TCP),
+        ("published UDP", IPPROTO_UDP),
+    ] {
+        let mut dp = fresh6();
+        // What the container sends, and what left the host for it.
+        let sent = if name.starts_with("published") {
+            let port = if proto == IPPROTO_TCP { 8080 } else { 5353 };
+            let req = l4_frame6(mac, CLIENT6, 40000, HOST6, port, proto, b"req");
+            assert_eq!(dp.run_tc(TC_INGRESS, &req).0, TC_REDIRECT, "{name}");
+            l4_frame6(mac, CTR6, port % 100, CLIENT6, 40000, proto, b"reply")
+        } else if proto == IPPROTO_ICMPV6 {
+            echo6_frame(mac, CTR6, CLIENT6, true, 4242)
+        } else {
+            l4_frame6(mac, CTR6, 4242, CLIENT6, 443, proto, b"out")
+        };
+        let (ret, left) = dp.run_tc(TC_EGRESS, &sent);
+        assert_eq!(ret, TC_NEXT, "{name}: {:?}", dp.events());
+        let error = icmp6_error(mac, ROUTER6, HOST6, 2, 0, 1280, &left[14..]);
+        assert!(checksum6_ok(&error));
+        let (ret, after) = dp.run_tc(TC_INGRESS, &error);
+        assert_eq!(ret, TC_REDIRECT, "{name}: {:?}", dp.events());
+        assert_eq!(dp.event(Event::IcmpErrorIn), 1, "{name}");
+        assert!(checksum6_ok(&after), "{name}: the ICMPv6 checksum");
+        assert_eq!(
+            after[38..54],
+            CTR6.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "{name}: to the container"
+        );
+        assert_eq!(
+            after[62..],
+            sent[14..],
+            "{name}: the quote as the container sent it"
+        );
+        // A corrupt checksum stays corrupt.
+        let mut bad = error.clone();
+        bad[57] ^= 0x10;
+        let (_, after) = dp.run_tc(TC_INGRESS, &bad);
+        assert!(
+            !checksum6_ok(&after),
+            "{name}: a corrupt checksum was laundered"
+        );
+    }
+
+    // Outbound: the container's port unreachable about a published
+    // datagram, and about a masqueraded flow's reply.
+    for name in ["published", "masqueraded"] {
+        let mut dp = fresh6();
+        let (original, received) = if name == "published" {
+            let req = l4_frame6(mac, CLIENT6, 40000, HOST6, 5353, IPPROTO_UDP, b"req");
+            let (ret, received) = dp.run_tc(TC_INGRESS, &req);
+            assert_eq!(ret, TC_REDIRECT);
+            (req, received)
+        } else {
+            let out = l4_frame6(mac, CTR6, 4242, CLIENT6, 53, IPPROTO_UDP, b"out");
+            let (_, left) = dp.run_tc(TC_EGRESS, &out);
+            let port = u16::from_be_bytes([left[54], left[55]]);
+            let reply = l4_frame6(mac, CLIENT6, 53, HOST6, port, IPPROTO_UDP, b"reply");
+            let (ret, received) = dp.run_tc(TC_INGRESS, &reply);
+            assert_eq!(ret, TC_REDIRECT);
+            (reply, received)
+        };
+        let error = icmp6_error(mac, CTR6, CLIENT6, 1, 4, 0, &received[14..]);
+        let (ret, after) = dp.run_tc(TC_EGRESS, &error);
+        assert_eq!(ret, TC_NEXT, "{name}: {:?}", dp.events());
+        assert_eq!(dp.event(Event::IcmpErrorOut), 1, "{name}");
+        assert!(checksum6_ok(&after), "{name}: the ICMPv6 checksum");
+        assert_eq!(
+            after[22..38],
+            HOST6.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "{name}: from the host"
+        );
+        // The quote is what the client sent, but for the hop limit the
+        // delivery took one off.
+        let mut quote = after[62..].to_vec();
+        quote[7] = original[21];
+        assert_eq!(
+            quote,
+            original[14..],
+            "{name}: the quote as the client sent it"
+        );
+    }
+
+    // Errors of no flow: the host's when inbound, dropped when outbound.
+    let stray = l4_frame6(mac, HOST6, 999, CLIENT6, 443, IPPROTO_TCP, b"");
+    let error = icmp6_error(mac, ROUTER6, HOST6, 2, 0, 1280, &stray[14..]);
+    let mut dp = fresh6();
+    assert_eq!(dp.run_tc(TC_INGRESS, &error), (TC_NEXT, error.clone()));
+    let stray = l4_frame6(mac, CLIENT6, 443, CTR6, 999, IPPROTO_TCP, b"");
+    let error = icmp6_error(mac, CTR6, CLIENT6, 1, 4, 0, &stray[14..]);
+    assert_eq!(dp.run_tc(TC_EGRESS, &error).0, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropUntranslatable, 1)]);
+}
