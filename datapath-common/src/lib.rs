@@ -125,6 +125,7 @@ pub const MAX_UDP_FLOWS6: u32 = MAX_UDP_FLOWS / 4;
 /// containers only).
 pub const MAX_SNAT_ENTRIES6: u32 = MAX_SNAT_ENTRIES / 4;
 pub const MAX_SHARES6: u32 = MAX_SHARES / 4;
+pub const MAX_FRAGMENTS6: u32 = MAX_FRAGMENTS / 4;
 /// Capacity of the hairpin flow map (an LRU flow table, sized by memory
 /// like the others): flows of containers to a published port of the host.
 pub const MAX_HAIRPIN_FLOWS: u32 = 65_536;
@@ -283,6 +284,9 @@ pub mod map_names {
     /// [`super::SnatValue6`] (LRU), [`super::ShareKey6`] ->
     /// [`super::ShareValue`] (LRU), served ifindex -> [`super::MasqAddr6`].
     pub const SNAT6: &str = "NA_SNAT6_V1";
+    /// [`super::FragKey6`] -> [`super::FragValue6`] (LRU), as
+    /// `NA_FRAG4_V1`.
+    pub const FRAGMENTS6: &str = "NA_FRAG6_V1";
     pub const SHARES6: &str = "NA_SHARE6_V1";
     pub const MASQ_ADDRS6: &str = "NA_MASQ6_V1";
     /// Names of maps earlier versions pinned and this one no longer uses;
@@ -690,6 +694,35 @@ pub struct FragValue {
 }
 const _: () = assert!(size_of::<FragValue>() == 24);
 
+/// [`FragKey`] for IPv6: the identification is the fragment header's 32
+/// bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragKey6 {
+    pub src_addr_be: Ipv6Be,
+    pub dst_addr_be: Ipv6Be,
+    /// The fragment header's identification, network order.
+    pub id_be: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<FragKey6>() == 40);
+
+/// [`FragValue`] with an IPv6 address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragValue6 {
+    pub addr_be: Ipv6Be,
+    /// The publication's counter slot, or [`NO_STATS_SLOT`].
+    pub stats_slot: u32,
+    /// [`FRAG_REWRITE_SRC`] or [`FRAG_REWRITE_DST`].
+    pub rewrite: u8,
+    pub _pad: [u8; 3],
+    /// `bpf_ktime_get_ns` of the first fragment.
+    pub first_seen_ns: u64,
+}
+const _: () = assert!(size_of::<FragValue6>() == 32);
+
 /// Masquerade share key: one container's flows to one destination (the
 /// port pool masquerade allocates from is per destination).
 #[repr(C)]
@@ -1091,6 +1124,8 @@ mod user {
     unsafe impl aya::Pod for super::SnatValue6 {}
     unsafe impl aya::Pod for super::ShareKey6 {}
     unsafe impl aya::Pod for super::MasqAddr6 {}
+    unsafe impl aya::Pod for super::FragKey6 {}
+    unsafe impl aya::Pod for super::FragValue6 {}
     unsafe impl aya::Pod for super::OpenPort {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::FragValue {}

@@ -91,7 +91,7 @@ pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface
         }
     }
     if let Some(t) = icmp
-        && !neighbour_discovery_honest(data, data_end, &ip, t, ifindex, &eth.src)
+        && !neighbour_discovery_honest(skb, &ip, t, ifindex, &eth.src)
     {
         return tc_drop(Event::DropSpoofed);
     }
@@ -128,16 +128,19 @@ fn is_nd_or_mld(t: u8) -> bool {
 /// Whether an ICMPv6 message of type `t` tells no lie about who the
 /// sender is: no router advertisement or redirect, a neighbour
 /// advertisement only for the sender's own address, link-layer address
-/// options only with its own MAC.
-#[inline(always)]
+/// options only with its own MAC. Its own frame (a BPF-to-BPF call): its
+/// temporaries would otherwise sit in the caller's for the whole program,
+/// whose 512 bytes of stack are counted along the deepest call chain.
+#[inline(never)]
 fn neighbour_discovery_honest(
-    data: usize,
-    data_end: usize,
+    skb: NonNull<__sk_buff>,
     ip: &Ipv6,
     t: u8,
     ifindex: u32,
     mac: &[u8; 6],
 ) -> bool {
+    let ctx = &TcContext::new(skb);
+    let (data, data_end) = (ctx.data(), ctx.data_end());
     let options = match t {
         ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT => return false,
         ICMPV6_ROUTER_SOLICIT => ip.l4_off + 8,

@@ -55,3 +55,55 @@ pub fn lookup(ip: &Ipv4) -> Option<FragValue> {
     }
     Some(v)
 }
+
+/// IPv6: the same, keyed by the fragment header's 32-bit identification.
+pub mod v6 {
+    use aya_ebpf::bindings::BPF_ANY;
+    use datapath_common::{FRAG_TIMEOUT_NS, FragKey6, FragValue6, Ipv6Be};
+
+    use crate::{maps::NA_FRAG6_V1, snat::now_ns};
+
+    /// The key of a datagram by its original identity.
+    #[inline(always)]
+    fn key(saddr: &Ipv6Be, daddr: &Ipv6Be, id_be: u32, proto: u8) -> FragKey6 {
+        FragKey6 {
+            src_addr_be: *saddr,
+            dst_addr_be: *daddr,
+            id_be,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+
+    /// Records what the later fragments of the datagram of (`saddr`,
+    /// `daddr`, `id_be`, `proto`), as its first fragment arrived, get.
+    #[inline(always)]
+    pub fn record(saddr: &Ipv6Be, daddr: &Ipv6Be, id_be: u32, proto: u8, value: &FragValue6) {
+        let mut value = *value;
+        value.first_seen_ns = now_ns();
+        let _ = NA_FRAG6_V1.insert(&key(saddr, daddr, id_be, proto), &value, u64::from(BPF_ANY));
+    }
+
+    /// What a later fragment gets, into `out`, if its first fragment was
+    /// translated recently.
+    #[inline(always)]
+    pub fn lookup(
+        saddr: &Ipv6Be,
+        daddr: &Ipv6Be,
+        id_be: u32,
+        proto: u8,
+        out: &mut FragValue6,
+    ) -> bool {
+        // SAFETY: copied out at once.
+        let Some(v) = (unsafe { NA_FRAG6_V1.get(&key(saddr, daddr, id_be, proto)) }).copied()
+        else {
+            return false;
+        };
+        // Signed, as for IPv4.
+        if crate::snat::age(now_ns(), v.first_seen_ns) > FRAG_TIMEOUT_NS as i64 {
+            return false;
+        }
+        *out = v;
+        true
+    }
+}

@@ -142,8 +142,9 @@ pub fn quoted6(data: usize, data_end: usize, ip: &Ipv6, q: &mut Quoted6) -> bool
 /// The container `addr:port` that sent the quoted packet of an inbound
 /// error, into `to`, if it belongs to a tracked flow: a published one (its
 /// source is a publication and its reply tuple is tracked) or a
-/// masqueraded one.
-#[inline(always)]
+/// masqueraded one. A BPF-to-BPF call: the lookups' keys in a frame of
+/// their own, not the caller's, which holds the parsed headers.
+#[inline(never)]
 pub fn inbound_flow(q: &Quoted6, addr: &mut Ipv6Be, port: &mut u16) -> bool {
     if q.proto != IPPROTO_ICMPV6
         && let Some(target) = nat::find6(&q.saddr, q.sport, q.proto)
@@ -168,8 +169,9 @@ pub fn inbound_flow(q: &Quoted6, addr: &mut Ipv6Be, port: &mut u16) -> bool {
 }
 
 /// The published or masquerade `addr:port` the quoted packet of a
-/// container's error was sent to, into `addr`, `port`.
-#[inline(always)]
+/// container's error was sent to, into `addr`, `port`. A BPF-to-BPF call,
+/// as [`inbound_flow`].
+#[inline(never)]
 pub fn outbound_flow(q: &Quoted6, addr: &mut Ipv6Be, port: &mut u16) -> bool {
     if q.proto != IPPROTO_ICMPV6 {
         let key = ct::v6::key(q.daddr, q.dport, q.saddr, q.sport, q.proto);

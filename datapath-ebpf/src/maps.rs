@@ -18,6 +18,8 @@ use datapath_common::{
     SockRevKey, SockRevValue,
 };
 
+use datapath_common::{FragKey6, FragValue6, MAX_FRAGMENTS6};
+
 /// Published ports: (host addr, host port, proto) -> container endpoint.
 /// Written only by the agent.
 #[btf_map]
@@ -116,6 +118,11 @@ pub static NA_SHARE4_V1: LruHashMap<ShareKey, ShareValue, { MAX_SHARES as usize 
 /// IPv6 masquerade flows, both directions, as `NA_SNAT4_V1`.
 #[btf_map]
 pub static NA_SNAT6_V1: LruHashMap<SnatKey6, SnatValue6, { MAX_SNAT_ENTRIES6 as usize }> =
+    LruHashMap::new();
+
+/// IPv6 datagrams whose first fragment was translated, as `NA_FRAG4_V1`.
+#[btf_map]
+pub static NA_FRAG6_V1: LruHashMap<FragKey6, FragValue6, { MAX_FRAGMENTS6 as usize }> =
     LruHashMap::new();
 
 /// IPv6 masquerade source address per served interface. Written only by

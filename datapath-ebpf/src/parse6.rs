@@ -58,6 +58,9 @@ pub struct Ipv6 {
     /// A fragment other than the first: what follows the fragment header
     /// is payload, not an upper-layer header.
     pub later_fragment: bool,
+    /// The fragment header's identification (network order), if
+    /// `fragmented`.
+    pub frag_id: u32,
     /// Offset of the packet's end from the frame start (the frame's
     /// length for a GSO packet, whose payload length is 0).
     pub end: usize,
@@ -80,6 +83,10 @@ pub struct Packet6 {
     pub tcp_flags: u8,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
+    /// The first fragment of a fragmented datagram: its later fragments
+    /// must follow its translation (frag.rs), by `frag_id`.
+    pub first_fragment: bool,
+    pub frag_id: u32,
 }
 
 impl Packet6 {
@@ -99,14 +106,16 @@ impl Packet6 {
 
 /// Parses the TCP, UDP or ICMPv6 echo header of `ip` into `p` (in place,
 /// as [`ipv6`]); an echo's identifier is its request's source "port" and
-/// its reply's destination one, both at the identifier's offset.
-/// Fragmented packets are not flows here (`NotFlow`: their later
-/// fragments could not follow).
+/// its reply's destination one, both at the identifier's offset. A first
+/// fragment is a flow (its translation is recorded for the later ones,
+/// which carry no ports and are not flows: `NotFlow`).
 #[inline(always)]
 pub fn flow6(data: usize, data_end: usize, ip: &Ipv6, p: &mut Packet6) -> Result<(), Skip> {
-    if ip.fragmented {
+    if ip.later_fragment {
         return Err(Skip::NotFlow);
     }
+    p.first_fragment = ip.fragmented;
+    p.frag_id = ip.frag_id;
     let l4 = ip.l4_off;
     p.proto = ip.proto;
     p.saddr = ip.saddr;
@@ -189,6 +198,7 @@ pub fn ipv6(data: usize, data_end: usize, frame_len: usize, out: &mut Ipv6) -> R
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut fragmented = false;
     let mut later_fragment = false;
+    let mut frag_id = 0;
     let mut upper = false;
     // One exit with one `Ipv6` built: a return per unrolled step would
     // give each its own copy on the stack.
@@ -205,6 +215,8 @@ pub fn ipv6(data: usize, data_end: usize, frame_len: usize, out: &mut Ipv6) -> R
             NEXTHDR_FRAGMENT => {
                 later_fragment |= u16::from_be_bytes([h[2], h[3]]) & !0x7 != 0;
                 fragmented = true;
+                let id = read::<[u8; 4]>(data, data_end, off + 4).ok_or(Skip::Malformed)?;
+                frag_id = u32::from_ne_bytes(id);
                 8
             }
             NEXTHDR_AUTH => (h[1] as usize + 2) * 4,
@@ -231,9 +243,18 @@ pub fn ipv6(data: usize, data_end: usize, frame_len: usize, out: &mut Ipv6) -> R
     out.l4_off = off;
     out.fragmented = fragmented;
     out.later_fragment = later_fragment;
+    out.frag_id = frag_id;
     out.end = end;
     out.hop_limit = hop_limit;
     Ok(())
+}
+
+/// An IPv6 packet's length for the counters (header included; a GSO
+/// packet's is capped at 65535).
+#[inline(always)]
+pub fn counted_len(ip: &Ipv6) -> u16 {
+    let len = ip.end - ETH_HLEN;
+    if len > 0xffff { 0xffff } else { len as u16 }
 }
 
 /// [`ipv6`] of a TC program's packet, in a frame of its own (a BPF-to-BPF

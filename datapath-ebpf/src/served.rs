@@ -25,8 +25,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use datapath_common::{
-    CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, IPPROTO_UDP, Ipv6Be,
-    NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6, SNAT_F_IDENTITY, SnatValue,
+    CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, FragValue6, IPPROTO_UDP,
+    Ipv6Be, NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6, SNAT_F_IDENTITY, SnatValue,
     SnatValue6, XDP_TRANSLATED_MARK,
 };
 
@@ -34,7 +34,7 @@ use crate::{
     csum, ct, frag, fwd,
     hdr::{
         ETH_HLEN, ETH_P_IPV6, ETH_PROTO_OFF, FLOW_HDR_LEN, ICMP_ERROR_HDR_LEN, IP_DST_OFF,
-        IP_SRC_OFF, IPV6_HDR_LEN, is_loopback, read,
+        IP_SRC_OFF, IP6_DST_OFF, IP6_SRC_OFF, IPV6_HDR_LEN, is_loopback, read,
     },
     icmp::{self, Untranslated},
     icmp6::{self, Quoted6},
@@ -42,7 +42,7 @@ use crate::{
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
     parse6::{self, Ipv6, Packet6},
-    rewrite::{self, Nat, Nat6, TcBackend, XdpBackend},
+    rewrite::{self, Backend as _, Nat, Nat6, TcBackend, XdpBackend},
     skb,
     snat::{self, Refused},
     stats::{self, Direction, tc_drop, xdp_drop},
@@ -312,11 +312,94 @@ fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
     if let Some(verdict) = icmp6_error_in(skb) {
         return verdict;
     }
+    if let Some(verdict) = later_fragment_in6(skb) {
+        return verdict;
+    }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&daddr) }.is_some() {
         return tc_drop(Event::DropUnpublished);
     }
     TC_NEXT
+}
+
+/// Records what the later fragments of `pkt`'s datagram (a first
+/// fragment, as it arrived) get: `addr` as their source or destination
+/// (frag.rs). Its own frame.
+#[inline(never)]
+fn record_fragment6(pkt: &Packet6, rewrite: u8, addr: &Ipv6Be, stats_slot: u32) {
+    let value = FragValue6 {
+        addr_be: *addr,
+        stats_slot,
+        rewrite,
+        ..FragValue6::default()
+    };
+    frag::v6::record(&pkt.saddr, &pkt.daddr, pkt.frag_id, pkt.proto, &value);
+}
+
+/// A later fragment of an IPv6 datagram whose first fragment was
+/// translated: its destination too, and delivered; one whose first was
+/// not seen is dropped if it is for a container (`drop_fragment_untracked`)
+/// and the host's otherwise. `None` if it is no later fragment.
+#[inline(never)]
+fn later_fragment_in6(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    if !parse6::ipv6_of(skb, &mut ip) || !ip.later_fragment {
+        return None;
+    }
+    let mut f = FragValue6::default();
+    if !frag::v6::lookup(&ip.saddr, &ip.daddr, ip.frag_id, ip.proto, &mut f)
+        || f.rewrite != FRAG_REWRITE_DST
+    {
+        // SAFETY: presence is all we read.
+        if unsafe { NA_EPADDR6_V1.get(&ip.daddr) }.is_some() {
+            return Some(tc_drop(Event::DropFragUntracked));
+        }
+        return Some(TC_NEXT);
+    }
+    if !store_addr6(skb, IP6_DST_OFF, &f.addr_be) {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::FragTranslated);
+    stats::count_publication(f.stats_slot, Direction::Forward, parse6::counted_len(&ip));
+    Some(fwd::to_endpoint6(skb, &ip, &f.addr_be))
+}
+
+/// A container's later fragment of an IPv6 datagram whose first fragment
+/// was translated: its source too; one whose first was not seen never
+/// leaves (`drop_fragment_untracked`). `None` if it is no later fragment.
+#[inline(never)]
+fn later_fragment_out6(skb: NonNull<__sk_buff>) -> Option<i32> {
+    let mut ip = Ipv6::default();
+    if !parse6::ipv6_of(skb, &mut ip) || !ip.later_fragment {
+        return None;
+    }
+    let mut f = FragValue6::default();
+    if !frag::v6::lookup(&ip.saddr, &ip.daddr, ip.frag_id, ip.proto, &mut f)
+        || f.rewrite != FRAG_REWRITE_SRC
+    {
+        return Some(tc_drop(Event::DropFragUntracked));
+    }
+    if !store_addr6(skb, IP6_SRC_OFF, &f.addr_be) {
+        return Some(tc_drop(Event::DropRewriteFailed));
+    }
+    stats::count(Event::FragTranslated);
+    stats::count_publication(f.stats_slot, Direction::Reverse, parse6::counted_len(&ip));
+    Some(TC_NEXT)
+}
+
+/// Writes an IPv6 address at `off` (no checksum covers it: IPv6 has no
+/// header checksum, and a later fragment no L4 header); false if a store
+/// failed.
+#[inline(always)]
+fn store_addr6(skb: NonNull<__sk_buff>, off: usize, addr: &Ipv6Be) -> bool {
+    let ctx = &TcContext::new(skb);
+    let mut b = TcBackend(ctx);
+    for (i, &word) in addr.iter().enumerate() {
+        if b.store4(off + 4 * i, word).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// An ICMPv6 error about a published or masqueraded flow, translated and
@@ -384,6 +467,9 @@ fn masquerade_reply6(skb: NonNull<__sk_buff>) -> Option<i32> {
     if !rewrite6(skb, &pkt, &to.addr_be, to.port_be, true) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
+    if pkt.first_fragment {
+        record_fragment6(&pkt, FRAG_REWRITE_DST, &to.addr_be, NO_STATS_SLOT);
+    }
     stats::count(Event::SnatReply);
     Some(fwd::to_endpoint6(skb, &ip, &to.addr_be))
 }
@@ -414,8 +500,15 @@ fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
     track6(&pkt, &target);
+    if pkt.first_fragment {
+        record_fragment6(&pkt, FRAG_REWRITE_DST, &target.addr_be, target.stats_slot);
+    }
     stats::count(Event::TcDnat);
-    stats::count_publication(target.stats_slot, Direction::Forward, ip6_len(&ip));
+    stats::count_publication(
+        target.stats_slot,
+        Direction::Forward,
+        parse6::counted_len(&ip),
+    );
     Some(fwd::to_endpoint6(skb, &ip, &target.addr_be))
 }
 
@@ -497,6 +590,9 @@ fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
     if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_none() {
         return TC_NEXT;
     }
+    if let Some(verdict) = later_fragment_out6(skb) {
+        return verdict;
+    }
     if let Some(verdict) = icmp6_error_out(skb) {
         return verdict;
     }
@@ -517,8 +613,15 @@ fn reverse_nat6(skb: NonNull<__sk_buff>) -> Option<i32> {
     if !rewrite6(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
+    if pkt.first_fragment {
+        record_fragment6(&pkt, FRAG_REWRITE_SRC, &orig.orig_addr_be, orig.stats_slot);
+    }
     stats::count(Event::RevNat);
-    stats::count_publication(orig.stats_slot, Direction::Reverse, ip6_len(&ip));
+    stats::count_publication(
+        orig.stats_slot,
+        Direction::Reverse,
+        parse6::counted_len(&ip),
+    );
     Some(TC_NEXT)
 }
 
@@ -558,16 +661,11 @@ fn masquerade6(skb: NonNull<__sk_buff>) -> i32 {
     if !rewrite6(skb, pkt, &source.addr_be, source.port_be, false) {
         return tc_drop(Event::DropRewriteFailed);
     }
+    if pkt.first_fragment {
+        record_fragment6(pkt, FRAG_REWRITE_SRC, &source.addr_be, NO_STATS_SLOT);
+    }
     stats::count(Event::SnatOut);
     TC_NEXT
-}
-
-/// An IPv6 packet's length for the counters (header included; a GSO
-/// packet's is capped at 65535).
-#[inline(always)]
-fn ip6_len(ip: &Ipv6) -> u16 {
-    let len = ip.end - ETH_HLEN;
-    if len > 0xffff { 0xffff } else { len as u16 }
 }
 
 /// The context pointer, for the BPF-to-BPF calls above.

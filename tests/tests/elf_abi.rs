@@ -224,6 +224,13 @@ fn maps_and_programs_match_the_common_abi() {
             datapath_common::MAX_SHARES6,
         ),
         (
+            map_names::FRAGMENTS6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<datapath_common::FragKey6>(),
+            size_of::<datapath_common::FragValue6>(),
+            datapath_common::MAX_FRAGMENTS6,
+        ),
+        (
             map_names::MASQ_ADDRS6,
             BPF_MAP_TYPE_HASH,
             size_of::<u32>(),

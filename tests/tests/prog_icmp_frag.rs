@@ -447,3 +447,131 @@ fn icmpv6_errors_are_translated_both_ways() {
     assert_eq!(dp.run_tc(TC_EGRESS, &error).0, TC_DROP);
     assert_eq!(dp.events(), vec![(Event::DropUntranslatable, 1)]);
 }
+
+/// IPv6 fragments of published and masqueraded datagrams, both ways: the
+/// first fragment is translated with its ports (and its translation
+/// recorded), the later ones by their fragment identification; put back
+/// together, every datagram's UDP checksum verifies. A later fragment
+/// whose first was not seen: dropped if it is a container's or for one,
+/// the host's otherwise.
+#[test]
+fn ipv6_fragments_of_translated_datagrams_are_translated() {
+    use netagent_tests::packet::{checksum6_ok, ipv6_frame, l4_frame6};
+    const CTR6: &str = "fd00:1::2";
+    const HOST6: &str = "2001:db8::1";
+    const CLIENT6: &str = "2001:db8::99";
+    let mac = [2, 0, 0, 0, 0, 1];
+    let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let port_at = |f: &[u8], off: usize| u16::from_be_bytes([f[off], f[off + 1]]);
+    let payload: Vec<u8> = (0..100u8).collect();
+    // The UDP datagram of `whole` in two fragments: 64 bytes, then the rest.
+    let split = |whole: &[u8], id: u32| -> [Vec<u8>; 2] {
+        let (src, dst) = (
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&whole[22..38]).unwrap()).to_string(),
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&whole[38..54]).unwrap()).to_string(),
+        );
+        let l4 = &whole[54..];
+        let header = |units: u16, more: bool| {
+            let mut h = vec![0, 0];
+            h.extend_from_slice(&((units << 3) | u16::from(more)).to_be_bytes());
+            h.extend_from_slice(&id.to_be_bytes());
+            h
+        };
+        [
+            ipv6_frame(
+                mac,
+                &src,
+                &dst,
+                &[(44, header(0, true))],
+                IPPROTO_UDP,
+                &l4[..64],
+            ),
+            ipv6_frame(
+                mac,
+                &src,
+                &dst,
+                &[(44, header(8, false))],
+                IPPROTO_UDP,
+                &l4[64..],
+            ),
+        ]
+    };
+    // The two translated fragments put back together (addresses from the
+    // first; the later one must carry the same).
+    let joined = |f: &[Vec<u8>]| -> Vec<u8> {
+        assert_eq!(
+            f[0][22..54],
+            f[1][22..54],
+            "the fragments' addresses differ"
+        );
+        let mut l4 = f[0][62..].to_vec();
+        l4.extend_from_slice(&f[1][62..]);
+        let s = |r: std::ops::Range<usize>| {
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&f[0][r]).unwrap()).to_string()
+        };
+        ipv6_frame(mac, &s(22..38), &s(38..54), &[], IPPROTO_UDP, &l4)
+    };
+    let mut dp = Dp::new();
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    dp.endpoint_at6(CTR6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+    dp.masq_addr6(TEST_RUN_IFINDEX, HOST6);
+    dp.publish6(HOST6, 5353, IPPROTO_UDP, CTR6, 53);
+    let run = |dp: &mut Dp, prog: &str, frags: [Vec<u8>; 2], want: u32| -> Vec<Vec<u8>> {
+        frags
+            .into_iter()
+            .map(|f| {
+                let (ret, after) = dp.run_tc(prog, &f);
+                assert_eq!(ret, want, "{:?}", dp.events());
+                after
+            })
+            .collect()
+    };
+
+    // A published datagram in, and its answer out.
+    let request = l4_frame6(mac, CLIENT6, 40000, HOST6, 5353, IPPROTO_UDP, &payload);
+    let got = joined(&run(&mut dp, TC_INGRESS, split(&request, 7), TC_REDIRECT));
+    assert!(checksum6_ok(&got), "published, in: checksum");
+    assert_eq!(
+        (got[38..54].to_vec(), port_at(&got, 56)),
+        (ip6(CTR6).to_vec(), 53)
+    );
+    let answer = l4_frame6(mac, CTR6, 53, CLIENT6, 40000, IPPROTO_UDP, &payload);
+    let got = joined(&run(&mut dp, TC_EGRESS, split(&answer, 8), TC_NEXT));
+    assert!(checksum6_ok(&got), "published, out: checksum");
+    assert_eq!(
+        (got[22..38].to_vec(), port_at(&got, 54)),
+        (ip6(HOST6).to_vec(), 5353)
+    );
+
+    // A masqueraded datagram out, and its answer in.
+    let out = l4_frame6(mac, CTR6, 4242, CLIENT6, 53, IPPROTO_UDP, &payload);
+    let got = joined(&run(&mut dp, TC_EGRESS, split(&out, 9), TC_NEXT));
+    assert!(checksum6_ok(&got), "masqueraded, out: checksum");
+    assert_eq!(got[22..38], ip6(HOST6), "the masquerade address");
+    let port = port_at(&got, 54);
+    let back = l4_frame6(mac, CLIENT6, 53, HOST6, port, IPPROTO_UDP, &payload);
+    let got = joined(&run(&mut dp, TC_INGRESS, split(&back, 10), TC_REDIRECT));
+    assert!(checksum6_ok(&got), "masqueraded, in: checksum");
+    assert_eq!(
+        (got[38..54].to_vec(), port_at(&got, 56)),
+        (ip6(CTR6).to_vec(), 4242)
+    );
+    assert_eq!(dp.event(Event::FragTranslated), 4);
+
+    // Later fragments whose first was never seen.
+    let [_, lost_in] = split(&request, 99);
+    let [_, lost_out] = split(&answer, 98);
+    let to_host = {
+        let stray = l4_frame6(mac, CLIENT6, 1, HOST6, 9, IPPROTO_UDP, &payload);
+        let [_, later] = split(&stray, 97);
+        later
+    };
+    let mut dp = Dp::new();
+    dp.endpoint_at6(CTR6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+    let mut lost_for_ctr = lost_in;
+    lost_for_ctr[38..54].copy_from_slice(&ip6(CTR6));
+    assert_eq!(dp.run_tc(TC_INGRESS, &lost_for_ctr).0, TC_DROP);
+    assert_eq!(dp.run_tc(TC_EGRESS, &lost_out).0, TC_DROP);
+    assert_eq!(dp.events(), vec![(Event::DropFragUntracked, 2)]);
+    assert_eq!(dp.run_tc(TC_INGRESS, &to_host), (TC_NEXT, to_host.clone()));
+}

@@ -463,7 +463,8 @@ fn routed_containers_keep_their_address_and_get_replies() {
 /// container's address and port back and are delivered to it; checksums
 /// verified both ways, a corrupt one stays corrupt. Refused and counted:
 /// a TCP packet that cannot open a flow, a port published on the
-/// masquerade address, fragments, an interface without an IPv6 address.
+/// masquerade address, a later fragment whose first was not seen, another
+/// protocol, an interface without an IPv6 address.
 #[test]
 fn ipv6_container_flows_are_masqueraded_and_replies_translated_back() {
     use datapath_common::IPPROTO_ICMPV6;
@@ -544,17 +545,23 @@ fn ipv6_container_flows_are_masqueraded_and_replies_translated_back() {
     let mut ack = l4_frame6(mac, CTR6, 4243, REMOTE6, 443, IPPROTO_TCP, b"");
     ack[54 + 13] = TCP_ACK;
     let ack = with_checksum6(ack);
-    let frag = ipv6_frame(
+    let later = ipv6_frame(
         mac,
         CTR6,
         REMOTE6,
-        &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])],
+        &[(44, vec![0, 0, 0, 0x40, 0, 0, 0, 7])],
         IPPROTO_UDP,
         &[0; 16],
     );
+    let sctp = ipv6_frame(mac, CTR6, REMOTE6, &[], 132, &[0; 16]);
     for (name, frame, event) in [
         ("a TCP ACK of no flow", ack, Event::DropSnatNoFlow),
-        ("a fragment", frag, Event::DropUntranslatable),
+        (
+            "a later fragment of no first",
+            later,
+            Event::DropFragUntracked,
+        ),
+        ("not TCP, UDP or echo", sctp, Event::DropUntranslatable),
     ] {
         let mut dp = fresh6();
         assert_eq!(dp.run_tc(TC_EGRESS, &frame).0, TC_DROP, "{name}");

@@ -12,11 +12,11 @@ use std::io;
 use aya::{EbpfLoader, maps::MapData};
 use datapath_common::{
     MAX_EMBRYONIC_FLOWS, MAX_EMBRYONIC_FLOWS6, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS,
-    MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SHARES6, MAX_SNAT_ENTRIES, MAX_SNAT_ENTRIES6,
-    MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, flow_table_entries,
+    MAX_FRAGMENTS6, MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SHARES6, MAX_SNAT_ENTRIES,
+    MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, flow_table_entries,
     map_names::{
-        CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, FRAGMENTS, HAIRPIN, PUB_STATS, SHARES,
-        SHARES6, SNAT, SNAT6, SOCK_REV, SOCK_REV6,
+        CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, FRAGMENTS, FRAGMENTS6, HAIRPIN,
+        PUB_STATS, SHARES, SHARES6, SNAT, SNAT6, SOCK_REV, SOCK_REV6,
     },
 };
 use tracing::info;
@@ -25,7 +25,7 @@ use super::{PinDir, io_err, map_err};
 use crate::datapath::DatapathError;
 
 /// The flow tables and their full sizes (hosts with more than 4 GiB).
-const FLOW_TABLES: [(&str, u32); 14] = [
+const FLOW_TABLES: [(&str, u32); 15] = [
     (CT_TCP, MAX_FLOWS),
     (CT_SYN, MAX_EMBRYONIC_FLOWS),
     (CT_UDP, MAX_UDP_FLOWS),
@@ -40,6 +40,7 @@ const FLOW_TABLES: [(&str, u32); 14] = [
     (CT_UDP6, MAX_UDP_FLOWS6),
     (SNAT6, MAX_SNAT_ENTRIES6),
     (SHARES6, MAX_SHARES6),
+    (FRAGMENTS6, MAX_FRAGMENTS6),
 ];
 
 /// Tells `loader` the size of every host-sized map: the pinned map's if
