@@ -126,6 +126,7 @@ pub const MAX_UDP_FLOWS6: u32 = MAX_UDP_FLOWS / 4;
 pub const MAX_SNAT_ENTRIES6: u32 = MAX_SNAT_ENTRIES / 4;
 pub const MAX_SHARES6: u32 = MAX_SHARES / 4;
 pub const MAX_FRAGMENTS6: u32 = MAX_FRAGMENTS / 4;
+pub const MAX_HAIRPIN_FLOWS6: u32 = MAX_HAIRPIN_FLOWS / 4;
 /// Capacity of the hairpin flow map (an LRU flow table, sized by memory
 /// like the others): flows of containers to a published port of the host.
 pub const MAX_HAIRPIN_FLOWS: u32 = 65_536;
@@ -280,6 +281,9 @@ pub mod map_names {
     /// [`super::CtKey`] -> [`super::CtValue`] (LRU): containers' flows to
     /// a published port of the host (hairpin), keyed by the reply tuple.
     pub const HAIRPIN: &str = "NA_HAIRPIN4_V1";
+    /// [`super::CtKey6`] -> [`super::CtValue6`] (LRU): containers' IPv6
+    /// flows to a published port of the host, as `NA_HAIRPIN4_V1`.
+    pub const HAIRPIN6: &str = "NA_HAIRPIN6_V1";
     /// IPv6 masquerade (NAT66), as the IPv4 maps: [`super::SnatKey6`] ->
     /// [`super::SnatValue6`] (LRU), [`super::ShareKey6`] ->
     /// [`super::ShareValue`] (LRU), served ifindex -> [`super::MasqAddr6`].

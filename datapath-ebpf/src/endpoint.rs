@@ -55,7 +55,13 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     let skb = unsafe { NonNull::new_unchecked(ctx.as_ptr().cast()) };
     match proto {
         ETH_P_IP => ipv4(skb, ifindex, src),
-        ETH_P_IPV6 => endpoint6::from_container(skb, ifindex, src),
+        // A hairpin packet checked by the IPv6 branch is translated from
+        // here, in a call chain of its own (hairpin.rs).
+        ETH_P_IPV6 => match endpoint6::from_container(skb, ifindex, src) {
+            hairpin::v6::TO_FORWARD => hairpin::v6::forward(skb, src),
+            hairpin::v6::TO_REPLY => hairpin::v6::reply(skb),
+            verdict => verdict,
+        },
         ETH_P_ARP => arp(skb, ifindex),
         _ => tc_drop(Event::DropCtrProtocol),
     }

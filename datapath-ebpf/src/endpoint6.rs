@@ -27,7 +27,7 @@ use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 use datapath_common::{EndpointAddr, EndpointIface, Event};
 
 use crate::{
-    fwd,
+    fwd, hairpin,
     hdr::{ETH_HLEN, EthHdr, IPV6_HDR_LEN, read},
     maps::{NA_EPADDR6_V1, NA_EPIF6_V1},
     parse6::{
@@ -46,6 +46,9 @@ const MAX_ND_OPTIONS: usize = 4;
 const ND_OPT_SLLA: u8 = 1;
 const ND_OPT_TLLA: u8 = 2;
 
+/// Returns a TC verdict, or [`hairpin::v6::TO_FORWARD`] /
+/// [`hairpin::v6::TO_REPLY`] for a hairpin packet the caller hands on.
+///
 /// A BPF-to-BPF call, not inlined: the IPv4 branch and this one would
 /// otherwise share one stack frame past the 512-byte limit. `skb` is the
 /// context pointer (passed by value: the verifier follows a context
@@ -97,6 +100,13 @@ pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface
     }
     // SAFETY: copied out at once.
     let dst: Option<EndpointAddr> = unsafe { NA_EPADDR6_V1.get(&ip.daddr) }.copied();
+    // A hairpin packet is translated by the caller's next call (see
+    // `hairpin::v6`): not from this frame, under which it would not fit.
+    match hairpin::v6::classify(skb, &ip, dst.is_some()) {
+        hairpin::v6::FORWARD => return hairpin::v6::TO_FORWARD,
+        hairpin::v6::REPLY => return hairpin::v6::TO_REPLY,
+        _ => {}
+    }
     if let Err(reason) = policy::decide6(net, &iface, &ip.daddr, dst.as_ref(), control) {
         return tc_drop(reason);
     }

@@ -201,3 +201,231 @@ fn forget_reversed(pkt: &Packet) {
         let _ = NA_HAIRPIN4_V1.remove(&key);
     }
 }
+
+/// IPv6 hairpin: the same rules, for dual-stack containers reaching the
+/// IPv6 side of publications (`[::]`, an IPv6 host address) at a host
+/// IPv6 address or their IPv6 gateway's. `endpoint6` asks [`v6::classify`]
+/// after its source and neighbour-discovery checks and returns
+/// [`v6::TO_FORWARD`] or [`v6::TO_REPLY`] to the program's entry, which
+/// calls [`v6::forward`] or [`v6::reply`]: each a frame of its own,
+/// parsing the packet again, so that none sits under the IPv6 branch's
+/// (the verifier counts 512 bytes of stack along a call chain, and that
+/// branch's is the datapath's deepest).
+pub mod v6 {
+    use core::ptr::NonNull;
+
+    use aya_ebpf::{
+        bindings::{__sk_buff, BPF_ANY},
+        programs::TcContext,
+    };
+    use datapath_common::{
+        CtValue6, EndpointIface, Event, HAIRPIN_F_SELF, IPPROTO_TCP, IPPROTO_UDP, Ipv6Be,
+        NET_F_INTERNAL, PubValue6,
+    };
+
+    use crate::{
+        ct, fwd,
+        hdr::{TCP_ACK, TCP_SYN},
+        maps::{NA_EPADDR6_V1, NA_EPIF6_V1, NA_HAIRPIN6_V1},
+        nat,
+        parse6::{self, Ipv6, Packet6},
+        rewrite::nat6_tc,
+        skb,
+        stats::{self, Direction, tc_drop},
+        verdict::TC_NEXT,
+    };
+
+    /// What `endpoint6::from_container` returns instead of a verdict for a
+    /// packet [`forward`] or [`reply`] must translate (no TC verdict has
+    /// these values).
+    pub const TO_FORWARD: i32 = i32::MIN;
+    pub const TO_REPLY: i32 = i32::MIN + 1;
+
+    /// What [`classify`] found.
+    pub const NOT_HAIRPIN: u8 = 0;
+    /// A client's packet to a publication: [`forward`].
+    pub const FORWARD: u8 = 1;
+    /// A published container's reply to a hairpin flow: [`reply`].
+    pub const REPLY: u8 = 2;
+
+    /// The TCP/UDP flow of the packet into `pkt`; false if it is none.
+    #[inline(always)]
+    fn flow(skb: NonNull<__sk_buff>, ip: &Ipv6, pkt: &mut Packet6) -> bool {
+        let ctx = &TcContext::new(skb);
+        parse6::flow6(ctx.data(), ctx.data_end(), ip, pkt).is_ok()
+            && (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP)
+    }
+
+    /// Whether a container's IPv6 packet (`to_container`: its destination
+    /// is a container's address) is a hairpin packet, and which kind. A
+    /// direct packet that may open a flow removes a stale hairpin entry its
+    /// replies would match, as IPv4's does.
+    #[inline(never)]
+    pub fn classify(skb: NonNull<__sk_buff>, ip: &Ipv6, to_container: bool) -> u8 {
+        if ip.later_fragment || parse6::is_multicast(&ip.daddr) {
+            return NOT_HAIRPIN;
+        }
+        let local = !to_container && nat::is_local6(&ip.daddr);
+        if !to_container && !local {
+            return NOT_HAIRPIN;
+        }
+        let mut pkt = Packet6::default();
+        if !flow(skb, ip, &mut pkt) {
+            return NOT_HAIRPIN;
+        }
+        let key = ct::v6::key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto);
+        // SAFETY: presence is all we read.
+        if unsafe { NA_HAIRPIN6_V1.get(&key) }.is_some() {
+            return REPLY;
+        }
+        if !local {
+            forget_reversed(&pkt);
+            return NOT_HAIRPIN;
+        }
+        if nat::find6(&pkt.daddr, pkt.dport, pkt.proto).is_some() {
+            FORWARD
+        } else {
+            NOT_HAIRPIN
+        }
+    }
+
+    /// A client's packet to a publication: DNAT (and, for its own
+    /// publication, SNAT to the address it connected to), tracked,
+    /// delivered straight into the published container. `src`: the
+    /// client's interface; of an internal network, only its own subnet is
+    /// reached.
+    #[inline(never)]
+    pub fn forward(skb: NonNull<__sk_buff>, src: &EndpointIface) -> i32 {
+        let mut ip = Ipv6::default();
+        if !parse6::ipv6_of(skb, &mut ip) {
+            return TC_NEXT;
+        }
+        let ip = &ip;
+        let mut pkt = Packet6::default();
+        if !flow(skb, ip, &mut pkt) {
+            return TC_NEXT;
+        }
+        // Unpublished since `classify`: the host's, where nothing listens.
+        let Some(target) = nat::find6(&pkt.daddr, pkt.dport, pkt.proto) else {
+            return TC_NEXT;
+        };
+        if src.net.flags & NET_F_INTERNAL != 0 && !own_subnet(skb, &target.addr_be) {
+            return tc_drop(Event::DropInternal);
+        }
+        if pkt.first_fragment {
+            return tc_drop(Event::DropHairpinFragment);
+        }
+        // SAFETY: presence is all we read.
+        if unsafe { NA_EPADDR6_V1.get(&target.addr_be) }.is_none() {
+            return tc_drop(Event::DropHairpinForeign);
+        }
+        if !nat6_tc(skb, &pkt, &target.addr_be, target.port_be, true) {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        let own = target.addr_be == pkt.saddr;
+        // The port stays: the container's own port is unique among its flows.
+        if own && !nat6_tc(skb, &pkt, &pkt.daddr, pkt.sport, false) {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        let (client, flags) = if own {
+            (pkt.daddr, HAIRPIN_F_SELF)
+        } else {
+            (pkt.saddr, 0)
+        };
+        track(&pkt, &target, &client, flags);
+        stats::count(Event::HairpinForward);
+        let len = parse6::counted_len(ip);
+        stats::count_publication(target.stats_slot, Direction::Forward, len);
+        fwd::to_endpoint6(skb, ip, &target.addr_be)
+    }
+
+    /// Whether `addr` is in the IPv6 subnet of the interface the packet
+    /// came from.
+    #[inline(always)]
+    fn own_subnet(skb: NonNull<__sk_buff>, addr: &Ipv6Be) -> bool {
+        let ifindex = skb::ifindex(&TcContext::new(skb));
+        // SAFETY: a reference into a map value the agent replaces whole.
+        unsafe { NA_EPIF6_V1.get(&ifindex) }
+            .is_some_and(|i| parse6::in_prefix(addr, &i.subnet, i.prefix_len))
+    }
+
+    /// Records the flow under its reply tuple (target -> `client`), unless
+    /// the same entry is there. Its own frame.
+    #[inline(never)]
+    fn track(pkt: &Packet6, target: &PubValue6, client: &Ipv6Be, flags: u8) {
+        let key = ct::v6::key(
+            target.addr_be,
+            target.port_be,
+            *client,
+            pkt.sport,
+            pkt.proto,
+        );
+        let value = CtValue6 {
+            orig_addr_be: pkt.daddr,
+            orig_port_be: pkt.dport,
+            flags,
+            _pad: 0,
+            stats_slot: target.stats_slot,
+            isn: 0,
+        };
+        // SAFETY: compared at once.
+        if unsafe { NA_HAIRPIN6_V1.get(&key) }.is_some_and(|c| *c == value) {
+            return;
+        }
+        // A failed insert (memory pressure) loses this packet's reply; the
+        // next packet retries.
+        let _ = NA_HAIRPIN6_V1.insert(&key, &value, u64::from(BPF_ANY));
+    }
+
+    /// A published container's reply to a hairpin flow: the published
+    /// address and port back as its source (and, for a container's own
+    /// publication, its own address as destination), delivered straight
+    /// into the client.
+    #[inline(never)]
+    pub fn reply(skb: NonNull<__sk_buff>) -> i32 {
+        let mut ip = Ipv6::default();
+        if !parse6::ipv6_of(skb, &mut ip) {
+            return TC_NEXT;
+        }
+        let ip = &ip;
+        let mut pkt = Packet6::default();
+        if !flow(skb, ip, &mut pkt) {
+            return TC_NEXT;
+        }
+        let key = ct::v6::key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto);
+        // SAFETY: copied out at once.
+        let Some(flow) = (unsafe { NA_HAIRPIN6_V1.get(&key) }).copied() else {
+            return TC_NEXT;
+        };
+        let own = flow.flags & HAIRPIN_F_SELF != 0;
+        let client = if own { pkt.saddr } else { pkt.daddr };
+        // SAFETY: presence is all we read.
+        if unsafe { NA_EPADDR6_V1.get(&client) }.is_none() {
+            // The client was detached meanwhile.
+            return tc_drop(Event::DropUnknownEndpoint);
+        }
+        if !nat6_tc(skb, &pkt, &flow.orig_addr_be, flow.orig_port_be, false) {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        if own && !nat6_tc(skb, &pkt, &pkt.saddr, pkt.dport, true) {
+            return tc_drop(Event::DropRewriteFailed);
+        }
+        stats::count(Event::HairpinReply);
+        let len = parse6::counted_len(ip);
+        stats::count_publication(flow.stats_slot, Direction::Reverse, len);
+        fwd::to_endpoint6(skb, ip, &client)
+    }
+
+    /// As IPv4's `forget_reversed`.
+    #[inline(always)]
+    fn forget_reversed(pkt: &Packet6) {
+        if pkt.proto == IPPROTO_TCP && !(pkt.tcp_has(TCP_SYN) && !pkt.tcp_has(TCP_ACK)) {
+            return;
+        }
+        let key = ct::v6::key(pkt.daddr, pkt.dport, pkt.saddr, pkt.sport, pkt.proto);
+        // SAFETY: presence is all we read.
+        if unsafe { NA_HAIRPIN6_V1.get(&key) }.is_some() {
+            let _ = NA_HAIRPIN6_V1.remove(&key);
+        }
+    }
+}

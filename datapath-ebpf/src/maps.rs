@@ -18,7 +18,7 @@ use datapath_common::{
     SockRevKey, SockRevValue,
 };
 
-use datapath_common::{FragKey6, FragValue6, MAX_FRAGMENTS6};
+use datapath_common::{FragKey6, FragValue6, MAX_FRAGMENTS6, MAX_HAIRPIN_FLOWS6};
 
 /// Published ports: (host addr, host port, proto) -> container endpoint.
 /// Written only by the agent.
@@ -118,6 +118,12 @@ pub static NA_SHARE4_V1: LruHashMap<ShareKey, ShareValue, { MAX_SHARES as usize 
 /// IPv6 masquerade flows, both directions, as `NA_SNAT4_V1`.
 #[btf_map]
 pub static NA_SNAT6_V1: LruHashMap<SnatKey6, SnatValue6, { MAX_SNAT_ENTRIES6 as usize }> =
+    LruHashMap::new();
+
+/// Containers' IPv6 flows to a published port of the host (hairpin), as
+/// `NA_HAIRPIN4_V1`.
+#[btf_map]
+pub static NA_HAIRPIN6_V1: LruHashMap<CtKey6, CtValue6, { MAX_HAIRPIN_FLOWS6 as usize }> =
     LruHashMap::new();
 
 /// IPv6 datagrams whose first fragment was translated, as `NA_FRAG4_V1`.

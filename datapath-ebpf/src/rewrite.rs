@@ -302,3 +302,25 @@ pub fn address<B: Backend>(b: &mut B, addr_off: usize, old: u32, new: u32) -> Re
     b.ip_csum4(IP_CSUM_OFF, old, new)?;
     b.store4(addr_off, new)
 }
+
+/// The IPv6 destination (`dst`) or source address and port of `pkt`
+/// rewritten in a TC program's packet, in a frame of its own (a
+/// BPF-to-BPF call: `Nat6` and its helpers' arguments would otherwise sit
+/// in every caller's frame); false if a helper failed (the packet may be
+/// half-written).
+#[inline(never)]
+pub fn nat6_tc(
+    skb: core::ptr::NonNull<aya_ebpf::bindings::__sk_buff>,
+    pkt: &Packet6,
+    addr: &Ipv6Be,
+    port: u16,
+    dst: bool,
+) -> bool {
+    let ctx = &TcContext::new(skb);
+    let nat = if dst {
+        Nat6::destination(pkt, *addr, port)
+    } else {
+        Nat6::source(pkt, *addr, port)
+    };
+    nat.apply(&mut TcBackend(ctx)).is_ok()
+}

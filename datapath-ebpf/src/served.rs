@@ -42,7 +42,7 @@ use crate::{
     nat,
     parse::{self, Frag, Ipv4, Packet, Skip},
     parse6::{self, Ipv6, Packet6},
-    rewrite::{self, Backend as _, Nat, Nat6, TcBackend, XdpBackend},
+    rewrite::{self, Backend as _, Nat, TcBackend, XdpBackend},
     skb,
     snat::{self, Refused},
     stats::{self, Direction, tc_drop, xdp_drop},
@@ -464,7 +464,7 @@ fn masquerade_reply6(skb: NonNull<__sk_buff>) -> Option<i32> {
         return None;
     }
     let to = snat::v6::reply(&pkt)?;
-    if !rewrite6(skb, &pkt, &to.addr_be, to.port_be, true) {
+    if !rewrite::nat6_tc(skb, &pkt, &to.addr_be, to.port_be, true) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
     if pkt.first_fragment {
@@ -496,7 +496,7 @@ fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
     if parse6::is_reserved_dst(&target.addr_be) {
         return Some(tc_drop(Event::DropUntranslatable));
     }
-    if !rewrite6(skb, &pkt, &target.addr_be, target.port_be, true) {
+    if !rewrite::nat6_tc(skb, &pkt, &target.addr_be, target.port_be, true) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
     track6(&pkt, &target);
@@ -533,20 +533,6 @@ fn find6(pkt: &Packet6, out: &mut PubValue6) -> bool {
         }
         None => false,
     }
-}
-
-/// The IPv6 destination (`dst`) or source address and port of `pkt`
-/// rewritten, in a frame of its own; false if a helper failed (the packet
-/// may be half-written).
-#[inline(never)]
-fn rewrite6(skb: NonNull<__sk_buff>, pkt: &Packet6, addr: &Ipv6Be, port: u16, dst: bool) -> bool {
-    let ctx = &TcContext::new(skb);
-    let nat = if dst {
-        Nat6::destination(pkt, *addr, port)
-    } else {
-        Nat6::source(pkt, *addr, port)
-    };
-    nat.apply(&mut TcBackend(ctx)).is_ok()
 }
 
 /// `ct::v6::track_forward` in a frame of its own (IPv6 keys and values
@@ -610,7 +596,7 @@ fn reverse_nat6(skb: NonNull<__sk_buff>) -> Option<i32> {
     if !flow6(skb, &mut ip, &mut pkt) || !reply6(&pkt, &mut orig) {
         return None;
     }
-    if !rewrite6(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
+    if !rewrite::nat6_tc(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
         return Some(tc_drop(Event::DropRewriteFailed));
     }
     if pkt.first_fragment {
@@ -658,7 +644,7 @@ fn masquerade6(skb: NonNull<__sk_buff>) -> i32 {
         Err(Refused::Share) => return tc_drop(Event::DropSnatShare),
         Err(Refused::NoPort) => return tc_drop(Event::DropSnatNoPort),
     }
-    if !rewrite6(skb, pkt, &source.addr_be, source.port_be, false) {
+    if !rewrite::nat6_tc(skb, pkt, &source.addr_be, source.port_be, false) {
         return tc_drop(Event::DropRewriteFailed);
     }
     if pkt.first_fragment {

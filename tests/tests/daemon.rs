@@ -374,6 +374,7 @@ fn flow_tables_are_sized_for_the_hosts_memory_and_pinned_sizes_are_kept() {
         (map_names::SNAT6, datapath_common::MAX_SNAT_ENTRIES6),
         (map_names::SHARES6, datapath_common::MAX_SHARES6),
         (map_names::FRAGMENTS6, datapath_common::MAX_FRAGMENTS6),
+        (map_names::HAIRPIN6, datapath_common::MAX_HAIRPIN_FLOWS6),
     ] {
         let map = pinned_map(&w, name);
         assert_eq!(map["type"], "lru_hash", "{name}: {map}");

@@ -224,6 +224,13 @@ fn maps_and_programs_match_the_common_abi() {
             datapath_common::MAX_SHARES6,
         ),
         (
+            map_names::HAIRPIN6,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of::<CtKey6>(),
+            size_of::<CtValue6>(),
+            datapath_common::MAX_HAIRPIN_FLOWS6,
+        ),
+        (
             map_names::FRAGMENTS6,
             BPF_MAP_TYPE_LRU_HASH,
             size_of::<datapath_common::FragKey6>(),

@@ -236,3 +236,147 @@ fn hairpin_to_a_foreign_target_is_dropped_and_counted() {
     ));
     assert!(w.event("drop_hairpin_foreign") > before);
 }
+
+/// The IPv6 gateway of a dual-stack network.
+fn gateway6(w: &World, network: &str) -> String {
+    let net: Value =
+        serde_json::from_str(&w.daemon.ok(&["--json", "network", "inspect", network])).unwrap();
+    net["config"]["ipam6"]["gateway"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Hairpin over IPv6: dual-stack containers reach the `[::]` side of a
+/// publication at the host's IPv6 address and at their IPv6 gateway's, a
+/// neighbour, another network's container and the published container
+/// itself, TCP and UDP, each seen by the server as Docker's hairpin shows
+/// it; an address-bound IPv6 publication only at its address; an internal
+/// network's container nothing outside its subnet; checksums verified by
+/// the receivers (tx offload off); a bulk transfer both ways.
+#[test]
+fn containers_reach_published_ports_of_the_host_over_ipv6() {
+    let mut w = World::new();
+    for (name, v4, v6) in [
+        ("pub", "10.35.0.0/24", "fd00:35::/64"),
+        ("far", "10.36.0.0/24", "fd00:36::/64"),
+    ] {
+        w.daemon.ok(&[
+            "network", "create", name, "--ipv6", "--subnet", v4, "--subnet", v6,
+        ]);
+    }
+    w.daemon.ok(&[
+        "network",
+        "create",
+        "sealed",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "10.37.0.0/24",
+        "--subnet",
+        "fd00:37::/64",
+    ]);
+    let up = w.up();
+    w.host
+        .ip(&["-6", "addr", "add", "fd6c::1/64", "dev", &up, "nodad"]);
+    w.attach(
+        "web",
+        &[
+            "--network",
+            "pub",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "[fd6c::1]:8082:80",
+            "-p",
+            "8084:84",
+        ],
+    );
+    w.attach("client", &["--network", "pub"]);
+    w.attach("stranger", &["--network", "far"]);
+    w.attach("hermit", &["--network", "sealed"]);
+    for name in ["web", "client", "stranger"] {
+        Topology::set_tx_csum(w.ns(name), "eth0", false);
+    }
+    let any6 = |port: u16| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let _tcp = netagent_tests::traffic::tcp_echo_on(w.ns("web"), any6(80));
+    let _udp = netagent_tests::traffic::udp_echo_on(w.ns("web"), any6(53));
+    let _bulk = netagent_tests::traffic::tcp_bulk_on(w.ns("web"), any6(84), 8 << 20);
+    let csum6 = |w: &World, name: &str| {
+        let snmp6 = w.ns(name).exec(&["cat", "/proc/net/snmp6"]);
+        let udp = snmp6
+            .lines()
+            .find(|l| l.starts_with("Udp6InCsumErrors"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_owned();
+        (w.ns(name).snmp("Tcp", "InCsumErrors"), udp)
+    };
+    let before = ["web", "client", "stranger"].map(|n| csum6(&w, n));
+    let ip6 = |name: &str, net: &str| w.endpoint(name, net)["ip6"].as_str().unwrap().to_owned();
+    let (gw_pub, gw_far) = (gateway6(&w, "pub"), gateway6(&w, "far"));
+    let hairpins = w.event("hairpin_forward");
+
+    // A neighbour and a stranger, at the host's address and their
+    // gateway's: the server sees the real client.
+    for (from, net, gw) in [("client", "pub", &gw_pub), ("stranger", "far", &gw_far)] {
+        for to in ["[fd6c::1]:8080".to_owned(), format!("[{gw}]:8080")] {
+            let peer = tcp_peer_seen(&w, from, &to);
+            let me = ip6(from, net);
+            assert!(
+                peer.starts_with(&format!("[{me}]:")),
+                "{from} -> {to}: {peer}"
+            );
+        }
+    }
+    // Its own publication: it sees the address it was reached at.
+    for host in ["fd6c::1", gw_pub.as_str()] {
+        let to = format!("[{host}]:8080");
+        let peer = tcp_peer_seen(&w, "web", &to);
+        assert!(peer.starts_with(&format!("[{host}]:")), "{to}: {peer}");
+    }
+    // The address-bound publication: at its address, not at the gateway.
+    tcp_peer_seen(&w, "client", "[fd6c::1]:8082");
+    let err =
+        tcp_connect(w.ns("client"), &format!("[{gw_pub}]:8082")).expect_err("not bound there");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    // UDP: the answer comes from the published address.
+    for (from, to) in [("client", "[fd6c::1]:5353"), ("stranger", "[fd6c::1]:5353")] {
+        let socket = w
+            .ns(from)
+            .enter(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        socket.send_to(b"ping", to).unwrap();
+        let mut buf = [0u8; 200];
+        let (n, src) = socket.recv_from(&mut buf).expect("a UDP answer");
+        assert_eq!(src.to_string(), to, "{from}");
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with(" ping"));
+    }
+    // An internal network's container (which has no route out, only its
+    // gateway): nothing outside its subnet.
+    let internal = w.event("drop_internal");
+    let sealed_gw: SocketAddr = format!("[{}]:8080", gateway6(&w, "sealed"))
+        .parse()
+        .unwrap();
+    assert!(!tcp_reaches(w.ns("hermit"), sealed_gw, PROBE_TIMEOUT));
+    assert!(w.event("drop_internal") > internal);
+    // Bulk both ways.
+    assert_eq!(
+        bulk_download(w.ns("client"), "[fd6c::1]:8084").unwrap(),
+        8 << 20
+    );
+    assert_eq!(
+        bulk_upload(w.ns("client"), "[fd6c::1]:8084", 8 << 20).unwrap(),
+        8 << 20
+    );
+    assert!(w.event("hairpin_forward") > hairpins);
+    let after = ["web", "client", "stranger"].map(|n| csum6(&w, n));
+    assert_eq!(
+        before, after,
+        "checksum errors (TCP, UDP6) of web, client, stranger"
+    );
+}

@@ -923,3 +923,143 @@ fn ipv6_table() {
     assert_eq!(ret, TC_DROP);
     assert_eq!(dp.events(), vec![(Event::DropCtrProtocol, 1)]);
 }
+
+/// IPv6 hairpin: a dual-stack container's TCP and UDP to the `[::]` side
+/// of a neighbour's publication at a host IPv6 address is translated and
+/// delivered straight in (checksums right, the flow recorded), the reply
+/// gets the published source back, and reaching its own publication gets
+/// the address it connected to as source; refused: a first fragment, a
+/// target outside an internal network's subnet. A bad checksum stays bad.
+#[test]
+fn ipv6_hairpin_translates_both_ways_and_refuses_what_it_cannot() {
+    in_private_netns(&[], ipv6_hairpin_table);
+}
+
+fn ipv6_hairpin_table() {
+    use netagent_tests::packet::{checksum6_ok, l4_frame6};
+    const HOST6: &str = "2001:db8::1";
+    let net1 = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    let internal = policy(1, NET_F_INTERNAL, "10.1.0.0", "255.255.255.0");
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let port_at = |f: &[u8], off: usize| u16::from_be_bytes([f[off], f[off + 1]]);
+    let setup = |sender: &str, mac: [u8; 6], net: &NetPolicy, subnet: &str| {
+        let mut dp = Dp::new();
+        dp.endpoint_iface(TEST_RUN_IFINDEX, net);
+        dp.endpoint_iface6(TEST_RUN_IFINDEX, subnet, 64);
+        dp.endpoint_at6(SELF6, &net1, 0, SELF_MAC);
+        dp.endpoint_at6(PEER6, &net1, 0, PEER_MAC);
+        dp.endpoint_at6(sender, net, TEST_RUN_IFINDEX, mac);
+        dp.add_local6(HOST6);
+        dp.publish6("::", 8080, IPPROTO_TCP, PEER6, 80);
+        dp.publish6("::", 5353, IPPROTO_UDP, PEER6, 53);
+        dp.publish6("::", 9090, IPPROTO_TCP, SELF6, 90);
+        dp.publish6("::", 6060, IPPROTO_TCP, OTHER6, 60);
+        dp
+    };
+    for (proto, port, to) in [(IPPROTO_TCP, 8080, 80), (IPPROTO_UDP, 5353, 53)] {
+        let mut dp = setup(SELF6, SELF_MAC, &net1, "fd00:1::");
+        let frame = l4_frame6(SELF_MAC, SELF6, 40000, HOST6, port, proto, b"hi");
+        let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+        assert_eq!(ret, TC_REDIRECT, "{proto}: {:?}", dp.events());
+        assert!(checksum6_ok(&after), "{proto}: checksum after hairpin DNAT");
+        assert_eq!(
+            (after[22..38].to_vec(), port_at(&after, 54)),
+            (v6(SELF6).to_vec(), 40000)
+        );
+        assert_eq!(
+            (after[38..54].to_vec(), port_at(&after, 56)),
+            (v6(PEER6).to_vec(), to)
+        );
+        assert_eq!(after[..6], PEER_MAC);
+        assert_eq!(after[21], frame[21] - 1, "hop limit");
+        assert_eq!(dp.event(Event::HairpinForward), 1);
+        // The reply, from the neighbour.
+        let mut dp2 = setup(PEER6, PEER_MAC, &net1, "fd00:1::");
+        // The flow the forward recorded, carried over.
+        let key = datapath_common::CtKey6 {
+            src_addr_be: datapath_common::ipv6_be(PEER6.parse().unwrap()),
+            dst_addr_be: datapath_common::ipv6_be(SELF6.parse().unwrap()),
+            src_port_be: to.to_be(),
+            dst_port_be: 40000u16.to_be(),
+            proto,
+            _pad: [0; 3],
+        };
+        type Flows<'a> = aya::maps::HashMap<
+            &'a mut aya::maps::MapData,
+            datapath_common::CtKey6,
+            datapath_common::CtValue6,
+        >;
+        let name = datapath_common::map_names::HAIRPIN6;
+        let flow = Flows::try_from(dp.ebpf.map_mut(name).unwrap())
+            .unwrap()
+            .get(&key, 0)
+            .expect("the flow, under its reply tuple");
+        Flows::try_from(dp2.ebpf.map_mut(name).unwrap())
+            .unwrap()
+            .insert(&key, &flow, 0)
+            .unwrap();
+        let reply = l4_frame6(PEER_MAC, PEER6, to, SELF6, 40000, proto, b"answer");
+        let (ret, back) = dp2.run_tc(TC_FROM_CONTAINER, &reply);
+        assert_eq!(ret, TC_REDIRECT, "{proto} reply: {:?}", dp2.events());
+        assert!(
+            checksum6_ok(&back),
+            "{proto}: checksum after the reply's NAT"
+        );
+        assert_eq!(
+            (back[22..38].to_vec(), port_at(&back, 54)),
+            (v6(HOST6).to_vec(), port)
+        );
+        assert_eq!(back[..6], SELF_MAC);
+        assert_eq!(dp2.event(Event::HairpinReply), 1);
+        // A bad checksum stays bad.
+        let mut bad = frame.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let (_, after) = setup(SELF6, SELF_MAC, &net1, "fd00:1::").run_tc(TC_FROM_CONTAINER, &bad);
+        assert!(
+            !checksum6_ok(&after),
+            "{proto}: a bad checksum was laundered"
+        );
+    }
+    // Its own publication: the source becomes the address it connected to.
+    let mut dp = setup(SELF6, SELF_MAC, &net1, "fd00:1::");
+    let own = l4_frame6(SELF_MAC, SELF6, 40001, HOST6, 9090, IPPROTO_TCP, b"me");
+    let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, &own);
+    assert_eq!(ret, TC_REDIRECT, "{:?}", dp.events());
+    assert!(checksum6_ok(&after));
+    assert_eq!(
+        after[22..38],
+        v6(HOST6),
+        "seen from the address it connected to"
+    );
+    assert_eq!(after[38..54], v6(SELF6));
+    // Refused.
+    let first = ipv6_frame(
+        SELF_MAC,
+        SELF6,
+        HOST6,
+        &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])],
+        IPPROTO_UDP,
+        &[0x9c, 0x40, 0x14, 0xe9, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    for (name, net, subnet, frame, event) in [
+        (
+            "a first fragment",
+            net1,
+            "fd00:1::",
+            first,
+            Event::DropHairpinFragment,
+        ),
+        (
+            "internal, another subnet's target",
+            internal,
+            "fd00:9::",
+            l4_frame6(SELF_MAC, SELF6, 40000, HOST6, 8080, IPPROTO_TCP, b""),
+            Event::DropInternal,
+        ),
+    ] {
+        let mut dp = setup(SELF6, SELF_MAC, &net, subnet);
+        assert_eq!(dp.run_tc(TC_FROM_CONTAINER, &frame).0, TC_DROP, "{name}");
+        assert_eq!(dp.events(), vec![(event, 1)], "{name}");
+    }
+}

@@ -34,9 +34,9 @@ use datapath_common::{
     MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, ENDPOINT_ADDRS, ENDPOINT_ADDRS6,
-        ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, FRAGMENTS6, HAIRPIN, LOCAL_ADDRS,
-        LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS, PUBLICATIONS, PUBLICATIONS6,
-        RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
+        ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, FRAGMENTS6, HAIRPIN, HAIRPIN6,
+        LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS, PUBLICATIONS,
+        PUBLICATIONS6, RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -49,7 +49,7 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 30] = [
+pub const MAP_NAMES: [&str; 31] = [
     PUBLICATIONS,
     CT_TCP,
     CT_SYN,
@@ -80,6 +80,7 @@ pub const MAP_NAMES: [&str; 30] = [
     SHARES6,
     MASQ_ADDRS6,
     FRAGMENTS6,
+    HAIRPIN6,
 ];
 
 pub use super::XdpAttachMode;

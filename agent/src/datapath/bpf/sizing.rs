@@ -12,11 +12,12 @@ use std::io;
 use aya::{EbpfLoader, maps::MapData};
 use datapath_common::{
     MAX_EMBRYONIC_FLOWS, MAX_EMBRYONIC_FLOWS6, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS,
-    MAX_FRAGMENTS6, MAX_HAIRPIN_FLOWS, MAX_SHARES, MAX_SHARES6, MAX_SNAT_ENTRIES,
-    MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6, flow_table_entries,
+    MAX_FRAGMENTS6, MAX_HAIRPIN_FLOWS, MAX_HAIRPIN_FLOWS6, MAX_SHARES, MAX_SHARES6,
+    MAX_SNAT_ENTRIES, MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MAX_UDP_FLOWS6,
+    flow_table_entries,
     map_names::{
         CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, FRAGMENTS, FRAGMENTS6, HAIRPIN,
-        PUB_STATS, SHARES, SHARES6, SNAT, SNAT6, SOCK_REV, SOCK_REV6,
+        HAIRPIN6, PUB_STATS, SHARES, SHARES6, SNAT, SNAT6, SOCK_REV, SOCK_REV6,
     },
 };
 use tracing::info;
@@ -25,7 +26,7 @@ use super::{PinDir, io_err, map_err};
 use crate::datapath::DatapathError;
 
 /// The flow tables and their full sizes (hosts with more than 4 GiB).
-const FLOW_TABLES: [(&str, u32); 15] = [
+const FLOW_TABLES: [(&str, u32); 16] = [
     (CT_TCP, MAX_FLOWS),
     (CT_SYN, MAX_EMBRYONIC_FLOWS),
     (CT_UDP, MAX_UDP_FLOWS),
@@ -41,6 +42,7 @@ const FLOW_TABLES: [(&str, u32); 15] = [
     (SNAT6, MAX_SNAT_ENTRIES6),
     (SHARES6, MAX_SHARES6),
     (FRAGMENTS6, MAX_FRAGMENTS6),
+    (HAIRPIN6, MAX_HAIRPIN_FLOWS6),
 ];
 
 /// Tells `loader` the size of every host-sized map: the pinned map's if
