@@ -402,20 +402,27 @@ fn store_addr6(skb: NonNull<__sk_buff>, off: usize, addr: &Ipv6Be) -> bool {
     true
 }
 
+/// The packet's IPv6 header into `ip` and, if it is an ICMPv6 error with a
+/// quote it could translate, the quote into `q`; false otherwise.
+#[inline(always)]
+fn icmp6_error_of(skb: NonNull<__sk_buff>, ip: &mut Ipv6, q: &mut Quoted6) -> bool {
+    if !parse6::ipv6_of(skb, ip) {
+        return false;
+    }
+    let ctx = &TcContext::new(skb);
+    icmp6::quoted6(ctx.data(), ctx.data_end(), ip, q)
+}
+
 /// An ICMPv6 error about a published or masqueraded flow, translated and
 /// delivered to its container (icmp6.rs); `None` if it is none. Its own
 /// frame, as [`dnat6`].
 #[inline(never)]
 fn icmp6_error_in(skb: NonNull<__sk_buff>) -> Option<i32> {
-    let mut ip = Ipv6::default();
-    if !parse6::ipv6_of(skb, &mut ip) {
+    let (mut ip, mut q) = (Ipv6::default(), Quoted6::default());
+    if !icmp6_error_of(skb, &mut ip, &mut q) {
         return None;
     }
     let ctx = &TcContext::new(skb);
-    let mut q = Quoted6::default();
-    if !icmp6::quoted6(ctx.data(), ctx.data_end(), &ip, &mut q) {
-        return None;
-    }
     let (mut addr, mut port) = ([0; 4], 0);
     if !icmp6::inbound_flow(&q, &mut addr, &mut port) {
         return None;
@@ -433,15 +440,11 @@ fn icmp6_error_in(skb: NonNull<__sk_buff>) -> Option<i32> {
 /// ICMPv6 error with a quote it could translate. Its own frame.
 #[inline(never)]
 fn icmp6_error_out(skb: NonNull<__sk_buff>) -> Option<i32> {
-    let mut ip = Ipv6::default();
-    if !parse6::ipv6_of(skb, &mut ip) {
+    let (mut ip, mut q) = (Ipv6::default(), Quoted6::default());
+    if !icmp6_error_of(skb, &mut ip, &mut q) {
         return None;
     }
     let ctx = &TcContext::new(skb);
-    let mut q = Quoted6::default();
-    if !icmp6::quoted6(ctx.data(), ctx.data_end(), &ip, &mut q) {
-        return None;
-    }
     let (mut addr, mut port) = ([0; 4], 0);
     if !icmp6::outbound_flow(&q, &mut addr, &mut port) {
         return Some(tc_drop(Event::DropUntranslatable));

@@ -477,12 +477,8 @@ pub mod v6 {
     use core::ptr::NonNull;
 
     use aya_ebpf::{
-        EbpfContext as _,
-        bindings::{__sk_buff, BPF_ANY, BPF_F_CURRENT_NETNS, BPF_NOEXIST, bpf_sock_tuple},
-        helpers::{
-            bpf_get_prandom_u32,
-            generated::{bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
-        },
+        bindings::{__sk_buff, BPF_ANY, BPF_NOEXIST, bpf_sock_tuple},
+        helpers::bpf_get_prandom_u32,
         programs::TcContext,
     };
     use datapath_common::{
@@ -531,22 +527,12 @@ pub mod v6 {
             t.sport = pkt.dport;
             t.dport = port_be;
         }
-        let size = core::mem::size_of::<u32>() as u32 * 9;
-        let netns = BPF_F_CURRENT_NETNS as u64;
-        // SAFETY: tuple is valid for `size` bytes (the IPv6 variant); a
-        // returned socket is released at once.
-        unsafe {
-            let sk = if pkt.proto == IPPROTO_TCP {
-                bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, netns, 0)
-            } else {
-                bpf_sk_lookup_udp(ctx.as_ptr(), &mut tuple, size, netns, 0)
-            };
-            if sk.is_null() {
-                return false;
-            }
-            bpf_sk_release(sk.cast());
-        }
-        true
+        super::socket_held(
+            ctx,
+            pkt.proto,
+            &mut tuple,
+            core::mem::size_of::<u32>() as u32 * 9,
+        )
     }
 }
 
@@ -609,15 +595,27 @@ fn host_socket(ctx: &TcContext, pkt: &Packet, masq_addr: &u32, port_be: u16) -> 
         t.sport = pkt.dport;
         t.dport = port_be;
     }
-    let size = core::mem::size_of::<u32>() as u32 * 3;
+    socket_held(
+        ctx,
+        pkt.proto,
+        &mut tuple,
+        core::mem::size_of::<u32>() as u32 * 3,
+    )
+}
+
+/// Whether a socket of the host's namespace matches `tuple` (its first
+/// `size` bytes, one family's variant): a TCP one connected or listening,
+/// a UDP one bound or connected. A found socket is released at once.
+#[inline(always)]
+fn socket_held(ctx: &TcContext, proto: u8, tuple: &mut bpf_sock_tuple, size: u32) -> bool {
     let netns = BPF_F_CURRENT_NETNS as u64;
-    // SAFETY: tuple is valid for `size` bytes (the IPv4 variant); a
-    // returned socket is released at once.
+    // SAFETY: `tuple` is valid for `size` bytes; a returned socket is
+    // released at once.
     unsafe {
-        let sk = if pkt.proto == IPPROTO_TCP {
-            bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, netns, 0)
+        let sk = if proto == IPPROTO_TCP {
+            bpf_skc_lookup_tcp(ctx.as_ptr(), tuple, size, netns, 0)
         } else {
-            bpf_sk_lookup_udp(ctx.as_ptr(), &mut tuple, size, netns, 0)
+            bpf_sk_lookup_udp(ctx.as_ptr(), tuple, size, netns, 0)
         };
         if sk.is_null() {
             return false;
