@@ -42,10 +42,12 @@ pub struct Cli {
 pub enum Command {
     /// Load the datapath, reconcile it with the saved state and serve the API.
     Daemon(DaemonArgs),
-    /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp].
-    /// Several specs (or a file) are published all together or not at all.
+    /// Publish ports: [HOSTIP:]HOSTPORT->CONTAINERIP:CONTAINERPORT[/tcp|/udp],
+    /// IPv6 addresses in brackets. Several specs (or a file) are published
+    /// all together or not at all.
     Publish {
-        /// Publication specs, e.g. `127.0.0.1:5000->172.17.0.2:5000/udp`.
+        /// Publication specs, e.g. `127.0.0.1:5000->172.17.0.2:5000/udp`,
+        /// `[::1]:8080->[fd00::2]:80`.
         #[arg(required_unless_present = "file", value_name = "SPEC")]
         specs: Vec<String>,
         /// Read specs from a file, one per line ("-" for stdin; blank lines
@@ -264,7 +266,8 @@ pub struct ContainerAttachArgs {
     /// A network-scoped alias (repeatable; user-defined networks).
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
-    /// Publish: [IP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp].
+    /// Publish: [IP:][HOSTPORT[-END]:]CPORT[-END][/tcp|/udp] (an IPv6 IP in
+    /// brackets: `[::1]:8080:80`).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
     /// Publish every exposed port to a random host port.
