@@ -1,5 +1,15 @@
-//! Placeholder for `netagent-cni`, the CNI 1.1 plugin that container runtimes
-//! invoke. It is deliberately empty: the plugin is built by its own issue,
-//! and nothing here pretends to work before then. There is no binary, so a
-//! runtime configured with `"type": "netagent-cni"` fails to find the plugin
-//! rather than getting a result that did nothing.
+//! `netagent-cni`, the CNI plugin container runtimes invoke (CNI 1.1.0,
+//! answering 1.0.0 and 0.4.0 in their own formats).
+//!
+//! What is here is the protocol, with no side effects: reading the
+//! `CNI_*` environment ([`env`]), the versions the plugin speaks
+//! ([`version`]) and the spec's error object ([`error`]). The commands
+//! (ADD, DEL, CHECK, STATUS, GC) talk to the running daemon through the
+//! agent's API and arrive with the rest of the CNI issue; until then there
+//! is no binary, so a runtime configured with `"type": "netagent-cni"`
+//! fails to find the plugin rather than getting a result that did nothing.
+
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod version;

@@ -1,0 +1,458 @@
+//! The network configuration a runtime sends on stdin: the spec's fields
+//! (`cniVersion`, `name`, `type`, `args`, `ipMasq`, `ipam`, `dns`,
+//! `runtimeConfig`, `prevResult`), the capabilities netagent takes
+//! (`portMappings`, `ips`, `mac`, `aliases`), GC's
+//! `cni.dev/valid-attachments`, and netagent's own (`network`, `socket`).
+//!
+//! Not JSON, or JSON of the wrong shape, is code 6; a configuration that
+//! fails validation is code 7, or 1 for a version the plugin does not
+//! speak, or 2 for a value it does not support (a port mapping's protocol
+//! other than TCP and UDP). Every message names the field and the value.
+//! Fields the plugin does not know are ignored, as runtimes add their own.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::{
+    error::{CniError, Code},
+    version::Version,
+};
+
+/// The daemon's API socket when the configuration names none: the
+/// agent's own default.
+pub use netagent::api::DEFAULT_SOCKET;
+
+/// A checked network configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConf {
+    pub version: Version,
+    /// The configuration's (or list's) name.
+    pub name: String,
+    /// The plugin type (`netagent-cni`, or the delegating chain's).
+    pub plugin: String,
+    /// The netagent network to attach to (default: `name`).
+    pub network: String,
+    /// The daemon's API socket.
+    pub socket: String,
+    /// A delegated IPAM plugin (`ipam.type`), if any; netagent's own IPAM
+    /// otherwise.
+    pub ipam: Option<serde_json::Value>,
+    pub ip_masq: Option<bool>,
+    pub dns: Option<serde_json::Value>,
+    /// `args` as given (ignored if not understood, as the spec allows).
+    pub args: Option<serde_json::Value>,
+    pub port_mappings: Vec<PortMapping>,
+    /// Static addresses asked for (`ips` capability), with prefix length.
+    pub ips: Vec<(IpAddr, u8)>,
+    pub mac: Option<[u8; 6]>,
+    pub aliases: Vec<String>,
+    /// The previous plugin's result (chained mode, CHECK and DEL).
+    pub prev_result: Option<serde_json::Value>,
+    /// GC: the attachments that must stay, `(container ID, ifname)`.
+    pub valid_attachments: Option<Vec<(String, String)>>,
+}
+
+/// One `portMappings` entry (the capability's convention).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp` (the convention's default is tcp).
+    pub protocol: String,
+    /// Empty for every host address.
+    pub host_ip: Option<IpAddr>,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(rename = "cniVersion")]
+    cni_version: Option<String>,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    plugin: Option<String>,
+    network: Option<String>,
+    socket: Option<String>,
+    ipam: Option<serde_json::Value>,
+    #[serde(rename = "ipMasq")]
+    ip_masq: Option<bool>,
+    dns: Option<serde_json::Value>,
+    args: Option<serde_json::Value>,
+    #[serde(rename = "runtimeConfig", default)]
+    runtime_config: RawRuntimeConfig,
+    #[serde(rename = "prevResult")]
+    prev_result: Option<serde_json::Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<RawAttachment>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRuntimeConfig {
+    #[serde(rename = "portMappings", default)]
+    port_mappings: Vec<RawPortMapping>,
+    #[serde(default)]
+    ips: Vec<String>,
+    mac: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPortMapping {
+    #[serde(rename = "hostPort")]
+    host_port: i64,
+    #[serde(rename = "containerPort")]
+    container_port: i64,
+    protocol: Option<String>,
+    #[serde(rename = "hostIP")]
+    host_ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawAttachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+impl NetConf {
+    /// Parses and checks a configuration read from stdin.
+    pub fn parse(input: &[u8]) -> Result<Self, CniError> {
+        let raw: Raw = serde_json::from_slice(input)
+            .map_err(|e| CniError::new(Code::Decode, format!("the network configuration: {e}")))?;
+        let config = |details: String| CniError::new(Code::InvalidConfig, details);
+        let version = Version::parse(
+            raw.cni_version
+                .as_deref()
+                .ok_or_else(|| config("cniVersion is missing".to_owned()))?,
+        )?;
+        let name = raw
+            .name
+            .ok_or_else(|| config("name is missing".to_owned()))?;
+        if !valid_name(&name) {
+            return Err(config(format!(
+                "name {name:?} must start with a letter or digit, followed by letters, digits, '_', '.' or '-'"
+            )));
+        }
+        let plugin = raw
+            .plugin
+            .ok_or_else(|| config("type is missing".to_owned()))?;
+        let network = raw.network.unwrap_or_else(|| name.clone());
+        if network.is_empty() {
+            return Err(config("network is empty".to_owned()));
+        }
+        if let Some(ipam) = &raw.ipam
+            && !ipam.is_object()
+        {
+            return Err(config(format!("ipam {ipam} is not an object")));
+        }
+        let rc = raw.runtime_config;
+        let port_mappings = rc
+            .port_mappings
+            .into_iter()
+            .map(port_mapping)
+            .collect::<Result<_, _>>()?;
+        let ips = rc
+            .ips
+            .iter()
+            .map(|s| {
+                cidr(s).ok_or_else(|| {
+                    config(format!(
+                        "runtimeConfig.ips entry {s:?} is not an address with a prefix length"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mac = rc
+            .mac
+            .map(|m| {
+                parse_mac(&m).ok_or_else(|| {
+                    config(format!(
+                        "runtimeConfig.mac {m:?} is not a unicast MAC address"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(NetConf {
+            version,
+            name,
+            plugin,
+            network,
+            socket: raw.socket.unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
+            ipam: raw.ipam,
+            ip_masq: raw.ip_masq,
+            dns: raw.dns,
+            args: raw.args,
+            port_mappings,
+            ips,
+            mac,
+            aliases: rc.aliases,
+            prev_result: raw.prev_result,
+            valid_attachments: raw.valid_attachments.map(|list| {
+                list.into_iter()
+                    .map(|a| (a.container_id, a.ifname))
+                    .collect()
+            }),
+        })
+    }
+
+    /// The delegated IPAM plugin's name (`ipam.type`), if any.
+    pub fn ipam_type(&self) -> Option<&str> {
+        self.ipam.as_ref()?.get("type")?.as_str()
+    }
+}
+
+/// The spec's network name grammar (as the container ID's).
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {
+    let port = |what: &str, value: i64| {
+        u16::try_from(value)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                CniError::new(
+                    Code::InvalidConfig,
+                    format!("portMappings {what} {value} is not a port from 1 to 65535"),
+                )
+            })
+    };
+    let host_port = port("hostPort", raw.host_port)?;
+    let container_port = port("containerPort", raw.container_port)?;
+    let protocol = raw
+        .protocol
+        .map_or_else(|| "tcp".to_owned(), |p| p.to_ascii_lowercase());
+    if protocol != "tcp" && protocol != "udp" {
+        return Err(CniError::new(
+            Code::UnsupportedField,
+            format!("portMappings protocol {protocol:?}: netagent publishes tcp and udp"),
+        ));
+    }
+    let host_ip = match raw.host_ip.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+            CniError::new(
+                Code::InvalidConfig,
+                format!("portMappings hostIP {s:?} is not an IP address"),
+            )
+        })?),
+    };
+    Ok(PortMapping {
+        host_port,
+        container_port,
+        protocol,
+        host_ip,
+    })
+}
+
+/// `10.1.0.5/24` or `fd00::5/64`.
+fn cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// `aa:bb:cc:dd:ee:ff`, unicast (the multicast bit clear).
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (parts.next().is_none() && mac[0] & 1 == 0).then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<NetConf, CniError> {
+        NetConf::parse(json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_full_configuration_reads_back() {
+        let c = parse(serde_json::json!({
+            "cniVersion": "1.1.0",
+            "name": "web-net",
+            "type": "netagent-cni",
+            "network": "frontend",
+            "socket": "/run/na.sock",
+            "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"},
+            "ipMasq": true,
+            "dns": {"nameservers": ["10.9.0.1"]},
+            "args": {"labels": {"app": "web"}},
+            "someRuntimeField": 7,
+            "runtimeConfig": {
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                    {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"},
+                    {"hostPort": 8443, "containerPort": 443}
+                ],
+                "ips": ["10.9.0.5/24", "fd00:9::5/64"],
+                "mac": "02:42:0a:09:00:05",
+                "aliases": ["web", "www"]
+            },
+            "prevResult": {"cniVersion": "1.1.0", "ips": []}
+        }))
+        .expect("valid");
+        assert_eq!(c.version, Version::V1_1_0);
+        assert_eq!(
+            (c.name.as_str(), c.network.as_str()),
+            ("web-net", "frontend")
+        );
+        assert_eq!(c.socket, "/run/na.sock");
+        assert_eq!(c.ipam_type(), Some("host-local"));
+        assert_eq!(c.port_mappings.len(), 3);
+        assert_eq!(c.port_mappings[1].protocol, "udp");
+        assert_eq!(
+            c.port_mappings[1].host_ip,
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(c.port_mappings[2].protocol, "tcp", "tcp by default");
+        assert_eq!(c.ips.len(), 2);
+        assert_eq!(c.ips[1].1, 64);
+        assert_eq!(c.mac, Some([0x02, 0x42, 0x0a, 0x09, 0, 5]));
+        assert_eq!(c.aliases, ["web", "www"]);
+        assert!(c.prev_result.is_some());
+        // The defaults: network = name, the agent's socket, netagent's IPAM.
+        let c =
+            parse(serde_json::json!({"cniVersion": "0.4.0", "name": "n1", "type": "netagent-cni"}))
+                .expect("minimal");
+        assert_eq!(
+            (c.network.as_str(), c.socket.as_str()),
+            ("n1", DEFAULT_SOCKET)
+        );
+        assert_eq!(c.ipam_type(), None);
+        assert!(c.valid_attachments.is_none());
+    }
+
+    #[test]
+    fn gc_reads_the_valid_attachments() {
+        let c = parse(serde_json::json!({
+            "cniVersion": "1.1.0", "name": "n1", "type": "netagent-cni",
+            "cni.dev/valid-attachments": [
+                {"containerID": "a1", "ifname": "eth0"},
+                {"containerID": "b2", "ifname": "net1"}
+            ]
+        }))
+        .expect("valid");
+        assert_eq!(
+            c.valid_attachments,
+            Some(vec![
+                ("a1".to_owned(), "eth0".to_owned()),
+                ("b2".to_owned(), "net1".to_owned())
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_configurations_get_the_right_code_naming_the_field() {
+        let base = serde_json::json!({"cniVersion": "1.1.0", "name": "n1", "type": "netagent-cni"});
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v = base.clone();
+            v[key] = value;
+            v
+        };
+        let mapping =
+            |m: serde_json::Value| with("runtimeConfig", serde_json::json!({"portMappings": [m]}));
+        let cases: Vec<(serde_json::Value, Code, &str)> = vec![
+            (
+                with("cniVersion", "0.3.1".into()),
+                Code::IncompatibleVersion,
+                "\"0.3.1\"",
+            ),
+            (
+                with("name", "-bad".into()),
+                Code::InvalidConfig,
+                "name \"-bad\"",
+            ),
+            (
+                with("ipam", "host-local".into()),
+                Code::InvalidConfig,
+                "ipam \"host-local\" is not an object",
+            ),
+            (
+                with("name", 7.into()),
+                Code::Decode,
+                "the network configuration",
+            ),
+            (
+                mapping(serde_json::json!({"hostPort": 0, "containerPort": 80})),
+                Code::InvalidConfig,
+                "hostPort 0",
+            ),
+            (
+                mapping(serde_json::json!({"hostPort": 80, "containerPort": 70000})),
+                Code::InvalidConfig,
+                "containerPort 70000",
+            ),
+            (
+                mapping(
+                    serde_json::json!({"hostPort": 80, "containerPort": 80, "protocol": "sctp"}),
+                ),
+                Code::UnsupportedField,
+                "protocol \"sctp\"",
+            ),
+            (
+                mapping(
+                    serde_json::json!({"hostPort": 80, "containerPort": 80, "hostIP": "1.2.3"}),
+                ),
+                Code::InvalidConfig,
+                "hostIP \"1.2.3\"",
+            ),
+            (
+                with("runtimeConfig", serde_json::json!({"ips": ["10.1.0.5"]})),
+                Code::InvalidConfig,
+                "ips entry \"10.1.0.5\"",
+            ),
+            (
+                with("runtimeConfig", serde_json::json!({"ips": ["10.1.0.5/33"]})),
+                Code::InvalidConfig,
+                "\"10.1.0.5/33\"",
+            ),
+            (
+                with(
+                    "runtimeConfig",
+                    serde_json::json!({"mac": "03:00:00:00:00:01"}),
+                ),
+                Code::InvalidConfig,
+                "mac \"03:00:00:00:00:01\"",
+            ),
+            (
+                with(
+                    "runtimeConfig",
+                    serde_json::json!({"mac": "02:00:00:00:00"}),
+                ),
+                Code::InvalidConfig,
+                "mac \"02:00:00:00:00\"",
+            ),
+        ];
+        for (json, code, expected) in cases {
+            let e = parse(json.clone()).expect_err(&json.to_string());
+            assert_eq!(e.code, code, "{json}: {e}");
+            assert!(e.details.contains(expected), "{json}: {e}");
+        }
+        for missing in ["cniVersion", "name", "type"] {
+            let mut v = base.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove(missing);
+            }
+            let e = parse(v).expect_err(missing);
+            assert_eq!(e.code, Code::InvalidConfig, "{missing}");
+            assert!(e.details.contains(&format!("{missing} is missing")), "{e}");
+        }
+        let e = NetConf::parse(b"{not json").expect_err("not JSON");
+        assert_eq!(e.code, Code::Decode);
+    }
+}
