@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::{
     error::{CniError, Code},
+    result::cidr,
     version::Version,
 };
 
@@ -247,15 +248,6 @@ fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {
         protocol,
         host_ip,
     })
-}
-
-/// `10.1.0.5/24` or `fd00::5/64`.
-fn cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = s.split_once('/')?;
-    let ip: IpAddr = ip.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
 }
 
 /// `aa:bb:cc:dd:ee:ff`, unicast (the multicast bit clear).
