@@ -130,7 +130,7 @@ impl NetConf {
         let name = raw
             .name
             .ok_or_else(|| config("name is missing".to_owned()))?;
-        if !valid_name(&name) {
+        if !crate::env::valid_identifier(&name) {
             return Err(config(format!(
                 "name {name:?} must start with a letter or digit, followed by letters, digits, '_', '.' or '-'"
             )));
@@ -201,13 +201,6 @@ impl NetConf {
     pub fn ipam_type(&self) -> Option<&str> {
         self.ipam.as_ref()?.get("type")?.as_str()
     }
-}
-
-/// The spec's network name grammar (as the container ID's).
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {

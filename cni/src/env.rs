@@ -88,7 +88,7 @@ impl Env {
         let netns = required("CNI_NETNS", netns_required).map(PathBuf::from);
         let ifname = required("CNI_IFNAME", attachment);
         if let Some(id) = &container_id
-            && !valid_container_id(id)
+            && !valid_identifier(id)
         {
             problems.push(format!(
                 "CNI_CONTAINERID {id:?} must start with a letter or digit, followed by letters, digits, '_', '.' or '-'"
@@ -149,9 +149,9 @@ fn invalid(problems: Vec<String>) -> CniError {
     CniError::new(Code::InvalidEnvironment, problems.join("; "))
 }
 
-/// The spec's container ID grammar: not empty, a letter or digit first,
-/// then letters, digits, `_`, `.` or `-`.
-fn valid_container_id(id: &str) -> bool {
+/// The spec's grammar for container IDs and network names: not empty, a
+/// letter or digit first, then letters, digits, `_`, `.` or `-`.
+pub(crate) fn valid_identifier(id: &str) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
