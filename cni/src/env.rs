@@ -18,6 +18,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The `CNI_COMMAND` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+            Command::Version => "VERSION",
+        }
+    }
+
     fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "ADD" => Command::Add,

@@ -1,0 +1,262 @@
+//! Running a delegated plugin (an IPAM plugin such as `host-local`) as the
+//! spec has a main plugin do it: found by its `type` in `CNI_PATH`, run
+//! with the invocation's `CNI_*` variables (the command may differ: a DEL
+//! delegates DEL), the configuration on stdin, its result or error object
+//! read from stdout.
+//!
+//! A delegated error comes back with the delegate's own code and message,
+//! its name in front; a delegate that prints no error object, or no JSON,
+//! is code 6 (or 5 if it could not be run at all).
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command as Process, Stdio},
+};
+
+use serde::Deserialize;
+
+use crate::{
+    env::{Command, Env},
+    error::{CniError, Code},
+};
+
+/// The executable of plugin `name` in `dirs` (`CNI_PATH`, in order). A
+/// name with a path separator is refused: the configuration picks a
+/// plugin, never a file.
+pub fn find(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            format!("plugin type {name:?} is not a plugin name"),
+        ));
+    }
+    dirs.iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| {
+            CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "plugin {name:?} is not in CNI_PATH ({})",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":")
+                ),
+            )
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The error object a delegate prints.
+#[derive(Deserialize)]
+struct DelegateError {
+    code: u32,
+    msg: String,
+    #[serde(default)]
+    details: String,
+}
+
+/// Runs plugin `name` (found in `env.path`) for `command` with the
+/// invocation's variables and `config` on stdin; its result, parsed.
+pub fn run(
+    name: &str,
+    command: Command,
+    env: &Env,
+    config: &[u8],
+) -> Result<serde_json::Value, CniError> {
+    let exe = find(name, &env.path)?;
+    let mut process = Process::new(&exe);
+    process
+        .env("CNI_COMMAND", command.as_str())
+        .env(
+            "CNI_PATH",
+            std::env::join_paths(&env.path).unwrap_or_default(),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (var, value) in [
+        ("CNI_CONTAINERID", env.container_id.as_deref()),
+        ("CNI_IFNAME", env.ifname.as_deref()),
+    ] {
+        match value {
+            Some(v) => process.env(var, v),
+            None => process.env_remove(var),
+        };
+    }
+    match &env.netns {
+        Some(netns) => process.env("CNI_NETNS", netns),
+        None => process.env_remove("CNI_NETNS"),
+    };
+    let args: Vec<String> = env.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    process.env("CNI_ARGS", args.join(";"));
+    let io = |what: &str, e: std::io::Error| {
+        CniError::new(
+            Code::Io,
+            format!("plugin {name:?} ({}): {what}: {e}", exe.display()),
+        )
+    };
+    let mut child = process.spawn().map_err(|e| io("starting it", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(config)
+            .map_err(|e| io("writing its configuration", e))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| io("waiting for it", e))?;
+    if output.status.success() {
+        if output.stdout.iter().all(u8::is_ascii_whitespace) {
+            // DEL, CHECK and GC print nothing on success.
+            return Ok(serde_json::Value::Null);
+        }
+        return serde_json::from_slice(&output.stdout).map_err(|e| {
+            CniError::new(
+                Code::Decode,
+                format!("plugin {name:?} printed a result that is not JSON: {e}"),
+            )
+        });
+    }
+    match serde_json::from_slice::<DelegateError>(&output.stdout) {
+        Ok(err) => {
+            let code = match err.code {
+                1 => Code::IncompatibleVersion,
+                2 => Code::UnsupportedField,
+                3 => Code::UnknownContainer,
+                4 => Code::InvalidEnvironment,
+                5 => Code::Io,
+                6 => Code::Decode,
+                7 => Code::InvalidConfig,
+                11 => Code::TryAgainLater,
+                n => Code::Plugin(n),
+            };
+            let details = if err.details.is_empty() {
+                format!("plugin {name:?}: {}", err.msg)
+            } else {
+                format!("plugin {name:?}: {}: {}", err.msg, err.details)
+            };
+            Err(CniError::new(code, details))
+        }
+        Err(_) => Err(CniError::new(
+            Code::Decode,
+            format!(
+                "plugin {name:?} failed ({}) without an error object",
+                output.status
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// The tests here run one at a time: a script written while another
+    /// test forks keeps an open descriptor in that child until it execs,
+    /// and running the script then fails with ETXTBSY.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A directory with a shell plugin `name` whose body is `script`.
+    fn plugin_dir(name: &str, script: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        dir
+    }
+
+    fn env_for(dir: &Path) -> Env {
+        Env {
+            command: Command::Add,
+            container_id: Some("c1".to_owned()),
+            netns: Some("/run/netns/c1".into()),
+            ifname: Some("eth0".to_owned()),
+            args: vec![("K8S_POD_NAME".to_owned(), "web".to_owned())],
+            path: vec!["/nonexistent".into(), dir.to_path_buf()],
+        }
+    }
+
+    #[test]
+    fn a_delegate_gets_the_invocation_and_its_result_is_read() {
+        let _one = one_at_a_time();
+        // It answers with what it was given: the variables and its stdin.
+        let dir = plugin_dir(
+            "fake-ipam",
+            r#"read -r conf
+printf '{"cniVersion":"1.1.0","got":"%s %s %s %s %s","conf":%s}' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS" "$conf""#,
+        );
+        let env = env_for(dir.path());
+        let out = run(
+            "fake-ipam",
+            Command::Add,
+            &env,
+            b"{\"type\":\"fake-ipam\"}\n",
+        )
+        .expect("its result");
+        assert_eq!(out["got"], "ADD c1 /run/netns/c1 eth0 K8S_POD_NAME=web");
+        assert_eq!(out["conf"]["type"], "fake-ipam");
+        // DEL prints nothing on success.
+        let dir = plugin_dir("quiet", "cat >/dev/null");
+        assert_eq!(
+            run("quiet", Command::Del, &env_for(dir.path()), b"{}"),
+            Ok(serde_json::Value::Null)
+        );
+    }
+
+    #[test]
+    fn a_delegates_error_comes_back_with_its_code_and_name() {
+        let _one = one_at_a_time();
+        let dir = plugin_dir(
+            "host-local",
+            r#"cat >/dev/null
+echo '{"cniVersion":"1.0.0","code":11,"msg":"resource busy","details":"lock held"}'
+exit 1"#,
+        );
+        let e = run("host-local", Command::Add, &env_for(dir.path()), b"{}").expect_err("fails");
+        assert_eq!(e.code, Code::TryAgainLater);
+        assert_eq!(e.details, "plugin \"host-local\": resource busy: lock held");
+        let dir = plugin_dir("broken", "cat >/dev/null; echo oops; exit 3");
+        let e = run("broken", Command::Add, &env_for(dir.path()), b"{}").expect_err("fails");
+        assert_eq!(e.code, Code::Decode);
+        assert!(e.details.contains("without an error object"), "{e}");
+        let dir = plugin_dir("garbled", "cat >/dev/null; echo '{not json'");
+        let e = run("garbled", Command::Add, &env_for(dir.path()), b"{}").expect_err("garbled");
+        assert_eq!(e.code, Code::Decode);
+    }
+
+    #[test]
+    fn only_plugin_names_in_cni_path_are_run() {
+        let _one = one_at_a_time();
+        let dir = plugin_dir("there", "true");
+        let dirs = vec![PathBuf::from("/nonexistent"), dir.path().to_path_buf()];
+        assert_eq!(find("there", &dirs), Ok(dir.path().join("there")));
+        for bad in ["", "..", "../bin/sh", "/bin/sh"] {
+            let e = find(bad, &dirs).expect_err(bad);
+            assert_eq!(e.code, Code::InvalidConfig, "{bad}");
+        }
+        let e = find("missing", &dirs).expect_err("missing");
+        assert!(
+            e.details
+                .contains("\"missing\" is not in CNI_PATH (/nonexistent:"),
+            "{e}"
+        );
+        // Not executable: not a plugin.
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").expect("write");
+        assert!(find("plain", &dirs).is_err());
+    }
+}
