@@ -98,6 +98,12 @@ pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface
     {
         return tc_drop(Event::DropSpoofed);
     }
+    if icmp == Some(ICMPV6_NEIGH_SOLICIT) && parse6::is_multicast(&ip.daddr) {
+        let verdict = solicitation_to_neighbour(skb, &ip, ifindex, net.net_id);
+        if verdict != NOT_HANDLED {
+            return verdict;
+        }
+    }
     // SAFETY: copied out at once.
     let dst: Option<EndpointAddr> = unsafe { NA_EPADDR6_V1.get(&ip.daddr) }.copied();
     // A hairpin packet is translated by the caller's next call (see
@@ -117,6 +123,35 @@ pub fn from_container(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface
         None if parse6::is_multicast(&ip.daddr) || parse6::is_link_local(&ip.daddr) => TC_NEXT,
         None => fwd::routed6(skb, src.bridge_ifindex, &ip),
     }
+}
+
+/// What [`solicitation_to_neighbour`] returns for a solicitation it leaves
+/// to the bridge (no TC verdict has this value).
+const NOT_HANDLED: i32 = i32::MIN;
+
+/// A multicast neighbour solicitation for the address of a neighbour on
+/// the same network goes straight to that neighbour, unicast to its MAC
+/// (RFC 4861 allows it), like the rest of their traffic: left to the
+/// bridge, the multicast frame crosses the host's bridge netfilter
+/// (br_netfilter: ip6tables FORWARD, DROP under Docker's policy) and
+/// containers of one network could not resolve each other. Anything else
+/// (the gateway's address, its own, another network's) is
+/// [`NOT_HANDLED`]. Its own frame.
+#[inline(never)]
+fn solicitation_to_neighbour(skb: NonNull<__sk_buff>, ip: &Ipv6, ifindex: u32, net_id: u32) -> i32 {
+    let ctx = &TcContext::new(skb);
+    let Some(target) = read::<[[u8; 4]; 4]>(ctx.data(), ctx.data_end(), ip.l4_off + 8) else {
+        return NOT_HANDLED;
+    };
+    let target = target.map(u32::from_ne_bytes);
+    // SAFETY: copied out at once; the agent replaces entries whole.
+    let Some(neighbour) = (unsafe { NA_EPADDR6_V1.get(&target) }).copied() else {
+        return NOT_HANDLED;
+    };
+    if neighbour.net.net_id != net_id || neighbour.host_ifindex == ifindex {
+        return NOT_HANDLED;
+    }
+    fwd::to_neighbour(ctx, &neighbour)
 }
 
 /// Neighbour discovery and MLD: what a host needs to reach its neighbours

@@ -256,6 +256,13 @@ pub mod v6 {
             && (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP)
     }
 
+    /// The packet's header and TCP/UDP flow parsed again, in the caller's
+    /// frame (see the module doc of `v6`).
+    #[inline(always)]
+    fn reparse(skb: NonNull<__sk_buff>, ip: &mut Ipv6, pkt: &mut Packet6) -> bool {
+        parse6::ipv6_of(skb, ip) && flow(skb, ip, pkt)
+    }
+
     /// Whether a container's IPv6 packet (`to_container`: its destination
     /// is a container's address) is a hairpin packet, and which kind. A
     /// direct packet that may open a flow removes a stale hairpin entry its
@@ -296,15 +303,11 @@ pub mod v6 {
     /// reached.
     #[inline(never)]
     pub fn forward(skb: NonNull<__sk_buff>, src: &EndpointIface) -> i32 {
-        let mut ip = Ipv6::default();
-        if !parse6::ipv6_of(skb, &mut ip) {
+        let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
+        if !reparse(skb, &mut ip, &mut pkt) {
             return TC_NEXT;
         }
         let ip = &ip;
-        let mut pkt = Packet6::default();
-        if !flow(skb, ip, &mut pkt) {
-            return TC_NEXT;
-        }
         // Unpublished since `classify`: the host's, where nothing listens.
         let Some(target) = nat::find6(&pkt.daddr, pkt.dport, pkt.proto) else {
             return TC_NEXT;
@@ -383,15 +386,11 @@ pub mod v6 {
     /// into the client.
     #[inline(never)]
     pub fn reply(skb: NonNull<__sk_buff>) -> i32 {
-        let mut ip = Ipv6::default();
-        if !parse6::ipv6_of(skb, &mut ip) {
+        let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
+        if !reparse(skb, &mut ip, &mut pkt) {
             return TC_NEXT;
         }
         let ip = &ip;
-        let mut pkt = Packet6::default();
-        if !flow(skb, ip, &mut pkt) {
-            return TC_NEXT;
-        }
         let key = ct::v6::key(pkt.saddr, pkt.sport, pkt.daddr, pkt.dport, pkt.proto);
         // SAFETY: copied out at once.
         let Some(flow) = (unsafe { NA_HAIRPIN6_V1.get(&key) }).copied() else {

@@ -18,7 +18,9 @@
 //!   address; both become the container's, as does the outer destination.
 //! - Outbound (from a container, served egress): the quoted packet came in
 //!   through netagent, so its *destination* is the container; it becomes
-//!   the published or masquerade address, as does the outer source.
+//!   the published or masquerade address, as does the outer source. The
+//!   quote's destination must be the error's sender: a container may not
+//!   speak of another's flow.
 
 use datapath_common::{IPPROTO_ICMP, IPPROTO_UDP, SNAT_DIR_OUT, SNAT_F_IDENTITY};
 
@@ -102,6 +104,11 @@ fn inbound_flow(q: &Quoted) -> Option<(u32, u16)> {
 /// through a publication or a masqueraded flow.
 #[inline(always)]
 pub fn translate_out<B: Backend>(b: &mut B, ip: &Ipv4, q: &Quoted) -> Result<(), Untranslated> {
+    // A container speaks only of packets it received: an error quoting
+    // another's would report on a flow that is not its own.
+    if q.daddr != ip.saddr {
+        return Err(Untranslated::NoFlow);
+    }
     let (addr, port) = outbound_flow(q).ok_or(Untranslated::NoFlow)?;
     let change = Change {
         outer_addr_off: IP_SRC_OFF,

@@ -169,10 +169,15 @@ pub fn inbound_flow(q: &Quoted6, addr: &mut Ipv6Be, port: &mut u16) -> bool {
 }
 
 /// The published or masquerade `addr:port` the quoted packet of a
-/// container's error was sent to, into `addr`, `port`. A BPF-to-BPF call,
+/// container's error was sent to, into `addr`, `port`; false if it is
+/// none, or if the quote's destination is not the error's `sender` (a
+/// container speaks only of packets it received, not of another's flow). A BPF-to-BPF call,
 /// as [`inbound_flow`].
 #[inline(never)]
-pub fn outbound_flow(q: &Quoted6, addr: &mut Ipv6Be, port: &mut u16) -> bool {
+pub fn outbound_flow(q: &Quoted6, sender: &Ipv6Be, addr: &mut Ipv6Be, port: &mut u16) -> bool {
+    if q.daddr != *sender {
+        return false;
+    }
     if q.proto != IPPROTO_ICMPV6 {
         let key = ct::v6::key(q.daddr, q.dport, q.saddr, q.sport, q.proto);
         if let Some(v) = ct::v6::find(&key) {

@@ -130,20 +130,8 @@ pub fn find6(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
     if parse6::is_reserved_dst(addr) {
         return None;
     }
-    let mut key = PubKey6 {
-        addr_be: *addr,
-        port_be: port,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: plain data copied out at once (as in `exact_or_wildcard`).
-    if let Some(v) = unsafe { NA_PUB6_V1.get(&key) } {
-        return Some(*v);
-    }
-    key.addr_be = [0; 4];
-    // SAFETY: as above.
-    let v = unsafe { NA_PUB6_V1.get(&key) }.copied()?;
-    if !is_local6(addr) {
+    let (v, wildcard) = exact_or_wildcard6(addr, port, proto)?;
+    if wildcard && !is_local6(addr) {
         stats::count(Event::PassNotLocal);
         return None;
     }
@@ -156,37 +144,32 @@ pub fn find6(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
 /// publication included), then the wildcard (`::`) one.
 #[inline(always)]
 pub fn find6_from_host(addr: &Ipv6Be, port: u16, proto: u8) -> Option<PubValue6> {
-    let mut key = PubKey6 {
-        addr_be: *addr,
-        port_be: port,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: plain data copied out at once.
-    if let Some(v) = unsafe { NA_PUB6_V1.get(&key) } {
-        return Some(*v);
-    }
-    key.addr_be = [0; 4];
-    // SAFETY: as above.
-    unsafe { NA_PUB6_V1.get(&key) }.copied()
+    exact_or_wildcard6(addr, port, proto).map(|(v, _)| v)
 }
 
 /// [`published`] for IPv6: on `addr` or on `[::]`.
 #[inline(always)]
 pub fn published6(addr: &Ipv6Be, port: u16, proto: u8) -> bool {
+    exact_or_wildcard6(addr, port, proto).is_some()
+}
+
+/// The exact IPv6 entry of (`addr`, `port`, `proto`), else the wildcard
+/// (`::`) one, and whether it was the wildcard's.
+#[inline(always)]
+fn exact_or_wildcard6(addr: &Ipv6Be, port: u16, proto: u8) -> Option<(PubValue6, bool)> {
     let mut key = PubKey6 {
         addr_be: *addr,
         port_be: port,
         proto,
         _pad: 0,
     };
-    // SAFETY: presence is all we read.
-    if unsafe { NA_PUB6_V1.get(&key) }.is_some() {
-        return true;
+    // SAFETY: plain data copied out at once (as in `exact_or_wildcard`).
+    if let Some(v) = unsafe { NA_PUB6_V1.get(&key) } {
+        return Some((*v, false));
     }
     key.addr_be = [0; 4];
     // SAFETY: as above.
-    unsafe { NA_PUB6_V1.get(&key) }.is_some()
+    unsafe { NA_PUB6_V1.get(&key) }.map(|v| (*v, true))
 }
 
 /// Whether `port` is published on `addr` or on every address, so replies

@@ -25,9 +25,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use datapath_common::{
-    CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, FragValue6, IPPROTO_UDP,
-    Ipv6Be, NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6, SNAT_F_IDENTITY, SnatValue,
-    SnatValue6, XDP_TRANSLATED_MARK,
+    CtValue6, EndpointAddr, Event, FRAG_REWRITE_DST, FRAG_REWRITE_SRC, FragValue6, IPPROTO_ICMPV6,
+    IPPROTO_UDP, Ipv6Be, NET_F_ROUTED, NO_STATS_SLOT, OpenPort, PubValue, PubValue6,
+    SNAT_F_IDENTITY, SnatValue, SnatValue6, XDP_TRANSLATED_MARK,
 };
 
 use crate::{
@@ -303,16 +303,16 @@ fn ipv6_in(skb: NonNull<__sk_buff>) -> i32 {
     if parse6::is_reserved_dst(&daddr) {
         return tc_drop(Event::DropLoopbackDst);
     }
-    if let Some(verdict) = dnat6(skb) {
-        return verdict;
-    }
-    if let Some(verdict) = masquerade_reply6(skb) {
-        return verdict;
-    }
-    if let Some(verdict) = icmp6_error_in(skb) {
-        return verdict;
-    }
-    if let Some(verdict) = later_fragment_in6(skb) {
+    // The first parse tells which of the other handlers can apply, so a
+    // packet pays for one more parse at most.
+    let handled = match dnat6(skb) {
+        UNHANDLED_FLOW => masquerade_reply6(skb),
+        UNHANDLED_ICMP => icmp6_error_in(skb),
+        UNHANDLED_LATER_FRAGMENT => later_fragment_in6(skb),
+        UNHANDLED_OTHER => None,
+        verdict => return verdict,
+    };
+    if let Some(verdict) = handled {
         return verdict;
     }
     // SAFETY: presence is all we read.
@@ -446,7 +446,7 @@ fn icmp6_error_out(skb: NonNull<__sk_buff>) -> Option<i32> {
     }
     let ctx = &TcContext::new(skb);
     let (mut addr, mut port) = ([0; 4], 0);
-    if !icmp6::outbound_flow(&q, &mut addr, &mut port) {
+    if !icmp6::outbound_flow(&q, &ip.saddr, &mut addr, &mut port) {
         return Some(tc_drop(Event::DropUntranslatable));
     }
     if icmp6::rewrite_out(&mut TcBackend(ctx), &q, &ip.saddr, &addr, port).is_err() {
@@ -477,30 +477,58 @@ fn masquerade_reply6(skb: NonNull<__sk_buff>) -> Option<i32> {
     Some(fwd::to_endpoint6(skb, &ip, &to.addr_be))
 }
 
-/// DNAT of an IPv6 packet to a publication's IPv6 side; `None` if it is
-/// none (not TCP/UDP, fragmented, not published). Its own BPF-to-BPF
-/// call: the IPv6 structures are large, and frames add up only along a
-/// call chain.
+// What the first IPv6 handler (`dnat6`, `reverse_nat6`) returns instead
+// of a verdict for a packet it did not handle: the packet's kind, so only
+// the later handler that can apply parses it again (in its own frame). A
+// scalar, not an out-parameter: the callers' frames are at the limit. No
+// TC verdict has these values.
+
+/// TCP, UDP or ICMPv6 echo (a first fragment included).
+const UNHANDLED_FLOW: i32 = i32::MIN;
+/// Other ICMPv6 (an error, perhaps).
+const UNHANDLED_ICMP: i32 = i32::MIN + 1;
+/// A fragment after the first.
+const UNHANDLED_LATER_FRAGMENT: i32 = i32::MIN + 2;
+/// Anything else, or unparseable.
+const UNHANDLED_OTHER: i32 = i32::MIN + 3;
+
+/// The `UNHANDLED_*` kind of a packet whose header `flow6` parsed into
+/// `ip` (or left default), `is_flow` what it answered.
+#[inline(always)]
+fn unhandled6(ip: &Ipv6, is_flow: bool) -> i32 {
+    if is_flow {
+        UNHANDLED_FLOW
+    } else if ip.later_fragment {
+        UNHANDLED_LATER_FRAGMENT
+    } else if ip.proto == IPPROTO_ICMPV6 {
+        UNHANDLED_ICMP
+    } else {
+        UNHANDLED_OTHER
+    }
+}
+
+/// DNAT of an IPv6 packet to a publication's IPv6 side; the packet's
+/// `UNHANDLED_*` kind if it is none (not TCP/UDP, fragmented, not
+/// published). Its own BPF-to-BPF call: the IPv6 structures are large,
+/// and frames add up only along a call chain.
 #[inline(never)]
-fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
+fn dnat6(skb: NonNull<__sk_buff>) -> i32 {
     let mut ip = Ipv6::default();
     let mut pkt = Packet6::default();
-    if !flow6(skb, &mut ip, &mut pkt) {
-        return None;
-    }
+    let is_flow = flow6(skb, &mut ip, &mut pkt);
     let mut target = PubValue6::default();
-    if !find6(&pkt, &mut target) {
-        return None;
+    if !is_flow || !find6(&pkt, &mut target) {
+        return unhandled6(&ip, is_flow);
     }
     // An IPv4-mapped target (a `[::1]` publication to a container without
     // IPv6) is the host sockets' alone; the agent keys those on `::1`,
     // which never matches here, and this keeps it so whatever the map
     // holds.
     if parse6::is_reserved_dst(&target.addr_be) {
-        return Some(tc_drop(Event::DropUntranslatable));
+        return tc_drop(Event::DropUntranslatable);
     }
     if !rewrite::nat6_tc(skb, &pkt, &target.addr_be, target.port_be, true) {
-        return Some(tc_drop(Event::DropRewriteFailed));
+        return tc_drop(Event::DropRewriteFailed);
     }
     track6(&pkt, &target);
     if pkt.first_fragment {
@@ -512,7 +540,7 @@ fn dnat6(skb: NonNull<__sk_buff>) -> Option<i32> {
         Direction::Forward,
         parse6::counted_len(&ip),
     );
-    Some(fwd::to_endpoint6(skb, &ip, &target.addr_be))
+    fwd::to_endpoint6(skb, &ip, &target.addr_be)
 }
 
 /// The IPv6 header and TCP/UDP flow of the packet, in a frame of its own,
@@ -572,35 +600,41 @@ fn ipv6_out(skb: NonNull<__sk_buff>) -> i32 {
     let Some((saddr, _)) = parse6::addresses(data, data_end) else {
         return TC_NEXT;
     };
-    if let Some(verdict) = reverse_nat6(skb) {
-        return verdict;
+    let kind = reverse_nat6(skb);
+    if !matches!(
+        kind,
+        UNHANDLED_FLOW | UNHANDLED_ICMP | UNHANDLED_LATER_FRAGMENT | UNHANDLED_OTHER
+    ) {
+        return kind;
     }
     // SAFETY: presence is all we read.
     if unsafe { NA_EPADDR6_V1.get(&saddr) }.is_none() {
         return TC_NEXT;
     }
-    if let Some(verdict) = later_fragment_out6(skb) {
-        return verdict;
-    }
-    if let Some(verdict) = icmp6_error_out(skb) {
-        return verdict;
-    }
-    masquerade6(skb)
+    // A container's: translated by the one handler that can, or dropped.
+    let handled = match kind {
+        UNHANDLED_FLOW => return masquerade6(skb),
+        UNHANDLED_ICMP => icmp6_error_out(skb),
+        UNHANDLED_LATER_FRAGMENT => later_fragment_out6(skb),
+        _ => None,
+    };
+    handled.unwrap_or_else(|| tc_drop(Event::DropUntranslatable))
 }
 
-/// A reply of a published IPv6 flow gets the published source back;
-/// `None` if it is none. Its own frame: the masquerade path below must
+/// A reply of a published IPv6 flow gets the published source back; the
+/// packet's `UNHANDLED_*` kind if it is none. Its own frame: the masquerade path below must
 /// not carry this one's locals (the verifier's 512 bytes are per call
 /// chain).
 #[inline(never)]
-fn reverse_nat6(skb: NonNull<__sk_buff>) -> Option<i32> {
+fn reverse_nat6(skb: NonNull<__sk_buff>) -> i32 {
     let mut orig = CtValue6::default();
     let (mut ip, mut pkt) = (Ipv6::default(), Packet6::default());
-    if !flow6(skb, &mut ip, &mut pkt) || !reply6(&pkt, &mut orig) {
-        return None;
+    let is_flow = flow6(skb, &mut ip, &mut pkt);
+    if !is_flow || !reply6(&pkt, &mut orig) {
+        return unhandled6(&ip, is_flow);
     }
     if !rewrite::nat6_tc(skb, &pkt, &orig.orig_addr_be, orig.orig_port_be, false) {
-        return Some(tc_drop(Event::DropRewriteFailed));
+        return tc_drop(Event::DropRewriteFailed);
     }
     if pkt.first_fragment {
         record_fragment6(&pkt, FRAG_REWRITE_SRC, &orig.orig_addr_be, orig.stats_slot);
@@ -611,7 +645,7 @@ fn reverse_nat6(skb: NonNull<__sk_buff>) -> Option<i32> {
         Direction::Reverse,
         parse6::counted_len(&ip),
     );
-    Some(TC_NEXT)
+    TC_NEXT
 }
 
 /// The TCP/UDP/echo flow of the packet into `pkt`, its IPv6 header in

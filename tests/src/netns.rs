@@ -91,6 +91,12 @@ impl Netns {
         run(&full)
     }
 
+    /// Runs `args` in this namespace, failing or not: (success, stdout,
+    /// stderr).
+    pub fn try_exec(&self, args: &[&str]) -> (bool, String, String) {
+        try_exec_in(&self.name, args)
+    }
+
     /// Starts `args` in this namespace in the background; killed on drop.
     pub fn spawn(&self, args: &[&str]) -> Background {
         let child = Command::new("ip")
@@ -117,6 +123,24 @@ impl Netns {
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// A counter from `/proc/net/snmp6` in this namespace, e.g.
+    /// "Udp6InCsumErrors" (0 if the kernel lists no such counter).
+    pub fn snmp6(&self, field: &'static str) -> u64 {
+        self.enter(move || {
+            let text = std::fs::read_to_string("/proc/thread-self/net/snmp6").expect("snmp6");
+            text.lines()
+                .filter_map(|l| l.split_once(char::is_whitespace))
+                .find(|(name, _)| *name == field)
+                .map_or(0, |(_, v)| v.trim().parse().expect("snmp6 number"))
+        })
+    }
+
+    /// The MAC address of interface `dev` in this namespace.
+    pub fn mac(&self, dev: &str) -> [u8; 6] {
+        let text = self.exec(&["cat", &format!("/sys/class/net/{dev}/address")]);
+        crate::world::parse_mac(text.trim())
     }
 
     /// A counter from `/proc/net/snmp` in this namespace, e.g. ("Udp", "InCsumErrors").
@@ -678,4 +702,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `args` in namespace `ns`, failing or not: (success, stdout,
+/// stderr).
+pub fn try_exec_in(ns: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("spawning ip netns exec");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

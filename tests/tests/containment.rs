@@ -268,13 +268,7 @@ fn loopback_destinations_from_the_wire_or_a_container_are_dropped() {
     let _svc = udp_echo(w.ns("svc"), 53);
     let before = w.event("drop_loopback_dst");
     let (up, dn) = (format!("{}up", w.prefix), format!("{}dn", w.prefix));
-    let mac_of = |ns: &netagent_tests::netns::Netns, dev: &str| {
-        netagent_tests::world::parse_mac(
-            ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
-                .trim(),
-        )
-    };
-    let (host_mac, dn_mac) = (mac_of(&w.host, &up), mac_of(&w.upstream, &dn));
+    let (host_mac, dn_mac) = (w.host.mac(&up), w.upstream.mac(&dn));
     let neighbour = RawSender::new(&w.upstream, &dn);
     for dst in ["127.0.0.1", "127.0.0.53"] {
         let mut f = FrameSpec::udp(UPSTREAM_IP, 40000, dst, 5354, b"from the LAN");

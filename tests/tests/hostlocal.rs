@@ -53,19 +53,10 @@ impl Env {
         let mut args = vec!["python3", "-c", script];
         args.extend_from_slice(argv);
         if in_cgroup {
-            return self.daemon.cgroup.run_in(ns, &args);
+            self.daemon.cgroup.run_in(ns, &args)
+        } else {
+            netagent_tests::netns::try_exec_in(ns, &args)
         }
-        let mut cmd = vec!["ip", "netns", "exec", ns];
-        cmd.extend_from_slice(&args);
-        let out = std::process::Command::new(cmd[0])
-            .args(&cmd[1..])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
     }
 }
 

@@ -754,10 +754,31 @@ fn ipv6_table() {
             Some(Event::DropSpoofed),
             false,
         ),
+        // A solicitation for a neighbour goes straight to it (left to the
+        // bridge, it would cross br_netfilter's FORWARD hook).
         (
             "solicitation with its own MAC",
             net1,
             icmp6(SELF6, SOLICITED, 135, &nd_body(PEER6, Some((1, SELF_MAC)))),
+            None,
+            true,
+        ),
+        (
+            "solicitation for the gateway",
+            net1,
+            icmp6(
+                SELF6,
+                "ff02::1:ff00:1",
+                135,
+                &nd_body("fd00:1::1", Some((1, SELF_MAC))),
+            ),
+            None,
+            false,
+        ),
+        (
+            "solicitation for another network's address",
+            net1,
+            icmp6(SELF6, SOLICITED, 135, &nd_body(OTHER6, Some((1, SELF_MAC)))),
             None,
             false,
         ),
@@ -857,7 +878,7 @@ fn ipv6_table() {
             no_icc,
             icmp6(SELF6, SOLICITED, 135, &nd_body(PEER6, Some((1, SELF_MAC)))),
             None,
-            false,
+            true,
         ),
         (
             "icc off, UDP to all nodes",

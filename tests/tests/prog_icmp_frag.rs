@@ -191,6 +191,10 @@ fn icmp_errors_from_containers_leave_translated_or_not_at_all() {
             (CLIENT.into(), 40000)
         );
         assert!(got.inner_l4_verified);
+        // Another container may not speak of that flow.
+        let forged = port_unreachable(SRC, CLIENT, &arrived);
+        assert_eq!(dp.run_tc(TC_EGRESS, &forged), (TC_DROP, forged));
+        assert_eq!(dp.event(Event::DropUntranslatable), 1);
 
         // About a reply to a masqueraded flow.
         let left = masqueraded_flow(&mut dp, IPPROTO_UDP);
@@ -213,7 +217,7 @@ fn icmp_errors_from_containers_leave_translated_or_not_at_all() {
         let stray = FrameSpec::udp(REMOTE, 53, SRC, 9999, b"?").build();
         let err = port_unreachable(SRC, REMOTE, &stray);
         assert_eq!(dp.run_tc(TC_EGRESS, &err), (TC_DROP, err));
-        assert_eq!(dp.event(Event::DropUntranslatable), 1);
+        assert_eq!(dp.event(Event::DropUntranslatable), 2);
         // The host's own errors go on.
         let err = port_unreachable(HOST, REMOTE, &stray);
         assert_eq!(dp.run_tc(TC_EGRESS, &err), (TC_NEXT, err));
@@ -436,6 +440,17 @@ fn icmpv6_errors_are_translated_both_ways() {
             "{name}: the quote as the client sent it"
         );
     }
+
+    // Another container may not speak of a published flow to CTR6.
+    let mut dp = fresh6();
+    const OTHER6: &str = "fd00:1::9";
+    let net = policy(1, 0, "10.1.0.0", "255.255.255.0");
+    dp.endpoint_at6(OTHER6, &net, TEST_RUN_IFINDEX, CTR_MAC);
+    let req = l4_frame6(mac, CLIENT6, 40000, HOST6, 5353, IPPROTO_UDP, b"req");
+    let (_, received) = dp.run_tc(TC_INGRESS, &req);
+    let forged = icmp6_error(mac, OTHER6, CLIENT6, 1, 4, 0, &received[14..]);
+    assert_eq!(dp.run_tc(TC_EGRESS, &forged), (TC_DROP, forged));
+    assert_eq!(dp.event(Event::DropUntranslatable), 1);
 
     // Errors of no flow: the host's when inbound, dropped when outbound.
     let stray = l4_frame6(mac, HOST6, 999, CLIENT6, 443, IPPROTO_TCP, b"");
