@@ -68,6 +68,24 @@ pub enum Request {
     ContainerInspect {
         name: String,
     },
+    /// netagent-cni's commands.
+    CniAdd(CniAdd),
+    /// Removes the attachment; nothing to remove is a success.
+    CniDel {
+        key: CniKey,
+    },
+    /// Checks the attachment is whole (state, kernel objects, maps).
+    CniCheck {
+        key: CniKey,
+    },
+    /// Removes the attachments of CNI network `network` that `valid` (the
+    /// runtime's `cni.dev/valid-attachments`: container ID, ifname) does
+    /// not name.
+    CniGc {
+        network: String,
+        valid: Vec<(String, String)>,
+    },
+    CniStatus,
     /// `netagent port NAME [CPORT[/PROTO]]`.
     ContainerPorts {
         name: String,
@@ -128,9 +146,46 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ipv6: Vec<bool>,
     },
+    CniAttachment {
+        attachment: CniAttachment,
+    },
+    /// DEL: whether there was anything to remove.
+    CniDeleted {
+        removed: bool,
+    },
+    /// GC: the attachments removed.
+    CniCollected {
+        removed: Vec<CniKey>,
+    },
+    CniStatus {
+        status: CniStatus,
+    },
     Error {
         message: String,
+        /// What kind of failure, for clients that answer by kind (the CNI
+        /// plugin's error codes); `None` from daemons before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<ErrorKind>,
     },
+}
+
+/// The kind of a failed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is malformed or names something invalid.
+    Invalid,
+    /// What it names does not exist.
+    NotFound,
+    /// What it asks for is taken (a port, a name, an address, a
+    /// namespace).
+    Conflict,
+    /// A limit is reached (a full map, no free address or port).
+    Exhausted,
+    /// Something that should exist is broken (CNI's CHECK).
+    Broken,
+    /// The kernel or the state store failed.
+    Internal,
 }
 
 impl Response {
@@ -186,7 +241,11 @@ impl Response {
             Response::Containers { containers } => serde_json::to_value(containers),
             Response::Detached { container } => serde_json::to_value(container),
             Response::Ports { ports, .. } => serde_json::to_value(ports),
-            Response::Error { message } => Ok(serde_json::json!({ "error": message })),
+            Response::CniAttachment { attachment } => serde_json::to_value(attachment),
+            Response::CniDeleted { removed } => Ok(serde_json::json!({ "removed": removed })),
+            Response::CniCollected { removed } => serde_json::to_value(removed),
+            Response::CniStatus { status } => serde_json::to_value(status),
+            Response::Error { message, .. } => Ok(serde_json::json!({ "error": message })),
         };
         value.expect("API types serialize")
     }
@@ -256,6 +315,16 @@ pub struct NetworkConnect {
     pub ip6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The interface's name inside the container; `None`: the first free
+    /// `ethN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// Its MAC address; `None`: a random one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Set by netagent-cni: the CNI network the endpoint belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_network: Option<String>,
 }
 
 /// `container attach`.
@@ -286,6 +355,106 @@ pub struct ContainerAttach {
     /// `--expose` values as typed.
     #[serde(default)]
     pub expose: Vec<String>,
+    /// The interface's name inside the container; `None`: `eth0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// Its MAC address (`--mac-address`); `None`: a random one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Set by netagent-cni: who attached the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniKey>,
+}
+
+/// One CNI attachment's identity (the spec's key, with the network): the
+/// runtime's container ID (`CNI_CONTAINERID`), the interface inside the
+/// container (`CNI_IFNAME`) and the CNI network's name (the
+/// configuration's `name`). DEL, CHECK and GC find attachments by it and
+/// by nothing else, so they never touch another container's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CniKey {
+    pub container_id: String,
+    pub ifname: String,
+    pub network: String,
+}
+
+/// CNI ADD: attach a container for a runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniAdd {
+    pub key: CniKey,
+    /// `CNI_NETNS`.
+    pub netns: PathBuf,
+    /// The container's name (from `K8S_POD_NAME` or the like); `None`:
+    /// `cni-` and the container ID's first 12 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The `portMappings` capability, as `-p` values
+    /// (`[IP:]HOSTPORT:CPORT/PROTO`).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    pub mode: CniMode,
+}
+
+/// Who makes the container's interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum CniMode {
+    /// netagent-cni is the main plugin: an endpoint on a netagent network.
+    Main(CniMain),
+    /// Another plugin made the interface and gave it `ips` (its result):
+    /// netagent publishes the ports to them, as the reference `portmap`.
+    Chained { ips: Vec<std::net::IpAddr> },
+}
+
+/// ADD as the main plugin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniMain {
+    /// The netagent network to attach to.
+    pub network: String,
+    /// How to create it if it does not exist yet (`None`: it must exist).
+    #[serde(default)]
+    pub create: Option<NetworkCreate>,
+    /// A static IPv4 address (the `ips` capability, or what a delegated
+    /// IPAM plugin handed out).
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// One CNI attachment as the daemon has it (ADD's and CHECK's answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniAttachment {
+    pub key: CniKey,
+    /// The netagent container.
+    pub container: String,
+    pub netns: PathBuf,
+    /// Main mode: the endpoint, and its network (subnet and gateway for
+    /// the result).
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+    #[serde(default)]
+    pub network: Option<Network>,
+    /// Whether the container's default route goes through it.
+    #[serde(default)]
+    pub default_route: bool,
+    /// The publications to it.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// What STATUS reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniStatus {
+    /// Whether ADD can succeed now.
+    pub ready: bool,
+    /// Why not, if not.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// One container on a network, for `network inspect`.
@@ -401,6 +570,7 @@ mod tests {
             },
             Response::Error {
                 message: "port is already allocated".into(),
+                kind: Some(ErrorKind::Conflict),
             },
             Response::Ports {
                 ports: Vec::new(),

@@ -276,6 +276,9 @@ pub struct ContainerAttachArgs {
     /// Expose PORT[-END][/PROTO] (published by -P).
     #[arg(long, value_name = "PORT")]
     pub expose: Vec<String>,
+    /// The container interface's MAC address (aa:bb:cc:dd:ee:ff, unicast).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
 }
 
 impl TryFrom<NetworkCreateArgs> for NetworkCreate {
@@ -336,6 +339,9 @@ impl From<ContainerAttachArgs> for ContainerAttach {
             publish: a.publish,
             publish_all: a.publish_all,
             expose: a.expose,
+            ifname: None,
+            mac: a.mac_address,
+            cni: None,
         }
     }
 }
@@ -404,6 +410,7 @@ fn network_request(cmd: NetworkCommand) -> anyhow::Result<Request> {
             ip,
             ip6,
             aliases,
+            ..NetworkConnect::default()
         }),
         NetworkCommand::Disconnect { network, container } => {
             Request::NetworkDisconnect { network, container }

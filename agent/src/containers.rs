@@ -51,6 +51,31 @@ fn check_aliases(aliases: &[String]) -> Result<(), NetError> {
     }
 }
 
+/// Refuses an interface name the kernel would refuse, and a MAC address
+/// that is not a unicast one.
+fn check_interface(ifname: Option<&str>, mac: Option<&str>) -> Result<(), NetError> {
+    if let Some(name) = ifname.filter(|n| !crate::model::valid_ifname(n)) {
+        return Err(NetError::InvalidIfname(name.to_owned()));
+    }
+    if let Some(mac) = mac.filter(|m| crate::model::parse_unicast_mac(m).is_none()) {
+        return Err(NetError::InvalidMac(mac.to_owned()));
+    }
+    Ok(())
+}
+
+/// How a new endpoint is made, beyond its network and addresses.
+struct EndpointOptions<'a> {
+    /// The name inside the container.
+    ifname: &'a str,
+    /// A MAC address asked for (checked by [`check_interface`]).
+    mac: Option<&'a str>,
+    /// Whether the container's default route goes through it.
+    default_route: bool,
+    aliases: Vec<String>,
+    /// The CNI network of an endpoint netagent-cni asked for.
+    cni_network: Option<String>,
+}
+
 /// Docker's refusals of a static IP or aliases on a pre-defined network
 /// (`bridge`, `host`, `none`).
 fn check_user_defined(
@@ -100,7 +125,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// The container `req` describes, checked: its name (or a generated
     /// one), aliases, `-p` and `--expose` values; a bridged container
     /// until its mode says otherwise.
-    fn new_container(&self, req: &ContainerAttach) -> Result<Container, AgentError> {
+    pub(crate) fn new_container(&self, req: &ContainerAttach) -> Result<Container, AgentError> {
         let name = match req.name.clone() {
             Some(name) => name,
             None => names::generate_unique(|n| lookup::container(&self.state, n).is_ok()),
@@ -109,6 +134,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             return Err(NetError::InvalidContainerName(name).into());
         }
         check_aliases(&req.aliases)?;
+        check_interface(req.ifname.as_deref(), req.mac.as_deref())?;
         if let Some(existing) = self.state.containers.iter().find(|c| c.name == name) {
             return Err(NetError::NameInUse {
                 name,
@@ -149,6 +175,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             mode: NetworkMode::Bridge {
                 endpoints: Vec::new(),
             },
+            cni_id: req.cni.as_ref().map(|k| k.container_id.clone()),
             gateway_network: None,
             exposed,
             port_mappings: mappings,
@@ -177,7 +204,6 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if has_outside_access(&network.name, &self.state.networks) {
             container.gateway_network = Some(network.name.clone());
         }
-        let uid = container.uid;
         let info = self.transaction(|agent, journal| {
             let mut network = network;
             let ips = network.allocate(req.ip, req.ip6)?;
@@ -186,23 +212,22 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 &container,
                 &network,
                 ips,
-                "eth0",
-                default_route,
-                req.aliases.clone(),
+                EndpointOptions {
+                    ifname: req.ifname.as_deref().unwrap_or("eth0"),
+                    mac: req.mac.as_deref(),
+                    default_route,
+                    aliases: req.aliases.clone(),
+                    cni_network: req.cni.as_ref().map(|k| k.network.clone()),
+                },
                 journal,
             )?;
-            let published = agent
-                .allocate_ports(&container, ips, journal)
-                .and_then(|specs| agent.new_publications(&specs, Some(uid)))
-                .and_then(|published| {
-                    agent.install_publications(&published, journal)?;
-                    Ok(published)
-                })
-                .map_err(|e| AgentError::Connectivity {
+            let published = agent.publish_ports(&container, ips, journal).map_err(|e| {
+                AgentError::Connectivity {
                     endpoint: container.name.clone(),
                     id: container.id.clone(),
                     source: Box::new(e),
-                })?;
+                }
+            })?;
             if let Some(eps) = container.endpoints_mut() {
                 eps.push(endpoint);
             }
@@ -351,17 +376,23 @@ impl<D: Datapath, H: Host> Agent<D, H> {
 
     /// Makes one endpoint (`endpoints::create`) and journals its
     /// destruction.
-    #[allow(clippy::too_many_arguments)]
     fn create_endpoint(
         &mut self,
         container: &Container,
         network: &Network,
         ips: EndpointIps,
-        ifname: &str,
-        default_route: bool,
-        aliases: Vec<String>,
+        options: EndpointOptions<'_>,
         journal: &mut Journal,
     ) -> Result<Endpoint, AgentError> {
+        let EndpointOptions {
+            ifname,
+            mac,
+            default_route,
+            aliases,
+            cni_network,
+        } = options;
+        // Checked with the request (`check_interface`).
+        let mac = mac.and_then(crate::model::parse_unicast_mac);
         let bridge = self.bridge_link(network)?;
         let endpoint = endpoints::create(
             &mut self.datapath,
@@ -372,8 +403,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 bridge,
                 ips,
                 ifname,
+                mac,
                 default_route,
                 aliases,
+                cni_network,
             },
         )?;
         journal.undo(Step::DestroyEndpoint(endpoint.clone()));

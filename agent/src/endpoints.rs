@@ -82,6 +82,7 @@ pub fn endpoint_config(
     host_ifname: &str,
     ifname: &str,
     ips: EndpointIps,
+    mac: Option<[u8; 6]>,
     default_route: bool,
 ) -> EndpointConfig {
     EndpointConfig {
@@ -95,6 +96,7 @@ pub fn endpoint_config(
             .v6
             .zip(network.ipam6.as_ref())
             .map(|(ip6, ipam6)| (ip6, ipam6.subnet.prefix_len())),
+        mac,
         default_gateway: default_route.then(|| network.default_route()),
     }
 }
@@ -121,9 +123,13 @@ pub struct NewEndpoint<'a> {
     pub ips: EndpointIps,
     /// The name inside the container (`eth0`, ...).
     pub ifname: &'a str,
+    /// Its MAC address; `None`: a random one.
+    pub mac: Option<[u8; 6]>,
     /// Whether the container's default route goes through it.
     pub default_route: bool,
     pub aliases: Vec<String>,
+    /// The CNI network of an endpoint netagent-cni makes.
+    pub cni_network: Option<String>,
 }
 
 /// Makes one endpoint: the veth pair (configured inside the container's
@@ -141,6 +147,7 @@ pub fn create<D: EndpointMaps + EndpointPrograms, H: Host>(
         &host_ifname,
         new.ifname,
         new.ips,
+        new.mac,
         new.default_route,
     ))?;
     let endpoint = Endpoint {
@@ -152,6 +159,7 @@ pub fn create<D: EndpointMaps + EndpointPrograms, H: Host>(
         ip6: new.ips.v6,
         mac: link.mac,
         aliases: new.aliases,
+        cni_network: new.cni_network,
     };
     if let Err(e) = program(datapath, &endpoint, new.network, new.bridge) {
         destroy(datapath, host, &endpoint);
@@ -271,6 +279,7 @@ mod tests {
             ip6: None,
             mac: "02:00:00:00:00:07".into(),
             aliases: Vec::new(),
+            cni_network: None,
         }
     }
 
@@ -323,8 +332,10 @@ mod tests {
                 v6: None,
             },
             ifname: "eth0",
+            mac: None,
             default_route: true,
             aliases: vec!["a".into()],
+            cni_network: None,
         };
         let mut dp = FakeEndpointSide::default();
         let ep = create(&mut dp, &mut host, new("10.9.0.2")).unwrap();

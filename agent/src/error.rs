@@ -162,6 +162,57 @@ pub enum NetError {
     },
     #[error("invalid network option {0}")]
     BadOption(String),
+    #[error(
+        "invalid interface name {0:?}: 1 to 15 bytes, no '/', ':' or whitespace, not '.' or '..'"
+    )]
+    InvalidIfname(String),
+    #[error("container {container} already has an interface named {ifname}")]
+    IfnameInUse { container: String, ifname: String },
+    #[error("invalid MAC address {0:?}: expected a unicast aa:bb:cc:dd:ee:ff")]
+    InvalidMac(String),
+    #[error(
+        "container {0}'s interface is another CNI plugin's (netagent-cni chained after it publishes its ports only): it cannot join or leave netagent networks"
+    )]
+    ChainedConnect(String),
+    #[error(
+        "container {} already has interface {} on CNI network {} (DEL it first)",
+        .0.container_id, .0.ifname, .0.network
+    )]
+    CniAttachmentExists(crate::api::CniKey),
+    #[error(
+        "no CNI attachment of container {} with interface {} on network {}",
+        .0.container_id, .0.ifname, .0.network
+    )]
+    NoCniAttachment(crate::api::CniKey),
+    #[error(
+        "container {container_id} (netagent container {name}) is already attached in the other CNI mode, or chained once already: one container is either netagent's (main plugin) or another plugin's with netagent chained after it, once"
+    )]
+    CniModeMix { container_id: String, name: String },
+    #[error(
+        "{0} is a pre-defined network without interfaces (host or none): a CNI network needs a bridge network"
+    )]
+    CniPredefined(String),
+    #[error("container {container_id} was attached in another network namespace than {path}")]
+    CniNetnsMismatch { container_id: String, path: PathBuf },
+    #[error(
+        "the previous plugin's result has no IPv4 address for {ifname}: netagent publishes ports to IPv4 addresses of interfaces it did not make"
+    )]
+    CniNoIpv4 { ifname: String },
+    #[error("network {network} exists with {what} {has}, but the configuration asks for {asked}")]
+    CniNetworkDiffers {
+        network: String,
+        what: String,
+        has: String,
+        asked: String,
+    },
+    #[error(
+        "CHECK of container {} interface {} on network {}: {what}",
+        key.container_id, key.ifname, key.network
+    )]
+    CniCheck {
+        key: crate::api::CniKey,
+        what: String,
+    },
     #[error("--netns is required (the container's network namespace)")]
     NetnsRequired,
     #[error(
@@ -184,4 +235,62 @@ pub enum NetError {
         "network namespace {path} is no longer container {container}'s (the path names another namespace now); detach the container"
     )]
     NetnsReplaced { path: PathBuf, container: String },
+}
+
+impl AgentError {
+    /// What kind of failure this is, for API clients that answer by kind
+    /// (the CNI plugin's error codes).
+    pub fn kind(&self) -> crate::api::ErrorKind {
+        use crate::api::ErrorKind;
+        match self {
+            AgentError::Spec(_) | AgentError::PortMap(_) | AgentError::Mismatch { .. } => {
+                ErrorKind::Invalid
+            }
+            AgentError::AlreadyAllocated { .. } => ErrorKind::Conflict,
+            AgentError::NotPublished(_) => ErrorKind::NotFound,
+            AgentError::Full => ErrorKind::Exhausted,
+            AgentError::State(_) | AgentError::Datapath(_) => ErrorKind::Internal,
+            AgentError::Host(e) => match e {
+                HostError::PortInUse { .. } => ErrorKind::Conflict,
+                HostError::NotLocal { .. } => ErrorKind::Invalid,
+                HostError::Netns { .. } => ErrorKind::NotFound,
+                HostError::Netlink { .. } | HostError::Io { .. } | HostError::Other(_) => {
+                    ErrorKind::Internal
+                }
+            },
+            AgentError::Ipam(e) => match e {
+                IpamError::InUse { .. } | IpamError::InUse6 { .. } => ErrorKind::Conflict,
+                IpamError::Exhausted { .. }
+                | IpamError::Exhausted6 { .. }
+                | IpamError::NoPool
+                | IpamError::NoPool6 => ErrorKind::Exhausted,
+                _ => ErrorKind::Invalid,
+            },
+            AgentError::Net(e) => e.kind(),
+            AgentError::Connectivity { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl NetError {
+    fn kind(&self) -> crate::api::ErrorKind {
+        use crate::api::ErrorKind;
+        match self {
+            NetError::NoSuchNetwork(_)
+            | NetError::NoSuchContainer(_)
+            | NetError::NoCniAttachment(_) => ErrorKind::NotFound,
+            NetError::NetworkExists(_)
+            | NetError::NameInUse { .. }
+            | NetError::AlreadyConnected { .. }
+            | NetError::NetnsInUse { .. }
+            | NetError::NetworkInUse { .. }
+            | NetError::IfnameInUse { .. }
+            | NetError::CniAttachmentExists(_)
+            | NetError::CniModeMix { .. }
+            | NetError::HasJoined { .. } => ErrorKind::Conflict,
+            NetError::AllPortsAllocated { .. } => ErrorKind::Exhausted,
+            NetError::CniCheck { .. } => ErrorKind::Broken,
+            _ => ErrorKind::Invalid,
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::{
     portmap::HostChoice,
     publications::{PortIndex, check_ipv6_target, host_port},
     spec::{PortSpec, Proto},
+    state::Publication,
 };
 
 /// One container port to publish, before its host port is chosen.
@@ -62,6 +63,21 @@ fn wanted(container: &Container) -> Vec<Wanted> {
 }
 
 impl<D: Datapath, H: Host> Agent<D, H> {
+    /// Chooses, reserves and installs the host ports of `container`'s
+    /// `-p`/`-P` to the endpoint with addresses `ips`, owned by it; each
+    /// step's undo journaled.
+    pub(crate) fn publish_ports(
+        &mut self,
+        container: &Container,
+        ips: EndpointIps,
+        journal: &mut Journal,
+    ) -> Result<Vec<Publication>, AgentError> {
+        let specs = self.allocate_ports(container, ips, journal)?;
+        let published = self.new_publications(&specs, Some(container.uid))?;
+        self.install_publications(&published, journal)?;
+        Ok(published)
+    }
+
     /// Chooses and reserves a host port for every port `container`
     /// publishes, to its endpoint with addresses `ips` (the publications
     /// name its IPv4 address, which stands for the container on either

@@ -9,13 +9,15 @@
 //! - `state` (the state file), `api` (wire types), `error`, `lookup`;
 //! - the agent: `endpoints`, `journal`, `agent` (the struct and the commit
 //!   rule), then one module per domain: `publications`, `hostports`,
-//!   `networks`, `containers`, `reconcile`;
+//!   `networks`, `containers`, `reconcile`, and `cni` (netagent-cni's
+//!   attachments, built on `containers` and `networks`);
 //! - the edges: `server` (the daemon), `client`, `cli`, `output`.
 
 pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod cni;
 pub mod containers;
 pub mod datapath;
 pub mod endpoints;

@@ -111,6 +111,7 @@ mod tests {
             netns: "/run/netns/x".into(),
             netns_id: None,
             mode: NetworkMode::None,
+            cni_id: None,
             gateway_network: None,
             exposed: Vec::new(),
             port_mappings: Vec::new(),

@@ -188,6 +188,12 @@ pub struct Endpoint {
     pub ip6: Option<Ipv6Addr>,
     pub mac: String,
     pub aliases: Vec<String>,
+    /// The CNI network (a configuration's `name`) a runtime attached it
+    /// through (`netagent-cni`); with the container's [`Container::cni_id`]
+    /// and [`Self::ifname`] it keys the attachment for DEL, CHECK and GC.
+    /// `None` for endpoints made by the CLI, which CNI never touches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_network: Option<String>,
 }
 
 impl Endpoint {
@@ -212,6 +218,22 @@ pub enum NetworkMode {
     Host,
     /// `--network none`: its own namespace with loopback only.
     None,
+    /// Another CNI plugin made its interface (netagent-cni chained after
+    /// it, as the reference `portmap` is): netagent publishes its ports to
+    /// `ips` and owns nothing else of it.
+    Chained(ChainedAttachment),
+}
+
+/// A chained CNI attachment: the interface another plugin made, and the
+/// addresses that plugin's result gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainedAttachment {
+    /// The CNI network (configuration list's `name`).
+    pub cni_network: String,
+    /// The interface inside the container (`CNI_IFNAME`).
+    pub ifname: String,
+    /// Its addresses from the previous plugin's result.
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 /// A container: a network namespace netagent has attached.
@@ -229,6 +251,10 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<crate::host::NetnsId>,
     pub mode: NetworkMode,
+    /// The runtime's container ID (`CNI_CONTAINERID`) of a container a CNI
+    /// runtime attached through `netagent-cni`; `None` for the CLI's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_id: Option<String>,
     /// The network its default route prefers: the first network with
     /// outside access it was attached to. The route (and its published
     /// ports) moves to another network when this one is disconnected, and
@@ -247,14 +273,20 @@ impl Container {
     pub fn endpoints(&self) -> &[Endpoint] {
         match &self.mode {
             NetworkMode::Bridge { endpoints } => endpoints,
-            NetworkMode::Container { .. } | NetworkMode::Host | NetworkMode::None => &[],
+            NetworkMode::Container { .. }
+            | NetworkMode::Host
+            | NetworkMode::None
+            | NetworkMode::Chained(_) => &[],
         }
     }
 
     pub fn endpoints_mut(&mut self) -> Option<&mut Vec<Endpoint>> {
         match &mut self.mode {
             NetworkMode::Bridge { endpoints } => Some(endpoints),
-            NetworkMode::Container { .. } | NetworkMode::Host | NetworkMode::None => None,
+            NetworkMode::Container { .. }
+            | NetworkMode::Host
+            | NetworkMode::None
+            | NetworkMode::Chained(_) => None,
         }
     }
 
@@ -281,6 +313,34 @@ impl Network {
             ipam6: None,
         }
     }
+}
+
+/// The kernel's interface-name rule (`dev_valid_name`): 1 to 15 bytes,
+/// not `.` or `..`, no `/`, `:` or whitespace. (CNI's `CNI_IFNAME` and
+/// the agent's `--ifname` both follow it.)
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// A MAC address a container interface may be given: `aa:bb:cc:dd:ee:ff`
+/// (two hex digits each), unicast (the group bit clear) and not all zero.
+pub fn parse_unicast_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (parts.next().is_none() && mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
 }
 
 /// The longest container or network name: a DNS label (RFC 1035), so the
@@ -340,6 +400,35 @@ pub fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interface_name_rule_is_the_kernels() {
+        for ok in ["eth0", "a", "net1.100", "fifteen-bytes-x"] {
+            assert!(valid_ifname(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "sixteen-bytes-xx", "e th0", "a:b", "a/b"] {
+            assert!(!valid_ifname(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_container_mac_is_unicast_and_written_in_full() {
+        assert_eq!(
+            parse_unicast_mac("02:42:0a:09:00:05"),
+            Some([2, 0x42, 10, 9, 0, 5])
+        );
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "2:42:0a:09:00:05",
+            "02:42:0a:09:00",
+            "02:42:0a:09:00:05:06",
+            "zz:42:0a:09:00:05",
+            "",
+        ] {
+            assert_eq!(parse_unicast_mac(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn names_follow_dockers_rule() {

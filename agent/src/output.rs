@@ -102,7 +102,14 @@ fn text(request: &Request, response: &Response) -> anyhow::Result<String> {
             );
             container_port_lines(ports, ipv6, filtered)
         }
-        Response::Error { message } => anyhow::bail!("{message}"),
+        // The CNI plugin's answers, should another client ask: as JSON.
+        Response::CniAttachment { .. }
+        | Response::CniDeleted { .. }
+        | Response::CniCollected { .. }
+        | Response::CniStatus { .. } => {
+            format!("{}\n", serde_json::to_string_pretty(&response.payload())?)
+        }
+        Response::Error { message, .. } => anyhow::bail!("{message}"),
     })
 }
 
@@ -296,6 +303,7 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
                 (Some(target), _) => format!("container:{target}"),
                 (None, crate::model::NetworkMode::Host) => "host".to_owned(),
                 (None, crate::model::NetworkMode::None) => "none".to_owned(),
+                (None, crate::model::NetworkMode::Chained(a)) => format!("cni:{}", a.cni_network),
                 (None, _) => c
                     .endpoints
                     .iter()
@@ -303,15 +311,20 @@ pub fn container_table(containers: &[ContainerInfo]) -> String {
                     .collect::<Vec<_>>()
                     .join(","),
             };
-            let ips = c
-                .endpoints
-                .iter()
-                .map(|e| match e.ip6 {
-                    Some(ip6) => format!("{},{ip6}", e.ip),
-                    None => e.ip.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+            let ips = match &c.container.mode {
+                crate::model::NetworkMode::Chained(a) => {
+                    a.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()
+                }
+                _ => c
+                    .endpoints
+                    .iter()
+                    .map(|e| match e.ip6 {
+                        Some(ip6) => format!("{},{ip6}", e.ip),
+                        None => e.ip.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            }
+            .join(",");
             [
                 c.container.short_id().to_owned(),
                 c.container.name.clone(),

@@ -241,6 +241,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 v4: ep.ip,
                 v6: ep.ip6,
             },
+            // The MAC it had: a CNI runtime may have asked for it, and
+            // its IPv6 link-local address derives from it.
+            crate::host::parse_mac(&ep.mac),
             route,
         ))?;
         Ok(Some(link))

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     agent::Agent,
-    api::{Request, Response},
+    api::{ErrorKind, Request, Response},
     datapath::{
         Datapath, HostMaps as _, SocketHooks as _, XdpAttachMode,
         bpf::{BpfDatapath, PinDir},
@@ -486,6 +486,7 @@ async fn serve_connection<D: Datapath, H: Host>(
                 "permission denied: the netagent API is root only (uid {})",
                 peer.uid()
             ),
+            kind: Some(ErrorKind::Invalid),
         };
         return write_response(&mut write, &response).await;
     }
@@ -505,6 +506,7 @@ async fn serve_connection<D: Datapath, H: Host>(
         let response = if line.last() != Some(&b'\n') && n >= MAX_REQUEST_BYTES {
             Response::Error {
                 message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+                kind: Some(ErrorKind::Invalid),
             }
         } else {
             match std::str::from_utf8(&line) {
@@ -513,16 +515,19 @@ async fn serve_connection<D: Datapath, H: Host>(
                         "malformed request: not UTF-8 (invalid byte at offset {})",
                         e.valid_up_to()
                     ),
+                    kind: Some(ErrorKind::Invalid),
                 },
                 Ok(text) => match serde_json::from_str::<Request>(text) {
                     Ok(request) => match agent.lock() {
                         Ok(mut agent) => dispatch(&mut agent, request),
                         Err(_) => Response::Error {
                             message: "internal error: agent lock poisoned".into(),
+                            kind: Some(ErrorKind::Internal),
                         },
                     },
                     Err(e) => Response::Error {
                         message: format!("malformed request: {e}"),
+                        kind: Some(ErrorKind::Invalid),
                     },
                 },
             }
@@ -603,6 +608,21 @@ pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request)
                     warnings: Vec::new(),
                 })
         }
+        Request::CniAdd(req) => agent
+            .cni_add(req)
+            .map(|attachment| Response::CniAttachment { attachment }),
+        Request::CniDel { key } => agent
+            .cni_del(&key)
+            .map(|removed| Response::CniDeleted { removed }),
+        Request::CniCheck { key } => agent
+            .cni_check(&key)
+            .map(|attachment| Response::CniAttachment { attachment }),
+        Request::CniGc { network, valid } => agent
+            .cni_gc(&network, &valid)
+            .map(|removed| Response::CniCollected { removed }),
+        Request::CniStatus => Ok(Response::CniStatus {
+            status: agent.cni_status(),
+        }),
         Request::ContainerPorts { name, filter } => filter
             .map(|f| {
                 f.parse::<ExposedPorts>()
@@ -621,6 +641,7 @@ pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request)
     };
     result.unwrap_or_else(|e| Response::Error {
         message: e.to_string(),
+        kind: Some(e.kind()),
     })
 }
 
@@ -670,7 +691,10 @@ mod tests {
         ));
         for bad in ["5000->10.0.0.2:80/udp", "nonsense", "99999->10.0.0.2:80"] {
             match dispatch(&mut agent, publish(bad)) {
-                Response::Error { message } => assert!(!message.is_empty(), "{bad}"),
+                Response::Error { message, kind } => {
+                    assert!(!message.is_empty(), "{bad}");
+                    assert!(kind.is_some(), "{bad}");
+                }
                 other => panic!("{bad}: {other:?}"),
             }
         }

@@ -167,7 +167,7 @@ impl NetConf {
         let mac = rc
             .mac
             .map(|m| {
-                parse_mac(&m).ok_or_else(|| {
+                netagent::model::parse_unicast_mac(&m).ok_or_else(|| {
                     config(format!(
                         "runtimeConfig.mac {m:?} is not a unicast MAC address"
                     ))
@@ -241,20 +241,6 @@ fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {
         protocol,
         host_ip,
     })
-}
-
-/// `aa:bb:cc:dd:ee:ff`, unicast (the multicast bit clear).
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    (parts.next().is_none() && mac[0] & 1 == 0).then_some(mac)
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ impl Env {
             ));
         }
         if let Some(name) = &ifname
-            && !valid_ifname(name)
+            && !netagent::model::valid_ifname(name)
         {
             problems.push(format!(
                 "CNI_IFNAME {name:?} is not an interface name (1-15 bytes, no '/', ':' or whitespace, not '.' or '..')"
@@ -167,18 +167,6 @@ pub(crate) fn valid_identifier(id: &str) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// The kernel's interface-name rule (`dev_valid_name`): 1 to 15 bytes,
-/// not `.` or `..`, no `/`, `:` or whitespace.
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// `K=V;K2=V2` into pairs (empty items skipped); the first item that is
@@ -299,15 +287,5 @@ mod tests {
         }
         let e = env(&[]).expect_err("nothing");
         assert!(e.details.contains("CNI_COMMAND is not set"), "{e}");
-    }
-
-    #[test]
-    fn the_interface_name_rule_is_the_kernels() {
-        for ok in ["eth0", "a", "net1.100", "fifteen-bytes-x"] {
-            assert!(valid_ifname(ok), "{ok}");
-        }
-        for bad in ["", ".", "..", "sixteen-bytes-xx", "e th0", "a:b", "a/b"] {
-            assert!(!valid_ifname(bad), "{bad}");
-        }
     }
 }

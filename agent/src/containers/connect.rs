@@ -3,7 +3,7 @@
 
 use tracing::info;
 
-use super::{check_aliases, check_user_defined, replace_network};
+use super::{EndpointOptions, check_aliases, check_interface, check_user_defined, replace_network};
 use crate::{
     agent::{Agent, Change},
     api::NetworkConnect,
@@ -28,9 +28,22 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 return Err(NetError::NoneNetworkConflict.into());
             }
             (NetworkMode::Container { .. }, _) => return Err(NetError::JoinedConnect.into()),
+            (NetworkMode::Chained(_), _) => {
+                return Err(NetError::ChainedConnect(container.name).into());
+            }
             (NetworkMode::Bridge { .. }, NetworkRef::Bridge(n)) => n.clone(),
         };
         check_aliases(&req.aliases)?;
+        check_interface(req.ifname.as_deref(), req.mac.as_deref())?;
+        if let Some(ifname) = &req.ifname
+            && container.endpoints().iter().any(|e| &e.ifname == ifname)
+        {
+            return Err(NetError::IfnameInUse {
+                container: container.name,
+                ifname: ifname.clone(),
+            }
+            .into());
+        }
         if container
             .endpoints()
             .iter()
@@ -48,14 +61,21 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let endpoint = self.transaction(|agent, journal| {
             let mut network = network;
             let ips = network.allocate(req.ip, req.ip6)?;
-            let ifname = next_ifname(&container);
+            let ifname = req
+                .ifname
+                .clone()
+                .unwrap_or_else(|| next_ifname(&container));
             let endpoint = agent.create_endpoint(
                 &container,
                 &network,
                 ips,
-                &ifname,
-                false,
-                req.aliases.clone(),
+                EndpointOptions {
+                    ifname: &ifname,
+                    mac: req.mac.as_deref(),
+                    default_route: false,
+                    aliases: req.aliases.clone(),
+                    cni_network: req.cni_network.clone(),
+                },
                 journal,
             )?;
             let mut after = container.clone();
@@ -101,6 +121,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             }
             (NetworkMode::None, NetworkRef::None) => return self.leave_none(container),
             (NetworkMode::Container { .. }, _) => return Err(NetError::JoinedConnect.into()),
+            (NetworkMode::Chained(_), _) => {
+                return Err(NetError::ChainedConnect(container.name).into());
+            }
             _ => {}
         }
         let endpoint = container

@@ -72,6 +72,7 @@ fn connect(
         ip,
         ip6: None,
         aliases,
+        ..crate::api::NetworkConnect::default()
     })
 }
 
@@ -372,6 +373,7 @@ fn connect_disconnect_and_network_removal() {
             ip: Some("10.2.0.9".parse().unwrap()),
             ip6: None,
             aliases: vec!["w".into()],
+            ..crate::api::NetworkConnect::default()
         })
         .unwrap();
     assert_eq!(
@@ -494,6 +496,7 @@ fn reconcile_collects_strays_and_recreates_missing_endpoints() {
             ip: "10.9.9.9".parse().unwrap(),
             prefix_len: 24,
             ip6: None,
+            mac: None,
             default_gateway: None,
         },
     );

@@ -54,6 +54,20 @@ pub struct FakeHost {
     pub routes6: Vec<(ipnet::Ipv6Net, String)>,
 }
 
+/// The MAC the fake "kernel" gives a container interface: the one asked
+/// for, else always the same.
+fn fake_mac(asked: Option<[u8; 6]>) -> String {
+    asked.map_or_else(
+        || "02:00:00:00:00:01".into(),
+        |m| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        },
+    )
+}
+
 impl Host for FakeHost {
     fn routes(&mut self) -> Result<Vec<(Ipv4Net, String)>, HostError> {
         Ok(self.routes.clone())
@@ -111,7 +125,7 @@ impl Host for FakeHost {
             .insert(ep.host_ifname.clone(), 100 + self.next_ifindex);
         Ok(EndpointLink {
             host_ifindex: 100 + self.next_ifindex,
-            mac: "02:00:00:00:00:01".into(),
+            mac: fake_mac(ep.mac),
         })
     }
 
@@ -267,12 +281,29 @@ impl Host for FakeHost {
         let Some(host_ifindex) = self.ifindex(host_ifname)? else {
             return Ok(None);
         };
+        let asked = self.endpoints.get(host_ifname).and_then(|e| e.mac);
         let mac = self
             .kernel_macs
             .get(host_ifname)
             .cloned()
-            .unwrap_or_else(|| "02:00:00:00:00:01".into());
+            .unwrap_or_else(|| fake_mac(asked));
         Ok(Some(EndpointLink { host_ifindex, mac }))
+    }
+
+    fn interface_addrs(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<Vec<std::net::IpAddr>>, HostError> {
+        Ok(self
+            .endpoints
+            .values()
+            .find(|e| e.netns == netns && e.ifname == ifname)
+            .map(|e| {
+                let mut addrs = vec![std::net::IpAddr::V4(e.ip)];
+                addrs.extend(e.ip6.map(|(ip6, _)| std::net::IpAddr::V6(ip6)));
+                addrs
+            }))
     }
 
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {

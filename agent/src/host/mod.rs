@@ -127,6 +127,8 @@ pub struct EndpointConfig {
     /// ([`link_local6`]) and nothing else (no SLAAC, no DAD, no router
     /// advertisements); otherwise IPv6 is off on it.
     pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The container side's MAC address; `None`: the kernel's random one.
+    pub mac: Option<[u8; 6]>,
     /// Default route through this gateway (the container's first
     /// non-internal network only).
     pub default_gateway: Option<DefaultRoute>,
@@ -214,6 +216,13 @@ pub trait Host: Send {
         netns: &Path,
         ifname: &str,
     ) -> Result<Option<EndpointLink>, HostError>;
+    /// The addresses of interface `ifname` in `netns` (CNI's CHECK);
+    /// `None` when there is no such interface.
+    fn interface_addrs(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<Vec<std::net::IpAddr>>, HostError>;
 }
 
 /// A network namespace's identity: its nsfs device and inode. Persisted

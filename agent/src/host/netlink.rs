@@ -333,10 +333,13 @@ impl Host for NetlinkHost {
                 .ok_or_else(|| HostError::Other(format!("bridge {} is missing", ep.bridge)))?;
             // The peer is created directly in the container's namespace
             // under its final name: it never appears on the host.
-            let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
                 .name(ep.ifname.clone())
-                .setns_by_fd(netns.as_raw_fd())
-                .build();
+                .setns_by_fd(netns.as_raw_fd());
+            if let Some(mac) = ep.mac {
+                peer = peer.address(mac.to_vec());
+            }
+            let peer = peer.build();
             let veth = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
                 .name(ep.host_ifname.clone())
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
@@ -583,6 +586,29 @@ impl Host for NetlinkHost {
             Ok(link_mac(&link))
         })?;
         Ok(Some(EndpointLink { host_ifindex, mac }))
+    }
+
+    fn interface_addrs(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<Vec<IpAddr>>, HostError> {
+        let ifname = ifname.to_owned();
+        self.run_in_netns(netns, move |handle| async move {
+            let Some(index) = link_index(&handle, &ifname).await? else {
+                return Ok(None);
+            };
+            let addrs = crate::localaddr::dump(&handle)
+                .await
+                .map_err(nl(format!("listing the addresses of {ifname}")))?;
+            Ok(Some(
+                addrs
+                    .into_iter()
+                    .filter(|(_, i)| *i == index)
+                    .map(|(ip, _)| ip)
+                    .collect(),
+            ))
+        })
     }
 }
 
