@@ -8,7 +8,10 @@ set -euo pipefail
 RUST_USER_TOOLCHAIN=1.99.1
 RUST_BPF_TOOLCHAIN=nightly-2026-06-20
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3 iputils-ping iptables nftables)
+APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3 iputils-ping iptables nftables
+    # The reference CNI plugins: host-local as a delegated IPAM, bridge as the
+    # main plugin netagent-cni chains after (tests).
+    containernetworking-plugins)
 # What the benchmark (./x bench) needs on top: the tools it compares with.
 BENCH_PACKAGES=(sockperf)
 BENCH_CACHE=/var/cache/netagent-bench

@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+use netagent::api::NetworkCreate;
 use serde::Deserialize;
 
 use crate::{
@@ -52,6 +53,10 @@ pub struct NetConf {
     pub prev_result: Option<serde_json::Value>,
     /// GC: the attachments that must stay, `(container ID, ifname)`.
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// How to create `network` on the first ADD if it does not exist
+    /// (`subnet`, `gateway`, `ipRange`, `ipv6`, `subnet6`, `gateway6`,
+    /// `internal`, `icc`: `netagent network create`'s options).
+    pub create: NetworkCreate,
 }
 
 /// One `portMappings` entry (the capability's convention).
@@ -85,6 +90,17 @@ struct Raw {
     prev_result: Option<serde_json::Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Vec<RawAttachment>>,
+    subnet: Option<String>,
+    gateway: Option<String>,
+    #[serde(rename = "ipRange")]
+    ip_range: Option<String>,
+    #[serde(default)]
+    ipv6: bool,
+    subnet6: Option<String>,
+    gateway6: Option<String>,
+    #[serde(default)]
+    internal: bool,
+    icc: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -127,6 +143,10 @@ impl NetConf {
                 .as_deref()
                 .ok_or_else(|| config("cniVersion is missing".to_owned()))?,
         )?;
+        let create = network_create(
+            raw.network.as_deref().or(raw.name.as_deref()).unwrap_or(""),
+            &raw,
+        )?;
         let name = raw
             .name
             .ok_or_else(|| config("name is missing".to_owned()))?;
@@ -138,7 +158,7 @@ impl NetConf {
         let plugin = raw
             .plugin
             .ok_or_else(|| config("type is missing".to_owned()))?;
-        let network = raw.network.unwrap_or_else(|| name.clone());
+        let network = raw.network.clone().unwrap_or_else(|| name.clone());
         if network.is_empty() {
             return Err(config("network is empty".to_owned()));
         }
@@ -194,13 +214,59 @@ impl NetConf {
                     .map(|a| (a.container_id, a.ifname))
                     .collect()
             }),
+            create,
         })
     }
 
-    /// The delegated IPAM plugin's name (`ipam.type`), if any.
+    /// The delegated IPAM plugin's name (`ipam.type`), if any: none
+    /// without `ipam` or with `"type": "netagent"` (the daemon's own).
     pub fn ipam_type(&self) -> Option<&str> {
-        self.ipam.as_ref()?.get("type")?.as_str()
+        self.ipam
+            .as_ref()?
+            .get("type")?
+            .as_str()
+            .filter(|t| *t != OWN_IPAM)
     }
+}
+
+/// The `ipam.type` that names netagent's own address management.
+pub const OWN_IPAM: &str = "netagent";
+
+/// The network-creation keys, checked as `netagent network create`
+/// checks its flags (each family's subnet and gateway at most once, a
+/// gateway only with its subnet).
+fn network_create(network: &str, raw: &Raw) -> Result<NetworkCreate, CniError> {
+    fn parsed<T: std::str::FromStr>(key: &str, value: Option<&str>) -> Result<Option<T>, CniError> {
+        value
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    CniError::new(Code::InvalidConfig, format!("{key} {v:?} is not valid"))
+                })
+            })
+            .transpose()
+    }
+    let mut create = NetworkCreate::named(network);
+    create.subnet = parsed("subnet", raw.subnet.as_deref())?;
+    create.gateway = parsed("gateway", raw.gateway.as_deref())?;
+    create.ip_range = parsed("ipRange", raw.ip_range.as_deref())?;
+    create.subnet6 = parsed("subnet6", raw.subnet6.as_deref())?;
+    create.gateway6 = parsed("gateway6", raw.gateway6.as_deref())?;
+    create.ipv6 = raw.ipv6 || create.subnet6.is_some();
+    create.internal = raw.internal;
+    create.icc = raw.icc.unwrap_or(true);
+    let needs = |key: &str, subnet: &str| {
+        CniError::new(Code::InvalidConfig, format!("{key} needs {subnet}"))
+    };
+    if create.gateway.is_some() && create.subnet.is_none() {
+        return Err(needs("gateway", "subnet"));
+    }
+    if create.ip_range.is_some() && create.subnet.is_none() {
+        return Err(needs("ipRange", "subnet"));
+    }
+    if create.gateway6.is_some() && create.subnet6.is_none() {
+        return Err(needs("gateway6", "subnet6"));
+    }
+    Ok(create)
 }
 
 fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {

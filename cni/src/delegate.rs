@@ -64,6 +64,13 @@ struct DelegateError {
 
 /// Runs plugin `name` (found in `env.path`) for `command` with the
 /// invocation's variables and `config` on stdin; its result, parsed.
+///
+/// A delegate that does not speak the configuration's version (Debian
+/// 12's reference plugins stop at 1.0.0) is run at the newest version
+/// both speak, which the configuration's `cniVersion` (and its
+/// `prevResult`'s) is rewritten to: from 1.0.0 on the formats are the
+/// same. STATUS and GC, which exist from 1.1.0 on, are then not
+/// delegated: the delegate has nothing of either.
 pub fn run(
     name: &str,
     command: Command,
@@ -71,7 +78,57 @@ pub fn run(
     config: &[u8],
 ) -> Result<serde_json::Value, CniError> {
     let exe = find(name, &env.path)?;
-    let mut process = Process::new(&exe);
+    let Ok(mut conf) = serde_json::from_slice::<serde_json::Value>(config) else {
+        return exec(name, &exe, command, env, config);
+    };
+    let Some(asked) = conf
+        .get("cniVersion")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
+        return exec(name, &exe, command, env, config);
+    };
+    let probe = serde_json::json!({ "cniVersion": asked }).to_string();
+    let spoken = exec(name, &exe, Command::Version, env, probe.as_bytes())?;
+    let spoken: Vec<&str> = spoken["supportedVersions"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if spoken.contains(&asked.as_str()) {
+        return exec(name, &exe, command, env, config);
+    }
+    let common = crate::version::SUPPORTED
+        .into_iter()
+        .rev()
+        .find(|v| spoken.contains(&v.as_str()))
+        .ok_or_else(|| {
+            CniError::new(
+                Code::IncompatibleVersion,
+                format!(
+                    "plugin {name:?} speaks {} and netagent-cni none of them",
+                    spoken.join(", ")
+                ),
+            )
+        })?;
+    if matches!(command, Command::Status | Command::Gc) && !common.has_status_and_gc() {
+        return Ok(serde_json::Value::Null);
+    }
+    conf["cniVersion"] = common.as_str().into();
+    if let Some(prev) = conf.get_mut("prevResult").and_then(|p| p.as_object_mut()) {
+        prev.insert("cniVersion".into(), common.as_str().into());
+    }
+    exec(name, &exe, command, env, conf.to_string().as_bytes())
+}
+
+/// Runs the delegate at `exe` once.
+fn exec(
+    name: &str,
+    exe: &Path,
+    command: Command,
+    env: &Env,
+    config: &[u8],
+) -> Result<serde_json::Value, CniError> {
+    let mut process = Process::new(exe);
     process
         .env("CNI_COMMAND", command.as_str())
         .env(
@@ -236,6 +293,43 @@ exit 1"#,
         let dir = plugin_dir("garbled", "cat >/dev/null; echo '{not json'");
         let e = run("garbled", Command::Add, &env_for(dir.path()), b"{}").expect_err("garbled");
         assert_eq!(e.code, Code::Decode);
+    }
+
+    #[test]
+    fn an_older_delegate_runs_at_the_newest_version_it_speaks() {
+        let _one = one_at_a_time();
+        // Debian 12's host-local: up to 1.0.0, and no GC.
+        let dir = plugin_dir(
+            "old-ipam",
+            r#"read -r conf
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+ADD) printf '{"cniVersion":"1.0.0","conf":%s}' "$conf" ;;
+*) echo '{"cniVersion":"1.0.0","code":4,"msg":"unknown CNI_COMMAND"}'; exit 1 ;;
+esac"#,
+        );
+        let env = env_for(dir.path());
+        let conf =
+            br#"{"cniVersion":"1.1.0","type":"old-ipam","prevResult":{"cniVersion":"1.1.0"}}"#;
+        let out = run("old-ipam", Command::Add, &env, conf).expect("its result");
+        assert_eq!(out["conf"]["cniVersion"], "1.0.0");
+        assert_eq!(out["conf"]["prevResult"]["cniVersion"], "1.0.0");
+        assert_eq!(
+            run("old-ipam", Command::Gc, &env, conf),
+            Ok(serde_json::Value::Null),
+            "GC is not delegated to a plugin without it"
+        );
+        // One the delegate speaks goes as it is.
+        let out = run("old-ipam", Command::Add, &env, br#"{"cniVersion":"0.4.0"}"#).expect("ok");
+        assert_eq!(out["conf"]["cniVersion"], "0.4.0");
+        // No version in common: code 1, naming what it speaks.
+        let dir = plugin_dir(
+            "ancient",
+            r#"cat >/dev/null; echo '{"cniVersion":"0.2.0","supportedVersions":["0.1.0","0.2.0"]}'"#,
+        );
+        let e = run("ancient", Command::Add, &env_for(dir.path()), conf).expect_err("none");
+        assert_eq!(e.code, Code::IncompatibleVersion);
+        assert!(e.details.contains("0.1.0, 0.2.0"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! verified from scratch, and RAII guards for namespaces, bpffs and the
 //! daemon.
 
+pub mod cni;
 pub mod dp;
 pub mod netns;
 pub mod packet;

@@ -105,8 +105,8 @@ fn test(no_lint: bool, args: &[String]) -> anyhow::Result<()> {
     if !no_lint {
         lint()?;
     }
-    // The netns tests run the real binary; build it with the same profile.
-    exec(cargo().args(["build", "--bin", "netagent"]))?;
+    // The netns tests run the real binaries; build them with the same profile.
+    exec(cargo().args(["build", "--bin", "netagent", "--bin", "netagent-cni"]))?;
     exec(
         cargo()
             .args(["test", "--workspace", "--exclude", "datapath-ebpf", "--"])
