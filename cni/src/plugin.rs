@@ -144,7 +144,9 @@ fn add(env: &Env, conf: &NetConf, input: &[u8]) -> Result<serde_json::Value, Cni
             ips: container_ips(&prev_result, &request.key.ifname),
         };
         ask(conf, Command::Add, &Request::CniAdd(request))?;
-        return Ok(CniResult::from_json(prev)?.to_json(conf.version));
+        // Passed on as it came (a chained plugin that changes nothing
+        // of it must), in the configuration's version as it was given.
+        return Ok(prev.clone());
     }
     let (ip, ip6) = static_ips(conf)?;
     let mut main = CniMain {

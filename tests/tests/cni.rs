@@ -261,3 +261,321 @@ fn delegated_host_local_ipam_hands_out_and_takes_back_the_address() {
     t.ok("DEL", "h1", "eth0", &with_prev(&conf, &result));
     assert!(!lease.exists(), "DEL gave the address back to host-local");
 }
+
+#[test]
+fn chained_after_the_reference_bridge_plugin_publishes_its_ports() {
+    let mut t = Cni::new();
+    t.w.netns("k1");
+    let data = tempfile::tempdir().unwrap();
+    let bridge = json!({
+        "cniVersion": "1.0.0",
+        "name": "chain",
+        "type": "bridge",
+        "bridge": format!("{}cb", t.w.prefix),
+        "isGateway": true,
+        "isDefaultGateway": true,
+        "ipMasq": false,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.79.0.0/24"}]],
+            "dataDir": data.path(),
+        },
+    });
+    let made = t.call("bridge", "ADD", "k1", "eth0", &bridge);
+    assert!(made.success, "bridge ADD: {} {}", made.output, made.stderr);
+    let prev = made.output;
+    let ours = json!({
+        "cniVersion": "1.0.0",
+        "name": "chain",
+        "type": "netagent-cni",
+        "socket": t.socket(),
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [
+            {"hostPort": 8081, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 5354, "containerPort": 53, "protocol": "udp"},
+        ]},
+        "prevResult": prev,
+    });
+    let result = t.add("k1", "eth0", &ours);
+    assert_eq!(result, prev, "a chained plugin passes the result on");
+    let ns = t.w.ns("k1");
+    let _tcp = tcp_echo(ns, 80);
+    let _udp = udp_echo(ns, 53);
+    let mut stream = tcp_connect(&t.w.upstream, &format!("{HOST_UP_IP}:8081")).unwrap();
+    let answer = tcp_roundtrip(&mut stream, "through the bridge").unwrap();
+    assert!(answer.ends_with(" through the bridge"), "{answer}");
+    drop(stream);
+    let udp = udp_socket(&t.w.upstream);
+    udp.send_to(b"q", format!("{HOST_UP_IP}:5354")).unwrap();
+    let mut buf = [0u8; 128];
+    let (_, from) = udp.recv_from(&mut buf).expect("the UDP answer");
+    assert_eq!(from.to_string(), format!("{HOST_UP_IP}:5354"));
+    let port = t.w.daemon.ok(&["port", "cni-k1"]);
+    assert!(port.contains("80/tcp -> 0.0.0.0:8081"), "{port}");
+    t.ok("CHECK", "k1", "eth0", &ours);
+    // DEL as the runtime runs the list: in reverse.
+    t.ok("DEL", "k1", "eth0", &ours);
+    assert!(tcp_connect(&t.w.upstream, &format!("{HOST_UP_IP}:8081")).is_err());
+    let del = t.call("bridge", "DEL", "k1", "eth0", &with_prev(&bridge, &prev));
+    assert!(del.success, "bridge DEL: {} {}", del.output, del.stderr);
+    assert!(!t.w.daemon.ok(&["container", "ls"]).contains("cni-k1"));
+}
+
+#[test]
+fn bad_input_gets_the_specs_code_and_changes_nothing() {
+    let mut t = Cni::new();
+    for id in ["x1", "x2", "x3", "x4"] {
+        t.w.netns(id);
+    }
+    let conf = t.conf("cnibad", "10.83.0.0/24");
+    let code = |out: Outcome| out.code();
+    // Not JSON: 6. A version not spoken: 1. A field of the wrong type: 6.
+    let raw = |config: &[u8]| {
+        Invocation {
+            host_ns: &t.w.host.name,
+            plugins: t.plugins.path(),
+            command: "ADD",
+            container_id: Some("x1"),
+            netns: Some(&t.netns_of("x1")),
+            ifname: Some("eth0"),
+            args: "",
+        }
+        .run("netagent-cni", config)
+    };
+    let out = raw(b"{\"cniVersion\": ");
+    assert_eq!(out.code(), 6, "{}", out.output);
+    let mut future = conf.clone();
+    future["cniVersion"] = json!("9.9.9");
+    let out = raw(future.to_string().as_bytes());
+    assert_eq!(out.code(), 1);
+    assert!(out.details().contains("9.9.9"), "{}", out.details());
+    // The error object is in the configuration's version.
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.4.0");
+    old["runtimeConfig"] = json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]});
+    let out = raw(old.to_string().as_bytes());
+    assert_eq!(
+        (out.code(), out.output["cniVersion"].as_str()),
+        (7, Some("0.4.0"))
+    );
+    // CNI_NETNS missing, or naming nothing: 4.
+    let missing = Invocation {
+        host_ns: &t.w.host.name,
+        plugins: t.plugins.path(),
+        command: "ADD",
+        container_id: Some("x1"),
+        netns: None,
+        ifname: Some("eth0"),
+        args: "",
+    }
+    .run("netagent-cni", conf.to_string().as_bytes());
+    assert_eq!(missing.code(), 4);
+    assert!(
+        missing.details().contains("CNI_NETNS"),
+        "{}",
+        missing.details()
+    );
+    let nowhere = PathBuf::from("/run/netns/netagent-test-no-such-ns");
+    let out = Invocation {
+        netns: Some(&nowhere),
+        ..Invocation {
+            host_ns: &t.w.host.name,
+            plugins: t.plugins.path(),
+            command: "ADD",
+            container_id: Some("x1"),
+            netns: None,
+            ifname: Some("eth0"),
+            args: "",
+        }
+    }
+    .run("netagent-cni", conf.to_string().as_bytes());
+    assert_eq!(out.code(), 4);
+    assert!(
+        out.details().contains("netagent-test-no-such-ns"),
+        "{}",
+        out.details()
+    );
+    // A port already published: 100, and the second container gets
+    // nothing (no interface, not a netagent container).
+    let ports = with_ports(&conf, json!([{"hostPort": 8090, "containerPort": 80}]));
+    t.add("x1", "eth0", &ports);
+    let out = t.call("netagent-cni", "ADD", "x2", "eth0", &ports);
+    assert_eq!(code(out.clone()), 100, "{}", out.output);
+    assert!(out.details().contains("8090"), "{}", out.details());
+    assert!(!t.w.ns("x2").ip(&["-o", "link"]).contains("eth0"));
+    // A port another process holds: 100 too.
+    let holder =
+        t.w.host
+            .enter(|| std::net::TcpListener::bind("0.0.0.0:8091").unwrap());
+    let out = t.call(
+        "netagent-cni",
+        "ADD",
+        "x2",
+        "eth0",
+        &with_ports(&conf, json!([{"hostPort": 8091, "containerPort": 80}])),
+    );
+    assert_eq!(out.code(), 100, "{}", out.output);
+    drop(holder);
+    // A name in use: 100.
+    t.add("x3", "eth0", &conf);
+    let out = t.call_with(
+        "netagent-cni",
+        "ADD",
+        "x4",
+        "eth0",
+        &conf,
+        "IgnoreUnknown=1;K8S_POD_NAME=cni-x3",
+    );
+    assert_eq!(out.code(), 100, "{}", out.output);
+    assert!(out.details().contains("cni-x3"), "{}", out.details());
+    // An IPAM plugin that is not there: 7, naming it.
+    let mut no_ipam = conf.clone();
+    no_ipam["ipam"] = json!({"type": "no-such-ipam"});
+    let out = t.call("netagent-cni", "ADD", "x4", "eth0", &no_ipam);
+    assert_eq!(out.code(), 7);
+    assert!(out.details().contains("no-such-ipam"), "{}", out.details());
+    let ls = t.w.daemon.ok(&["container", "ls"]);
+    assert!(!ls.contains("cni-x2") && !ls.contains("cni-x4"), "{ls}");
+    assert_eq!(t.w.host_links("na-v").len(), 2, "x1 and x3 only");
+    // ADD of what exists: 100.
+    assert_eq!(
+        t.call("netagent-cni", "ADD", "x1", "eth0", &conf).code(),
+        100
+    );
+}
+
+#[test]
+fn an_unreachable_daemon_is_try_again_later_and_status_says_so() {
+    let mut t = Cni::new();
+    t.w.netns("u1");
+    let mut gone = t.conf("cniu", "10.84.0.0/24");
+    gone["socket"] = json!("/run/netagent-test-no-daemon.sock");
+    for command in ["ADD", "DEL", "CHECK"] {
+        let out = t.call("netagent-cni", command, "u1", "eth0", &gone);
+        assert_eq!(out.code(), 11, "{command}: {}", out.output);
+        assert!(out.details().contains("cannot reach"), "{}", out.details());
+    }
+    assert!(!t.w.ns("u1").ip(&["-o", "link"]).contains("eth0"));
+    let status = |conf: &Value| {
+        Invocation {
+            host_ns: &t.w.host.name,
+            plugins: t.plugins.path(),
+            command: "STATUS",
+            container_id: None,
+            netns: None,
+            ifname: None,
+            args: "",
+        }
+        .run("netagent-cni", conf.to_string().as_bytes())
+    };
+    assert_eq!(status(&gone).code(), 50);
+    let up = status(&t.conf("cniu", "10.84.0.0/24"));
+    assert!(up.success, "{} {}", up.output, up.stderr);
+    // VERSION lists what is spoken.
+    let version = Invocation {
+        command: "VERSION",
+        ..Invocation {
+            host_ns: &t.w.host.name,
+            plugins: t.plugins.path(),
+            command: "",
+            container_id: None,
+            netns: None,
+            ifname: None,
+            args: "",
+        }
+    }
+    .run("netagent-cni", b"{\"cniVersion\":\"1.1.0\"}");
+    assert_eq!(
+        version.output["supportedVersions"],
+        json!(["0.4.0", "1.0.0", "1.1.0"])
+    );
+}
+
+#[test]
+fn gc_removes_the_attachments_the_runtime_no_longer_has() {
+    let mut t = Cni::new();
+    for id in ["g1", "g2", "g3", "o1"] {
+        t.w.netns(id);
+    }
+    let conf = t.conf("cnigc", "10.85.0.0/24");
+    let other = t.conf("cniother", "10.86.0.0/24");
+    for id in ["g1", "g2", "g3"] {
+        t.add(id, "eth0", &with_ports(&conf, json!([])));
+    }
+    t.add("o1", "eth0", &other);
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
+    let out = Invocation {
+        host_ns: &t.w.host.name,
+        plugins: t.plugins.path(),
+        command: "GC",
+        container_id: None,
+        netns: None,
+        ifname: None,
+        args: "",
+    }
+    .run("netagent-cni", gc.to_string().as_bytes());
+    assert!(out.success, "{} {}", out.output, out.stderr);
+    let ls = t.w.daemon.ok(&["container", "ls"]);
+    assert!(ls.contains("cni-g1") && ls.contains("cni-o1"), "{ls}");
+    assert!(!ls.contains("cni-g2") && !ls.contains("cni-g3"), "{ls}");
+    for id in ["g2", "g3"] {
+        assert!(!t.w.ns(id).ip(&["-o", "link"]).contains("eth0"), "{id}");
+    }
+    assert!(t.w.ns("g1").ip(&["-o", "link"]).contains("eth0"));
+}
+
+#[test]
+fn older_versions_are_answered_in_their_own_format() {
+    let mut t = Cni::new();
+    t.w.netns("v1");
+    let mut conf = t.conf("cniold", "10.87.0.0/24");
+    conf["cniVersion"] = json!("0.4.0");
+    let result = t.add("v1", "eth0", &conf);
+    assert_eq!(result["cniVersion"], "0.4.0");
+    assert_eq!(
+        result["ips"],
+        json!([{"version": "4", "address": "10.87.0.2/24", "gateway": "10.87.0.1", "interface": 1}])
+    );
+    t.ok("CHECK", "v1", "eth0", &with_prev(&conf, &result));
+    t.ok("DEL", "v1", "eth0", &with_prev(&conf, &result));
+}
+
+#[test]
+fn fifty_concurrent_adds_then_dels_hand_out_each_address_once() {
+    const N: usize = 50;
+    let mut t = Cni::new();
+    let ids: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    for id in &ids {
+        t.w.netns(id);
+    }
+    let conf = t.conf("cnimany", "10.88.0.0/24");
+    let t = &t;
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let conf = &conf;
+                s.spawn(move || t.add(id, "eth0", conf))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs: Vec<String> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_owned())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), N, "no address handed out twice");
+    assert_eq!(t.w.host_links("na-v").len(), N);
+    std::thread::scope(|s| {
+        for (id, result) in ids.iter().zip(&results) {
+            let conf = with_prev(&conf, result);
+            s.spawn(move || t.ok("DEL", id, "eth0", &conf));
+        }
+    });
+    assert!(t.w.host_links("na-v").is_empty(), "nothing left behind");
+    let ls = t.w.daemon.ok(&["container", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "only the header: {ls}");
+}
