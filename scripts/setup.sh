@@ -11,7 +11,10 @@ BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3 iputils-ping iptables nftables
     # The reference CNI plugins: host-local as a delegated IPAM, bridge as the
     # main plugin netagent-cni chains after (tests).
-    containernetworking-plugins)
+    containernetworking-plugins
+    # Real runtimes driving netagent-cni (tests/tests/runtimes.rs): containerd
+    # (ctr run --cni), Podman 4 with its CNI backend, a busybox rootfs.
+    containerd runc podman busybox-static)
 # What the benchmark (./x bench) needs on top: the tools it compares with.
 BENCH_PACKAGES=(sockperf)
 BENCH_CACHE=/var/cache/netagent-bench

@@ -86,6 +86,18 @@ impl Env {
                 "CNI_COMMAND {command_value:?} is none of ADD, DEL, CHECK, STATUS, GC, VERSION"
             )])
         })?;
+        if command == Command::Version {
+            // VERSION reads nothing else; libcni's validation sends
+            // placeholders ("dummy") for the rest, which are no one's.
+            return Ok(Env {
+                command,
+                container_id: None,
+                netns: None,
+                ifname: None,
+                args: Vec::new(),
+                path: Vec::new(),
+            });
+        }
         let (attachment, netns_required) = command.needs();
         let present = |name: &str| var(name).filter(|v| !v.is_empty());
         let mut problems = Vec::new();
@@ -236,6 +248,13 @@ mod tests {
             &[("CNI_COMMAND", "STATUS")][..],
             &[("CNI_COMMAND", "GC")][..],
             &[("CNI_COMMAND", "VERSION")][..],
+            // libcni validates a list with VERSION and placeholders.
+            &[
+                ("CNI_COMMAND", "VERSION"),
+                ("CNI_CONTAINERID", "dummy"),
+                ("CNI_NETNS", "dummy"),
+                ("CNI_IFNAME", "dummy"),
+            ][..],
         ] {
             env(vars).unwrap_or_else(|e| panic!("{vars:?}: {e}"));
         }

@@ -7,5 +7,6 @@ pub mod dp;
 pub mod netns;
 pub mod packet;
 pub mod probe;
+pub mod runtime;
 pub mod traffic;
 pub mod world;

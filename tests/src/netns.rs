@@ -77,6 +77,14 @@ impl Netns {
         ns
     }
 
+    /// A name for the network namespace of process `pid` (a runtime's
+    /// container): `ip netns attach`. Dropping it removes the name only;
+    /// the namespace lives as long as the process.
+    pub fn attach(name: String, pid: u32) -> Self {
+        run(&["ip", "netns", "attach", &name, &pid.to_string()]);
+        Self { name }
+    }
+
     /// `ip -n <ns> ...`
     pub fn ip(&self, args: &[&str]) -> String {
         let mut full = vec!["ip", "-n", &self.name];
