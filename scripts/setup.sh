@@ -16,7 +16,9 @@ APT_PACKAGES=(llvm-22-dev libllvm22 bpftool ethtool iproute2 iperf3 curl python3
     # (ctr run --cni), Podman 4 with its CNI backend, a busybox rootfs.
     containerd runc podman busybox-static)
 # What the benchmark (./x bench) needs on top: the tools it compares with.
-BENCH_PACKAGES=(sockperf)
+# sockperf; and libcni for the CNI section's client (bench/libcni, built offline
+# in GOPATH mode), with the reference plugins it compares against.
+BENCH_PACKAGES=(sockperf golang-go golang-github-appc-cni-dev containernetworking-plugins)
 BENCH_CACHE=/var/cache/netagent-bench
 BENCH=0
 [ "${1:-}" = "--bench" ] && BENCH=1

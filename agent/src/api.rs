@@ -384,10 +384,16 @@ pub struct CniAdd {
     pub key: CniKey,
     /// `CNI_NETNS`.
     pub netns: PathBuf,
-    /// The container's name (from `K8S_POD_NAME` or the like); `None`:
-    /// `cni-` and the container ID's first 12 characters.
+    /// The container's name, as asked for (`NETAGENT_NAME`): one in use
+    /// is refused.
     #[serde(default)]
     pub name: Option<String>,
+    /// A name to use if it is free (from `K8S_POD_NAMESPACE` and
+    /// `K8S_POD_NAME`): a pod's new sandbox may be added before its old
+    /// one is deleted, which must not fail. Otherwise, and without either
+    /// name, [`crate::cni::default_name`] of the container ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_name: Option<String>,
     /// The `portMappings` capability, as `-p` values
     /// (`[IP:]HOSTPORT:CPORT/PROTO`).
     #[serde(default)]

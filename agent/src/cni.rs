@@ -85,10 +85,17 @@ fn find(state: &DesiredState, key: &CniKey) -> Option<Found> {
 }
 
 /// The name a runtime's container gets when it names none: `cni-` and
-/// the first 12 characters of its ID (a valid container name: the ID is
-/// an identifier).
+/// the container ID (a valid container name: the ID is an identifier),
+/// shortened to its first 12 characters when it is a runtime's long hex
+/// ID (unique in 12, as Docker shows IDs), else to the longest name.
 pub fn default_name(container_id: &str) -> String {
-    let short: String = container_id.chars().take(12).collect();
+    let hex = container_id.len() >= 32 && container_id.bytes().all(|b| b.is_ascii_hexdigit());
+    let keep = if hex {
+        12
+    } else {
+        crate::model::MAX_NAME_LEN - "cni-".len()
+    };
+    let short: String = container_id.chars().take(keep).collect();
     format!("cni-{short}")
 }
 
@@ -127,6 +134,19 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         self.cni_attachment(&req.key)
     }
 
+    /// The name of the container `req` makes: the one asked for, else the
+    /// preferred one if it is a free, valid name, else the default.
+    fn cni_name(&self, req: &CniAdd) -> String {
+        if let Some(name) = &req.name {
+            return name.clone();
+        }
+        req.preferred_name
+            .clone()
+            .filter(|n| crate::model::valid_container_name(n))
+            .filter(|n| !self.state.containers.iter().any(|c| &c.name == n))
+            .unwrap_or_else(|| default_name(&req.key.container_id))
+    }
+
     /// Main mode: the network (created from the configuration if it does
     /// not exist yet), then the container attached or connected.
     fn cni_add_main(
@@ -151,11 +171,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         let result = match existing {
             None => self
                 .container_attach(ContainerAttach {
-                    name: Some(
-                        req.name
-                            .clone()
-                            .unwrap_or_else(|| default_name(&req.key.container_id)),
-                    ),
+                    name: Some(self.cni_name(req)),
                     netns: Some(req.netns.clone()),
                     network: Some(main.network.clone()),
                     ip: main.ip,
@@ -251,11 +267,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// holding the publications to its addresses.
     fn cni_add_chained(&mut self, req: &CniAdd, ips: Vec<IpAddr>) -> Result<(), AgentError> {
         let attach = ContainerAttach {
-            name: Some(
-                req.name
-                    .clone()
-                    .unwrap_or_else(|| default_name(&req.key.container_id)),
-            ),
+            name: Some(self.cni_name(req)),
             netns: Some(req.netns.clone()),
             publish: req.publish.clone(),
             cni: Some(req.key.clone()),

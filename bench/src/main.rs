@@ -5,6 +5,7 @@
 //! absolute numbers, but exits non-zero if any variant carries no traffic.
 //! Run through `./x bench` (root; installs the tools it needs).
 
+mod cni;
 mod measure;
 mod report;
 mod topo;
@@ -33,8 +34,14 @@ struct Args {
     /// measured, for every variant and sender profile.
     #[arg(long, value_delimiter = ',', default_value = "1,50000")]
     full_at: Vec<usize>,
+    /// Containers each CNI variant ADDs (then DELs) per round.
+    #[arg(long, default_value_t = 20)]
+    cni_containers: usize,
+    /// Only the CNI section (with the netagent topology it needs).
+    #[arg(long)]
+    cni_only: bool,
     /// A quick run that only proves every variant carries traffic
-    /// (1 round, 1 s, scale 1 and 100); for CI.
+    /// (1 round, 1 s, scale 1 and 100, 3 CNI containers); for CI.
     #[arg(long)]
     smoke: bool,
     /// Where results.{json,md} and scale.svg go.
@@ -68,12 +75,21 @@ fn main() -> anyhow::Result<()> {
         args.seconds = 1;
         args.scale = vec![1, 100];
         args.full_at = vec![1, 100];
+        args.cni_containers = 3;
     }
     netagent_tests::netns::require_root();
     check_tools()?;
     remove_leftovers();
     let d = Duration::from_secs(args.seconds);
     let mut report = Report::new(&args.out, args.rounds, args.seconds)?;
+    if args.cni_only {
+        let na = Topo::new(Kind::Netagent, PREFIX).context("building the netagent topology")?;
+        cni_section(&args, &na, &mut report)?;
+        drop(na);
+        report.finish()?;
+        eprintln!("== results in {}", args.out.display());
+        return Ok(());
+    }
 
     let mut topos: Vec<Topo> = REMOTE
         .iter()
@@ -220,6 +236,8 @@ fn main() -> anyhow::Result<()> {
     }
     drop(proxies);
 
+    cni_section(&args, &topos[na_topo], &mut report)?;
+
     eprintln!("== scale: {:?} publications", args.scale);
     let mut by_kind: BTreeMap<&str, &mut Topo> = BTreeMap::new();
     for topo in topos.iter_mut().filter(|t| SCALED.contains(&t.kind)) {
@@ -260,6 +278,50 @@ fn main() -> anyhow::Result<()> {
 
     report.finish()?;
     eprintln!("== results in {}", args.out.display());
+    Ok(())
+}
+
+/// The CNI section (`cni.rs`): netagent-cni through the daemon of `na`
+/// (the netagent topology) against the reference chain, interleaved.
+fn cni_section(args: &Args, na: &Topo, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!(
+        "== CNI: {} containers ADDed, CHECKed and DELed per round through libcni",
+        args.cni_containers
+    );
+    let bench = cni::CniBench::new(args.cni_containers)?;
+    let socket = &na.daemon.as_ref().context("netagent's daemon")?.socket;
+    let variants = [bench.netagent(&na.host.name, socket)?, bench.reference()?];
+    for round in 0..args.rounds {
+        for variant in &variants {
+            let (samples, check_errors) = bench
+                .round(variant)
+                .with_context(|| format!("CNI round {round} of {}", variant.name))?;
+            let med = |op: &str| {
+                report::median(
+                    &samples
+                        .iter()
+                        .filter(|s| s.op == op)
+                        .map(|s| s.ms)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            eprintln!(
+                "  round {round} {:<26} ADD {:.2} ms  DEL {:.2} ms (medians)",
+                variant.name,
+                med("ADD"),
+                med("DEL")
+            );
+            if let Some(first) = check_errors.first() {
+                report.notes.push(format!(
+                    "CNI round {round}, {}: CHECK failed for {} of {} containers; first: {first}",
+                    variant.name,
+                    check_errors.len(),
+                    args.cni_containers
+                ));
+            }
+            report.cni.extend(samples);
+        }
+    }
     Ok(())
 }
 
@@ -327,6 +389,20 @@ fn which(tool: &str) -> Option<PathBuf> {
 
 /// Namespaces of an earlier run that was killed before it could clean up.
 fn remove_leftovers() {
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for name in listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(cni::PREFIX))
+    {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", name])
+            .status();
+    }
     for kind in REMOTE {
         for role in ["c", "h", "t"] {
             let name = format!("{PREFIX}{}{role}", kind.tag());

@@ -62,8 +62,20 @@ pub struct Report {
     pub remote: Vec<Sample>,
     pub host_local: Vec<Sample>,
     pub scale: Vec<ScalePoint>,
+    /// CNI ADD and DEL latencies (`cni.rs`).
+    pub cni: Vec<crate::cni::CniSample>,
     /// Things that happened during the run that a reader should know.
     pub notes: Vec<String>,
+}
+
+/// The 90th percentile of `values` (nearest rank).
+pub fn p90(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n => v[((n * 9).div_ceil(10)).saturating_sub(1)],
+    }
 }
 
 /// Median of `values` (mean of the middle two for an even count).
@@ -115,6 +127,7 @@ impl Report {
             remote: Vec::new(),
             host_local: Vec::new(),
             scale: Vec::new(),
+            cni: Vec::new(),
             notes: Vec::new(),
         })
     }
@@ -233,6 +246,7 @@ impl Report {
             );
         }
         let _ = writeln!(s, "\n![scale curves](scale.svg)\n");
+        self.cni_table(&mut s);
         if !self.notes.is_empty() {
             let _ = writeln!(s, "## Notes from the run\n");
             for note in &self.notes {
@@ -245,6 +259,47 @@ impl Report {
             let _ = writeln!(s, "- {line}");
         }
         s
+    }
+
+    /// The CNI section: each variant's ADD and DEL latency (median, 90th
+    /// percentile), and netagent-cni's medians as ratios to the
+    /// reference chain's.
+    fn cni_table(&self, s: &mut String) {
+        if self.cni.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "## CNI: ADD and DEL through libcni, one published port per container\n"
+        );
+        let _ = writeln!(
+            s,
+            "| variant | ADD median (ms) | ADD p90 (ms) | DEL median (ms) | DEL p90 (ms) |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for (variant, [add, add90, del, del90]) in self.cni_figures() {
+            let _ = writeln!(
+                s,
+                "| {variant} | {add:.2} | {add90:.2} | {del:.2} | {del90:.2} |"
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    /// Per CNI variant: ADD median, ADD p90, DEL median, DEL p90.
+    fn cni_figures(&self) -> BTreeMap<String, [f64; 4]> {
+        let mut by: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for c in &self.cni {
+            let e = by.entry(c.variant.clone()).or_default();
+            if c.op == "ADD" {
+                e.0.push(c.ms)
+            } else {
+                e.1.push(c.ms)
+            }
+        }
+        by.into_iter()
+            .map(|(v, (add, del))| (v, [median(&add), p90(&add), median(&del), p90(&del)]))
+            .collect()
     }
 
     /// The targets (issue 10), each with the measured ratio and a
@@ -331,6 +386,23 @@ impl Report {
                     per_cpu as f64 / 1024.0,
                     per_cpu_128 as f64 / 1024.0,
                     (fixed + per_cpu_128 * 128) as f64 / 1024.0
+                ));
+            }
+        }
+        // The CNI issue's target: ADD and DEL each at most half the
+        // reference chain's (medians, through libcni).
+        let cni = self.cni_figures();
+        if let (Some(ours), Some(theirs)) = (
+            cni.get(crate::cni::NETAGENT),
+            cni.get(crate::cni::REFERENCE),
+        ) {
+            for (op, i) in [("ADD", 0), ("DEL", 2)] {
+                let r = ours[i] / theirs[i];
+                out.push(format!(
+                    "CNI {op} median, netagent-cni / bridge+host-local+portmap ≤ 0.5: {r:.3} ({:.2} ms vs {:.2} ms) — {}",
+                    ours[i],
+                    theirs[i],
+                    if r <= 0.5 { "met" } else { "missed" }
                 ));
             }
         }

@@ -313,6 +313,32 @@ fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {
 mod tests {
     use super::*;
 
+    /// The example lists in docs/cni read as a runtime hands them over:
+    /// each netagent-cni entry with the list's `cniVersion` and `name`.
+    #[test]
+    fn the_shipped_example_lists_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cni");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("docs/cni") {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let list: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            for plugin in list["plugins"].as_array().expect("plugins") {
+                if plugin["type"] != "netagent-cni" {
+                    continue;
+                }
+                let mut conf = plugin.clone();
+                conf["cniVersion"] = list["cniVersion"].clone();
+                conf["name"] = list["name"].clone();
+                let parsed = NetConf::parse(conf.to_string().as_bytes())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(parsed.name, list["name"].as_str().expect("a name"));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3, "one netagent-cni entry per example list");
+    }
+
     fn parse(json: serde_json::Value) -> Result<NetConf, CniError> {
         NetConf::parse(json.to_string().as_bytes())
     }

@@ -105,12 +105,19 @@ fn netns(env: &Env) -> Result<PathBuf, CniError> {
     }
 }
 
-/// The container's name: `NETAGENT_NAME` or `K8S_POD_NAME` from
-/// `CNI_ARGS`, else the daemon's default for the container ID.
+/// The container's name as asked for: `NETAGENT_NAME` in `CNI_ARGS`.
 fn container_name(env: &Env) -> Option<String> {
-    env.arg("NETAGENT_NAME")
-        .or_else(|| env.arg("K8S_POD_NAME"))
-        .map(str::to_owned)
+    env.arg("NETAGENT_NAME").map(str::to_owned)
+}
+
+/// The name a Kubernetes pod suggests: `NAMESPACE_POD` (pods of two
+/// namespaces may share a name), or the pod's name alone.
+fn preferred_name(env: &Env) -> Option<String> {
+    let pod = env.arg("K8S_POD_NAME")?;
+    Some(match env.arg("K8S_POD_NAMESPACE") {
+        Some(ns) if !ns.is_empty() => format!("{ns}_{pod}"),
+        _ => pod.to_owned(),
+    })
 }
 
 /// `portMappings` as `-p` values (`[IP:]HOSTPORT:CPORT/PROTO`).
@@ -134,6 +141,7 @@ fn add(env: &Env, conf: &NetConf, input: &[u8]) -> Result<serde_json::Value, Cni
         key: key(env, conf),
         netns,
         name: container_name(env),
+        preferred_name: preferred_name(env),
         publish: publish_values(conf),
         mode: CniMode::Chained { ips: Vec::new() },
     };

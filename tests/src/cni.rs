@@ -43,7 +43,8 @@ impl PluginDir {
             .prefix("netagent-cni-path")
             .tempdir()
             .expect("tempdir");
-        std::os::unix::fs::symlink(cni_bin(), dir.path().join("netagent-cni"))
+        let bin = std::fs::canonicalize(cni_bin()).expect("netagent-cni's path");
+        std::os::unix::fs::symlink(bin, dir.path().join("netagent-cni"))
             .expect("linking netagent-cni");
         for entry in std::fs::read_dir(REFERENCE_PLUGINS).unwrap_or_else(|e| {
             panic!("{REFERENCE_PLUGINS}: {e} (apt-get install containernetworking-plugins; scripts/setup.sh does)")

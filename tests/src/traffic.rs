@@ -319,3 +319,27 @@ impl RawSender {
         );
     }
 }
+
+/// A container's published ports carry real traffic from `client`: a TCP
+/// echo on the container's port 80 answers through `host:tcp`, and a UDP
+/// echo on its port 53 through `host:udp`, the answer coming from the
+/// published address.
+pub fn published_roundtrips(client: &Netns, container: &Netns, host: &str, tcp: u16, udp: u16) {
+    let _tcp = tcp_echo(container, 80);
+    let _udp = udp_echo(container, 53);
+    let mut stream = tcp_connect(client, &format!("{host}:{tcp}"))
+        .unwrap_or_else(|e| panic!("TCP to {host}:{tcp}: {e}"));
+    let answer = tcp_roundtrip(&mut stream, "published")
+        .unwrap_or_else(|e| panic!("TCP answer from {host}:{tcp}: {e}"));
+    assert!(answer.ends_with(" published"), "{answer}");
+    drop(stream);
+    let socket = udp_socket(client);
+    socket
+        .send_to(b"q", format!("{host}:{udp}"))
+        .expect("sending UDP");
+    let mut buf = [0u8; 128];
+    let (_, from) = socket
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("UDP answer from {host}:{udp}: {e}"));
+    assert_eq!(from.to_string(), format!("{host}:{udp}"));
+}

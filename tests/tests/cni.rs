@@ -13,7 +13,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use netagent_tests::{
     cni::{Invocation, Outcome, PluginDir},
-    traffic::{tcp_connect, tcp_echo, tcp_roundtrip, udp_echo, udp_socket},
+    traffic::{published_roundtrips, tcp_connect, tcp_echo},
     world::{HOST_UP_IP, World, tcp_reaches},
 };
 use serde_json::{Value, json};
@@ -78,6 +78,28 @@ impl Cni {
             args,
         }
         .run(plugin, conf.to_string().as_bytes())
+    }
+
+    /// Runs netagent-cni with exactly these variables (any may be left
+    /// out) and `config` on stdin.
+    fn invoke(
+        &self,
+        command: &str,
+        container_id: Option<&str>,
+        netns: Option<&std::path::Path>,
+        ifname: Option<&str>,
+        config: &[u8],
+    ) -> Outcome {
+        Invocation {
+            host_ns: &self.w.host.name,
+            plugins: self.plugins.path(),
+            command,
+            container_id,
+            netns,
+            ifname,
+            args: "",
+        }
+        .run("netagent-cni", config)
     }
 
     fn netns_of(&self, id: &str) -> PathBuf {
@@ -160,17 +182,7 @@ fn main_mode_add_check_del_with_real_traffic() {
     let route = ns.ip(&["route", "show", "default"]);
     assert!(route.contains("via 10.77.0.1 dev eth0"), "{route}");
     // The published ports carry real traffic from outside, both ways.
-    let _tcp = tcp_echo(ns, 80);
-    let _udp = udp_echo(ns, 53);
-    let mut stream = tcp_connect(&t.w.upstream, &format!("{HOST_UP_IP}:8080")).unwrap();
-    let answer = tcp_roundtrip(&mut stream, "hello").unwrap();
-    assert!(answer.ends_with(" hello"), "{answer}");
-    drop(stream);
-    let udp = udp_socket(&t.w.upstream);
-    udp.send_to(b"q", format!("{HOST_UP_IP}:5353")).unwrap();
-    let mut buf = [0u8; 128];
-    let (_, from) = udp.recv_from(&mut buf).expect("the UDP answer");
-    assert_eq!(from.to_string(), format!("{HOST_UP_IP}:5353"));
+    published_roundtrips(&t.w.upstream, ns, HOST_UP_IP, 8080, 5353);
     // netagent knows it as a container, named after the ID.
     let ls = t.w.daemon.ok(&["container", "ls"]);
     assert!(ls.contains("cni-c1"), "{ls}");
@@ -298,18 +310,7 @@ fn chained_after_the_reference_bridge_plugin_publishes_its_ports() {
     });
     let result = t.add("k1", "eth0", &ours);
     assert_eq!(result, prev, "a chained plugin passes the result on");
-    let ns = t.w.ns("k1");
-    let _tcp = tcp_echo(ns, 80);
-    let _udp = udp_echo(ns, 53);
-    let mut stream = tcp_connect(&t.w.upstream, &format!("{HOST_UP_IP}:8081")).unwrap();
-    let answer = tcp_roundtrip(&mut stream, "through the bridge").unwrap();
-    assert!(answer.ends_with(" through the bridge"), "{answer}");
-    drop(stream);
-    let udp = udp_socket(&t.w.upstream);
-    udp.send_to(b"q", format!("{HOST_UP_IP}:5354")).unwrap();
-    let mut buf = [0u8; 128];
-    let (_, from) = udp.recv_from(&mut buf).expect("the UDP answer");
-    assert_eq!(from.to_string(), format!("{HOST_UP_IP}:5354"));
+    published_roundtrips(&t.w.upstream, t.w.ns("k1"), HOST_UP_IP, 8081, 5354);
     let port = t.w.daemon.ok(&["port", "cni-k1"]);
     assert!(port.contains("80/tcp -> 0.0.0.0:8081"), "{port}");
     t.ok("CHECK", "k1", "eth0", &ours);
@@ -330,18 +331,8 @@ fn bad_input_gets_the_specs_code_and_changes_nothing() {
     let conf = t.conf("cnibad", "10.83.0.0/24");
     let code = |out: Outcome| out.code();
     // Not JSON: 6. A version not spoken: 1. A field of the wrong type: 6.
-    let raw = |config: &[u8]| {
-        Invocation {
-            host_ns: &t.w.host.name,
-            plugins: t.plugins.path(),
-            command: "ADD",
-            container_id: Some("x1"),
-            netns: Some(&t.netns_of("x1")),
-            ifname: Some("eth0"),
-            args: "",
-        }
-        .run("netagent-cni", config)
-    };
+    let x1 = t.netns_of("x1");
+    let raw = |config: &[u8]| t.invoke("ADD", Some("x1"), Some(&x1), Some("eth0"), config);
     let out = raw(b"{\"cniVersion\": ");
     assert_eq!(out.code(), 6, "{}", out.output);
     let mut future = conf.clone();
@@ -359,16 +350,13 @@ fn bad_input_gets_the_specs_code_and_changes_nothing() {
         (7, Some("0.4.0"))
     );
     // CNI_NETNS missing, or naming nothing: 4.
-    let missing = Invocation {
-        host_ns: &t.w.host.name,
-        plugins: t.plugins.path(),
-        command: "ADD",
-        container_id: Some("x1"),
-        netns: None,
-        ifname: Some("eth0"),
-        args: "",
-    }
-    .run("netagent-cni", conf.to_string().as_bytes());
+    let missing = t.invoke(
+        "ADD",
+        Some("x1"),
+        None,
+        Some("eth0"),
+        conf.to_string().as_bytes(),
+    );
     assert_eq!(missing.code(), 4);
     assert!(
         missing.details().contains("CNI_NETNS"),
@@ -376,19 +364,13 @@ fn bad_input_gets_the_specs_code_and_changes_nothing() {
         missing.details()
     );
     let nowhere = PathBuf::from("/run/netns/netagent-test-no-such-ns");
-    let out = Invocation {
-        netns: Some(&nowhere),
-        ..Invocation {
-            host_ns: &t.w.host.name,
-            plugins: t.plugins.path(),
-            command: "ADD",
-            container_id: Some("x1"),
-            netns: None,
-            ifname: Some("eth0"),
-            args: "",
-        }
-    }
-    .run("netagent-cni", conf.to_string().as_bytes());
+    let out = t.invoke(
+        "ADD",
+        Some("x1"),
+        Some(&nowhere),
+        Some("eth0"),
+        conf.to_string().as_bytes(),
+    );
     assert_eq!(out.code(), 4);
     assert!(
         out.details().contains("netagent-test-no-such-ns"),
@@ -424,7 +406,7 @@ fn bad_input_gets_the_specs_code_and_changes_nothing() {
         "x4",
         "eth0",
         &conf,
-        "IgnoreUnknown=1;K8S_POD_NAME=cni-x3",
+        "IgnoreUnknown=1;NETAGENT_NAME=cni-x3",
     );
     assert_eq!(out.code(), 100, "{}", out.output);
     assert!(out.details().contains("cni-x3"), "{}", out.details());
@@ -456,35 +438,12 @@ fn an_unreachable_daemon_is_try_again_later_and_status_says_so() {
         assert!(out.details().contains("cannot reach"), "{}", out.details());
     }
     assert!(!t.w.ns("u1").ip(&["-o", "link"]).contains("eth0"));
-    let status = |conf: &Value| {
-        Invocation {
-            host_ns: &t.w.host.name,
-            plugins: t.plugins.path(),
-            command: "STATUS",
-            container_id: None,
-            netns: None,
-            ifname: None,
-            args: "",
-        }
-        .run("netagent-cni", conf.to_string().as_bytes())
-    };
+    let status = |conf: &Value| t.invoke("STATUS", None, None, None, conf.to_string().as_bytes());
     assert_eq!(status(&gone).code(), 50);
     let up = status(&t.conf("cniu", "10.84.0.0/24"));
     assert!(up.success, "{} {}", up.output, up.stderr);
     // VERSION lists what is spoken.
-    let version = Invocation {
-        command: "VERSION",
-        ..Invocation {
-            host_ns: &t.w.host.name,
-            plugins: t.plugins.path(),
-            command: "",
-            container_id: None,
-            netns: None,
-            ifname: None,
-            args: "",
-        }
-    }
-    .run("netagent-cni", b"{\"cniVersion\":\"1.1.0\"}");
+    let version = t.invoke("VERSION", None, None, None, b"{\"cniVersion\":\"1.1.0\"}");
     assert_eq!(
         version.output["supportedVersions"],
         json!(["0.4.0", "1.0.0", "1.1.0"])
@@ -505,16 +464,7 @@ fn gc_removes_the_attachments_the_runtime_no_longer_has() {
     t.add("o1", "eth0", &other);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
-    let out = Invocation {
-        host_ns: &t.w.host.name,
-        plugins: t.plugins.path(),
-        command: "GC",
-        container_id: None,
-        netns: None,
-        ifname: None,
-        args: "",
-    }
-    .run("netagent-cni", gc.to_string().as_bytes());
+    let out = t.invoke("GC", None, None, None, gc.to_string().as_bytes());
     assert!(out.success, "{} {}", out.output, out.stderr);
     let ls = t.w.daemon.ok(&["container", "ls"]);
     assert!(ls.contains("cni-g1") && ls.contains("cni-o1"), "{ls}");
@@ -578,4 +528,32 @@ fn fifty_concurrent_adds_then_dels_hand_out_each_address_once() {
     assert!(t.w.host_links("na-v").is_empty(), "nothing left behind");
     let ls = t.w.daemon.ok(&["container", "ls"]);
     assert_eq!(ls.lines().count(), 1, "only the header: {ls}");
+}
+
+#[test]
+fn del_succeeds_when_the_runtime_already_deleted_the_namespace() {
+    let mut t = Cni::new();
+    t.w.netns("d1");
+    let conf = t.conf("cnigone", "10.89.0.0/24");
+    let result = t.add(
+        "d1",
+        "eth0",
+        &with_ports(&conf, json!([{"hostPort": 8095, "containerPort": 80}])),
+    );
+    // The runtime removes the namespace first, then calls DEL (with the
+    // path it had, or none at all).
+    netagent_tests::netns::run(&["ip", "netns", "del", &t.w.ns("d1").name]);
+    let out = t.invoke(
+        "DEL",
+        Some("d1"),
+        None,
+        Some("eth0"),
+        with_prev(&conf, &result).to_string().as_bytes(),
+    );
+    assert!(out.success, "{} {}", out.output, out.stderr);
+    assert!(!t.w.daemon.ok(&["container", "ls"]).contains("cni-d1"));
+    assert!(t.w.host_links("na-v").is_empty());
+    assert!(tcp_connect(&t.w.upstream, &format!("{HOST_UP_IP}:8095")).is_err());
+    // And again, with the path that names nothing now.
+    t.ok("DEL", "d1", "eth0", &conf);
 }

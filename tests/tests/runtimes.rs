@@ -17,7 +17,7 @@ use netagent_tests::{
     cni::PluginDir,
     netns::{Netns, wait_until},
     runtime::{Containerd, Podman, busybox_rootfs, run_private, spawn_private},
-    traffic::{tcp_connect, tcp_echo, tcp_roundtrip, udp_echo, udp_socket},
+    traffic::{published_roundtrips, tcp_connect, tcp_echo, tcp_roundtrip},
     world::{HOST_UP_IP, UPSTREAM_IP, World, tcp_reaches},
 };
 use serde_json::{Value, json};
@@ -235,17 +235,7 @@ fn podman_with_the_cni_backend_publishes_and_cleans_up() {
     // Podman's -p went to netagent through the portMappings capability.
     let port = w.daemon.ok(&["port", "10.92.0.2"]);
     assert!(port.contains("8085"), "{port}");
-    let _tcp = tcp_echo(&ns, 80);
-    let _udp = udp_echo(&ns, 53);
-    let mut s = tcp_connect(&w.upstream, &format!("{HOST_UP_IP}:8085")).unwrap();
-    let answer = tcp_roundtrip(&mut s, "podman").unwrap();
-    assert!(answer.ends_with(" podman"), "{answer}");
-    drop(s);
-    let udp = udp_socket(&w.upstream);
-    udp.send_to(b"q", format!("{HOST_UP_IP}:5355")).unwrap();
-    let mut buf = [0u8; 64];
-    let (_, from) = udp.recv_from(&mut buf).expect("the UDP answer");
-    assert_eq!(from.to_string(), format!("{HOST_UP_IP}:5355"));
+    published_roundtrips(&w.upstream, &ns, HOST_UP_IP, 8085, 5355);
     drop(ns);
 
     let (ok, _, err) = podman.run(&podman.cmd(&format!("rm -f -t 0 {name}")));

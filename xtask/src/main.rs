@@ -121,11 +121,24 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         "--bin",
         "netagent",
         "--bin",
+        "netagent-cni",
+        "--bin",
         "netagent-bench",
         "--bin",
         "prog-cost",
     ]))?;
     let root = workspace_root();
+    // The CNI section's client: libcni, as runtimes use it, built in GOPATH
+    // mode from Debian's golang-github-appc-cni-dev (no module proxy).
+    exec(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(root.join("target/release/na-libcni"))
+            .arg(root.join("bench/libcni/main.go"))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", root.join("target/go-cache")),
+    )?;
     exec(
         Command::new(root.join("target/release/netagent-bench"))
             .current_dir(&root)

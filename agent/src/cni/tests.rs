@@ -36,6 +36,7 @@ fn main_add(k: &CniKey, network: &str, subnet: &str, publish: &[&str]) -> CniAdd
         key: k.clone(),
         netns: format!("/run/netns/{}", k.container_id).into(),
         name: None,
+        preferred_name: None,
         publish: publish.iter().map(|s| (*s).to_owned()).collect(),
         mode: CniMode::Main(CniMain {
             network: network.into(),
@@ -50,6 +51,7 @@ fn chained_add(k: &CniKey, ip: &str, publish: &[&str]) -> CniAdd {
         key: k.clone(),
         netns: format!("/run/netns/{}", k.container_id).into(),
         name: None,
+        preferred_name: None,
         publish: publish.iter().map(|s| (*s).to_owned()).collect(),
         mode: CniMode::Chained {
             ips: vec![ip.parse().unwrap()],
@@ -354,4 +356,44 @@ fn gc_removes_only_this_networks_attachments_the_runtime_does_not_name() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn names_come_from_the_runtime_and_a_preferred_one_never_fails_an_add() {
+    assert_eq!(default_name("c0ffee000001"), "cni-c0ffee000001");
+    let hex = "0123456789abcdef".repeat(4);
+    assert_eq!(default_name(&hex), "cni-0123456789ab");
+    let long = "default-".to_owned() + &"webapp-".repeat(10);
+    let name = default_name(&long);
+    assert_eq!(name.len(), crate::model::MAX_NAME_LEN);
+    assert!(crate::model::valid_container_name(&name));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    let mut first = main_add(
+        &key("sandbox-1", "eth0", "pods"),
+        "pods",
+        "10.42.0.0/24",
+        &[],
+    );
+    first.preferred_name = Some("default_web".into());
+    assert_eq!(a.cni_add(first).unwrap().container, "default_web");
+    // The pod's next sandbox, added before the old one is deleted.
+    let mut second = main_add(
+        &key("sandbox-2", "eth0", "pods"),
+        "pods",
+        "10.42.0.0/24",
+        &[],
+    );
+    second.preferred_name = Some("default_web".into());
+    assert_eq!(a.cni_add(second).unwrap().container, "cni-sandbox-2");
+    // A name asked for is refused when taken.
+    let mut strict = main_add(
+        &key("sandbox-3", "eth0", "pods"),
+        "pods",
+        "10.42.0.0/24",
+        &[],
+    );
+    strict.name = Some("default_web".into());
+    assert_eq!(a.cni_add(strict).unwrap_err().kind(), ErrorKind::Conflict);
 }
