@@ -5,12 +5,14 @@
 //
 // Usage: na-libcni -conf LIST -path DIR -cache DIR -netns PREFIX -n N
 //
-//	[-port-base P] [-check]
+//	[-id PREFIX] [-port-base P] [-ops add,check,del]
 //
-// For i in 0..N it ADDs container "na-bench-i" in namespace PREFIXi (with
-// host port P+i published to its port 80, if -port-base is given), then
-// CHECKs each if asked, then DELs every one, and prints one JSON object
-// with each operation's latency in milliseconds and CHECK's errors. Built in GOPATH mode from Debian's
+// For each operation of -ops in turn, for i in 0..N, it runs that
+// operation on container "IDi" (default ID "na-bench-") in namespace
+// PREFIXi (with host port P+i published to its port 80/tcp and 53/udp,
+// if -port-base is given), and prints one JSON object with each ADD's
+// and DEL's latency in milliseconds and CHECK's errors. An ADD or DEL
+// that fails ends it (exit 1). Built in GOPATH mode from Debian's
 // golang-github-appc-cni-dev (no module proxy needed).
 package main
 
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -42,8 +45,9 @@ func main() {
 	pluginDir := flag.String("path", "", "the plugin directory (CNI_PATH)")
 	netnsPrefix := flag.String("netns", "", "namespace path prefix; container i uses PREFIXi")
 	n := flag.Int("n", 1, "how many containers")
-	portBase := flag.Int("port-base", 0, "container i publishes host port BASE+i to its port 80")
-	check := flag.Bool("check", false, "CHECK each container after the ADDs")
+	portBase := flag.Int("port-base", 0, "container i publishes host port BASE+i to its port 80/tcp and 53/udp")
+	ops := flag.String("ops", "add,check,del", "the operations, in order")
+	idPrefix := flag.String("id", "na-bench-", "container ID prefix")
 	cacheDir := flag.String("cache", "", "libcni's cache directory")
 	flag.Parse()
 	if *confPath == "" || *pluginDir == "" || *netnsPrefix == "" || *cacheDir == "" {
@@ -57,37 +61,42 @@ func main() {
 	rt := func(i int) *libcni.RuntimeConf {
 		caps := map[string]interface{}{}
 		if *portBase != 0 {
-			caps["portMappings"] = []map[string]interface{}{{
-				"hostPort": *portBase + i, "containerPort": 80, "protocol": "tcp",
-			}}
+			caps["portMappings"] = []map[string]interface{}{
+				{"hostPort": *portBase + i, "containerPort": 80, "protocol": "tcp"},
+				{"hostPort": *portBase + i, "containerPort": 53, "protocol": "udp"},
+			}
 		}
 		return &libcni.RuntimeConf{
-			ContainerID:    "na-bench-" + strconv.Itoa(i),
+			ContainerID:    *idPrefix + strconv.Itoa(i),
 			NetNS:          *netnsPrefix + strconv.Itoa(i),
 			IfName:         "eth0",
 			CapabilityArgs: caps,
 		}
 	}
 	ctx := context.Background()
-	var r report
-	for i := 0; i < *n; i++ {
-		start := time.Now()
-		if _, err := cni.AddNetworkList(ctx, list, rt(i)); err != nil {
-			fail("ADD %d: %v", i, err)
+	r := report{AddMs: []float64{}, DelMs: []float64{}, CheckErrors: []string{}}
+	for _, op := range strings.Split(*ops, ",") {
+		for i := 0; i < *n; i++ {
+			start := time.Now()
+			switch op {
+			case "add":
+				if _, err := cni.AddNetworkList(ctx, list, rt(i)); err != nil {
+					fail("ADD %d: %v", i, err)
+				}
+				r.AddMs = append(r.AddMs, float64(time.Since(start).Microseconds())/1000)
+			case "check":
+				if err := cni.CheckNetworkList(ctx, list, rt(i)); err != nil {
+					r.CheckErrors = append(r.CheckErrors, err.Error())
+				}
+			case "del":
+				if err := cni.DelNetworkList(ctx, list, rt(i)); err != nil {
+					fail("DEL %d: %v", i, err)
+				}
+				r.DelMs = append(r.DelMs, float64(time.Since(start).Microseconds())/1000)
+			default:
+				fail("-ops: unknown operation %q", op)
+			}
 		}
-		r.AddMs = append(r.AddMs, float64(time.Since(start).Microseconds())/1000)
-	}
-	for i := 0; i < *n && *check; i++ {
-		if err := cni.CheckNetworkList(ctx, list, rt(i)); err != nil {
-			r.CheckErrors = append(r.CheckErrors, err.Error())
-		}
-	}
-	for i := 0; i < *n; i++ {
-		start := time.Now()
-		if err := cni.DelNetworkList(ctx, list, rt(i)); err != nil {
-			fail("DEL %d: %v", i, err)
-		}
-		r.DelMs = append(r.DelMs, float64(time.Since(start).Microseconds())/1000)
 	}
 	out, _ := json.Marshal(r)
 	fmt.Println(string(out))

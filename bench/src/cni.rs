@@ -110,27 +110,62 @@ impl CniBench {
         })
     }
 
-    /// The reference chain, in its own host namespace.
-    pub fn reference(&self) -> anyhow::Result<Variant> {
+    /// A second network of each kind, for the isolation check.
+    pub fn netagent_second(&self, host_ns: &str, socket: &Path) -> anyhow::Result<Variant> {
         let list = serde_json::json!({
             "cniVersion": "1.0.0",
-            "name": "nabref",
+            "name": "nabcni2",
+            "plugins": [{
+                "type": "netagent-cni",
+                "socket": socket,
+                "subnet": "10.202.0.0/24",
+                "capabilities": {"portMappings": true},
+            }],
+        });
+        Ok(Variant {
+            name: NETAGENT,
+            host_ns: host_ns.to_owned(),
+            conf: self.write("netagent2.conflist", &list)?,
+            port_base: 18500,
+        })
+    }
+
+    pub fn reference_second(&self) -> anyhow::Result<Variant> {
+        Ok(Variant {
+            conf: self.write(
+                "reference2.conflist",
+                &self.reference_list("nabref2", "rb2", "10.203.0.0/24"),
+            )?,
+            port_base: 19500,
+            ..self.reference()?
+        })
+    }
+
+    fn reference_list(&self, name: &str, bridge: &str, subnet: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": name,
             "plugins": [
                 {
                     "type": "bridge",
-                    "bridge": format!("{PREFIX}rbr"),
+                    "bridge": format!("{PREFIX}{bridge}"),
                     "isGateway": true,
                     "isDefaultGateway": true,
                     "ipMasq": true,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": "10.201.0.0/24"}]],
+                        "ranges": [[{"subnet": subnet}]],
                         "dataDir": self.work.path().join("host-local"),
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             ],
-        });
+        })
+    }
+
+    /// The reference chain, in its own host namespace.
+    pub fn reference(&self) -> anyhow::Result<Variant> {
+        let list = self.reference_list("nabref", "rbr", "10.201.0.0/24");
         Ok(Variant {
             name: REFERENCE,
             host_ns: self.reference_host.name.clone(),
@@ -152,7 +187,34 @@ impl CniBench {
         let namespaces: Vec<Netns> = (0..self.n)
             .map(|i| Netns::new(format!("{PREFIX}{tag}{i}")))
             .collect();
-        let cache = self.work.path().join(format!("cache-{tag}"));
+        let report = self.client(variant, "add,check,del", self.n, tag, "na-bench-");
+        drop(namespaces);
+        let report = report?;
+        let sample = |op: &str, ms: f64| CniSample {
+            variant: variant.name.into(),
+            op: op.into(),
+            ms,
+        };
+        let mut samples: Vec<CniSample> =
+            report.add_ms.iter().map(|&ms| sample("ADD", ms)).collect();
+        samples.extend(report.del_ms.iter().map(|&ms| sample("DEL", ms)));
+        Ok((samples, report.check_errors.unwrap_or_default()))
+    }
+
+    /// Runs `na-libcni` in the variant's host namespace: `ops` on `n`
+    /// containers `ID0..` in namespaces `PREFIX{tag}0..`.
+    fn client(
+        &self,
+        variant: &Variant,
+        ops: &str,
+        n: usize,
+        tag: &str,
+        id: &str,
+    ) -> anyhow::Result<ClientReport> {
+        let cache = self
+            .work
+            .path()
+            .join(format!("cache-{}", &variant.name[..1]));
         let out = Command::new("ip")
             .args(["netns", "exec", &variant.host_ns])
             .arg(client_bin())
@@ -164,29 +226,159 @@ impl CniBench {
             .arg(&cache)
             .arg("-netns")
             .arg(format!("/run/netns/{PREFIX}{tag}"))
-            .args(["-n", &self.n.to_string()])
+            .args(["-n", &n.to_string()])
+            .args(["-id", id])
             .args(["-port-base", &variant.port_base.to_string()])
-            .arg("-check")
+            .args(["-ops", ops])
             .output()
             .context("running na-libcni")?;
-        drop(namespaces);
         if !out.status.success() {
             bail!(
-                "{}: {}",
+                "{} {ops}: {}",
                 variant.name,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let report: ClientReport =
-            serde_json::from_slice(&out.stdout).context("na-libcni's report")?;
-        let sample = |op: &str, ms: f64| CniSample {
-            variant: variant.name.into(),
-            op: op.into(),
-            ms,
-        };
-        let mut samples: Vec<CniSample> =
-            report.add_ms.iter().map(|&ms| sample("ADD", ms)).collect();
-        samples.extend(report.del_ms.iter().map(|&ms| sample("DEL", ms)));
-        Ok((samples, report.check_errors.unwrap_or_default()))
+        serde_json::from_slice(&out.stdout).context("na-libcni's report")
     }
+
+    /// The issue's checks on one variant, with the comparison in mind:
+    /// one container on its network (published port 80/tcp and 53/udp)
+    /// and one on `second` (another network of the same kind). `join`
+    /// puts this process where the variant's host-local clients must be
+    /// (netagent: the daemon's cgroup) while it probes 127.0.0.1.
+    pub fn checks<J>(
+        &self,
+        variant: &Variant,
+        second: &Variant,
+        host: &Netns,
+        join: impl Fn() -> J,
+    ) -> anyhow::Result<CniChecks> {
+        let tag = format!("{}c", &variant.name[..1]);
+        let tag2 = format!("{}d", &variant.name[..1]);
+        let c1 = Netns::new(format!("{PREFIX}{tag}0"));
+        let c2 = Netns::new(format!("{PREFIX}{tag2}0"));
+        // What a network keeps once it exists (a bridge, a plugin's
+        // chains) is not a container's: one ADD and DEL on the second
+        // network first (the first had the timed rounds), then the
+        // snapshot DEL must come back to.
+        self.client(second, "add,del", 1, &tag2, "na-check-warm")?;
+        let before = host_snapshot(host);
+        let added = self.client(variant, "add", 1, &tag, "na-check-a");
+        let added2 = self.client(second, "add", 1, &tag2, "na-check-b");
+        let mut checks = CniChecks {
+            variant: variant.name.into(),
+            ..CniChecks::default()
+        };
+        if added.is_ok() && added2.is_ok() {
+            let addr = c1.ip(&["-o", "-4", "addr", "show", "dev", "eth0"]);
+            let route = c1.ip(&["route", "show", "default"]);
+            checks.address_and_route = addr.contains("inet ") && route.contains("default via");
+            let ip: Option<std::net::Ipv4Addr> = addr
+                .split_whitespace()
+                .nth(3)
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse().ok());
+            let port = variant.port_base;
+            let _tcp = netagent_tests::traffic::tcp_echo(&c1, 80);
+            let _udp = netagent_tests::traffic::udp_echo(&c1, 53);
+            let _seven = netagent_tests::traffic::tcp_echo(&c1, 7);
+            {
+                let _joined = join();
+                checks.published_tcp =
+                    netagent_tests::traffic::tcp_connect(host, &format!("127.0.0.1:{port}"))
+                        .and_then(|mut s| netagent_tests::traffic::tcp_roundtrip(&mut s, "x"))
+                        .is_ok();
+                let udp = netagent_tests::traffic::udp_socket(host);
+                udp.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+                let mut buf = [0u8; 64];
+                checks.published_udp = udp.send_to(b"q", ("127.0.0.1", port)).is_ok()
+                    && udp.recv_from(&mut buf).is_ok();
+            }
+            checks.isolated = ip.is_some_and(|ip| {
+                !netagent_tests::world::tcp_reaches(
+                    &c2,
+                    std::net::SocketAddr::from((ip, 7)),
+                    std::time::Duration::from_millis(500),
+                )
+            });
+            checks.check = self
+                .client(variant, "check", 1, &tag, "na-check-a")
+                .is_ok_and(|r| r.check_errors.unwrap_or_default().is_empty());
+        }
+        let deleted = self.client(variant, "del", 1, &tag, "na-check-a");
+        let deleted2 = self.client(second, "del", 1, &tag2, "na-check-b");
+        drop((c1, c2));
+        checks.del_clean = deleted.is_ok() && deleted2.is_ok() && host_snapshot(host) == before;
+        checks.status_and_gc = self.speaks_1_1(&variant.conf)?;
+        added?;
+        added2?;
+        Ok(checks)
+    }
+
+    /// Whether every plugin of the list at `conf` speaks CNI 1.1.0 (STATUS
+    /// and GC): VERSION of each.
+    fn speaks_1_1(&self, conf: &Path) -> anyhow::Result<bool> {
+        let list: serde_json::Value = serde_json::from_slice(&std::fs::read(conf)?)?;
+        let plugins = list["plugins"].as_array().context("plugins")?;
+        for plugin in plugins {
+            let name = plugin["type"].as_str().context("type")?;
+            let mut child = Command::new(self.plugins.path().join(name))
+                .env("CNI_COMMAND", "VERSION")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write as _;
+                stdin.write_all(br#"{"cniVersion":"1.0.0"}"#)?;
+            }
+            let out = child.wait_with_output()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let spoken = v["supportedVersions"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == "1.1.0"));
+            if !spoken {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What a host namespace holds that a container's attachment may leave
+/// behind: interfaces, and firewall rules (counters left out).
+fn host_snapshot(host: &Netns) -> (Vec<String>, Vec<String>) {
+    let links: Vec<String> = host
+        .ip(&["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_owned())
+        .collect();
+    let (_, rules, _) = host.try_exec(&["iptables-save"]);
+    let rules = rules
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with(':'))
+        .map(str::to_owned)
+        .collect();
+    (links, rules)
+}
+
+/// The issue's checks on one CNI variant (`CniBench::checks`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CniChecks {
+    pub variant: String,
+    /// The container has an address and a default route.
+    pub address_and_route: bool,
+    /// Its published port answers over TCP from the host (127.0.0.1).
+    pub published_tcp: bool,
+    /// And over UDP.
+    pub published_udp: bool,
+    /// A container of another network of the same kind cannot reach it.
+    pub isolated: bool,
+    /// CHECK passes.
+    pub check: bool,
+    /// Every plugin of the list speaks 1.1.0 (STATUS and GC).
+    pub status_and_gc: bool,
+    /// DEL leaves no interface or firewall rule of the containers behind.
+    pub del_clean: bool,
 }

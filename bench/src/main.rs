@@ -322,6 +322,23 @@ fn cni_section(args: &Args, na: &Topo, report: &mut Report) -> anyhow::Result<()
             report.cni.extend(samples);
         }
     }
+    // The checks, the reference chain as the comparison.
+    let seconds = [
+        bench.netagent_second(&na.host.name, socket)?,
+        bench.reference_second()?,
+    ];
+    let cgroup = &na.daemon.as_ref().context("netagent's daemon")?.cgroup;
+    let ours = bench.checks(&variants[0], &seconds[0], &na.host, || Some(cgroup.join()))?;
+    let theirs = bench.checks(
+        &variants[1],
+        &seconds[1],
+        &bench.reference_host,
+        || None::<()>,
+    )?;
+    for c in [ours, theirs] {
+        eprintln!("  checks {c:?}");
+        report.cni_checks.push(c);
+    }
     Ok(())
 }
 

@@ -64,6 +64,8 @@ pub struct Report {
     pub scale: Vec<ScalePoint>,
     /// CNI ADD and DEL latencies (`cni.rs`).
     pub cni: Vec<crate::cni::CniSample>,
+    /// The CNI checks per variant.
+    pub cni_checks: Vec<crate::cni::CniChecks>,
     /// Things that happened during the run that a reader should know.
     pub notes: Vec<String>,
 }
@@ -128,6 +130,7 @@ impl Report {
             host_local: Vec::new(),
             scale: Vec::new(),
             cni: Vec::new(),
+            cni_checks: Vec::new(),
             notes: Vec::new(),
         })
     }
@@ -281,6 +284,35 @@ impl Report {
             let _ = writeln!(
                 s,
                 "| {variant} | {add:.2} | {add90:.2} | {del:.2} | {del90:.2} |"
+            );
+        }
+        let _ = writeln!(s);
+        if self.cni_checks.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "Checks, one container per network of each kind, its port published \
+             (TCP and UDP, probed at 127.0.0.1 from the plugins' host namespace):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| variant | address and route | published TCP | published UDP | isolated from another network | CHECK | STATUS and GC | DEL leaves nothing |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        for c in &self.cni_checks {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.variant,
+                yes(c.address_and_route),
+                yes(c.published_tcp),
+                yes(c.published_udp),
+                yes(c.isolated),
+                yes(c.check),
+                yes(c.status_and_gc),
+                yes(c.del_clean)
             );
         }
         let _ = writeln!(s);

@@ -37,6 +37,9 @@ pub struct NetConf {
     pub network: String,
     /// The daemon's API socket.
     pub socket: String,
+    /// The daemon's bpffs directory (`--bpffs`): STATUS looks there for
+    /// the pinned datapath when the daemon does not answer.
+    pub bpffs: String,
     /// A delegated IPAM plugin (`ipam.type`), if any; netagent's own IPAM
     /// otherwise.
     pub ipam: Option<serde_json::Value>,
@@ -79,6 +82,7 @@ struct Raw {
     plugin: Option<String>,
     network: Option<String>,
     socket: Option<String>,
+    bpffs: Option<String>,
     ipam: Option<serde_json::Value>,
     #[serde(rename = "ipMasq")]
     ip_masq: Option<bool>,
@@ -200,6 +204,9 @@ impl NetConf {
             plugin,
             network,
             socket: raw.socket.unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
+            bpffs: raw
+                .bpffs
+                .unwrap_or_else(|| netagent::server::DEFAULT_BPFFS.to_owned()),
             ipam: raw.ipam,
             ip_masq: raw.ip_masq,
             dns: raw.dns,

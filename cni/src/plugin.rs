@@ -460,8 +460,24 @@ fn check(env: &Env, conf: &NetConf, input: &[u8]) -> Result<(), CniError> {
     Ok(())
 }
 
+/// STATUS: ready if the daemon answers that it is (and the delegated
+/// IPAM, if it speaks 1.1.0). A daemon that does not answer is 50 while
+/// its pinned datapath goes on forwarding for the existing containers,
+/// 51 when there is none (they may have no connectivity at all).
 fn status(env: &Env, conf: &NetConf, input: &[u8]) -> Result<(), CniError> {
-    match ask(conf, Command::Status, &Request::CniStatus)? {
+    let answer = match ask(conf, Command::Status, &Request::CniStatus) {
+        Err(e) if e.code == Code::NotAvailable && !datapath_pinned(&conf.bpffs) => {
+            return Err(CniError::new(
+                Code::NotAvailableLimitedConnectivity,
+                format!(
+                    "{}; and no datapath is pinned under {}",
+                    e.details, conf.bpffs
+                ),
+            ));
+        }
+        other => other?,
+    };
+    match answer {
         Response::CniStatus { status } if status.ready => {}
         Response::CniStatus { status } => {
             return Err(CniError::new(
@@ -482,6 +498,15 @@ fn status(env: &Env, conf: &NetConf, input: &[u8]) -> Result<(), CniError> {
         delegate::run(ipam, Command::Status, env, input)?;
     }
     Ok(())
+}
+
+/// Whether the daemon's datapath is pinned under `bpffs` (its maps
+/// directory holds the publication map).
+fn datapath_pinned(bpffs: &str) -> bool {
+    Path::new(bpffs)
+        .join("maps")
+        .join(datapath_common::map_names::PUBLICATIONS)
+        .exists()
 }
 
 fn gc(env: &Env, conf: &NetConf, input: &[u8]) -> Result<(), CniError> {

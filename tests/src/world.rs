@@ -92,6 +92,11 @@ impl World {
         self.containers.last().expect("just pushed")
     }
 
+    /// The daemon's bpffs directory (its pins).
+    pub fn bpffs(&self) -> &std::path::Path {
+        self._bpffs.path()
+    }
+
     /// The namespace made for `name`.
     pub fn ns(&self, name: &str) -> &Netns {
         let full = format!("{}{name}", self.prefix);

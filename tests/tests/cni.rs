@@ -439,7 +439,19 @@ fn an_unreachable_daemon_is_try_again_later_and_status_says_so() {
     }
     assert!(!t.w.ns("u1").ip(&["-o", "link"]).contains("eth0"));
     let status = |conf: &Value| t.invoke("STATUS", None, None, None, conf.to_string().as_bytes());
+    // The daemon's pinned datapath goes on forwarding: 50; without one,
+    // the existing containers may have no connectivity: 51.
+    gone["bpffs"] = json!(t.w.bpffs());
     assert_eq!(status(&gone).code(), 50);
+    let empty = tempfile::tempdir().unwrap();
+    gone["bpffs"] = json!(empty.path());
+    let out = status(&gone);
+    assert_eq!(out.code(), 51, "{}", out.output);
+    assert!(
+        out.details().contains("no datapath is pinned"),
+        "{}",
+        out.details()
+    );
     let up = status(&t.conf("cniu", "10.84.0.0/24"));
     assert!(up.success, "{} {}", up.output, up.stderr);
     // VERSION lists what is spoken.
