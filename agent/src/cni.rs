@@ -565,8 +565,9 @@ fn parse_mappings(publish: &[String]) -> Result<Vec<PortMapping>, AgentError> {
 }
 
 /// Refuses a configuration that describes an existing network otherwise
-/// (another subnet, internal or not): the runtime would be told one thing
-/// and get another.
+/// (another subnet, or internal when it is not): the runtime would be told
+/// one thing and get another. What the configuration leaves out is not
+/// compared.
 fn check_matches(
     network: &crate::model::Network,
     create: Option<&crate::api::NetworkCreate>,
@@ -597,12 +598,11 @@ fn check_matches(
             ));
         }
     }
-    if create.internal != network.internal {
-        return Err(differs(
-            "internal",
-            network.internal.to_string(),
-            create.internal.to_string(),
-        ));
+    // `internal` is asked for or not mentioned (a configuration cannot say
+    // "not internal" apart from saying nothing): only a configuration
+    // asking for an internal network is refused one with outside access.
+    if create.internal && !network.internal {
+        return Err(differs("internal", "false".to_owned(), "true".to_owned()));
     }
     Ok(())
 }

@@ -210,6 +210,32 @@ fn a_failed_add_leaves_nothing_behind() {
     let e = a.cni_add(differs).unwrap_err();
     assert!(e.to_string().contains("10.34.0.0/24"), "{e}");
     assert_eq!(a.state.containers.len(), 1);
+    // An internal network named by a configuration that says nothing of
+    // it is taken as it is; one asking for internal is refused another.
+    let mut internal = NetworkCreate::named("walled");
+    internal.internal = true;
+    a.network_create(internal).unwrap();
+    let mut plain = main_add(
+        &key("c0ffee000006", "eth0", "walled"),
+        "walled",
+        "10.36.0.0/24",
+        &[],
+    );
+    if let CniMode::Main(m) = &mut plain.mode {
+        m.create.as_mut().unwrap().subnet = None;
+    }
+    a.cni_add(plain).unwrap();
+    let mut wants = main_add(
+        &key("c0ffee000007", "eth0", "fresh"),
+        "fresh",
+        "10.34.0.0/24",
+        &[],
+    );
+    if let CniMode::Main(m) = &mut wants.mode {
+        m.create.as_mut().unwrap().internal = true;
+    }
+    let e = a.cni_add(wants).unwrap_err();
+    assert!(e.to_string().contains("internal"), "{e}");
 }
 
 #[test]
