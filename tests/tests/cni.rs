@@ -569,3 +569,54 @@ fn del_succeeds_when_the_runtime_already_deleted_the_namespace() {
     // And again, with the path that names nothing now.
     t.ok("DEL", "d1", "eth0", &conf);
 }
+
+#[test]
+fn capabilities_and_dual_stack_reach_the_container() {
+    let mut t = Cni::new();
+    t.w.netns("s1");
+    let mut conf = t.conf("cnicaps", "10.76.0.0/24");
+    conf["subnet6"] = json!("fd00:76::/64");
+    conf["capabilities"]["aliases"] = json!(true);
+    conf["runtimeConfig"] = json!({
+        "ips": ["10.76.0.50/24", "fd00:76::50/64"],
+        "mac": "02:42:0a:4c:00:32",
+        "aliases": ["api", "api.internal"],
+        "portMappings": [{"hostPort": 8096, "containerPort": 80}],
+    });
+    let result = t.add("s1", "eth0", &conf);
+    assert_eq!(
+        result["ips"],
+        json!([
+            {"address": "10.76.0.50/24", "gateway": "10.76.0.1", "interface": 1},
+            {"address": "fd00:76::50/64", "gateway": "fd00:76::1", "interface": 1},
+        ])
+    );
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.76.0.1"}, {"dst": "::/0", "gw": "fd00:76::1"}])
+    );
+    assert_eq!(result["interfaces"][1]["mac"], "02:42:0a:4c:00:32");
+    let ns = t.w.ns("s1");
+    let link = ns.ip(&["-o", "link", "show", "dev", "eth0"]);
+    assert!(link.contains("02:42:0a:4c:00:32"), "{link}");
+    let addrs = ns.ip(&["-o", "addr", "show", "dev", "eth0"]);
+    assert!(
+        addrs.contains("inet 10.76.0.50/24") && addrs.contains("inet6 fd00:76::50/64"),
+        "{addrs}"
+    );
+    let route6 = ns.ip(&["-6", "route", "show", "default"]);
+    assert!(route6.contains("via fd00:76::1"), "{route6}");
+    let inspect: Value =
+        serde_json::from_str(&t.w.daemon.ok(&["--json", "container", "inspect", "cni-s1"]))
+            .unwrap();
+    assert_eq!(
+        inspect["endpoints"][0]["aliases"],
+        json!(["api", "api.internal"])
+    );
+    // The address asked for is held: another ADD asking for it is 100.
+    t.w.netns("s2");
+    let out = t.call("netagent-cni", "ADD", "s2", "eth0", &conf);
+    assert_eq!(out.code(), 100, "{}", out.output);
+    t.ok("CHECK", "s1", "eth0", &with_prev(&conf, &result));
+    t.ok("DEL", "s1", "eth0", &with_prev(&conf, &result));
+}
