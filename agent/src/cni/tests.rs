@@ -396,30 +396,16 @@ fn names_come_from_the_runtime_and_a_preferred_one_never_fails_an_add() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut a = agent(&dir);
-    let mut first = main_add(
-        &key("sandbox-1", "eth0", "pods"),
-        "pods",
-        "10.42.0.0/24",
-        &[],
-    );
+    let pod = |sandbox: &str| main_add(&key(sandbox, "eth0", "pods"), "pods", "10.42.0.0/24", &[]);
+    let mut first = pod("sandbox-1");
     first.preferred_name = Some("default_web".into());
     assert_eq!(a.cni_add(first).unwrap().container, "default_web");
     // The pod's next sandbox, added before the old one is deleted.
-    let mut second = main_add(
-        &key("sandbox-2", "eth0", "pods"),
-        "pods",
-        "10.42.0.0/24",
-        &[],
-    );
+    let mut second = pod("sandbox-2");
     second.preferred_name = Some("default_web".into());
     assert_eq!(a.cni_add(second).unwrap().container, "cni-sandbox-2");
     // A name asked for is refused when taken.
-    let mut strict = main_add(
-        &key("sandbox-3", "eth0", "pods"),
-        "pods",
-        "10.42.0.0/24",
-        &[],
-    );
+    let mut strict = pod("sandbox-3");
     strict.name = Some("default_web".into());
     assert_eq!(a.cni_add(strict).unwrap_err().kind(), ErrorKind::Conflict);
 }
