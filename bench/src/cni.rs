@@ -92,41 +92,38 @@ impl CniBench {
     /// netagent-cni as the main plugin, through the daemon at `socket`,
     /// whose namespace is `host_ns`.
     pub fn netagent(&self, host_ns: &str, socket: &Path) -> anyhow::Result<Variant> {
-        let list = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "nabcni",
-            "plugins": [{
-                "type": "netagent-cni",
-                "socket": socket,
-                "subnet": "10.200.0.0/24",
-                "capabilities": {"portMappings": true},
-            }],
-        });
-        Ok(Variant {
-            name: NETAGENT,
-            host_ns: host_ns.to_owned(),
-            conf: self.write("netagent.conflist", &list)?,
-            port_base: 18000,
-        })
+        self.netagent_variant(host_ns, socket, "nabcni", "10.200.0.0/24", 18000)
     }
 
     /// A second network of each kind, for the isolation check.
     pub fn netagent_second(&self, host_ns: &str, socket: &Path) -> anyhow::Result<Variant> {
+        self.netagent_variant(host_ns, socket, "nabcni2", "10.202.0.0/24", 18500)
+    }
+
+    /// netagent-cni's list for network `name` on `subnet`.
+    fn netagent_variant(
+        &self,
+        host_ns: &str,
+        socket: &Path,
+        name: &str,
+        subnet: &str,
+        port_base: u16,
+    ) -> anyhow::Result<Variant> {
         let list = serde_json::json!({
             "cniVersion": "1.0.0",
-            "name": "nabcni2",
+            "name": name,
             "plugins": [{
                 "type": "netagent-cni",
                 "socket": socket,
-                "subnet": "10.202.0.0/24",
+                "subnet": subnet,
                 "capabilities": {"portMappings": true},
             }],
         });
         Ok(Variant {
             name: NETAGENT,
             host_ns: host_ns.to_owned(),
-            conf: self.write("netagent2.conflist", &list)?,
-            port_base: 18500,
+            conf: self.write(&format!("{name}.conflist"), &list)?,
+            port_base,
         })
     }
 

@@ -436,11 +436,7 @@ impl Cgroup {
             .args(args)
             .output()
             .expect("spawning sh");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(out)
     }
 }
 
@@ -715,11 +711,17 @@ impl Drop for Daemon {
 /// Runs `args` in namespace `ns`, failing or not: (success, stdout,
 /// stderr).
 pub fn try_exec_in(ns: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("spawning ip netns exec");
+    outcome(
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .expect("spawning ip netns exec"),
+    )
+}
+
+/// A finished command as (success, stdout, stderr).
+pub fn outcome(out: std::process::Output) -> (bool, String, String) {
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use crate::netns::wait_until;
+use crate::netns::{outcome, wait_until};
 
 /// A rootfs with busybox and the applets the tests use.
 pub fn busybox_rootfs(dir: &Path) {
@@ -70,14 +70,11 @@ fi
 /// [`private_cni_mounts`]; (success, stdout, stderr).
 pub fn run_private(conf: &Path, plugins: &Path, script: &str) -> (bool, String, String) {
     let full = format!("{}{script}", private_cni_mounts(conf, plugins));
-    let out = Command::new("unshare")
-        .args(["--mount", "--", "sh", "-c", &full])
-        .output()
-        .expect("spawning unshare");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    outcome(
+        Command::new("unshare")
+            .args(["--mount", "--", "sh", "-c", &full])
+            .output()
+            .expect("spawning unshare"),
     )
 }
 
@@ -235,14 +232,11 @@ cni_plugin_dirs = [\"{2}\"]
 
     /// Runs podman commands (a script); (success, stdout, stderr).
     pub fn run(&self, script: &str) -> (bool, String, String) {
-        let out = Command::new("sh")
-            .args(["-c", script])
-            .output()
-            .expect("spawning sh");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        outcome(
+            Command::new("sh")
+                .args(["-c", script])
+                .output()
+                .expect("spawning sh"),
         )
     }
 }
