@@ -327,7 +327,12 @@ impl CniBench {
                 .spawn()?;
             if let Some(mut stdin) = child.stdin.take() {
                 use std::io::Write as _;
-                stdin.write_all(br#"{"cniVersion":"1.0.0"}"#)?;
+                // The Go skel never reads stdin for VERSION: EPIPE when
+                // it has already answered.
+                match stdin.write_all(br#"{"cniVersion":"1.0.0"}"#) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other?,
+                }
             }
             let out = child.wait_with_output()?;
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

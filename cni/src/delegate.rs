@@ -161,9 +161,14 @@ fn exec(
     };
     let mut child = process.spawn().map_err(|e| io("starting it", e))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(config)
-            .map_err(|e| io("writing its configuration", e))?;
+        // A plugin may exit without reading its stdin (the Go skel never
+        // reads it for VERSION, nor after an environment error): the
+        // write then fails with EPIPE, a race on small configurations,
+        // and what the plugin printed and its exit status decide.
+        match stdin.write_all(config) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(|e| io("writing its configuration", e))?,
+        }
     }
     let output = child
         .wait_with_output()
@@ -330,6 +335,31 @@ esac"#,
         let e = run("ancient", Command::Add, &env_for(dir.path()), conf).expect_err("none");
         assert_eq!(e.code, Code::IncompatibleVersion);
         assert!(e.details.contains("0.1.0, 0.2.0"), "{e}");
+    }
+
+    #[test]
+    fn a_delegate_that_exits_without_reading_its_stdin_is_answered_by_its_output() {
+        let _one = one_at_a_time();
+        // As the Go skel answers VERSION: stdin never read. A configuration
+        // larger than a pipe's buffer makes the write fail every time.
+        let dir = plugin_dir(
+            "deaf",
+            r#"case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+DEL) exit 0 ;;
+*) echo '{"cniVersion":"1.0.0","code":4,"msg":"no CNI_NETNS"}'; exit 1 ;;
+esac"#,
+        );
+        let env = env_for(dir.path());
+        let padding = "x".repeat(256 * 1024);
+        let conf = format!(r#"{{"cniVersion":"1.1.0","pad":"{padding}"}}"#);
+        assert_eq!(
+            run("deaf", Command::Del, &env, conf.as_bytes()),
+            Ok(serde_json::Value::Null)
+        );
+        let e = run("deaf", Command::Add, &env, conf.as_bytes()).expect_err("its error");
+        assert_eq!(e.code, Code::InvalidEnvironment);
+        assert_eq!(e.details, "plugin \"deaf\": no CNI_NETNS");
     }
 
     #[test]
