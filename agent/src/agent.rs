@@ -37,6 +37,9 @@ pub struct Agent<D, H> {
     pub(crate) bridges: HashMap<String, BridgeLink>,
     /// The served interfaces and their XDP modes (`serve_interfaces`).
     pub(crate) served: Vec<crate::api::ServedInterface>,
+    /// The embedded DNS resolver, when the daemon runs one (unit tests
+    /// run without).
+    pub(crate) resolver: Option<crate::dns::Resolver>,
 }
 
 /// What one operation changes: the next state, and what it returns.
@@ -57,6 +60,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             port_cursors: HashMap::new(),
             bridges: HashMap::new(),
             served: Vec::new(),
+            resolver: None,
         })
     }
 
@@ -98,7 +102,29 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         self.state = change.next;
         journal.finish(&mut self.datapath, &mut self.host);
         self.sync_open_ports();
+        self.sync_resolver();
         Ok(change.output)
+    }
+
+    /// Gives the daemon's resolver to the agent, and brings it in line
+    /// with the state.
+    pub fn set_resolver(&mut self, resolver: crate::dns::Resolver) {
+        self.resolver = Some(resolver);
+        self.sync_resolver();
+    }
+
+    /// The resolver, if the daemon runs one.
+    pub fn resolver(&self) -> Option<&crate::dns::Resolver> {
+        self.resolver.as_ref()
+    }
+
+    /// Brings the embedded resolver (its sockets, names and the
+    /// containers' files) in line with the state, after every change.
+    /// Best effort, as [`Self::sync_open_ports`].
+    pub(crate) fn sync_resolver(&mut self) {
+        if let Some(resolver) = self.resolver.as_mut() {
+            resolver.sync(&self.state, &mut self.host);
+        }
     }
 
     /// Brings the open-port map in line with the state, after a change of

@@ -86,6 +86,11 @@ pub enum Request {
         valid: Vec<(String, String)>,
     },
     CniStatus,
+    /// One of a container's files, as netagent writes it.
+    ContainerFile {
+        name: String,
+        file: ContainerFile,
+    },
     /// `netagent port NAME [CPORT[/PROTO]]`.
     ContainerPorts {
         name: String,
@@ -159,6 +164,10 @@ pub enum Response {
     },
     CniStatus {
         status: CniStatus,
+    },
+    /// A file's text (`container resolv-conf`, `hosts`, `env`).
+    Text {
+        text: String,
     },
     Error {
         message: String,
@@ -245,6 +254,7 @@ impl Response {
             Response::CniDeleted { removed } => Ok(serde_json::json!({ "removed": removed })),
             Response::CniCollected { removed } => serde_json::to_value(removed),
             Response::CniStatus { status } => serde_json::to_value(status),
+            Response::Text { text } => Ok(serde_json::json!({ "text": text })),
             Response::Error { message, .. } => Ok(serde_json::json!({ "error": message })),
         };
         value.expect("API types serialize")
@@ -327,6 +337,18 @@ pub struct NetworkConnect {
     pub cni_network: Option<String>,
 }
 
+/// A file netagent makes for a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerFile {
+    /// Its resolv.conf.
+    ResolvConf,
+    /// Its hosts file.
+    Hosts,
+    /// Its legacy links' environment variables, `VAR=VALUE` lines.
+    Env,
+}
+
 /// `container attach`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerAttach {
@@ -364,6 +386,22 @@ pub struct ContainerAttach {
     /// Set by netagent-cni: who attached the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniKey>,
+    /// `--env VAR=VALUE`: seen by containers linking to this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `--link NAME[:ALIAS]` values as typed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// `--dns`: upstream servers for its embedded resolver (or, on the
+    /// default bridge, its resolv.conf's nameservers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--dns-search`: its resolv.conf's search domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: its resolv.conf's options.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
 }
 
 /// One CNI attachment's identity (the spec's key, with the network): the

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::{
-    api::{ContainerAttach, DEFAULT_SOCKET, NetworkConnect, NetworkCreate, Request},
+    api::{ContainerAttach, ContainerFile, DEFAULT_SOCKET, NetworkConnect, NetworkCreate, Request},
     datapath::XdpAttachMode,
     masq::MasqPorts,
     server::{DEFAULT_BPFFS, DEFAULT_STATE_DIR},
@@ -127,6 +127,14 @@ pub struct DaemonArgs {
     /// access. Default: the cgroup2 root, every process of the host.
     #[arg(long, value_name = "PATH|none")]
     pub cgroup: Option<String>,
+    /// An upstream DNS server for the embedded resolver (repeatable, at
+    /// most 3 used); default: the nameservers of --resolv-conf.
+    #[arg(long = "dns", value_name = "IP[:PORT]", value_parser = parse_upstream)]
+    pub dns: Vec<std::net::SocketAddr>,
+    /// The host's resolv.conf: upstream servers (unless --dns), search
+    /// domains and options for containers' resolv.conf.
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +241,29 @@ pub enum ContainerCommand {
         #[arg(value_name = "CONTAINER")]
         name: String,
     },
+    /// The resolv.conf netagent makes for a container (written to
+    /// /etc/netns/NAME/ for a /run/netns/NAME namespace; for other
+    /// runtimes to install).
+    #[command(name = "resolv-conf")]
+    ResolvConf {
+        /// Container name, ID or unique ID prefix.
+        #[arg(value_name = "CONTAINER")]
+        name: String,
+    },
+    /// The hosts file netagent makes for a container (localhost, its own
+    /// addresses, its legacy links).
+    Hosts {
+        /// Container name, ID or unique ID prefix.
+        #[arg(value_name = "CONTAINER")]
+        name: String,
+    },
+    /// The environment variables a container's legacy links give it
+    /// (`ALIAS_PORT_...`, `ALIAS_NAME`, `ALIAS_ENV_...`).
+    Env {
+        /// Container name, ID or unique ID prefix.
+        #[arg(value_name = "CONTAINER")]
+        name: String,
+    },
 }
 
 /// `container attach`'s flags (Docker's `run` networking flags).
@@ -279,6 +310,38 @@ pub struct ContainerAttachArgs {
     /// The container interface's MAC address (aa:bb:cc:dd:ee:ff, unicast).
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,
+    /// Link to container NAME, known here as ALIAS (repeatable). On the
+    /// default bridge: environment variables (`container env`), a hosts
+    /// entry, and with --icc=false its exposed ports; on a user-defined
+    /// network: ALIAS resolves to it for this container.
+    #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+    pub links: Vec<String>,
+    /// An environment variable containers linking to this one see as
+    /// ALIAS_ENV_VAR (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "VAR=VALUE")]
+    pub env: Vec<String>,
+    /// An upstream DNS server for this container (repeatable; replaces
+    /// the daemon's).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<IpAddr>,
+    /// A DNS search domain for its resolv.conf (repeatable; `.` for none).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+}
+
+/// An upstream server: an address, with a port or not (53); an IPv6 one
+/// with a port in brackets.
+fn parse_upstream(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(at) = s.parse::<std::net::SocketAddr>() {
+        return Ok(at);
+    }
+    s.trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an address (IP or IP:PORT, [IPv6]:PORT)"))
 }
 
 impl TryFrom<NetworkCreateArgs> for NetworkCreate {
@@ -342,6 +405,11 @@ impl From<ContainerAttachArgs> for ContainerAttach {
             ifname: None,
             mac: a.mac_address,
             cni: None,
+            env: a.env,
+            links: a.links,
+            dns: a.dns,
+            dns_search: a.dns_search,
+            dns_options: a.dns_options,
         }
     }
 }
@@ -363,6 +431,18 @@ pub fn request(command: Command) -> anyhow::Result<Request> {
             ContainerCommand::Detach { name } => Request::ContainerDetach { name },
             ContainerCommand::Ls => Request::ContainerLs,
             ContainerCommand::Inspect { name } => Request::ContainerInspect { name },
+            ContainerCommand::ResolvConf { name } => Request::ContainerFile {
+                name,
+                file: ContainerFile::ResolvConf,
+            },
+            ContainerCommand::Hosts { name } => Request::ContainerFile {
+                name,
+                file: ContainerFile::Hosts,
+            },
+            ContainerCommand::Env { name } => Request::ContainerFile {
+                name,
+                file: ContainerFile::Env,
+            },
         },
     })
 }

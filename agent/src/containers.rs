@@ -63,6 +63,37 @@ fn check_interface(ifname: Option<&str>, mac: Option<&str>) -> Result<(), NetErr
     Ok(())
 }
 
+/// `--env`, `--dns-search` and `--dns-option` values, checked.
+fn check_env_and_dns(req: &ContainerAttach) -> Result<crate::model::DnsSettings, NetError> {
+    if let Some(bad) = req
+        .env
+        .iter()
+        .find(|v| v.split_once('=').is_none_or(|(name, _)| name.is_empty()))
+    {
+        return Err(NetError::InvalidEnv(bad.clone()));
+    }
+    // `.` is Docker's "no search domains" (the host's are not used).
+    if let Some(bad) = req
+        .dns_search
+        .iter()
+        .find(|d| *d != "." && !valid_alias(d.trim_end_matches('.')))
+    {
+        return Err(NetError::InvalidDnsSearch(bad.clone()));
+    }
+    if let Some(bad) = req
+        .dns_options
+        .iter()
+        .find(|o| o.is_empty() || o.contains(char::is_whitespace))
+    {
+        return Err(NetError::InvalidDnsOption(bad.clone()));
+    }
+    Ok(crate::model::DnsSettings {
+        servers: req.dns.clone(),
+        search: req.dns_search.clone(),
+        options: req.dns_options.clone(),
+    })
+}
+
 /// How a new endpoint is made, beyond its network and addresses.
 struct EndpointOptions<'a> {
     /// The name inside the container.
@@ -135,6 +166,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         check_aliases(&req.aliases)?;
         check_interface(req.ifname.as_deref(), req.mac.as_deref())?;
+        let dns = check_env_and_dns(req)?;
+        for link in &req.links {
+            crate::links::parse(link)?;
+        }
         if let Some(existing) = self.state.containers.iter().find(|c| c.name == name) {
             return Err(NetError::NameInUse {
                 name,
@@ -180,7 +215,52 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             exposed,
             port_mappings: mappings,
             publish_all: req.publish_all,
+            env: req.env.clone(),
+            dns,
+            links: Vec::new(),
         })
+    }
+
+    /// The links `req` asks for, made for `container` on `network`: the
+    /// linked container must be attached there (Docker: running); on the
+    /// default bridge each link gets its variables now.
+    fn make_links(
+        &self,
+        container: &Container,
+        req: &ContainerAttach,
+        network: &str,
+    ) -> Result<Vec<crate::model::Link>, AgentError> {
+        let mut links: Vec<crate::model::Link> = Vec::new();
+        for value in &req.links {
+            let (name, alias) = crate::links::parse(value)?;
+            let source = lookup::container(&self.state, &name)?;
+            let Some(ep) = source.endpoints().iter().find(|e| e.network == network) else {
+                if network == DEFAULT_NETWORK && !source.endpoints().is_empty() {
+                    return Err(NetError::LinkNotOnDefault(source.name.clone()).into());
+                }
+                return Err(NetError::LinkNotRunning {
+                    name: source.name.clone(),
+                    alias,
+                }
+                .into());
+            };
+            let env = if crate::dns::directory::resolves_names(network) {
+                Vec::new()
+            } else {
+                crate::links::env(&container.name, &alias, ep.ip, &source.exposed, &source.env)
+            };
+            links.retain(|l| l.alias != alias);
+            links.push(crate::model::Link {
+                name: source.name.clone(),
+                alias,
+                network: network.to_owned(),
+                ips: std::iter::once(std::net::IpAddr::V4(ep.ip))
+                    .chain(ep.ip6.map(std::net::IpAddr::V6))
+                    .collect(),
+                env,
+            });
+        }
+        Ok(links)
     }
 
     /// A container on a bridge network: its endpoint, host ports and
@@ -204,6 +284,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if has_outside_access(&network.name, &self.state.networks) {
             container.gateway_network = Some(network.name.clone());
         }
+        container.links = self.make_links(&container, req, &network.name)?;
         let info = self.transaction(|agent, journal| {
             let mut network = network;
             let ips = network.allocate(req.ip, req.ip6)?;
@@ -295,6 +376,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         mut container: Container,
         req: &ContainerAttach,
     ) -> Result<Attached, AgentError> {
+        if !req.links.is_empty() {
+            return Err(NetError::HostLinks.into());
+        }
         let own = self.host.own_netns()?;
         if let Some(path) = &req.netns
             && self.host.netns_id(path)? != own
@@ -344,6 +428,12 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         if !req.aliases.is_empty() {
             return Err(NetError::JoinedConflict("network aliases").into());
+        }
+        if !req.dns.is_empty() || !req.dns_search.is_empty() || !req.dns_options.is_empty() {
+            return Err(NetError::DnsConflict.into());
+        }
+        if !req.links.is_empty() {
+            return Err(NetError::JoinedLinks.into());
         }
         if target == container.name {
             return Err(NetError::JoinSelf(target.to_owned()).into());

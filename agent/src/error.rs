@@ -170,6 +170,34 @@ pub enum NetError {
     IfnameInUse { container: String, ifname: String },
     #[error("invalid MAC address {0:?}: expected a unicast aa:bb:cc:dd:ee:ff")]
     InvalidMac(String),
+    #[error("invalid environment variable {0:?}: expected VAR=VALUE, VAR not empty")]
+    InvalidEnv(String),
+    /// Docker's `ValidateDNSSearch` wording.
+    #[error("{0} is not a valid domain")]
+    InvalidDnsSearch(String),
+    #[error("invalid DNS option {0:?}: one word, as resolv.conf's options take it")]
+    InvalidDnsOption(String),
+    /// Docker's `ErrConflictNetworkAndDNS`.
+    #[error("conflicting options: dns and the network mode")]
+    DnsConflict,
+    /// Docker's `ErrConflictContainerNetworkAndLinks`.
+    #[error(
+        "conflicting options: container type network can't be used with links. This would result in undefined behavior"
+    )]
+    JoinedLinks,
+    /// Docker's `ErrConflictHostNetworkAndLinks`.
+    #[error(
+        "conflicting options: host type networking can't be used with links. This would result in undefined behavior"
+    )]
+    HostLinks,
+    #[error("invalid link {0:?}: expected NAME or NAME:ALIAS")]
+    InvalidLink(String),
+    /// Docker's wording for a link to a container that is not running
+    /// (here: not attached to a network the recipient is on).
+    #[error("Cannot link to a non running container: {name} AS {alias}")]
+    LinkNotRunning { name: String, alias: String },
+    #[error("Cannot link to /{0}, as it does not belong to the default network")]
+    LinkNotOnDefault(String),
     #[error(
         "container {0}'s interface is another CNI plugin's (netagent-cni chained after it publishes its ports only): it cannot join or leave netagent networks"
     )]

@@ -116,6 +116,9 @@ mod tests {
             exposed: Vec::new(),
             port_mappings: Vec::new(),
             publish_all: false,
+            env: Vec::new(),
+            dns: Default::default(),
+            links: Vec::new(),
         }
     }
 

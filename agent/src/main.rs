@@ -40,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(path) => server::CgroupChoice::Path(path.into()),
                     None => server::CgroupChoice::Root,
                 },
+                dns: args.dns,
+                resolv_conf: args.resolv_conf,
             })
         }
         Command::Teardown { bpffs, state_dir } => {

@@ -266,6 +266,61 @@ pub struct Container {
     /// The `-p` values as given.
     pub port_mappings: Vec<PortMapping>,
     pub publish_all: bool,
+    /// `--env VAR=VALUE`: what a container linking to this one sees as
+    /// `ALIAS_ENV_VAR` (netagent runs no process, so it is kept for links).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Its resolver settings (`--dns`, `--dns-search`, `--dns-option`).
+    #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
+    pub dns: DnsSettings,
+    /// Legacy links (`--link NAME:ALIAS`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// A container's resolver settings, as Docker's `--dns`, `--dns-search`
+/// and `--dns-option` take them: written into its resolv.conf; `servers`
+/// replace the daemon's upstreams for the names its embedded resolver
+/// forwards.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
+
+/// A legacy link, `--link NAME:ALIAS`: the linked container (`name`) is
+/// known to this one as `alias`.
+///
+/// On the default `bridge` network (a link's home in Docker) it gives
+/// the environment variables in `env` (made once, at attach, and never
+/// refreshed, as Docker's), a hosts-file entry (which follows the linked
+/// container's address), and with `--icc=false` a hole for the linked
+/// container's exposed ports. On a user-defined network it is an alias
+/// only this container resolves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The linked container's name.
+    pub name: String,
+    pub alias: String,
+    /// The network the link was made on.
+    pub network: String,
+    /// The linked container's addresses there when the link was made;
+    /// its hosts entry keeps them while it is detached.
+    pub ips: Vec<std::net::IpAddr>,
+    /// The variables made at attach (`ALIAS_PORT_...`), empty on a
+    /// user-defined network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 impl Container {

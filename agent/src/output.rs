@@ -109,6 +109,7 @@ fn text(request: &Request, response: &Response) -> anyhow::Result<String> {
         | Response::CniStatus { .. } => {
             format!("{}\n", serde_json::to_string_pretty(&response.payload())?)
         }
+        Response::Text { text } => text.clone(),
         Response::Error { message, .. } => anyhow::bail!("{message}"),
     })
 }

@@ -60,6 +60,10 @@ pub struct DaemonConfig {
     pub masquerade_ports: Option<MasqPorts>,
     /// Where the socket hooks go (host-local access to published ports).
     pub cgroup: CgroupChoice,
+    /// The embedded resolver's upstreams (`--dns`); empty: the host's.
+    pub dns: Vec<std::net::SocketAddr>,
+    /// The host's resolv.conf (`--resolv-conf`).
+    pub resolv_conf: PathBuf,
 }
 
 /// `netagent daemon --cgroup`.
@@ -170,6 +174,12 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     );
     let served = agent.serve_interfaces(&config.ifaces, config.xdp_mode)?;
     info!(?served, "served interfaces");
+    // Before the API: a restarted daemon's containers resolve again as
+    // soon as it is ready.
+    agent.set_resolver(
+        crate::dns::Resolver::start(resolver_config(&config))
+            .context("starting the embedded DNS resolver")?,
+    );
 
     let listener = bind_socket(&config.socket)?;
     let agent = Arc::new(Mutex::new(agent));
@@ -193,6 +203,28 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = fs::remove_file(&config.socket);
     info!("netagent stopping; the pinned datapath keeps forwarding");
     Ok(())
+}
+
+/// The resolver's configuration: the host's resolv.conf (an unreadable
+/// one is logged and empty: no upstreams) and the daemon's `--dns`.
+fn resolver_config(config: &DaemonConfig) -> crate::dns::ResolverConfig {
+    let host = match fs::read_to_string(&config.resolv_conf) {
+        Ok(text) => crate::dns::files::HostResolv::parse(&config.resolv_conf, &text),
+        Err(e) => {
+            warn!(path = %config.resolv_conf.display(), error = %e, "cannot read the host's resolv.conf: no upstream DNS servers unless --dns");
+            crate::dns::files::HostResolv {
+                path: config.resolv_conf.clone(),
+                ..Default::default()
+            }
+        }
+    };
+    let resolver = crate::dns::ResolverConfig {
+        host,
+        upstreams: config.dns.clone(),
+        etc_netns: PathBuf::from("/etc/netns"),
+    };
+    info!(upstreams = ?resolver.upstreams(), "embedded DNS resolver");
+    resolver
 }
 
 /// Most API connections served at once; more wait in the listen backlog.
@@ -620,6 +652,9 @@ pub fn dispatch<D: Datapath, H: Host>(agent: &mut Agent<D, H>, request: Request)
         Request::CniGc { network, valid } => agent
             .cni_gc(&network, &valid)
             .map(|removed| Response::CniCollected { removed }),
+        Request::ContainerFile { name, file } => agent
+            .container_file(&name, file)
+            .map(|text| Response::Text { text }),
         Request::CniStatus => Ok(Response::CniStatus {
             status: agent.cni_status(),
         }),

@@ -372,6 +372,17 @@ fn main_result(a: &CniAttachment, conf: &NetConf) -> CniResult {
     if let Some(dns) = &conf.dns {
         result.dns = serde_json::from_value(dns.clone()).unwrap_or_default();
     }
+    if netagent::dns::directory::resolves_names(&n.name) {
+        // The embedded resolver in the container's namespace answers the
+        // network's names and forwards the rest: first, with Docker's
+        // ndots:0 unless the configuration sets ndots.
+        let embedded = netagent::host::RESOLVER_IP.to_string();
+        result.dns.nameservers.retain(|ns| *ns != embedded);
+        result.dns.nameservers.insert(0, embedded);
+        if !result.dns.options.iter().any(|o| o.starts_with("ndots:")) {
+            result.dns.options.insert(0, "ndots:0".to_owned());
+        }
+    }
     result
 }
 

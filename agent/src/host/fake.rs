@@ -44,6 +44,11 @@ pub struct FakeHost {
     /// The host's addresses, when set: reserving a port on any other
     /// (specific) address fails as the kernel's bind does.
     pub local_addrs: Option<BTreeSet<std::net::IpAddr>>,
+    /// The namespaces resolver sockets were made for, in order (the fake
+    /// binds them on 127.0.0.1, ephemeral ports, in the test's namespace).
+    pub resolver_netns: Vec<PathBuf>,
+    /// Namespaces where making resolver sockets fails (port 53 taken).
+    pub fail_resolver: BTreeSet<PathBuf>,
     /// Drivers of host interfaces (`driver`); others report none.
     pub drivers: BTreeMap<String, String>,
     /// Each container namespace's default route: (interface, gateway).
@@ -309,5 +314,23 @@ impl Host for FakeHost {
     fn ephemeral_ports(&mut self) -> (u16, u16, Vec<(u16, u16)>) {
         let (lo, hi) = self.ephemeral.unwrap_or((32768, 60999));
         (lo, hi, Vec::new())
+    }
+
+    fn resolver_sockets(&mut self, netns: &Path) -> Result<super::ResolverSockets, HostError> {
+        if self.fail_resolver.contains(netns) {
+            return Err(HostError::Other(format!(
+                "127.0.0.11:53 is taken in {}",
+                netns.display()
+            )));
+        }
+        self.resolver_netns.push(netns.to_owned());
+        let io = |source| HostError::Io {
+            op: "binding a fake resolver socket".into(),
+            source,
+        };
+        Ok(super::ResolverSockets {
+            udp: std::net::UdpSocket::bind("127.0.0.1:0").map_err(io)?,
+            tcp: std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?,
+        })
     }
 }

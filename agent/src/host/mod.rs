@@ -152,6 +152,18 @@ pub struct HostPort {
     pub proto: Proto,
 }
 
+/// The address of the embedded DNS resolver inside every container with
+/// one (Docker's).
+pub const RESOLVER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+
+/// A container's embedded resolver sockets: UDP and a TCP listener on
+/// 127.0.0.11:53, made inside its namespace (where they stay).
+#[derive(Debug)]
+pub struct ResolverSockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+}
+
 pub trait Host: Send {
     /// The host's routes (default routes excluded), named for messages, so
     /// new subnets avoid them.
@@ -223,6 +235,9 @@ pub trait Host: Send {
         netns: &Path,
         ifname: &str,
     ) -> Result<Option<Vec<std::net::IpAddr>>, HostError>;
+    /// The embedded resolver's sockets in the namespace at `netns`
+    /// (127.0.0.11, UDP and TCP port 53), made by its worker.
+    fn resolver_sockets(&mut self, netns: &Path) -> Result<ResolverSockets, HostError>;
 }
 
 /// A network namespace's identity: its nsfs device and inode. Persisted

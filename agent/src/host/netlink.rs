@@ -26,7 +26,7 @@ use rtnetlink::{
 
 use super::{
     BridgeConfig, BridgeLink, DefaultRoute, EndpointConfig, EndpointLink, Host, HostError,
-    HostPort, IFACE_PREFIX, NetnsId, link_local6, parse_mac,
+    HostPort, IFACE_PREFIX, NetnsId, ResolverSockets, link_local6, parse_mac,
     ports::{self, Reservations},
     workers::Workers,
 };
@@ -608,6 +608,16 @@ impl Host for NetlinkHost {
                     .map(|(ip, _)| ip)
                     .collect(),
             ))
+        })
+    }
+
+    fn resolver_sockets(&mut self, netns: &Path) -> Result<ResolverSockets, HostError> {
+        self.run_in_netns(netns, move |_handle| async move {
+            let at = std::net::SocketAddr::from((super::RESOLVER_IP, 53));
+            let what = format!("binding {at} in the container (something else has port 53 there?)");
+            let udp = std::net::UdpSocket::bind(at).map_err(io_err(what.clone()))?;
+            let tcp = std::net::TcpListener::bind(at).map_err(io_err(what))?;
+            Ok(ResolverSockets { udp, tcp })
         })
     }
 }

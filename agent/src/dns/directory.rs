@@ -1,0 +1,245 @@
+//! Who resolves what: the names the embedded resolver answers, built from
+//! the state after every change.
+//!
+//! Scope, as Docker's: a container asks through its own resolver, and a
+//! name resolves only to addresses on the user-defined networks the asker
+//! is on (never the default `bridge`, which has no name resolution). A
+//! container is known on a network by its name, its aliases there, its
+//! 12-digit short ID, and `NAME.NETWORK`; a link made on a user-defined
+//! network adds the link's alias for the linking container only. Names
+//! compare case-insensitively (RFC 4343).
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+};
+
+use crate::{
+    host::NetnsId,
+    model::{Container, DEFAULT_NETWORK, NetworkMode},
+    state::DesiredState,
+};
+
+/// The port of every DNS server netagent forwards to.
+pub const DNS_PORT: u16 = 53;
+/// At most this many upstream servers are asked, in order (Docker's and
+/// glibc's `MAXNS`).
+pub const MAX_UPSTREAMS: usize = 3;
+
+/// One container's entry on one network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    /// The container's name as given (for PTR answers).
+    container: String,
+    /// Lower-case names it answers to here: name, aliases, short ID.
+    names: Vec<String>,
+    v4: Ipv4Addr,
+    v6: Option<Ipv6Addr>,
+}
+
+/// A container that has a resolver: one on at least one user-defined
+/// network, in a namespace of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asker {
+    pub id: String,
+    pub name: String,
+    pub netns: PathBuf,
+    pub netns_id: Option<NetnsId>,
+    /// The user-defined networks it is on, in endpoint order.
+    networks: Vec<String>,
+    /// Link aliases (lower case) -> (network, linked container's name).
+    links: Vec<(String, String, String)>,
+    /// Where the names it asks that are not containers' go: its own
+    /// `--dns` servers, else the daemon's upstreams unless every network
+    /// it is on is internal (as Docker's: internal networks do not
+    /// forward through the host).
+    pub upstreams: Vec<SocketAddr>,
+}
+
+/// The addresses a name resolved to, in the state's order (containers in
+/// attach order), without duplicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Addresses {
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+impl Addresses {
+    fn add(&mut self, entry: &Entry) {
+        if !self.v4.contains(&entry.v4) {
+            self.v4.push(entry.v4);
+        }
+        if let Some(v6) = entry.v6.filter(|v6| !self.v6.contains(v6)) {
+            self.v6.push(v6);
+        }
+    }
+}
+
+/// Every asker and every user-defined network's entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directory {
+    askers: HashMap<String, Asker>,
+    /// Lower-case network name -> (its name as given, its entries).
+    networks: HashMap<String, (String, Vec<Entry>)>,
+}
+
+/// Whether a network has name resolution: every one but the default.
+pub fn resolves_names(network: &str) -> bool {
+    network != DEFAULT_NETWORK
+}
+
+impl Directory {
+    /// The directory of `state`; `upstreams` are the daemon's (its
+    /// `--dns`, or the host's resolv.conf).
+    pub fn build(state: &DesiredState, upstreams: &[SocketAddr]) -> Self {
+        let mut networks: HashMap<String, (String, Vec<Entry>)> = HashMap::new();
+        for c in &state.containers {
+            for ep in c.endpoints().iter().filter(|e| resolves_names(&e.network)) {
+                let mut names = vec![c.name.to_ascii_lowercase()];
+                names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
+                names.push(c.short_id().to_owned());
+                networks
+                    .entry(ep.network.to_ascii_lowercase())
+                    .or_insert_with(|| (ep.network.clone(), Vec::new()))
+                    .1
+                    .push(Entry {
+                        container: c.name.clone(),
+                        names,
+                        v4: ep.ip,
+                        v6: ep.ip6,
+                    });
+            }
+        }
+        let askers = state
+            .containers
+            .iter()
+            .filter_map(|c| asker(state, c, upstreams))
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        Self { askers, networks }
+    }
+
+    /// The containers that have a resolver, by ID.
+    pub fn askers(&self) -> impl Iterator<Item = &Asker> {
+        self.askers.values()
+    }
+
+    pub fn asker(&self, id: &str) -> Option<&Asker> {
+        self.askers.get(id)
+    }
+
+    /// What `name` (any case, with or without the final dot) resolves to
+    /// for `asker`; `None` when it is no container's name there.
+    pub fn resolve(&self, asker: &Asker, name: &str) -> Option<Addresses> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut found = Addresses::default();
+        let mut any = false;
+        for (alias, network, target) in &asker.links {
+            if *alias == name {
+                for e in self.entries(network).filter(|e| e.container == *target) {
+                    found.add(e);
+                    any = true;
+                }
+            }
+        }
+        for network in &asker.networks {
+            for e in self.entries(network).filter(|e| e.names.contains(&name)) {
+                found.add(e);
+                any = true;
+            }
+        }
+        if !any {
+            // NAME.NETWORK: that network only.
+            for network in &asker.networks {
+                let suffix = format!(".{}", network.to_ascii_lowercase());
+                let Some(short) = name.strip_suffix(&suffix) else {
+                    continue;
+                };
+                for e in self
+                    .entries(network)
+                    .filter(|e| e.names.iter().any(|n| n == short))
+                {
+                    found.add(e);
+                    any = true;
+                }
+            }
+        }
+        any.then_some(found)
+    }
+
+    /// The name of the container at `ip` on one of `asker`'s networks,
+    /// as `NAME.NETWORK` (Docker's PTR answer).
+    pub fn reverse(&self, asker: &Asker, ip: IpAddr) -> Option<String> {
+        asker.networks.iter().find_map(|network| {
+            let (given, entries) = self.networks.get(&network.to_ascii_lowercase())?;
+            entries
+                .iter()
+                .find(|e| IpAddr::V4(e.v4) == ip || e.v6.map(IpAddr::V6) == Some(ip))
+                .map(|e| format!("{}.{given}", e.container))
+        })
+    }
+
+    fn entries(&self, network: &str) -> impl Iterator<Item = &Entry> {
+        self.networks
+            .get(&network.to_ascii_lowercase())
+            .into_iter()
+            .flat_map(|(_, entries)| entries.iter())
+    }
+}
+
+/// `c` as an asker, if it has a resolver.
+fn asker(state: &DesiredState, c: &Container, upstreams: &[SocketAddr]) -> Option<Asker> {
+    let NetworkMode::Bridge { endpoints } = &c.mode else {
+        return None;
+    };
+    let networks: Vec<String> = endpoints
+        .iter()
+        .filter(|e| resolves_names(&e.network))
+        .map(|e| e.network.clone())
+        .collect();
+    if networks.is_empty() {
+        return None;
+    }
+    let links = c
+        .links
+        .iter()
+        .filter(|l| resolves_names(&l.network) && networks.contains(&l.network))
+        .map(|l| {
+            (
+                l.alias.to_ascii_lowercase(),
+                l.network.clone(),
+                l.name.clone(),
+            )
+        })
+        .collect();
+    let upstreams = if !c.dns.servers.is_empty() {
+        c.dns
+            .servers
+            .iter()
+            .take(MAX_UPSTREAMS)
+            .map(|ip| SocketAddr::new(*ip, DNS_PORT))
+            .collect()
+    } else if networks.iter().any(|n| {
+        state
+            .networks
+            .iter()
+            .any(|net| net.name == *n && !net.internal)
+    }) {
+        upstreams.iter().take(MAX_UPSTREAMS).copied().collect()
+    } else {
+        Vec::new()
+    };
+    Some(Asker {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        netns: c.netns.clone(),
+        netns_id: c.netns_id,
+        networks,
+        links,
+        upstreams,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

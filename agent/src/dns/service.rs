@@ -1,0 +1,370 @@
+//! The embedded resolver at work: a thread of the daemon with a runtime
+//! of its own, so no API request (a 50,000-port publish holds the agent
+//! for a while) ever delays a query.
+//!
+//! Each container with a resolver has a UDP socket and a TCP listener on
+//! 127.0.0.11:53 in its own namespace, made there by that namespace's
+//! netlink worker (`Host::resolver_sockets`): a socket stays in the
+//! namespace it was made in, whichever thread uses it, so the resolver
+//! thread never changes namespace, and no netfilter rule (or any other
+//! change in the container) is needed to reach it. The socket it arrived
+//! on says who asked. The agent hands the thread sockets and directories
+//! after every change ([`Resolver::sync`]); queries read the newest
+//! directory, never the agent's state.
+//!
+//! The sockets end with the daemon: a restarted daemon makes them again
+//! when it starts, before it serves its API.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use hickory_proto::op::ResponseCode;
+use tokio::{
+    io::AsyncWriteExt as _,
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::{Semaphore, mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    answer::{Outcome, Transport, answer, header_error, servfail},
+    directory::Directory,
+    files::{self, HostResolv},
+    forward::{UPSTREAM_TIMEOUT, forward, read_framed},
+};
+use crate::{
+    host::{Host, NetnsId, ResolverSockets},
+    model::NetworkMode,
+    state::DesiredState,
+};
+
+/// Forwards in flight per container; beyond them a query is REFUSED at
+/// once (Docker: 1024, refused after its 4 s wait).
+pub const MAX_FORWARDS: usize = 1024;
+/// TCP connections per container at once; more wait in the backlog.
+const MAX_TCP: usize = 64;
+/// A TCP connection with no complete query for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// What the daemon's resolver is configured with.
+#[derive(Clone, Debug, Default)]
+pub struct ResolverConfig {
+    /// The host's resolv.conf (search domains, options, and its servers
+    /// unless `upstreams` replaces them).
+    pub host: HostResolv,
+    /// The daemon's `--dns` servers; empty: the host's.
+    pub upstreams: Vec<SocketAddr>,
+    /// Where `ip netns exec` finds a namespace's files (`/etc/netns`).
+    pub etc_netns: PathBuf,
+}
+
+impl ResolverConfig {
+    /// The servers names go to when a container has no `--dns` of its own.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        if self.upstreams.is_empty() {
+            self.host.upstreams()
+        } else {
+            self.upstreams.clone()
+        }
+    }
+}
+
+enum Command {
+    Open {
+        id: String,
+        sockets: ResolverSockets,
+    },
+    Close {
+        id: String,
+    },
+}
+
+/// The agent's handle on the resolver thread.
+pub struct Resolver {
+    config: ResolverConfig,
+    commands: mpsc::UnboundedSender<Command>,
+    directory: watch::Sender<Arc<Directory>>,
+    /// Containers with sockets, and the namespace they were made in.
+    open: HashMap<String, (PathBuf, Option<NetnsId>)>,
+    /// Containers whose sockets could not be made, with the error (logged
+    /// once, tried again at every change).
+    failed: HashMap<String, String>,
+    /// The `/etc/netns/NAME` directories written, by container ID.
+    files: HashMap<String, PathBuf>,
+}
+
+impl Resolver {
+    /// Starts the resolver thread.
+    pub fn start(config: ResolverConfig) -> std::io::Result<Self> {
+        let (commands, queue) = mpsc::unbounded_channel();
+        let (directory, watcher) = watch::channel(Arc::new(Directory::default()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("netagent-dns".into())
+            .spawn(move || runtime.block_on(serve(queue, watcher)))?;
+        Ok(Self {
+            config,
+            commands,
+            directory,
+            open: HashMap::new(),
+            failed: HashMap::new(),
+            files: HashMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    /// Brings the resolver in line with `state`: sockets for the
+    /// containers that have a resolver (made by `host` in their
+    /// namespaces), none for the others, the new directory, and every
+    /// container's files. Best effort: a failure is logged and tried
+    /// again at the next change.
+    pub fn sync<H: Host>(&mut self, state: &DesiredState, host: &mut H) {
+        let dir = Directory::build(state, &self.config.upstreams());
+        let stale: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(id, (netns, netns_id))| {
+                dir.asker(id)
+                    .is_none_or(|a| a.netns != *netns || a.netns_id != *netns_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.open.remove(&id);
+            let _ = self.commands.send(Command::Close { id });
+        }
+        self.failed.retain(|id, _| dir.asker(id).is_some());
+        for asker in dir.askers() {
+            if self.open.contains_key(&asker.id) {
+                continue;
+            }
+            match host.resolver_sockets(&asker.netns) {
+                Ok(sockets) => {
+                    self.failed.remove(&asker.id);
+                    self.open
+                        .insert(asker.id.clone(), (asker.netns.clone(), asker.netns_id));
+                    let _ = self.commands.send(Command::Open {
+                        id: asker.id.clone(),
+                        sockets,
+                    });
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if self.failed.get(&asker.id) != Some(&e) {
+                        warn!(container = %asker.name, error = %e, "no embedded DNS resolver for this container");
+                        self.failed.insert(asker.id.clone(), e);
+                    }
+                }
+            }
+        }
+        self.directory.send_replace(Arc::new(dir));
+        self.sync_files(state);
+    }
+
+    /// Writes every container's hosts and resolv.conf under
+    /// `/etc/netns/NAME`, and removes those of containers that are gone.
+    fn sync_files(&mut self, state: &DesiredState) {
+        let upstreams = self.config.upstreams();
+        let mut written = HashMap::new();
+        for c in &state.containers {
+            if !matches!(c.mode, NetworkMode::Bridge { .. }) {
+                continue;
+            }
+            let Some(dir) = files::etc_dir(&self.config.etc_netns, &c.netns) else {
+                continue;
+            };
+            for (file, text) in [
+                ("hosts", files::hosts(state, c)),
+                (
+                    "resolv.conf",
+                    files::resolv_conf(c, &self.config.host, &upstreams),
+                ),
+            ] {
+                if let Err(e) = files::write(&dir.join(file), &text) {
+                    warn!(container = %c.name, file, error = %e, "writing the container's file");
+                }
+            }
+            written.insert(c.id.clone(), dir);
+        }
+        for (id, dir) in &self.files {
+            if written.get(id) != Some(dir) && !written.values().any(|d| d == dir) {
+                files::remove(dir);
+            }
+        }
+        self.files = written;
+    }
+}
+
+/// The resolver thread: opens and closes containers' listeners as told.
+async fn serve(mut queue: mpsc::UnboundedReceiver<Command>, dir: watch::Receiver<Arc<Directory>>) {
+    let turn = Arc::new(AtomicUsize::new(0));
+    let mut listeners: HashMap<String, [JoinHandle<()>; 2]> = HashMap::new();
+    while let Some(command) = queue.recv().await {
+        match command {
+            Command::Open { id, sockets } => match listen(&id, sockets, &dir, &turn) {
+                Ok(tasks) => {
+                    debug!(container = %id, "embedded DNS listening");
+                    if let Some(old) = listeners.insert(id, tasks) {
+                        old.iter().for_each(JoinHandle::abort);
+                    }
+                }
+                Err(e) => warn!(container = %id, error = %e, "embedded DNS sockets unusable"),
+            },
+            Command::Close { id } => {
+                if let Some(tasks) = listeners.remove(&id) {
+                    tasks.iter().for_each(JoinHandle::abort);
+                    debug!(container = %id, "embedded DNS closed");
+                }
+            }
+        }
+    }
+    info!("embedded DNS stopping");
+}
+
+fn listen(
+    id: &str,
+    sockets: ResolverSockets,
+    dir: &watch::Receiver<Arc<Directory>>,
+    turn: &Arc<AtomicUsize>,
+) -> std::io::Result<[JoinHandle<()>; 2]> {
+    sockets.udp.set_nonblocking(true)?;
+    sockets.tcp.set_nonblocking(true)?;
+    let udp = Arc::new(UdpSocket::from_std(sockets.udp)?);
+    let tcp = TcpListener::from_std(sockets.tcp)?;
+    let ctx = Context {
+        id: id.to_owned(),
+        dir: dir.clone(),
+        turn: Arc::clone(turn),
+        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+    };
+    Ok([
+        tokio::spawn(serve_udp(udp, ctx.clone())),
+        tokio::spawn(serve_tcp(tcp, ctx)),
+    ])
+}
+
+/// What a container's listeners share.
+#[derive(Clone)]
+struct Context {
+    id: String,
+    dir: watch::Receiver<Arc<Directory>>,
+    turn: Arc<AtomicUsize>,
+    forwards: Arc<Semaphore>,
+}
+
+impl Context {
+    /// The outcome for one query, from the newest directory.
+    fn outcome(&self, query: &[u8], transport: Transport) -> Outcome {
+        let dir = Arc::clone(&self.dir.borrow());
+        match dir.asker(&self.id) {
+            Some(asker) => answer(
+                query,
+                transport,
+                &dir,
+                asker,
+                self.turn.fetch_add(1, Ordering::Relaxed),
+            ),
+            // Detached a moment ago: its listeners are being closed.
+            None => header_error(query, ResponseCode::Refused),
+        }
+    }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, ctx: Context) {
+    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                debug!(error = %e, "embedded DNS: receiving");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let query = &buf[..n];
+        match ctx.outcome(query, Transport::Udp) {
+            Outcome::Answer(bytes) => {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+            Outcome::Drop => {}
+            Outcome::Forward(upstreams) => {
+                let Ok(permit) = Arc::clone(&ctx.forwards).try_acquire_owned() else {
+                    if let Outcome::Answer(bytes) = header_error(query, ResponseCode::Refused) {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                    continue;
+                };
+                let query = query.to_vec();
+                let socket = Arc::clone(&socket);
+                tokio::spawn(async move {
+                    let out = forward(&query, Transport::Udp, &upstreams, UPSTREAM_TIMEOUT).await;
+                    if let Some(bytes) = out.or_else(|| servfail(&query)) {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, ctx: Context) {
+    let slots = Arc::new(Semaphore::new(MAX_TCP));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    serve_tcp_connection(stream, &ctx).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                debug!(error = %e, "embedded DNS: accepting");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Queries on one TCP connection, answered in order, until it closes or
+/// idles.
+async fn serve_tcp_connection(mut stream: TcpStream, ctx: &Context) {
+    while let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await {
+        let answer = match ctx.outcome(&query, Transport::Tcp) {
+            Outcome::Answer(bytes) => Some(bytes),
+            Outcome::Drop => None,
+            Outcome::Forward(upstreams) => {
+                forward(&query, Transport::Tcp, &upstreams, UPSTREAM_TIMEOUT)
+                    .await
+                    .or_else(|| servfail(&query))
+            }
+        };
+        let Some(answer) = answer else { continue };
+        let Ok(len) = u16::try_from(answer.len()) else {
+            continue;
+        };
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}
