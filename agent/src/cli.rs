@@ -224,7 +224,7 @@ pub struct NetworkCreateArgs {
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Attach a network namespace as a container.
-    Attach(ContainerAttachArgs),
+    Attach(Box<ContainerAttachArgs>),
     /// Detach a container: its interfaces, addresses and ports go.
     #[command(alias = "rm")]
     Detach {
@@ -427,7 +427,7 @@ pub fn request(command: Command) -> anyhow::Result<Request> {
         Command::Stats => Request::Stats,
         Command::Network(cmd) => network_request(cmd)?,
         Command::Container(cmd) => match cmd {
-            ContainerCommand::Attach(args) => Request::ContainerAttach(args.into()),
+            ContainerCommand::Attach(args) => Request::ContainerAttach((*args).into()),
             ContainerCommand::Detach { name } => Request::ContainerDetach { name },
             ContainerCommand::Ls => Request::ContainerLs,
             ContainerCommand::Inspect { name } => Request::ContainerInspect { name },

@@ -3,6 +3,7 @@
 //! daemon.
 
 pub mod cni;
+pub mod dns;
 pub mod dp;
 pub mod netns;
 pub mod packet;

@@ -178,6 +178,9 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        // What the daemon wrote for `ip netns exec` (resolv.conf, hosts),
+        // should a test have ended before detaching.
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
 
@@ -538,6 +541,17 @@ impl Daemon {
         }
         for iface in &self.ifaces {
             cmd.args(["--iface", iface]);
+        }
+        // The host's resolv.conf never: no test's query may leave for the
+        // machine's real servers. No upstream unless a test names one.
+        if !self.extra.iter().any(|a| a == "--resolv-conf") {
+            let path = self.log.with_file_name("resolv.conf");
+            std::fs::write(
+                &path,
+                "# netagent tests: no upstream servers\nsearch test.invalid\n",
+            )
+            .expect("writing the test resolv.conf");
+            cmd.arg("--resolv-conf").arg(path);
         }
         cmd.args(&self.extra);
         let child = cmd
