@@ -135,6 +135,10 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         if let Err(e) = self.datapath.set_open_ports(&ports) {
             error!(error = %e, "updating the open-port map (routed networks)");
         }
+        let holes = crate::links::holes(&self.state);
+        if let Err(e) = self.datapath.set_link_holes(&holes) {
+            error!(error = %e, "updating the link-hole map (legacy links, icc=false)");
+        }
         let pubs6 = self.state.publications6();
         if let Err(e) = self.datapath.set_publications6(&pubs6) {
             error!(error = %e, "updating the IPv6 publication map (dual-stack containers)");

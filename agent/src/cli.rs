@@ -131,6 +131,11 @@ pub struct DaemonArgs {
     /// most 3 used); default: the nameservers of --resolv-conf.
     #[arg(long = "dns", value_name = "IP[:PORT]", value_parser = parse_upstream)]
     pub dns: Vec<std::net::SocketAddr>,
+    /// Inter-container communication on the default `bridge` network
+    /// (Docker's daemon --icc): with false, its containers reach each
+    /// other only through legacy links' exposed ports.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub icc: bool,
     /// The host's resolv.conf: upstream servers (unless --dns), search
     /// domains and options for containers' resolv.conf.
     #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]

@@ -244,7 +244,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
                 }
                 .into());
             };
-            let env = if crate::dns::directory::resolves_names(network) {
+            let env = if crate::model::resolves_names(network) {
                 Vec::new()
             } else {
                 crate::links::env(&container.name, &alias, ep.ip, &source.exposed, &source.env)

@@ -34,3 +34,6 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,11 @@
 
 use std::net::Ipv4Addr;
 
-use crate::{error::NetError, portmap::ExposedPorts, spec::Proto};
+use datapath_common::{LINK_DPORT, LINK_SPORT, LinkHole};
+
+use crate::{
+    error::NetError, model::resolves_names, portmap::ExposedPorts, spec::Proto, state::DesiredState,
+};
 
 /// `NAME` or `NAME:ALIAS` (a leading `/` on either is Docker's full
 /// name and is dropped): (name, alias).
@@ -104,6 +108,62 @@ fn finish(
         }
     }
     out
+}
+
+/// The holes links open in icc=false networks, derived whole from the
+/// state: for a link on the default bridge with icc off, between the
+/// linking container and the linked one (both attached there), for every
+/// port the linked one exposes: to that port, and back from it.
+pub fn holes(state: &DesiredState) -> Vec<LinkHole> {
+    let mut holes = Vec::new();
+    for recipient in &state.containers {
+        for link in recipient
+            .links
+            .iter()
+            .filter(|l| !resolves_names(&l.network))
+        {
+            let closed = state
+                .networks
+                .iter()
+                .any(|n| n.name == link.network && !n.icc);
+            let from = recipient
+                .endpoints()
+                .iter()
+                .find(|e| e.network == link.network);
+            let source = state.containers.iter().find(|c| c.name == link.name);
+            let to = source.and_then(|s| s.endpoints().iter().find(|e| e.network == link.network));
+            let (true, Some(from), Some(source), Some(to)) = (closed, from, source, to) else {
+                continue;
+            };
+            let (from_be, to_be) = (
+                u32::from_ne_bytes(from.ip.octets()),
+                u32::from_ne_bytes(to.ip.octets()),
+            );
+            for exposed in &source.exposed {
+                for port in exposed.ports.ports() {
+                    let proto = exposed.proto.number();
+                    let port_be = port.to_be();
+                    holes.push(LinkHole {
+                        from_be,
+                        to_be,
+                        port_be,
+                        proto,
+                        dir: LINK_DPORT,
+                    });
+                    holes.push(LinkHole {
+                        from_be: to_be,
+                        to_be: from_be,
+                        port_be,
+                        proto,
+                        dir: LINK_SPORT,
+                    });
+                }
+            }
+        }
+    }
+    holes.sort_unstable();
+    holes.dedup();
+    holes
 }
 
 fn upper(proto: Proto) -> &'static str {

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 dns: args.dns,
                 resolv_conf: args.resolv_conf,
+                icc: args.icc,
             })
         }
         Command::Teardown { bpffs, state_dir } => {

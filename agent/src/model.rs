@@ -34,6 +34,12 @@ pub fn is_bridge_name(name: &str) -> bool {
     name.len() > BRIDGE_PREFIX.len() && name.len() <= 15 && name.starts_with(BRIDGE_PREFIX)
 }
 
+/// Whether a network has name resolution (the embedded DNS): every one
+/// but the default `bridge`, as in Docker, where legacy links serve.
+pub fn resolves_names(network: &str) -> bool {
+    network != DEFAULT_NETWORK
+}
+
 /// The pre-defined network of containers on the host's own stack.
 pub const HOST_NETWORK: &str = "host";
 /// The pre-defined network of containers with loopback only.

@@ -147,6 +147,40 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         Ok(())
     }
 
+    /// The daemon's `--icc` for the default network (Docker's: a daemon
+    /// setting, not a network's): recorded in the state if it changed;
+    /// the endpoints take it when they are programmed (at start, by
+    /// `reconcile_networks`).
+    pub fn set_default_icc(&mut self, icc: bool) -> Result<(), AgentError> {
+        let Some(current) = self
+            .state
+            .networks
+            .iter()
+            .find(|n| n.name == DEFAULT_NETWORK)
+        else {
+            return Ok(());
+        };
+        if current.icc == icc {
+            return Ok(());
+        }
+        self.transaction(|agent, _| {
+            let mut next = agent.state.clone();
+            for n in next
+                .networks
+                .iter_mut()
+                .filter(|n| n.name == DEFAULT_NETWORK)
+            {
+                n.icc = icc;
+            }
+            Ok(Change { next, output: () })
+        })?;
+        info!(
+            icc,
+            "default network: inter-container communication changed"
+        );
+        Ok(())
+    }
+
     pub fn network_create(&mut self, req: NetworkCreate) -> Result<Network, AgentError> {
         if !valid_network_name(&req.name) {
             return Err(NetError::InvalidNetworkName(req.name).into());

@@ -64,6 +64,8 @@ pub struct DaemonConfig {
     pub dns: Vec<std::net::SocketAddr>,
     /// The host's resolv.conf (`--resolv-conf`).
     pub resolv_conf: PathBuf,
+    /// Inter-container communication on the default network (`--icc`).
+    pub icc: bool,
 }
 
 /// `netagent daemon --cgroup`.
@@ -167,6 +169,9 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     if let Err(e) = agent.ensure_default_network() {
         error!(error = %e, "creating the default network");
     }
+    agent
+        .set_default_icc(config.icc)
+        .context("setting --icc on the default network")?;
     let report = agent.reconcile_networks();
     info!(
         ?report,

@@ -100,6 +100,9 @@ pub const MAX_SHARES: u32 = 65_536;
 /// Capacity of the open-port map (container ports reachable by direct
 /// routing on `routed` networks).
 pub const MAX_OPEN_PORTS: u32 = 65_536;
+/// Capacity of the link-hole map (legacy links' exposed ports across an
+/// icc=false network, two entries per port).
+pub const MAX_LINK_HOLES: u32 = 16_384;
 /// Capacity of the local-address map (wildcard host IP matching).
 pub const MAX_LOCAL_ADDRS: u32 = 4_096;
 /// Capacity of the endpoint maps (container interfaces and addresses).
@@ -258,6 +261,9 @@ pub mod map_names {
     /// [`super::OpenPort`] -> `u32` (unused): container ports reachable by
     /// direct routing (published ports of `routed` networks' containers).
     pub const OPEN_PORTS: &str = "NA_OPEN4_V1";
+    /// [`super::LinkHole`] -> `u32` (unused): what legacy links open
+    /// between two containers of an icc=false network.
+    pub const LINK_HOLES: &str = "NA_LINK4_V1";
     /// One [`super::DatapathConfig`] at index 0.
     pub const CONFIG: &str = "NA_CFG4_V1";
     /// [`super::SockRevKey`] -> [`super::SockRevValue`] (LRU): what a host
@@ -666,6 +672,29 @@ pub struct OpenPort {
     pub _pad: u8,
 }
 const _: () = assert!(size_of::<OpenPort>() == 8);
+
+/// A hole a legacy link opens in an icc=false network (key of the
+/// link-hole map), Docker's pair of rules per exposed port: the linking
+/// container to the linked one's port ([`LINK_DPORT`]), and the linked
+/// one's answers from that port ([`LINK_SPORT`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct LinkHole {
+    /// Sender's address, network order.
+    pub from_be: u32,
+    /// Receiver's address, network order.
+    pub to_be: u32,
+    /// The port, network order: the destination port with
+    /// [`LINK_DPORT`], the source port with [`LINK_SPORT`].
+    pub port_be: u16,
+    pub proto: u8,
+    pub dir: u8,
+}
+const _: () = assert!(size_of::<LinkHole>() == 12);
+/// [`LinkHole::dir`]: the port is the packet's destination port.
+pub const LINK_DPORT: u8 = 0;
+/// [`LinkHole::dir`]: the port is the packet's source port.
+pub const LINK_SPORT: u8 = 1;
 
 /// Fragment tracking key: the original (untranslated) IPv4 identity of a
 /// datagram, as its first fragment carried it.
@@ -1131,6 +1160,7 @@ mod user {
     unsafe impl aya::Pod for super::FragKey6 {}
     unsafe impl aya::Pod for super::FragValue6 {}
     unsafe impl aya::Pod for super::OpenPort {}
+    unsafe impl aya::Pod for super::LinkHole {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::FragValue {}
     unsafe impl aya::Pod for super::ShareKey {}

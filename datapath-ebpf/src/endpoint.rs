@@ -19,7 +19,9 @@
 use core::ptr::NonNull;
 
 use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::TcContext};
-use datapath_common::{EndpointIface, Event};
+use datapath_common::{
+    EndpointIface, Event, IPPROTO_TCP, IPPROTO_UDP, LINK_DPORT, LINK_SPORT, LinkHole,
+};
 
 use crate::{
     endpoint6, fwd, hairpin,
@@ -27,7 +29,7 @@ use crate::{
         ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO_OFF,
         EthHdr, read,
     },
-    maps::{NA_EPADDR4_V1, NA_EPIF4_V1},
+    maps::{NA_EPADDR4_V1, NA_EPIF4_V1, NA_LINK4_V1},
     parse, policy, skb,
     stats::tc_drop,
     verdict::TC_NEXT,
@@ -97,13 +99,48 @@ fn ipv4(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface) -> i32 {
         return verdict;
     }
     if let Err(reason) = policy::decide(&src.net, ip.daddr, dst) {
-        return tc_drop(reason);
+        // icc=false between two containers of one network: a legacy
+        // link's hole may let it through.
+        let linked = matches!(reason, Event::DropIcc)
+            && dst.is_some()
+            && link_hole(ctx.data(), ctx.data_end(), &ip);
+        if !linked {
+            return tc_drop(reason);
+        }
     }
     if dst.is_none() && policy::is_flooded(&src.net, ip.daddr) {
         // The bridge floods it to the network (and the host).
         return TC_NEXT;
     }
     fwd::from_container(ctx, src, &ip, dst)
+}
+
+/// Whether a legacy link opens this packet (TCP or UDP, a first fragment
+/// or whole): to the linked container's exposed port, or its answer from
+/// that port (Docker's two rules per port). A call of its own, so its
+/// flow parse never sits in `ipv4`'s frame.
+#[inline(never)]
+fn link_hole(data: usize, data_end: usize, ip: &parse::Ipv4) -> bool {
+    let Ok(pkt) = parse::flow(data, data_end, ip) else {
+        return false;
+    };
+    if pkt.proto != IPPROTO_TCP && pkt.proto != IPPROTO_UDP {
+        return false;
+    }
+    let to = LinkHole {
+        from_be: pkt.saddr,
+        to_be: pkt.daddr,
+        port_be: pkt.dport,
+        proto: pkt.proto,
+        dir: LINK_DPORT,
+    };
+    let back = LinkHole {
+        port_be: pkt.sport,
+        dir: LINK_SPORT,
+        ..to
+    };
+    // SAFETY: presence is all we read.
+    unsafe { NA_LINK4_V1.get(&to).is_some() || NA_LINK4_V1.get(&back).is_some() }
 }
 
 /// ARP from a container: well-formed, from its own MAC and address. A

@@ -404,6 +404,22 @@ impl Dp {
             .expect("open port");
     }
 
+    /// A legacy link's hole: `from` may reach `to`'s `port` (`dir`
+    /// [`datapath_common::LINK_DPORT`]) or be answered from it
+    /// ([`datapath_common::LINK_SPORT`]).
+    pub fn link_hole(&mut self, from: &str, to: &str, port: u16, proto: u8, dir: u8) {
+        let key = datapath_common::LinkHole {
+            from_be: be32(from),
+            to_be: be32(to),
+            port_be: port.to_be(),
+            proto,
+            dir,
+        };
+        self.hash::<datapath_common::LinkHole, u32>(datapath_common::map_names::LINK_HOLES)
+            .insert(&key, &1, 0)
+            .expect("link hole");
+    }
+
     /// Masquerade ports `lo..=hi` only, and a share of `share` (0: default).
     pub fn masq_pool(&mut self, lo: u16, hi: u16, share: u32) {
         let mut cfg: Array<_, DatapathConfig> =

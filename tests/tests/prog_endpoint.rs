@@ -289,6 +289,109 @@ fn endpoint_table() {
     }
 }
 
+/// Legacy links on an icc=false network open exactly the linked
+/// container's exposed ports, both ways as Docker's two rules do: the
+/// linking container (SELF) to the linked one's (PEER) TCP 5432 and UDP 53,
+/// and PEER's answers from them; nothing else between them, nor the
+/// reverse direction's connections, nor a later fragment.
+#[test]
+fn link_holes_open_exactly_the_exposed_ports_across_icc_false() {
+    in_private_netns(&[], || {
+        use datapath_common::{IPPROTO_TCP, IPPROTO_UDP, LINK_DPORT, LINK_SPORT};
+        let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
+        let peer = |f: FrameSpec| {
+            let mut f = f;
+            f.eth_src = PEER_MAC;
+            f.build()
+        };
+        let mut later = from_self(FrameSpec::udp(SELF_IP, 40000, PEER_IP, 53, b"tail"));
+        // Fragment offset 8 (a later fragment): no ports to match.
+        later[20] = 0;
+        later[21] = 1;
+        let cases: Vec<(&str, bool, Vec<u8>, bool)> = vec![
+            // (name, sent by SELF (else PEER), frame, passes)
+            (
+                "to the linked tcp port",
+                true,
+                from_self(FrameSpec::tcp(SELF_IP, 40000, PEER_IP, 5432, b"")),
+                true,
+            ),
+            (
+                "to the linked udp port",
+                true,
+                from_self(FrameSpec::udp(SELF_IP, 40000, PEER_IP, 53, b"q")),
+                true,
+            ),
+            (
+                "to another port",
+                true,
+                from_self(FrameSpec::tcp(SELF_IP, 40000, PEER_IP, 22, b"")),
+                false,
+            ),
+            (
+                "udp to the tcp port",
+                true,
+                from_self(FrameSpec::udp(SELF_IP, 40000, PEER_IP, 5432, b"")),
+                false,
+            ),
+            ("ping", true, icmp_to(PEER_IP), false),
+            ("a later fragment", true, later, false),
+            (
+                "answer from the linked port",
+                false,
+                peer(FrameSpec::tcp(PEER_IP, 5432, SELF_IP, 40000, b"")),
+                true,
+            ),
+            (
+                "udp answer",
+                false,
+                peer(FrameSpec::udp(PEER_IP, 53, SELF_IP, 40000, b"a")),
+                true,
+            ),
+            (
+                "the linked one connecting back",
+                false,
+                peer(FrameSpec::tcp(PEER_IP, 40000, SELF_IP, 5432, b"")),
+                false,
+            ),
+            (
+                "from another port",
+                false,
+                peer(FrameSpec::tcp(PEER_IP, 22, SELF_IP, 40000, b"")),
+                false,
+            ),
+        ];
+        for (name, from_self_side, frame, passes) in cases {
+            let mut dp = Dp::new();
+            let (me, my_mac) = if from_self_side {
+                (SELF_IP, SELF_MAC)
+            } else {
+                (PEER_IP, PEER_MAC)
+            };
+            let (them, their_mac) = if from_self_side {
+                (PEER_IP, PEER_MAC)
+            } else {
+                (SELF_IP, SELF_MAC)
+            };
+            dp.endpoint_iface(TEST_RUN_IFINDEX, &no_icc);
+            dp.endpoint_at(me, &no_icc, TEST_RUN_IFINDEX, my_mac);
+            dp.endpoint_at(them, &no_icc, 0, their_mac);
+            for (port, proto) in [(5432, IPPROTO_TCP), (53, IPPROTO_UDP)] {
+                dp.link_hole(SELF_IP, PEER_IP, port, proto, LINK_DPORT);
+                dp.link_hole(PEER_IP, SELF_IP, port, proto, LINK_SPORT);
+            }
+            let (ret, _) = dp.run_tc(TC_FROM_CONTAINER, &frame);
+            if passes {
+                assert_eq!(ret, TC_REDIRECT, "{name}");
+                assert_eq!(dp.events(), vec![(Event::RedirectToEndpoint, 1)], "{name}");
+            } else {
+                assert_eq!(ret, TC_DROP, "{name}");
+                assert_eq!(dp.events(), vec![(Event::DropIcc, 1)], "{name}");
+            }
+        }
+    });
+}
+
 /// A container's packet to elsewhere is routed by FIB lookup: with a known
 /// neighbour, MACs from the lookup, TTL one less, redirected; without one,
 /// redirected through the kernel's neighbour resolution; an expiring TTL,

@@ -30,13 +30,14 @@ use aya::{
     },
 };
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LocalAddr, MasqAddr,
-    MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LinkHole, LocalAddr,
+    MasqAddr, MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
     map_names::{
         CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, ENDPOINT_ADDRS, ENDPOINT_ADDRS6,
         ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, FRAGMENTS6, HAIRPIN, HAIRPIN6,
-        LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS, PUBLICATIONS,
-        PUBLICATIONS6, RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV, SOCK_REV6,
+        LINK_HOLES, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS,
+        PUBLICATIONS, PUBLICATIONS6, RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV,
+        SOCK_REV6,
     },
     prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
@@ -49,8 +50,9 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 31] = [
+pub const MAP_NAMES: [&str; 32] = [
     PUBLICATIONS,
+    LINK_HOLES,
     CT_TCP,
     CT_SYN,
     CT_UDP,
@@ -192,6 +194,7 @@ pub struct BpfDatapath {
     masq_addrs: HashMap<MapData, u32, MasqAddr>,
     masq_addrs6: HashMap<MapData, u32, MasqAddr6>,
     open_ports: HashMap<MapData, OpenPort, u32>,
+    link_holes: HashMap<MapData, LinkHole, u32>,
     config: Array<MapData, DatapathConfig>,
     sock_config: Array<MapData, SockConfig>,
     /// The cgroup the socket hooks are attached to.
@@ -273,6 +276,7 @@ impl BpfDatapath {
         let masq_addrs = HashMap::try_from(take(MASQ_ADDRS)?).map_err(map_err(MASQ_ADDRS))?;
         let masq_addrs6 = HashMap::try_from(take(MASQ_ADDRS6)?).map_err(map_err(MASQ_ADDRS6))?;
         let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
+        let link_holes = HashMap::try_from(take(LINK_HOLES)?).map_err(map_err(LINK_HOLES))?;
         let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
         let sock_config = Array::try_from(take(SOCK_CONFIG)?).map_err(map_err(SOCK_CONFIG))?;
         Ok(Self {
@@ -293,6 +297,7 @@ impl BpfDatapath {
             masq_addrs,
             masq_addrs6,
             open_ports,
+            link_holes,
             config,
             sock_config,
             sock_cgroup: None,

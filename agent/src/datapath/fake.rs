@@ -8,8 +8,8 @@ use std::{
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubKey6,
-    PubStats, PubValue, PubValue6,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LinkHole, OpenPort, PubKey,
+    PubKey6, PubStats, PubValue, PubValue6,
 };
 
 use super::{
@@ -141,6 +141,7 @@ pub struct FakeHostMaps {
     pub publications6: Vec<(PubKey6, PubValue6)>,
     pub config: DatapathConfig,
     pub open_ports: BTreeSet<(u32, u16, u8)>,
+    pub link_holes: BTreeSet<LinkHole>,
     pub fail_writes: bool,
 }
 
@@ -161,6 +162,14 @@ impl HostMaps for FakeHostMaps {
             .iter()
             .map(|p| (p.addr_be, p.port_be, p.proto))
             .collect();
+        Ok(())
+    }
+
+    fn set_link_holes(&mut self, holes: &[LinkHole]) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        self.link_holes = holes.iter().copied().collect();
         Ok(())
     }
 
@@ -417,6 +426,7 @@ impl HostMaps for FakeDatapath {
     forward!(host_maps:
         fn set_config(&mut self, config: &DatapathConfig) -> R<()>;
         fn set_open_ports(&mut self, ports: &[OpenPort]) -> R<()>;
+        fn set_link_holes(&mut self, holes: &[LinkHole]) -> R<()>;
         fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> R<()>;
         fn set_masq_addrs(&mut self, addrs: &[(u32, std::net::IpAddr)]) -> R<()>;
         fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> R<()>;

@@ -11,8 +11,8 @@ use std::{
 };
 
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, OpenPort, PubKey, PubKey6,
-    PubStats, PubValue, PubValue6,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LinkHole, OpenPort, PubKey,
+    PubKey6, PubStats, PubValue, PubValue6,
 };
 
 /// Errors from the datapath. `op` names what was being done. Sources are
@@ -109,6 +109,9 @@ pub trait HostMaps {
     /// Makes the open-port map (container ports reachable by direct
     /// routing on `routed` networks) hold exactly `ports`.
     fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError>;
+    /// Makes the link-hole map (what legacy links open across icc=false
+    /// networks) hold exactly `holes`.
+    fn set_link_holes(&mut self, holes: &[LinkHole]) -> Result<(), DatapathError>;
     /// Makes the local-address maps (IPv4 and IPv6) hold exactly `addrs`
     /// (address, ifindex).
     fn set_local_addrs(&mut self, addrs: &[(IpAddr, u32)]) -> Result<(), DatapathError>;

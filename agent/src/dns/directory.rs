@@ -17,7 +17,7 @@ use std::{
 
 use crate::{
     host::NetnsId,
-    model::{Container, DEFAULT_NETWORK, NetworkMode},
+    model::{Container, NetworkMode},
     state::DesiredState,
 };
 
@@ -84,10 +84,7 @@ pub struct Directory {
     networks: HashMap<String, (String, Vec<Entry>)>,
 }
 
-/// Whether a network has name resolution: every one but the default.
-pub fn resolves_names(network: &str) -> bool {
-    network != DEFAULT_NETWORK
-}
+pub use crate::model::resolves_names;
 
 impl Directory {
     /// The directory of `state`; `upstreams` are the daemon's (its

@@ -13,8 +13,8 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLink},
 };
 use datapath_common::{
-    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LocalAddr, MasqAddr,
-    MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6,
+    DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Event, LinkHole, LocalAddr,
+    MasqAddr, MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6,
     prog_names::TC_FROM_CONTAINER,
 };
 
@@ -137,6 +137,11 @@ impl HostMaps for BpfDatapath {
     fn set_open_ports(&mut self, ports: &[OpenPort]) -> Result<(), DatapathError> {
         let wanted = ports.iter().map(|p| (*p, 1u32)).collect();
         replace_all(&mut self.open_ports, wanted, "the open-port map")
+    }
+
+    fn set_link_holes(&mut self, holes: &[LinkHole]) -> Result<(), DatapathError> {
+        let wanted = holes.iter().map(|h| (*h, 1u32)).collect();
+        replace_all(&mut self.link_holes, wanted, "the link-hole map")
     }
 
     fn set_publications6(&mut self, entries: &[(PubKey6, PubValue6)]) -> Result<(), DatapathError> {
