@@ -123,7 +123,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
     /// Best effort, as [`Self::sync_open_ports`].
     pub(crate) fn sync_resolver(&mut self) {
         if let Some(resolver) = self.resolver.as_mut() {
-            resolver.sync(&self.state, &mut self.host);
+            resolver.sync(&self.state, &mut self.host, &mut self.datapath);
         }
     }
 

@@ -100,6 +100,9 @@ pub const MAX_SHARES: u32 = 65_536;
 /// Capacity of the open-port map (container ports reachable by direct
 /// routing on `routed` networks).
 pub const MAX_OPEN_PORTS: u32 = 65_536;
+/// Capacity of the resolver-port map: container namespaces with an
+/// embedded resolver.
+pub const MAX_DNS_NETNS: u32 = 65_536;
 /// Capacity of the link-hole map (legacy links' exposed ports across an
 /// icc=false network, two entries per port).
 pub const MAX_LINK_HOLES: u32 = 16_384;
@@ -264,6 +267,9 @@ pub mod map_names {
     /// [`super::LinkHole`] -> `u32` (unused): what legacy links open
     /// between two containers of an icc=false network.
     pub const LINK_HOLES: &str = "NA_LINK4_V1";
+    /// Network namespace cookie (`u64`) -> the embedded resolver's port
+    /// there (`u32` holding the port in network order).
+    pub const DNS_PORTS: &str = "NA_DNSPORT_V1";
     /// One [`super::DatapathConfig`] at index 0.
     pub const CONFIG: &str = "NA_CFG4_V1";
     /// [`super::SockRevKey`] -> [`super::SockRevValue`] (LRU): what a host
@@ -317,6 +323,9 @@ pub mod prog_names {
     pub const TC_EGRESS: &str = "na_tc_egress";
     /// Isolation policy at TC ingress of a container's host-side veth.
     pub const TC_FROM_CONTAINER: &str = "na_tc_from_ctr";
+    /// The embedded resolver's port translation at TC egress of a
+    /// container's loopback.
+    pub const TC_DNS: &str = "na_tc_dns";
     /// Host sockets (cgroup hooks): connect(2) to a published port goes to
     /// the container.
     pub const CONNECT4: &str = "na_connect4";

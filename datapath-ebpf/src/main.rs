@@ -5,6 +5,8 @@
 //! - Served interfaces (the host's uplinks): `na_xdp_ingress`,
 //!   `na_tc_ingress`, `na_tc_egress` (served.rs).
 //! - A container's host-side veth: `na_tc_from_ctr` (endpoint.rs).
+//! - A container's loopback: `na_tc_dns` (dns.rs), the embedded
+//!   resolver's address.
 //! - Host sockets, on the agent's cgroup: `na_connect4`, `na_sendmsg4`,
 //!   `na_recvmsg4`, `na_getpeername4` (sock.rs).
 //!
@@ -19,6 +21,7 @@
 
 mod csum;
 mod ct;
+mod dns;
 mod endpoint;
 mod endpoint6;
 mod frag;
@@ -70,6 +73,13 @@ pub fn na_tc_egress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn na_tc_from_ctr(ctx: TcContext) -> i32 {
     endpoint::from_container(&ctx)
+}
+
+/// A container's loopback, TC egress: the embedded resolver's
+/// 127.0.0.11:53 to its real port and back (dns.rs).
+#[classifier]
+pub fn na_tc_dns(ctx: TcContext) -> i32 {
+    dns::loopback_egress(&ctx)
 }
 
 /// Host socket, connect(2): a published address goes to the container.

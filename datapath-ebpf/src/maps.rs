@@ -9,13 +9,13 @@ use aya_ebpf::{
 };
 use datapath_common::{
     CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
-    EndpointIface6, FragKey, FragValue, Ipv6Be, LinkHole, LocalAddr, MAX_EMBRYONIC_FLOWS,
-    MAX_EMBRYONIC_FLOWS6, MAX_ENDPOINTS, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
-    MAX_LINK_HOLES, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
-    MAX_SHARES6, MAX_SNAT_ENTRIES, MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS, MAX_UDP_FLOWS,
-    MAX_UDP_FLOWS6, MasqAddr, MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6,
-    ShareKey, ShareKey6, ShareValue, SnatKey, SnatKey6, SnatValue, SnatValue6, SockConfig,
-    SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
+    EndpointIface6, FragKey, FragValue, Ipv6Be, LinkHole, LocalAddr, MAX_DNS_NETNS,
+    MAX_EMBRYONIC_FLOWS, MAX_EMBRYONIC_FLOWS6, MAX_ENDPOINTS, MAX_FLOWS, MAX_FLOWS6, MAX_FRAGMENTS,
+    MAX_HAIRPIN_FLOWS, MAX_LINK_HOLES, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS,
+    MAX_PUBLICATIONS, MAX_SHARES, MAX_SHARES6, MAX_SNAT_ENTRIES, MAX_SNAT_ENTRIES6, MAX_SOCK_FLOWS,
+    MAX_UDP_FLOWS, MAX_UDP_FLOWS6, MasqAddr, MasqAddr6, OpenPort, PubKey, PubKey6, PubStats,
+    PubValue, PubValue6, ShareKey, ShareKey6, ShareValue, SnatKey, SnatKey6, SnatValue, SnatValue6,
+    SockConfig, SockRev6Key, SockRev6Value, SockRevKey, SockRevValue,
 };
 
 use datapath_common::{FragKey6, FragValue6, MAX_FRAGMENTS6, MAX_HAIRPIN_FLOWS6};
@@ -150,6 +150,12 @@ pub static NA_OPEN4_V1: HashMap<OpenPort, u32, { MAX_OPEN_PORTS as usize }> = Ha
 /// agent.
 #[btf_map]
 pub static NA_LINK4_V1: HashMap<LinkHole, u32, { MAX_LINK_HOLES as usize }> = HashMap::new();
+
+/// The embedded resolver's real port (wire order, in a u32) in each
+/// container namespace, by the namespace's cookie. Written only by the
+/// agent.
+#[btf_map]
+pub static NA_DNSPORT_V1: HashMap<u64, u32, { MAX_DNS_NETNS as usize }> = HashMap::new();
 
 /// The agent's settings, at index 0.
 #[btf_map]

@@ -17,7 +17,7 @@ use datapath_common::{
         CONFIG, CT_SYN, CT_TCP, CT_UDP, ENDPOINT_ADDRS, ENDPOINT_IFACES, EVENTS, LOCAL_ADDRS,
         MASQ_ADDRS, OPEN_PORTS, PUB_STATS, PUBLICATIONS, SNAT,
     },
-    prog_names::{TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
+    prog_names::{TC_DNS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
 
 use crate::netns::require_root;
@@ -111,7 +111,7 @@ impl Dp {
 
     /// A TC program, loaded on first use.
     fn tc(&mut self, name: &str) -> &mut SchedClassifier {
-        let name = [TC_INGRESS, TC_EGRESS, TC_FROM_CONTAINER]
+        let name = [TC_INGRESS, TC_EGRESS, TC_FROM_CONTAINER, TC_DNS]
             .into_iter()
             .find(|n| *n == name)
             .unwrap_or_else(|| panic!("no TC program {name}"));
@@ -418,6 +418,13 @@ impl Dp {
         self.hash::<datapath_common::LinkHole, u32>(datapath_common::map_names::LINK_HOLES)
             .insert(&key, &1, 0)
             .expect("link hole");
+    }
+
+    /// The embedded resolver's real port in the namespace with `cookie`.
+    pub fn resolver_port(&mut self, cookie: u64, port: u16) {
+        self.hash::<u64, u32>(datapath_common::map_names::DNS_PORTS)
+            .insert(&cookie, &u32::from(port.to_be()), 0)
+            .expect("resolver port");
     }
 
     /// Masquerade ports `lo..=hi` only, and a share of `share` (0: default).

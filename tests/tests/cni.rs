@@ -186,6 +186,18 @@ fn main_mode_add_check_del_with_real_traffic() {
     // netagent knows it as a container, named after the ID.
     let ls = t.w.daemon.ok(&["container", "ls"]);
     assert!(ls.contains("cni-c1"), "{ls}");
+    // The result's DNS is the embedded resolver, and it answers there.
+    assert_eq!(
+        result["dns"],
+        json!({"nameservers": ["127.0.0.11"], "options": ["ndots:0"]}),
+        "{result}"
+    );
+    let msg = netagent_tests::dns::ask(ns, "cni-c1", hickory_proto::rr::RecordType::A)
+        .expect("the embedded resolver answers in the runtime's namespace");
+    assert_eq!(
+        netagent_tests::dns::v4s(&msg),
+        ["10.77.0.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
 
     let prev_conf = with_prev(&add_conf, &result);
     t.ok("CHECK", "c1", "eth0", &prev_conf);

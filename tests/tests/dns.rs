@@ -379,3 +379,40 @@ fn a_thousand_queries_per_second_are_all_answered() {
     });
     assert_eq!(answered, sent, "every query answered ({elapsed:?})");
 }
+
+#[test]
+fn port_53_stays_free_for_the_containers_own_servers() {
+    let w = two_networks();
+    let web = w.ns("web");
+    // The resolver listens on another port; the loopback program makes it
+    // 127.0.0.11:53 (`ss` in the container shows where it really is).
+    let listening = web.exec(&["ss", "-Hlun", "src", "127.0.0.11"]);
+    assert!(
+        !listening.contains("127.0.0.11:53 ") && listening.contains("127.0.0.11:"),
+        "{listening}"
+    );
+    // The container's own DNS server binds the wildcard port 53, UDP and
+    // TCP, after the resolver is there, as dnsmasq or CoreDNS would.
+    let own = FakeUpstream::start(web, SocketAddr::from(([0, 0, 0, 0], 53)), false);
+    // 127.0.0.11:53 is still the embedded resolver (container names)...
+    let msg = ask(web, "api1", RecordType::A).expect("answered");
+    assert_eq!(v4s(&msg), [w.ip("api1", "front")]);
+    let msg = ask_tcp(web, "api1", RecordType::A).expect("answered over TCP");
+    assert_eq!(v4s(&msg), [w.ip("api1", "front")]);
+    // ...while its own address and 127.0.0.1 reach its own server.
+    for server in [
+        SocketAddr::from((w.ip("web", "front"), 53)),
+        SocketAddr::from(([127, 0, 0, 1], 53)),
+    ] {
+        let msg = dns::ask_via(web, server, "mine.test", RecordType::A, false).expect("answered");
+        assert_eq!(v4s(&msg), [Ipv4Addr::new(192, 0, 2, 1)], "{server}");
+        let msg = dns::ask_via(web, server, "mine.test", RecordType::A, true).expect("answered");
+        assert_eq!(
+            v4s(&msg),
+            [Ipv4Addr::new(192, 0, 2, 1)],
+            "{server} over TCP"
+        );
+    }
+    assert!(own.udp_queries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(own.tcp_queries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+}

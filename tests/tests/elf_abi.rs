@@ -7,12 +7,12 @@ use std::mem::size_of;
 
 use datapath_common::{
     CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, EVENT_SLOTS, EndpointAddr, EndpointIface,
-    EndpointIface6, Event, FragKey, FragValue, Ipv6Be, LinkHole, LocalAddr, MAX_EMBRYONIC_FLOWS,
-    MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS, MAX_LINK_HOLES, MAX_LOCAL_ADDRS,
-    MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES, MAX_SNAT_ENTRIES,
-    MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubKey6, PubStats, PubValue,
-    PubValue6, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key, SockRev6Value,
-    SockRevKey, SockRevValue, map_names, prog_names,
+    EndpointIface6, Event, FragKey, FragValue, Ipv6Be, LinkHole, LocalAddr, MAX_DNS_NETNS,
+    MAX_EMBRYONIC_FLOWS, MAX_ENDPOINTS, MAX_FLOWS, MAX_FRAGMENTS, MAX_HAIRPIN_FLOWS,
+    MAX_LINK_HOLES, MAX_LOCAL_ADDRS, MAX_MASQ_IFACES, MAX_OPEN_PORTS, MAX_PUBLICATIONS, MAX_SHARES,
+    MAX_SNAT_ENTRIES, MAX_SOCK_FLOWS, MAX_UDP_FLOWS, MasqAddr, OpenPort, PubKey, PubKey6, PubStats,
+    PubValue, PubValue6, ShareKey, ShareValue, SnatKey, SnatValue, SockConfig, SockRev6Key,
+    SockRev6Value, SockRevKey, SockRevValue, map_names, prog_names,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -75,6 +75,13 @@ fn maps_and_programs_match_the_common_abi() {
             size_of::<OpenPort>(),
             size_of::<u32>(),
             MAX_OPEN_PORTS,
+        ),
+        (
+            map_names::DNS_PORTS,
+            BPF_MAP_TYPE_HASH,
+            size_of::<u64>(),
+            size_of::<u32>(),
+            MAX_DNS_NETNS,
         ),
         (
             map_names::LINK_HOLES,
@@ -289,6 +296,7 @@ fn maps_and_programs_match_the_common_abi() {
         prog_names::TC_INGRESS,
         prog_names::TC_EGRESS,
         prog_names::TC_FROM_CONTAINER,
+        prog_names::TC_DNS,
     ]
     .into_iter()
     .chain(prog_names::SOCKET_HOOKS)

@@ -33,13 +33,13 @@ use datapath_common::{
     DatapathConfig, EndpointAddr, EndpointIface, EndpointIface6, Ipv6Be, LinkHole, LocalAddr,
     MasqAddr, MasqAddr6, OpenPort, PubKey, PubKey6, PubStats, PubValue, PubValue6, SockConfig,
     map_names::{
-        CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, ENDPOINT_ADDRS, ENDPOINT_ADDRS6,
-        ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, FRAGMENTS6, HAIRPIN, HAIRPIN6,
-        LINK_HOLES, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS, PUB_STATS,
-        PUBLICATIONS, PUBLICATIONS6, RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG, SOCK_REV,
-        SOCK_REV6,
+        CONFIG, CT_SYN, CT_SYN6, CT_TCP, CT_TCP6, CT_UDP, CT_UDP6, DNS_PORTS, ENDPOINT_ADDRS,
+        ENDPOINT_ADDRS6, ENDPOINT_IFACES, ENDPOINT_IFACES6, EVENTS, FRAGMENTS, FRAGMENTS6, HAIRPIN,
+        HAIRPIN6, LINK_HOLES, LOCAL_ADDRS, LOCAL_ADDRS6, MASQ_ADDRS, MASQ_ADDRS6, OPEN_PORTS,
+        PUB_STATS, PUBLICATIONS, PUBLICATIONS6, RETIRED, SHARES, SHARES6, SNAT, SNAT6, SOCK_CONFIG,
+        SOCK_REV, SOCK_REV6,
     },
-    prog_names::{SOCKET_HOOKS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
+    prog_names::{SOCKET_HOOKS, TC_DNS, TC_EGRESS, TC_FROM_CONTAINER, TC_INGRESS, XDP_INGRESS},
 };
 use tracing::{info, warn};
 
@@ -50,9 +50,10 @@ pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent-datapath"));
 
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 32] = [
+pub const MAP_NAMES: [&str; 33] = [
     PUBLICATIONS,
     LINK_HOLES,
+    DNS_PORTS,
     CT_TCP,
     CT_SYN,
     CT_UDP,
@@ -195,6 +196,9 @@ pub struct BpfDatapath {
     masq_addrs6: HashMap<MapData, u32, MasqAddr6>,
     open_ports: HashMap<MapData, OpenPort, u32>,
     link_holes: HashMap<MapData, LinkHole, u32>,
+    pub(crate) dns_ports: HashMap<MapData, u64, u32>,
+    /// The resolver's loopback program, loaded (`None`: refused here).
+    pub(crate) dns_program: Option<std::os::fd::OwnedFd>,
     config: Array<MapData, DatapathConfig>,
     sock_config: Array<MapData, SockConfig>,
     /// The cgroup the socket hooks are attached to.
@@ -242,6 +246,18 @@ impl BpfDatapath {
                 .load()
                 .map_err(prog_err(format!("loading program {name} (verifier)")))?;
         }
+        // Optional: a kernel without bpf_get_netns_cookie for TC programs
+        // refuses it, and the resolver binds 127.0.0.11:53 itself.
+        let dns_program = match program::<SchedClassifier>(&mut ebpf, TC_DNS)?.load() {
+            Ok(()) => program::<SchedClassifier>(&mut ebpf, TC_DNS)?
+                .fd()
+                .ok()
+                .and_then(|fd| std::os::fd::AsFd::as_fd(fd).try_clone_to_owned().ok()),
+            Err(e) => {
+                warn!(error = %e, "the resolver's loopback program was refused: containers' resolvers bind 127.0.0.11:53 themselves");
+                None
+            }
+        };
         for name in SOCKET_HOOKS {
             program::<CgroupSockAddr>(&mut ebpf, name)?
                 .load()
@@ -277,6 +293,7 @@ impl BpfDatapath {
         let masq_addrs6 = HashMap::try_from(take(MASQ_ADDRS6)?).map_err(map_err(MASQ_ADDRS6))?;
         let open_ports = HashMap::try_from(take(OPEN_PORTS)?).map_err(map_err(OPEN_PORTS))?;
         let link_holes = HashMap::try_from(take(LINK_HOLES)?).map_err(map_err(LINK_HOLES))?;
+        let dns_ports = HashMap::try_from(take(DNS_PORTS)?).map_err(map_err(DNS_PORTS))?;
         let config = Array::try_from(take(CONFIG)?).map_err(map_err(CONFIG))?;
         let sock_config = Array::try_from(take(SOCK_CONFIG)?).map_err(map_err(SOCK_CONFIG))?;
         Ok(Self {
@@ -298,6 +315,8 @@ impl BpfDatapath {
             masq_addrs6,
             open_ports,
             link_holes,
+            dns_ports,
+            dns_program,
             config,
             sock_config,
             sock_cgroup: None,

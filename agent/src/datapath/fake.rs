@@ -203,6 +203,11 @@ pub struct FakeEndpointSide {
     pub fail_writes: bool,
     /// The order entries were removed in, with [`next_seq`].
     pub removals: Vec<(u64, String)>,
+    /// Whether the resolver's loopback program "loaded" (else the
+    /// resolver binds port 53 itself).
+    pub resolver_program: bool,
+    /// The resolver-port map: namespace cookie -> port.
+    pub resolver_ports: BTreeMap<u64, u16>,
 }
 
 impl EndpointMaps for FakeEndpointSide {
@@ -306,6 +311,22 @@ impl EndpointPrograms for FakeEndpointSide {
             return Err(injected());
         }
         self.attached.insert(host_ifname.to_owned());
+        Ok(())
+    }
+
+    fn resolver_program(&self) -> Option<std::os::fd::OwnedFd> {
+        // Any descriptor stands for the program (the fake host keeps it
+        // as the "link").
+        self.resolver_program
+            .then(|| std::fs::File::open("/dev/null").ok().map(Into::into))
+            .flatten()
+    }
+
+    fn set_resolver_ports(&mut self, ports: &[(u64, u16)]) -> Result<(), DatapathError> {
+        if self.fail_writes {
+            return Err(injected());
+        }
+        self.resolver_ports = ports.iter().copied().collect();
         Ok(())
     }
 
@@ -453,6 +474,8 @@ impl EndpointMaps for FakeDatapath {
 impl EndpointPrograms for FakeDatapath {
     forward!(endpoints:
         fn attach_endpoint(&mut self, host_ifname: &str) -> R<()>;
+        fn resolver_program(&self) -> Option<std::os::fd::OwnedFd>;
+        fn set_resolver_ports(&mut self, ports: &[(u64, u16)]) -> R<()>;
         fn detach_endpoint(&mut self, host_ifname: &str) -> R<()>;
         fn attached_endpoints(&self) -> R<Vec<String>>;
     );

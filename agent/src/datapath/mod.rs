@@ -168,6 +168,14 @@ pub trait EndpointPrograms {
     /// Attaches it (pinned, so it outlives the agent); attaching twice is
     /// a no-op.
     fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
+    /// A descriptor of the embedded resolver's loopback program
+    /// (`na_tc_dns`), for a container namespace's worker to attach;
+    /// `None` when this kernel refused the program (the resolver then
+    /// binds 127.0.0.11:53 itself).
+    fn resolver_program(&self) -> Option<std::os::fd::OwnedFd>;
+    /// Makes the resolver-port map hold exactly `ports` (namespace
+    /// cookie, the resolver's port there).
+    fn set_resolver_ports(&mut self, ports: &[(u64, u16)]) -> Result<(), DatapathError>;
     /// Detaches it; an interface already gone is not an error.
     fn detach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError>;
     /// Host-side interfaces it is attached to.

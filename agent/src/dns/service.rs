@@ -3,12 +3,16 @@
 //! for a while) ever delays a query.
 //!
 //! Each container with a resolver has a UDP socket and a TCP listener on
-//! 127.0.0.11:53 in its own namespace, made there by that namespace's
+//! 127.0.0.11 in its own namespace, made there by that namespace's
 //! netlink worker (`Host::resolver_sockets`): a socket stays in the
 //! namespace it was made in, whichever thread uses it, so the resolver
-//! thread never changes namespace, and no netfilter rule (or any other
-//! change in the container) is needed to reach it. The socket it arrived
-//! on says who asked. The agent hands the thread sockets and directories
+//! thread never changes namespace. They listen on a port the kernel
+//! picks, and the datapath's loopback program (`na_tc_dns`, at TCX egress
+//! of the container's `lo`) turns 127.0.0.11:53 into that port and back,
+//! where Docker uses DNAT rules in the container: no netfilter, and port
+//! 53 stays free for the container's own servers. (A kernel that refuses
+//! the program gets sockets on 127.0.0.11:53 itself.) The socket a query
+//! arrived on says who asked. The agent hands the thread sockets and directories
 //! after every change ([`Resolver::sync`]); queries read the newest
 //! directory, never the agent's state.
 //!
@@ -42,6 +46,7 @@ use super::{
     forward::{UPSTREAM_TIMEOUT, forward, read_framed},
 };
 use crate::{
+    datapath::EndpointPrograms,
     host::{Host, NetnsId, ResolverSockets},
     model::NetworkMode,
     state::DesiredState,
@@ -81,11 +86,24 @@ impl ResolverConfig {
 enum Command {
     Open {
         id: String,
-        sockets: ResolverSockets,
+        udp: std::net::UdpSocket,
+        tcp: std::net::TcpListener,
     },
     Close {
         id: String,
     },
+}
+
+/// What the agent keeps of a container's open resolver.
+struct Opened {
+    netns: PathBuf,
+    netns_id: Option<NetnsId>,
+    /// The namespace cookie and the resolver's port there (53 without
+    /// the loopback program).
+    cookie: u64,
+    port: u16,
+    /// The loopback program's link: detached when this is dropped.
+    _link: Option<std::os::fd::OwnedFd>,
 }
 
 /// The agent's handle on the resolver thread.
@@ -93,8 +111,8 @@ pub struct Resolver {
     config: ResolverConfig,
     commands: mpsc::UnboundedSender<Command>,
     directory: watch::Sender<Arc<Directory>>,
-    /// Containers with sockets, and the namespace they were made in.
-    open: HashMap<String, (PathBuf, Option<NetnsId>)>,
+    /// Containers with sockets, by ID.
+    open: HashMap<String, Opened>,
     /// Containers whose sockets could not be made, with the error (logged
     /// once, tried again at every change).
     failed: HashMap<String, String>,
@@ -129,17 +147,23 @@ impl Resolver {
 
     /// Brings the resolver in line with `state`: sockets for the
     /// containers that have a resolver (made by `host` in their
-    /// namespaces), none for the others, the new directory, and every
-    /// container's files. Best effort: a failure is logged and tried
-    /// again at the next change.
-    pub fn sync<H: Host>(&mut self, state: &DesiredState, host: &mut H) {
+    /// namespaces, with `datapath`'s loopback program and its port map),
+    /// none for the others, the new directory, and every container's
+    /// files. Best effort: a failure is logged and tried again at the
+    /// next change.
+    pub fn sync<H: Host, D: EndpointPrograms>(
+        &mut self,
+        state: &DesiredState,
+        host: &mut H,
+        datapath: &mut D,
+    ) {
         let dir = Directory::build(state, &self.config.upstreams());
         let stale: Vec<String> = self
             .open
             .iter()
-            .filter(|(id, (netns, netns_id))| {
+            .filter(|(id, o)| {
                 dir.asker(id)
-                    .is_none_or(|a| a.netns != *netns || a.netns_id != *netns_id)
+                    .is_none_or(|a| a.netns != o.netns || a.netns_id != o.netns_id)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -152,14 +176,29 @@ impl Resolver {
             if self.open.contains_key(&asker.id) {
                 continue;
             }
-            match host.resolver_sockets(&asker.netns) {
-                Ok(sockets) => {
+            match host.resolver_sockets(&asker.netns, datapath.resolver_program()) {
+                Ok(ResolverSockets {
+                    udp,
+                    tcp,
+                    port,
+                    cookie,
+                    link,
+                }) => {
                     self.failed.remove(&asker.id);
-                    self.open
-                        .insert(asker.id.clone(), (asker.netns.clone(), asker.netns_id));
+                    self.open.insert(
+                        asker.id.clone(),
+                        Opened {
+                            netns: asker.netns.clone(),
+                            netns_id: asker.netns_id,
+                            cookie,
+                            port,
+                            _link: link,
+                        },
+                    );
                     let _ = self.commands.send(Command::Open {
                         id: asker.id.clone(),
-                        sockets,
+                        udp,
+                        tcp,
                     });
                 }
                 Err(e) => {
@@ -170,6 +209,15 @@ impl Resolver {
                     }
                 }
             }
+        }
+        let ports: Vec<(u64, u16)> = self
+            .open
+            .values()
+            .filter(|o| o._link.is_some())
+            .map(|o| (o.cookie, o.port))
+            .collect();
+        if let Err(e) = datapath.set_resolver_ports(&ports) {
+            warn!(error = %e, "updating the resolver-port map");
         }
         self.directory.send_replace(Arc::new(dir));
         self.sync_files(state);
@@ -215,7 +263,7 @@ async fn serve(mut queue: mpsc::UnboundedReceiver<Command>, dir: watch::Receiver
     let mut listeners: HashMap<String, [JoinHandle<()>; 2]> = HashMap::new();
     while let Some(command) = queue.recv().await {
         match command {
-            Command::Open { id, sockets } => match listen(&id, sockets, &dir, &turn) {
+            Command::Open { id, udp, tcp } => match listen(&id, udp, tcp, &dir, &turn) {
                 Ok(tasks) => {
                     debug!(container = %id, "embedded DNS listening");
                     if let Some(old) = listeners.insert(id, tasks) {
@@ -237,14 +285,15 @@ async fn serve(mut queue: mpsc::UnboundedReceiver<Command>, dir: watch::Receiver
 
 fn listen(
     id: &str,
-    sockets: ResolverSockets,
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
     dir: &watch::Receiver<Arc<Directory>>,
     turn: &Arc<AtomicUsize>,
 ) -> std::io::Result<[JoinHandle<()>; 2]> {
-    sockets.udp.set_nonblocking(true)?;
-    sockets.tcp.set_nonblocking(true)?;
-    let udp = Arc::new(UdpSocket::from_std(sockets.udp)?);
-    let tcp = TcpListener::from_std(sockets.tcp)?;
+    udp.set_nonblocking(true)?;
+    tcp.set_nonblocking(true)?;
+    let udp = Arc::new(UdpSocket::from_std(udp)?);
+    let tcp = TcpListener::from_std(tcp)?;
     let ctx = Context {
         id: id.to_owned(),
         dir: dir.clone(),

@@ -316,7 +316,11 @@ impl Host for FakeHost {
         (lo, hi, Vec::new())
     }
 
-    fn resolver_sockets(&mut self, netns: &Path) -> Result<super::ResolverSockets, HostError> {
+    fn resolver_sockets(
+        &mut self,
+        netns: &Path,
+        program: Option<std::os::fd::OwnedFd>,
+    ) -> Result<super::ResolverSockets, HostError> {
         if self.fail_resolver.contains(netns) {
             return Err(HostError::Other(format!(
                 "127.0.0.11:53 is taken in {}",
@@ -328,9 +332,18 @@ impl Host for FakeHost {
             op: "binding a fake resolver socket".into(),
             source,
         };
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(io)?;
+        let port = udp.local_addr().map_err(io)?.port();
+        // A distinct cookie per namespace path, as the kernel's are.
+        let cookie = self.resolver_netns.len() as u64;
         Ok(super::ResolverSockets {
-            udp: std::net::UdpSocket::bind("127.0.0.1:0").map_err(io)?,
+            udp,
             tcp: std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?,
+            port,
+            cookie,
+            // The "link" is the program descriptor itself: dropped with
+            // the sockets' record, as a real link is.
+            link: program,
         })
     }
 }

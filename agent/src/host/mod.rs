@@ -8,6 +8,8 @@ pub mod ethtool;
 pub mod fake;
 pub mod netlink;
 pub mod ports;
+pub mod resolver;
+pub mod tcx;
 pub mod workers;
 
 use std::{
@@ -157,11 +159,18 @@ pub struct HostPort {
 pub const RESOLVER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
 /// A container's embedded resolver sockets: UDP and a TCP listener on
-/// 127.0.0.11:53, made inside its namespace (where they stay).
+/// 127.0.0.11, made inside its namespace (where they stay).
 #[derive(Debug)]
 pub struct ResolverSockets {
     pub udp: std::net::UdpSocket,
     pub tcp: std::net::TcpListener,
+    /// Their port: one the kernel picked when the loopback program
+    /// translates 53 to it (`link`), else 53 itself.
+    pub port: u16,
+    /// The namespace's cookie (the translation's key).
+    pub cookie: u64,
+    /// The loopback program's TCX link (it detaches when dropped).
+    pub link: Option<std::os::fd::OwnedFd>,
 }
 
 pub trait Host: Send {
@@ -235,9 +244,15 @@ pub trait Host: Send {
         netns: &Path,
         ifname: &str,
     ) -> Result<Option<Vec<std::net::IpAddr>>, HostError>;
-    /// The embedded resolver's sockets in the namespace at `netns`
-    /// (127.0.0.11, UDP and TCP port 53), made by its worker.
-    fn resolver_sockets(&mut self, netns: &Path) -> Result<ResolverSockets, HostError>;
+    /// The embedded resolver's sockets in the namespace at `netns`, made
+    /// by its worker: with `program` (the loopback translation), on
+    /// 127.0.0.11 at a port the kernel picks, the program attached at TCX
+    /// egress of the namespace's `lo`; without, on 127.0.0.11:53.
+    fn resolver_sockets(
+        &mut self,
+        netns: &Path,
+        program: Option<std::os::fd::OwnedFd>,
+    ) -> Result<ResolverSockets, HostError>;
 }
 
 /// A network namespace's identity: its nsfs device and inode. Persisted

@@ -611,13 +611,13 @@ impl Host for NetlinkHost {
         })
     }
 
-    fn resolver_sockets(&mut self, netns: &Path) -> Result<ResolverSockets, HostError> {
+    fn resolver_sockets(
+        &mut self,
+        netns: &Path,
+        program: Option<std::os::fd::OwnedFd>,
+    ) -> Result<ResolverSockets, HostError> {
         self.run_in_netns(netns, move |_handle| async move {
-            let at = std::net::SocketAddr::from((super::RESOLVER_IP, 53));
-            let what = format!("binding {at} in the container (something else has port 53 there?)");
-            let udp = std::net::UdpSocket::bind(at).map_err(io_err(what.clone()))?;
-            let tcp = std::net::TcpListener::bind(at).map_err(io_err(what))?;
-            Ok(ResolverSockets { udp, tcp })
+            super::resolver::sockets(program)
         })
     }
 }

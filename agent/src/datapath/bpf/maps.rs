@@ -274,6 +274,18 @@ impl EndpointMaps for BpfDatapath {
 }
 
 impl EndpointPrograms for BpfDatapath {
+    fn resolver_program(&self) -> Option<std::os::fd::OwnedFd> {
+        self.dns_program.as_ref().and_then(|fd| fd.try_clone().ok())
+    }
+
+    fn set_resolver_ports(&mut self, ports: &[(u64, u16)]) -> Result<(), DatapathError> {
+        let wanted = ports
+            .iter()
+            .map(|&(cookie, port)| (cookie, u32::from(port.to_be())))
+            .collect();
+        replace_all(&mut self.dns_ports, wanted, "the resolver-port map")
+    }
+
     fn attach_endpoint(&mut self, host_ifname: &str) -> Result<(), DatapathError> {
         let c_iface = CString::new(host_ifname)
             .map_err(|_| DatapathError::Other(format!("bad interface name {host_ifname:?}")))?;
