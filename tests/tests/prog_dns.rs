@@ -16,6 +16,10 @@ use netagent_tests::{
 };
 
 const PORT: u16 = 40_053;
+
+/// A case: its name, the frame, and the ports it leaves with (source,
+/// destination), or `None` if it must leave untouched.
+type Case = (&'static str, Vec<u8>, Option<(u16, u16)>);
 /// Offset of the UDP checksum in a frame with a 20-byte IPv4 header.
 const UDP_CSUM: usize = 14 + 20 + 6;
 
@@ -33,7 +37,7 @@ fn the_resolver_port_translation_on_loopback() {
         let mut bad_csum = query_udp.clone();
         bad_csum[UDP_CSUM] ^= 0x5a;
         // (name, frame, translated ports (sport, dport) or None: untouched)
-        let cases: Vec<(&str, Vec<u8>, Option<(u16, u16)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("udp query", query_udp, Some((40_000, PORT))),
             ("tcp query", query_tcp, Some((40_000, PORT))),
             ("udp answer", answer_udp, Some((53, 40_000))),
