@@ -113,6 +113,14 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         self.sync_resolver();
     }
 
+    /// Closes the resolvers of containers whose namespace is gone (see
+    /// `dns::Resolver::close_orphans`).
+    pub fn close_orphan_resolvers(&mut self) {
+        if let Some(resolver) = self.resolver.as_mut() {
+            resolver.close_orphans(&mut self.host, &mut self.datapath);
+        }
+    }
+
     /// The resolver, if the daemon runs one.
     pub fn resolver(&self) -> Option<&crate::dns::Resolver> {
         self.resolver.as_ref()

@@ -193,8 +193,13 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     info!(socket = %config.socket.display(), ifaces = ?config.ifaces, "netagent ready");
+    let mut orphans = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = orphans.tick() => {
+                let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
+                agent.close_orphan_resolvers();
+            }
             () = addr_events.changed() => {
                 if let Some(addrs) = local_addresses(&netlink).await {
                     let mut agent = agent.lock().map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;

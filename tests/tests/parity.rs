@@ -314,3 +314,24 @@ fn a_deleted_namespace_is_not_kept_alive() {
     );
     w.daemon.ok(&["container", "detach", "gone"]);
 }
+
+/// The same on a user-defined network, where the container has an
+/// embedded resolver whose sockets live in its namespace: the daemon
+/// closes them once the namespace's path is gone, and the namespace (and
+/// its veth) goes.
+#[test]
+fn a_deleted_namespace_with_a_resolver_is_not_kept_alive() {
+    let mut w = World::new();
+    w.daemon.ok(&["network", "create", "named"]);
+    w.attach("gone", &["--network", "named"]);
+    let ns = w.ns("gone");
+    let answered = netagent_tests::dns::ask(ns, "gone", hickory_proto::rr::RecordType::A);
+    assert!(answered.is_some(), "the resolver is there");
+    assert_eq!(w.host_links("na-v").len(), 1);
+    run(&["ip", "netns", "del", &format!("{}gone", w.prefix)]);
+    assert!(
+        wait_until(Duration::from_secs(5), || w.host_links("na-v").is_empty()),
+        "the veth outlived its namespace: the resolver's sockets hold it"
+    );
+    w.daemon.ok(&["container", "detach", "gone"]);
+}

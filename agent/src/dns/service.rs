@@ -210,17 +210,52 @@ impl Resolver {
                 }
             }
         }
-        let ports: Vec<(u64, u16)> = self
-            .open
-            .values()
-            .filter(|o| o._link.is_some())
-            .map(|o| (o.cookie, o.port))
-            .collect();
+        let ports = self.translated_ports();
         if let Err(e) = datapath.set_resolver_ports(&ports) {
             warn!(error = %e, "updating the resolver-port map");
         }
         self.directory.send_replace(Arc::new(dir));
         self.sync_files(state);
+    }
+
+    /// Closes the resolvers of namespaces their path no longer names (a
+    /// runtime deleted the namespace without a detach): their sockets
+    /// would keep the namespace, and its veth, alive. Called every second
+    /// by the daemon; a later change tries them again (and fails, logged
+    /// once, while the path is gone).
+    pub fn close_orphans<H: Host, D: EndpointPrograms>(&mut self, host: &mut H, datapath: &mut D) {
+        let gone: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                host.netns_id(&o.netns)
+                    .map_or(true, |id| o.netns_id.is_some_and(|was| was != id))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in gone {
+            if let Some(o) = self.open.remove(&id) {
+                info!(container = %id, netns = %o.netns.display(), "namespace gone: its embedded DNS resolver closed");
+                self.failed.insert(id.clone(), "namespace gone".into());
+            }
+            let _ = self.commands.send(Command::Close { id });
+        }
+        let ports = self.translated_ports();
+        if let Err(e) = datapath.set_resolver_ports(&ports) {
+            warn!(error = %e, "updating the resolver-port map");
+        }
+    }
+
+    /// The open resolvers whose port the loopback program translates.
+    fn translated_ports(&self) -> Vec<(u64, u16)> {
+        self.open
+            .values()
+            .filter(|o| o._link.is_some())
+            .map(|o| (o.cookie, o.port))
+            .collect()
     }
 
     /// Writes every container's hosts and resolv.conf under
