@@ -28,7 +28,11 @@ cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     # Deleting the host namespace deletes its bridges and container veths.
-    for ns in ${P}-client ${P}-host ${P}-web ${P}-db; do ip netns del "$ns" 2>/dev/null || true; done
+    for ns in ${P}-client ${P}-host ${P}-web ${P}-db; do
+        ip netns del "$ns" 2>/dev/null || true
+        # The resolv.conf and hosts the daemon wrote for `ip netns exec`.
+        rm -rf "/etc/netns/$ns"
+    done
     umount "$ROOT/bpffs" 2>/dev/null || true
     rmdir "$ROOT/cgroup/$P" 2>/dev/null || true
     umount "$ROOT/cgroup" 2>/dev/null || true
@@ -127,6 +131,11 @@ if ip netns exec ${P}-web ping -c 1 -W 1 "$DB_IP" >/dev/null 2>&1; then
     exit 1
 fi
 echo "no reply: isolated"
+
+say "names: web asks its embedded resolver (127.0.0.11, no netfilter rule)"
+ip netns exec ${P}-web cat /etc/resolv.conf | head -3
+echo "+ getent ahostsv4 web.front   (in web)"
+ip netns exec ${P}-web getent ahostsv4 web.front | head -1
 
 say "counters"
 na stats
