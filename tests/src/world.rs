@@ -127,6 +127,22 @@ impl World {
         self.inspect(name)
     }
 
+    /// Attaches `name` again in the namespace made for it before (after a
+    /// detach: the container "comes back"); returns its inspect JSON.
+    pub fn attach_again(&self, name: &str, args: &[&str]) -> Value {
+        let path = self.netns_path(name);
+        let mut full = vec![
+            "container",
+            "attach",
+            name,
+            "--netns",
+            path.to_str().expect("utf-8"),
+        ];
+        full.extend_from_slice(args);
+        self.daemon.ok(&full);
+        self.inspect(name)
+    }
+
     pub fn inspect(&self, name: &str) -> Value {
         let out = self.daemon.ok(&["--json", "container", "inspect", name]);
         serde_json::from_str::<Value>(&out).expect("inspect JSON")

@@ -165,18 +165,7 @@ fn attach_detach_connect_and_reattach_are_seen_at_once() {
     // Re-attached with another address: the new one, at once.
     w.daemon.ok(&["container", "detach", "late"]);
     assert!(ask(web, "late", RecordType::A).unwrap().answers.is_empty());
-    let path = w.netns_path("late");
-    w.daemon.ok(&[
-        "container",
-        "attach",
-        "late",
-        "--netns",
-        path.to_str().unwrap(),
-        "--network",
-        "front",
-        "--ip",
-        "10.77.1.51",
-    ]);
+    w.attach_again("late", &["--network", "front", "--ip", "10.77.1.51"]);
     let msg = ask(web, "late", RecordType::A).expect("answered");
     assert_eq!(v4s(&msg), [Ipv4Addr::new(10, 77, 1, 51)]);
     // Connected to back: db sees it, and it sees db.

@@ -118,16 +118,7 @@ fn links_give_dockers_variables_and_hosts_entries_and_icc_false_holes() {
         "kept while away: {hosts}"
     );
     w.attach("filler", &[]);
-    let path = w.netns_path("db");
-    w.daemon.ok(&[
-        "container",
-        "attach",
-        "db",
-        "--netns",
-        path.to_str().unwrap(),
-        "--expose",
-        "5432",
-    ]);
+    w.attach_again("db", &["--expose", "5432"]);
     let new_ip = w.ip("db", "bridge");
     assert_ne!(new_ip, db_ip);
     let hosts = std::fs::read_to_string(format!("/etc/netns/{ns}/hosts")).unwrap();

@@ -27,7 +27,8 @@ const UDP_CSUM: usize = 14 + 20 + 6;
 fn the_resolver_port_translation_on_loopback() {
     in_private_netns(&[], || {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let cookie = netagent::host::tcx::netns_cookie(std::os::fd::AsFd::as_fd(&probe)).unwrap();
+        let cookie =
+            netagent::datapath::cookie::netns_cookie_of(std::os::fd::AsFd::as_fd(&probe)).unwrap();
         let query_udp = FrameSpec::udp("127.0.0.1", 40_000, "127.0.0.11", 53, b"query").build();
         let query_tcp = FrameSpec::tcp("127.0.0.1", 40_000, "127.0.0.11", 53, b"").build();
         let answer_udp = FrameSpec::udp("127.0.0.11", PORT, "127.0.0.1", 40_000, b"answer").build();

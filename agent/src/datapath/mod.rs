@@ -2,6 +2,7 @@
 //! without root against [`fake::FakeDatapath`].
 
 pub mod bpf;
+pub mod cookie;
 pub mod fake;
 pub mod xdp_mode;
 

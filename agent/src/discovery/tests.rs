@@ -301,3 +301,43 @@ fn the_resolver_opens_sockets_for_askers_and_writes_and_removes_their_files() {
     a.container_attach(attach("web", "front", 1)).unwrap();
     assert_eq!(a.host.resolver_netns.len(), 3);
 }
+
+#[test]
+fn a_namespace_path_that_names_another_namespace_gets_no_resolver_and_loses_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.datapath.endpoints.resolver_program = true;
+    a.container_attach(attach("web", "front", 1)).unwrap();
+    a.container_attach(attach("api", "front", 2)).unwrap();
+    a.set_resolver(
+        Resolver::start(ResolverConfig {
+            etc_netns: etc.path().to_owned(),
+            ..ResolverConfig::default()
+        })
+        .unwrap(),
+    );
+    assert_eq!(a.host.resolver_netns.len(), 2);
+    // The loopback program's ports, one per namespace.
+    assert_eq!(a.datapath.endpoints.resolver_ports.len(), 2);
+    // api's path now names another namespace (its runtime deleted it and
+    // the path was reused): its resolver closes, and none is made there.
+    let other = crate::host::NetnsId { dev: 9, ino: 9 };
+    a.host.replaced_netns.insert("/run/netns/ns2".into(), other);
+    a.close_orphan_resolvers();
+    assert_eq!(a.datapath.endpoints.resolver_ports.len(), 1);
+    a.container_attach(attach("late", "front", 3)).unwrap();
+    let mut opened: Vec<_> = a
+        .host
+        .resolver_netns
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    opened.sort();
+    assert_eq!(
+        opened,
+        ["/run/netns/ns1", "/run/netns/ns2", "/run/netns/ns3"],
+        "ns2 not again"
+    );
+    assert_eq!(a.datapath.endpoints.resolver_ports.len(), 2);
+}

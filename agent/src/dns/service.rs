@@ -176,6 +176,16 @@ impl Resolver {
             if self.open.contains_key(&asker.id) {
                 continue;
             }
+            // The path must still name the container's namespace: a
+            // reused one (`/proc/PID/ns/net`) is someone else's, where no
+            // socket or program of ours belongs.
+            if let (Some(was), Ok(now)) = (asker.netns_id, host.netns_id(&asker.netns))
+                && was != now
+            {
+                let e = format!("{} names another namespace now", asker.netns.display());
+                self.note_failure(asker, e);
+                continue;
+            }
             match host.resolver_sockets(&asker.netns, datapath.resolver_program()) {
                 Ok(ResolverSockets {
                     udp,
@@ -201,13 +211,7 @@ impl Resolver {
                         tcp,
                     });
                 }
-                Err(e) => {
-                    let e = e.to_string();
-                    if self.failed.get(&asker.id) != Some(&e) {
-                        warn!(container = %asker.name, error = %e, "no embedded DNS resolver for this container");
-                        self.failed.insert(asker.id.clone(), e);
-                    }
-                }
+                Err(e) => self.note_failure(asker, e.to_string()),
             }
         }
         let ports = self.translated_ports();
@@ -216,6 +220,14 @@ impl Resolver {
         }
         self.directory.send_replace(Arc::new(dir));
         self.sync_files(state);
+    }
+
+    /// Records why `asker` has no resolver, logging it once.
+    fn note_failure(&mut self, asker: &super::directory::Asker, e: String) {
+        if self.failed.get(&asker.id) != Some(&e) {
+            warn!(container = %asker.name, error = %e, "no embedded DNS resolver for this container");
+            self.failed.insert(asker.id.clone(), e);
+        }
     }
 
     /// Closes the resolvers of namespaces their path no longer names (a

@@ -20,7 +20,7 @@ pub fn sockets(program: Option<std::os::fd::OwnedFd>) -> Result<ResolverSockets,
         let what = format!("binding {at} in the container (something else has port 53 there?)");
         let udp = std::net::UdpSocket::bind(at).map_err(io_err(what.clone()))?;
         let tcp = std::net::TcpListener::bind(at).map_err(io_err(what))?;
-        let cookie = super::tcx::netns_cookie(udp.as_fd()).unwrap_or(0);
+        let cookie = crate::datapath::cookie::netns_cookie_of(udp.as_fd()).unwrap_or(0);
         return Ok(ResolverSockets {
             udp,
             tcp,
@@ -41,7 +41,7 @@ pub fn sockets(program: Option<std::os::fd::OwnedFd>) -> Result<ResolverSockets,
             .port();
         match std::net::TcpListener::bind((ip, port)) {
             Ok(tcp) => {
-                let cookie = super::tcx::netns_cookie(udp.as_fd())
+                let cookie = crate::datapath::cookie::netns_cookie_of(udp.as_fd())
                     .map_err(io_err("reading the container namespace's cookie"))?;
                 let lo = nix_ifindex("lo")?;
                 let link = super::tcx::attach_egress(program.as_fd(), lo).map_err(io_err(

@@ -44,25 +44,3 @@ pub fn attach_egress(program: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedF
     // SAFETY: the kernel just gave us this descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
-
-/// The cookie of the network namespace `socket` lives in
-/// (`SO_NETNS_COOKIE`): what a program there reads with
-/// `bpf_get_netns_cookie`.
-pub fn netns_cookie(socket: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt into a u64 we own, its size passed.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cookie)
-}

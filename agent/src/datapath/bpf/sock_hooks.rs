@@ -11,9 +11,8 @@
 
 use std::{
     fs, io,
-    mem::size_of,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{FromRawFd as _, OwnedFd},
         unix::fs::MetadataExt as _,
     },
     path::{Path, PathBuf},
@@ -123,20 +122,5 @@ fn netns_cookie() -> io::Result<u64> {
         }
         OwnedFd::from_raw_fd(fd)
     };
-    let mut cookie = 0u64;
-    let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt into a u64 of the given length.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cookie)
+    crate::datapath::cookie::netns_cookie_of(std::os::fd::AsFd::as_fd(&fd))
 }
