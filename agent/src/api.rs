@@ -577,6 +577,33 @@ pub struct Stats {
     pub publications: Vec<PublicationStats>,
     /// Datapath events by name, in `Event::ALL` order.
     pub events: Vec<(String, u64)>,
+    /// The embedded DNS resolver's counters since the daemon started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsStats>,
+}
+
+/// The embedded DNS resolver's counters (Docker's `libnetwork_resolver_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStats {
+    /// Containers with a resolver now.
+    pub resolvers: u64,
+    /// Queries received, UDP and TCP.
+    pub queries: u64,
+    /// Answered from the directory (names, PTR, empty answers, errors to
+    /// malformed queries).
+    pub answered: u64,
+    /// Sent to upstream servers.
+    pub forwarded: u64,
+    /// Upstream servers that timed out, failed or refused, and were
+    /// passed over for the next.
+    pub failovers: u64,
+    /// Forwarded queries no server answered (SERVFAIL to the asker).
+    pub servfail: u64,
+    /// Refused: over the per-container limit of forwards in flight.
+    pub refused: u64,
+    /// Not answered: responses sent to the resolver, packets shorter than
+    /// a header.
+    pub dropped: u64,
 }
 
 #[cfg(test)]

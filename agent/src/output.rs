@@ -458,6 +458,20 @@ pub fn stats_table(stats: &Stats) -> String {
             let _ = writeln!(out, "{:<width$}  {mode:<11}  {}", i.name, i.reason);
         }
     }
+    if let Some(d) = &stats.dns {
+        let _ = writeln!(
+            out,
+            "\nEMBEDDED DNS\n{} resolvers; {} queries: {} answered here, {} forwarded ({} failovers), {} servfail, {} refused, {} dropped",
+            d.resolvers,
+            d.queries,
+            d.answered,
+            d.forwarded,
+            d.failovers,
+            d.servfail,
+            d.refused,
+            d.dropped
+        );
+    }
     match &stats.socket_hooks_cgroup {
         Some(cgroup) => {
             let _ = writeln!(
@@ -524,8 +538,22 @@ mod tests {
                 rev_bytes: 999,
             }],
             events: vec![("xdp_dnat".into(), 12), ("tc_dnat".into(), 0)],
+            dns: Some(crate::api::DnsStats {
+                resolvers: 2,
+                queries: 10,
+                answered: 7,
+                forwarded: 3,
+                failovers: 1,
+                servfail: 0,
+                refused: 0,
+                dropped: 0,
+            }),
         };
         let table = stats_table(&stats);
+        assert!(
+            table.contains("EMBEDDED DNS\n2 resolvers; 10 queries: 7 answered here, 3 forwarded (1 failovers), 0 servfail, 0 refused, 0 dropped\n"),
+            "{table}"
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0].len(), lines[1].len(), "{table}");
         assert!(lines[1].starts_with("0.0.0.0:8080->172.17.0.2:80/tcp"));

@@ -304,6 +304,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             socket_hooks_cgroup: self.datapath.socket_hooks_cgroup(),
             publications,
             events,
+            dns: self.resolver.as_ref().map(crate::dns::Resolver::stats),
         })
     }
 

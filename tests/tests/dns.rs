@@ -266,6 +266,16 @@ fn forwards_to_upstreams_over_udp_and_tcp_with_truncation_and_failover() {
     w.attach("own", &["--network", "sealed", "--dns", UPSTREAM_IP]);
     let msg = ask(w.ns("own"), "service.test", RecordType::A).expect("answered");
     assert_eq!(v4s(&msg), [Ipv4Addr::new(192, 0, 2, 1)]);
+    // The counters say what happened (`netagent stats`).
+    let stats = w.daemon.stats()["dns"].clone();
+    assert!(stats["failovers"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["forwarded"].as_u64().unwrap() >= 5, "{stats}");
+    assert!(stats["answered"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(
+        stats["servfail"].as_u64().unwrap() >= 1,
+        "the internal one: {stats}"
+    );
+    assert_eq!(stats["resolvers"], 6, "{stats}");
     drop(refusing);
 }
 
@@ -310,6 +320,8 @@ fn hostile_queries_are_answered_or_dropped_and_the_resolver_goes_on() {
     // Still answering.
     let msg = ask(web, "api1", RecordType::A).expect("answered");
     assert_eq!(v4s(&msg), [w.ip("api1", "front")]);
+    let stats = w.daemon.stats()["dns"].clone();
+    assert!(stats["dropped"].as_u64().unwrap() >= 3, "{stats}");
 }
 
 #[test]

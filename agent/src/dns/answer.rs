@@ -94,6 +94,10 @@ pub fn answer(
         };
     }
     let Some(found) = dir.resolve(asker, &name) else {
+        if asker.user_ndots && q.name().num_labels() == 1 {
+            // Not forwarded: the stub is to try its search domains.
+            return reply(&msg, ResponseCode::NoError, Vec::new(), transport);
+        }
         return forward(asker);
     };
     let records = records(q, &found, turn);

@@ -55,6 +55,10 @@ pub struct Asker {
     /// it is on is internal (as Docker's: internal networks do not
     /// forward through the host).
     pub upstreams: Vec<SocketAddr>,
+    /// Its resolv.conf sets `ndots` to 1 or more (`--dns-option`): an
+    /// unknown single-label name is answered empty instead of forwarded,
+    /// so the stub goes on with its search domains (Docker's rule).
+    pub user_ndots: bool,
 }
 
 /// The addresses a name resolved to, in the state's order (containers in
@@ -235,6 +239,11 @@ fn asker(state: &DesiredState, c: &Container, upstreams: &[SocketAddr]) -> Optio
         networks,
         links,
         upstreams,
+        user_ndots: c.dns.options.iter().any(|o| {
+            o.strip_prefix("ndots:")
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n >= 1)
+        }),
     })
 }
 

@@ -9,7 +9,11 @@
 //! an ID of its own, and only an answer from the server asked, with that
 //! ID, is taken: a spoofed answer must guess both.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -24,12 +28,14 @@ use super::answer::{Transport, fails_over};
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The first usable answer to `query` from `upstreams`, with the asker's
-/// ID; `None` when none gave one.
+/// ID; `None` when none gave one. Each server passed over counts in
+/// `failovers`.
 pub async fn forward(
     query: &[u8],
     transport: Transport,
     upstreams: &[SocketAddr],
     wait: Duration,
+    failovers: &AtomicU64,
 ) -> Option<Vec<u8>> {
     if query.len() < 12 {
         return None;
@@ -52,6 +58,7 @@ pub async fn forward(
             Ok(Err(e)) => debug!(%upstream, error = %e, "upstream unreachable; trying the next"),
             Err(_) => debug!(%upstream, "upstream timed out; trying the next"),
         }
+        failovers.fetch_add(1, Ordering::Relaxed);
     }
     None
 }

@@ -25,7 +25,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -94,6 +94,20 @@ enum Command {
     },
 }
 
+/// What every listener shares: the rotation and the counters.
+#[derive(Default)]
+struct Shared {
+    /// Counts queries, so multi-address answers rotate.
+    turn: AtomicUsize,
+    queries: AtomicU64,
+    answered: AtomicU64,
+    forwarded: AtomicU64,
+    failovers: AtomicU64,
+    servfail: AtomicU64,
+    refused: AtomicU64,
+    dropped: AtomicU64,
+}
+
 /// What the agent keeps of a container's open resolver.
 struct Opened {
     netns: PathBuf,
@@ -118,6 +132,7 @@ pub struct Resolver {
     failed: HashMap<String, String>,
     /// The `/etc/netns/NAME` directories written, by container ID.
     files: HashMap<String, PathBuf>,
+    shared: Arc<Shared>,
 }
 
 impl Resolver {
@@ -128,9 +143,11 @@ impl Resolver {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("netagent-dns".into())
-            .spawn(move || runtime.block_on(serve(queue, watcher)))?;
+            .spawn(move || runtime.block_on(serve(queue, watcher, thread_shared)))?;
         Ok(Self {
             config,
             commands,
@@ -138,11 +155,29 @@ impl Resolver {
             open: HashMap::new(),
             failed: HashMap::new(),
             files: HashMap::new(),
+            shared,
         })
     }
 
     pub fn config(&self) -> &ResolverConfig {
         &self.config
+    }
+
+    /// The counters since the daemon started, and how many containers
+    /// have a resolver now.
+    pub fn stats(&self) -> crate::api::DnsStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.shared;
+        crate::api::DnsStats {
+            resolvers: self.open.len() as u64,
+            queries: n(&s.queries),
+            answered: n(&s.answered),
+            forwarded: n(&s.forwarded),
+            failovers: n(&s.failovers),
+            servfail: n(&s.servfail),
+            refused: n(&s.refused),
+            dropped: n(&s.dropped),
+        }
     }
 
     /// Brings the resolver in line with `state`: sockets for the
@@ -305,12 +340,15 @@ impl Resolver {
 }
 
 /// The resolver thread: opens and closes containers' listeners as told.
-async fn serve(mut queue: mpsc::UnboundedReceiver<Command>, dir: watch::Receiver<Arc<Directory>>) {
-    let turn = Arc::new(AtomicUsize::new(0));
+async fn serve(
+    mut queue: mpsc::UnboundedReceiver<Command>,
+    dir: watch::Receiver<Arc<Directory>>,
+    shared: Arc<Shared>,
+) {
     let mut listeners: HashMap<String, [JoinHandle<()>; 2]> = HashMap::new();
     while let Some(command) = queue.recv().await {
         match command {
-            Command::Open { id, udp, tcp } => match listen(&id, udp, tcp, &dir, &turn) {
+            Command::Open { id, udp, tcp } => match listen(&id, udp, tcp, &dir, &shared) {
                 Ok(tasks) => {
                     debug!(container = %id, "embedded DNS listening");
                     if let Some(old) = listeners.insert(id, tasks) {
@@ -335,7 +373,7 @@ fn listen(
     udp: std::net::UdpSocket,
     tcp: std::net::TcpListener,
     dir: &watch::Receiver<Arc<Directory>>,
-    turn: &Arc<AtomicUsize>,
+    shared: &Arc<Shared>,
 ) -> std::io::Result<[JoinHandle<()>; 2]> {
     udp.set_nonblocking(true)?;
     tcp.set_nonblocking(true)?;
@@ -344,7 +382,7 @@ fn listen(
     let ctx = Context {
         id: id.to_owned(),
         dir: dir.clone(),
-        turn: Arc::clone(turn),
+        shared: Arc::clone(shared),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
     };
     Ok([
@@ -358,24 +396,58 @@ fn listen(
 struct Context {
     id: String,
     dir: watch::Receiver<Arc<Directory>>,
-    turn: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     forwards: Arc<Semaphore>,
 }
 
 impl Context {
-    /// The outcome for one query, from the newest directory.
+    /// The outcome for one query, from the newest directory, counted.
     fn outcome(&self, query: &[u8], transport: Transport) -> Outcome {
+        let c = &self.shared;
+        c.queries.fetch_add(1, Ordering::Relaxed);
         let dir = Arc::clone(&self.dir.borrow());
-        match dir.asker(&self.id) {
+        let outcome = match dir.asker(&self.id) {
             Some(asker) => answer(
                 query,
                 transport,
                 &dir,
                 asker,
-                self.turn.fetch_add(1, Ordering::Relaxed),
+                c.turn.fetch_add(1, Ordering::Relaxed),
             ),
             // Detached a moment ago: its listeners are being closed.
             None => header_error(query, ResponseCode::Refused),
+        };
+        let counter = match &outcome {
+            Outcome::Answer(_) => &c.answered,
+            Outcome::Forward(_) => &c.forwarded,
+            Outcome::Drop => &c.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// `query` asked of `upstreams`: their answer, else SERVFAIL.
+    async fn forward(
+        &self,
+        query: &[u8],
+        transport: Transport,
+        upstreams: &[SocketAddr],
+    ) -> Option<Vec<u8>> {
+        let c = &self.shared;
+        let answer = forward(query, transport, upstreams, UPSTREAM_TIMEOUT, &c.failovers).await;
+        if answer.is_some() {
+            return answer;
+        }
+        c.servfail.fetch_add(1, Ordering::Relaxed);
+        servfail(query)
+    }
+
+    /// REFUSED for `query` (too many forwards in flight), counted.
+    fn refuse(&self, query: &[u8]) -> Option<Vec<u8>> {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        match header_error(query, ResponseCode::Refused) {
+            Outcome::Answer(bytes) => Some(bytes),
+            _ => None,
         }
     }
 }
@@ -399,16 +471,16 @@ async fn serve_udp(socket: Arc<UdpSocket>, ctx: Context) {
             Outcome::Drop => {}
             Outcome::Forward(upstreams) => {
                 let Ok(permit) = Arc::clone(&ctx.forwards).try_acquire_owned() else {
-                    if let Outcome::Answer(bytes) = header_error(query, ResponseCode::Refused) {
+                    if let Some(bytes) = ctx.refuse(query) {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
                     continue;
                 };
                 let query = query.to_vec();
                 let socket = Arc::clone(&socket);
+                let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let out = forward(&query, Transport::Udp, &upstreams, UPSTREAM_TIMEOUT).await;
-                    if let Some(bytes) = out.or_else(|| servfail(&query)) {
+                    if let Some(bytes) = ctx.forward(&query, Transport::Udp, &upstreams).await {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
                     drop(permit);
@@ -447,11 +519,7 @@ async fn serve_tcp_connection(mut stream: TcpStream, ctx: &Context) {
         let answer = match ctx.outcome(&query, Transport::Tcp) {
             Outcome::Answer(bytes) => Some(bytes),
             Outcome::Drop => None,
-            Outcome::Forward(upstreams) => {
-                forward(&query, Transport::Tcp, &upstreams, UPSTREAM_TIMEOUT)
-                    .await
-                    .or_else(|| servfail(&query))
-            }
+            Outcome::Forward(upstreams) => ctx.forward(&query, Transport::Tcp, &upstreams).await,
         };
         let Some(answer) = answer else { continue };
         let Ok(len) = u16::try_from(answer.len()) else {

@@ -112,6 +112,43 @@ fn other_names_are_forwarded_to_the_askers_upstreams() {
 }
 
 #[test]
+fn with_a_users_ndots_an_unknown_single_label_is_answered_empty() {
+    let mut state = state();
+    state.containers[0].dns.options = vec!["ndots:2".into()];
+    let dir = Directory::build(&state, &upstreams());
+    let msg = answered(ask(
+        &dir,
+        "a",
+        &query("nothere.", RecordType::A),
+        Transport::Udp,
+        0,
+    ));
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert!(msg.answers.is_empty());
+    // Two labels go up as before; and without the option, one does too.
+    assert_eq!(
+        ask(
+            &dir,
+            "a",
+            &query("not.here.", RecordType::A),
+            Transport::Udp,
+            0
+        ),
+        Outcome::Forward(upstreams())
+    );
+    assert_eq!(
+        ask(
+            &dir,
+            "b",
+            &query("nothere.", RecordType::A),
+            Transport::Udp,
+            0
+        ),
+        Outcome::Forward(upstreams())
+    );
+}
+
+#[test]
 fn ptr_for_container_addresses_and_forward_for_others() {
     let dir = Directory::build(&state(), &upstreams());
     let name = arpa("10.1.0.3".parse().expect("ip"));
