@@ -117,7 +117,7 @@ struct Opened {
     cookie: u64,
     port: u16,
     /// The loopback program's link: detached when this is dropped.
-    _link: Option<std::os::fd::OwnedFd>,
+    link: Option<std::os::fd::OwnedFd>,
 }
 
 /// The agent's handle on the resolver thread.
@@ -192,7 +192,9 @@ impl Resolver {
         host: &mut H,
         datapath: &mut D,
     ) {
-        let dir = Directory::build(state, &self.config.upstreams());
+        let dir = Arc::new(Directory::build(state, &self.config.upstreams()));
+        // First: a new container's sockets must find it in the directory.
+        self.directory.send_replace(Arc::clone(&dir));
         let stale: Vec<String> = self
             .open
             .iter()
@@ -237,7 +239,7 @@ impl Resolver {
                             netns_id: asker.netns_id,
                             cookie,
                             port,
-                            _link: link,
+                            link,
                         },
                     );
                     let _ = self.commands.send(Command::Open {
@@ -253,7 +255,6 @@ impl Resolver {
         if let Err(e) = datapath.set_resolver_ports(&ports) {
             warn!(error = %e, "updating the resolver-port map");
         }
-        self.directory.send_replace(Arc::new(dir));
         self.sync_files(state);
     }
 
@@ -300,7 +301,7 @@ impl Resolver {
     fn translated_ports(&self) -> Vec<(u64, u16)> {
         self.open
             .values()
-            .filter(|o| o._link.is_some())
+            .filter(|o| o.link.is_some())
             .map(|o| (o.cookie, o.port))
             .collect()
     }
