@@ -336,7 +336,10 @@ fn the_resolver_comes_back_within_a_second_of_a_restart() {
     let ready = started.elapsed();
     let msg = ask(w.ns("web"), "api1", RecordType::A).expect("answered once the daemon is ready");
     assert_eq!(v4s(&msg), [api1]);
-    assert!(ready < Duration::from_secs(10), "{ready:?}");
+    // About 0.7 s on the test machine (a debug build loading and
+    // verifying the datapath); the bound only catches a regression.
+    eprintln!("restart to ready: {ready:?}");
+    assert!(ready < Duration::from_secs(5), "{ready:?}");
     // Files are rewritten the same (a bind-mounted file keeps its inode).
     let ns = format!("{}web", w.prefix);
     let resolv = std::fs::read_to_string(format!("/etc/netns/{ns}/resolv.conf")).unwrap();
