@@ -132,6 +132,9 @@ pub struct Resolver {
     failed: HashMap<String, String>,
     /// The `/etc/netns/NAME` directories written, by container ID.
     files: HashMap<String, PathBuf>,
+    /// What each file was last written with: a change rewrites only the
+    /// files whose text changed, without reading any.
+    texts: HashMap<PathBuf, String>,
     shared: Arc<Shared>,
 }
 
@@ -155,6 +158,7 @@ impl Resolver {
             open: HashMap::new(),
             failed: HashMap::new(),
             files: HashMap::new(),
+            texts: HashMap::new(),
             shared,
         })
     }
@@ -325,8 +329,17 @@ impl Resolver {
                     files::resolv_conf(c, &self.config.host, &upstreams),
                 ),
             ] {
-                if let Err(e) = files::write(&dir.join(file), &text) {
-                    warn!(container = %c.name, file, error = %e, "writing the container's file");
+                let path = dir.join(file);
+                if self.texts.get(&path) == Some(&text) {
+                    continue;
+                }
+                match files::write(&path, &text) {
+                    Ok(()) => {
+                        self.texts.insert(path, text);
+                    }
+                    Err(e) => {
+                        warn!(container = %c.name, file, error = %e, "writing the container's file");
+                    }
                 }
             }
             written.insert(c.id.clone(), dir);
@@ -334,6 +347,7 @@ impl Resolver {
         for (id, dir) in &self.files {
             if written.get(id) != Some(dir) && !written.values().any(|d| d == dir) {
                 files::remove(dir);
+                self.texts.retain(|path, _| !path.starts_with(dir));
             }
         }
         self.files = written;
