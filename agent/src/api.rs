@@ -402,6 +402,9 @@ pub struct ContainerAttach {
     /// `--dns-option`: its resolv.conf's options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// `--hostname`: the hostname its runtime gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// One CNI attachment's identity (the spec's key, with the network): the

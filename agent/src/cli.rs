@@ -332,6 +332,10 @@ pub struct ContainerAttachArgs {
     /// A DNS search domain for its resolv.conf (repeatable; `.` for none).
     #[arg(long = "dns-search", value_name = "DOMAIN")]
     pub dns_search: Vec<String>,
+    /// The hostname its runtime gives it (netagent sets none): a name it
+    /// resolves by, and its hosts file's own line. Default: the short ID.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
     /// A resolv.conf option, e.g. ndots:2 (repeatable).
     #[arg(long = "dns-option", value_name = "OPTION")]
     pub dns_options: Vec<String>,
@@ -415,6 +419,7 @@ impl From<ContainerAttachArgs> for ContainerAttach {
             dns: a.dns,
             dns_search: a.dns_search,
             dns_options: a.dns_options,
+            hostname: a.hostname,
         }
     }
 }

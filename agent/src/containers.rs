@@ -167,6 +167,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         check_aliases(&req.aliases)?;
         check_interface(req.ifname.as_deref(), req.mac.as_deref())?;
         let dns = check_env_and_dns(req)?;
+        if let Some(bad) = req.hostname.as_ref().filter(|h| !valid_alias(h)) {
+            return Err(NetError::InvalidHostname(bad.clone()).into());
+        }
         for link in &req.links {
             crate::links::parse(link)?;
         }
@@ -218,6 +221,7 @@ impl<D: Datapath, H: Host> Agent<D, H> {
             env: req.env.clone(),
             dns,
             links: Vec::new(),
+            hostname: req.hostname.clone(),
         })
     }
 
@@ -434,6 +438,9 @@ impl<D: Datapath, H: Host> Agent<D, H> {
         }
         if !req.links.is_empty() {
             return Err(NetError::JoinedLinks.into());
+        }
+        if req.hostname.is_some() {
+            return Err(NetError::HostnameConflict.into());
         }
         if target == container.name {
             return Err(NetError::JoinSelf(target.to_owned()).into());

@@ -177,6 +177,11 @@ pub enum NetError {
     InvalidDnsSearch(String),
     #[error("invalid DNS option {0:?}: one word, as resolv.conf's options take it")]
     InvalidDnsOption(String),
+    #[error("invalid hostname {0:?}: a DNS name of labels [a-zA-Z0-9_-]")]
+    InvalidHostname(String),
+    /// Docker's `ErrConflictNetworkHostname`.
+    #[error("conflicting options: hostname and the network mode")]
+    HostnameConflict,
     /// Docker's `ErrConflictNetworkAndDNS`.
     #[error("conflicting options: dns and the network mode")]
     DnsConflict,

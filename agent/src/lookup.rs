@@ -119,6 +119,7 @@ mod tests {
             env: Vec::new(),
             dns: Default::default(),
             links: Vec::new(),
+            hostname: None,
         }
     }
 

@@ -282,6 +282,11 @@ pub struct Container {
     /// Legacy links (`--link NAME:ALIAS`), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// The hostname its runtime gives it (`--hostname`); netagent sets no
+    /// UTS name, it only knows it: a name it resolves to, and its hosts
+    /// files' lines. `None`: Docker's default, the short ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// A container's resolver settings, as Docker's `--dns`, `--dns-search`
@@ -353,6 +358,11 @@ impl Container {
 
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
+    }
+
+    /// Its hostname: the one given, else the short ID (Docker's default).
+    pub fn hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or_else(|| self.short_id())
     }
 }
 

@@ -341,3 +341,60 @@ fn a_namespace_path_that_names_another_namespace_gets_no_resolver_and_loses_its_
     );
     assert_eq!(a.datapath.endpoints.resolver_ports.len(), 2);
 }
+
+#[test]
+fn a_hostname_is_a_name_and_the_hosts_files_own_line_as_dockers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(&dir);
+    a.container_attach(ContainerAttach {
+        hostname: Some("db.example.com".into()),
+        ..attach("store", "front", 1)
+    })
+    .unwrap();
+    a.container_attach(ContainerAttach {
+        links: vec!["store".into()],
+        ..attach("web", "front", 2)
+    })
+    .unwrap();
+    let ip = a.state().containers[0].endpoints()[0].ip;
+    let hosts = a.container_file("store", ContainerFile::Hosts).unwrap();
+    assert!(
+        hosts.ends_with(&format!("{ip}\tdb.example.com db store\n")),
+        "FQDN, short, name: {hosts}"
+    );
+    let directory = crate::dns::directory::Directory::build(a.state(), &[]);
+    let web = directory.askers().find(|x| x.name == "web").unwrap();
+    assert_eq!(directory.resolve(web, "DB.example.com").unwrap().v4, [ip]);
+    // Without one, the short ID stands in (Docker's default hostname).
+    let web_c = a
+        .state()
+        .containers
+        .iter()
+        .find(|c| c.name == "web")
+        .unwrap();
+    let own = format!("{}\t{} web\n", web_c.endpoints()[0].ip, web_c.short_id());
+    assert!(
+        a.container_file("web", ContainerFile::Hosts)
+            .unwrap()
+            .contains(&own)
+    );
+    // Bad, or with a joined stack: refused.
+    let e = a
+        .container_attach(ContainerAttach {
+            hostname: Some("bad host".into()),
+            ..attach("x1", "front", 3)
+        })
+        .unwrap_err();
+    assert_eq!(net_err(e), NetError::InvalidHostname("bad host".into()));
+    let e = a
+        .container_attach(ContainerAttach {
+            hostname: Some("side".into()),
+            netns: None,
+            ..attach("x2", "container:web", 4)
+        })
+        .unwrap_err();
+    assert_eq!(
+        net_err(e).to_string(),
+        "conflicting options: hostname and the network mode"
+    );
+}

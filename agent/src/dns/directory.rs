@@ -5,7 +5,7 @@
 //! name resolves only to addresses on the user-defined networks the asker
 //! is on (never the default `bridge`, which has no name resolution). A
 //! container is known on a network by its name, its aliases there, its
-//! 12-digit short ID, and `NAME.NETWORK`; a link made on a user-defined
+//! 12-digit short ID, its hostname (`--hostname`), and `NAME.NETWORK`; a link made on a user-defined
 //! network adds the link's alias for the linking container only. Names
 //! compare case-insensitively (RFC 4343).
 
@@ -100,6 +100,9 @@ impl Directory {
                 let mut names = vec![c.name.to_ascii_lowercase()];
                 names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
                 names.push(c.short_id().to_owned());
+                if let Some(hostname) = &c.hostname {
+                    names.push(hostname.to_ascii_lowercase());
+                }
                 networks
                     .entry(ep.network.to_ascii_lowercase())
                     .or_insert_with(|| (ep.network.clone(), Vec::new()))

@@ -197,7 +197,7 @@ pub fn hosts(state: &DesiredState, c: &Container) -> String {
     );
     for ep in c.endpoints() {
         for ip in std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6)) {
-            let _ = writeln!(out, "{ip}\t{} {}", c.short_id(), c.name);
+            let _ = writeln!(out, "{ip}\t{}", own_names(c));
         }
     }
     for link in c.links.iter().filter(|l| !resolves_names(&l.network)) {
@@ -214,19 +214,34 @@ pub fn hosts(state: &DesiredState, c: &Container) -> String {
     out
 }
 
-/// The linked container's hostname (short ID) and addresses on the
+/// A container's own line's names, Docker's `FQDN SHORT` and its name:
+/// the hostname, its first label too when it has dots, then the name
+/// (when it is none of them).
+fn own_names(c: &Container) -> String {
+    let hostname = c.hostname();
+    let mut names = vec![hostname];
+    if let Some((short, _)) = hostname.split_once('.') {
+        names.push(short);
+    }
+    if !names.contains(&c.name.as_str()) {
+        names.push(&c.name);
+    }
+    names.join(" ")
+}
+
+/// The linked container's hostname and addresses on the
 /// link's network: now if it is attached there, else as recorded.
 fn link_target(state: &DesiredState, link: &Link) -> (Option<String>, Vec<IpAddr>) {
     let now = state.containers.iter().find(|c| c.name == link.name);
     let current = now.and_then(|c| c.endpoints().iter().find(|e| e.network == link.network));
     match (now, current) {
         (Some(c), Some(ep)) => (
-            Some(c.short_id().to_owned()),
+            Some(c.hostname().to_owned()),
             std::iter::once(IpAddr::V4(ep.ip))
                 .chain(ep.ip6.map(IpAddr::V6))
                 .collect(),
         ),
-        (Some(c), None) => (Some(c.short_id().to_owned()), link.ips.clone()),
+        (Some(c), None) => (Some(c.hostname().to_owned()), link.ips.clone()),
         (None, _) => (None, link.ips.clone()),
     }
 }

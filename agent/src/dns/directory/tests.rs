@@ -38,6 +38,7 @@ pub(crate) fn container(name: &str, id_digit: char, endpoints: Vec<Endpoint>) ->
         env: Vec::new(),
         dns: DnsSettings::default(),
         links: Vec::new(),
+        hostname: None,
     }
 }
 
