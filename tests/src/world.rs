@@ -114,21 +114,11 @@ impl World {
     /// ports...); returns the container's inspect JSON.
     pub fn attach(&mut self, name: &str, args: &[&str]) -> Value {
         self.netns(name);
-        let path = self.netns_path(name);
-        let mut full = vec![
-            "container",
-            "attach",
-            name,
-            "--netns",
-            path.to_str().expect("utf-8"),
-        ];
-        full.extend_from_slice(args);
-        self.daemon.ok(&full);
-        self.inspect(name)
+        self.attach_again(name, args)
     }
 
-    /// Attaches `name` again in the namespace made for it before (after a
-    /// detach: the container "comes back"); returns its inspect JSON.
+    /// Attaches `name` in the namespace made for it before (again, after
+    /// a detach: the container "comes back"); returns its inspect JSON.
     pub fn attach_again(&self, name: &str, args: &[&str]) -> Value {
         let path = self.netns_path(name);
         let mut full = vec![
