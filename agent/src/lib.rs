@@ -6,11 +6,15 @@
 //! - model and parsing: `spec`, `portmap`, `ipam`, `masq`, `model`, `names`;
 //! - the kernel: `datapath` (BPF maps and links), `host` (netlink,
 //!   namespaces, port reservations), each a set of traits with fakes;
-//! - `state` (the state file), `api` (wire types), `error`, `lookup`;
+//! - `state` (the state file), `api` (wire types), `error`, `lookup`,
+//!   `links` (legacy links: variables, datapath holes);
+//! - `dns` (the embedded resolver: its directory, answers, forwarding,
+//!   the containers' files, its thread);
 //! - the agent: `endpoints`, `journal`, `agent` (the struct and the commit
 //!   rule), then one module per domain: `publications`, `hostports`,
-//!   `networks`, `containers`, `reconcile`, and `cni` (netagent-cni's
-//!   attachments, built on `containers` and `networks`);
+//!   `networks`, `containers`, `reconcile`, `cni` (netagent-cni's
+//!   attachments, built on `containers` and `networks`), and `discovery`
+//!   (a container's resolv.conf, hosts and link variables);
 //! - the edges: `server` (the daemon), `client`, `cli`, `output`.
 
 pub mod agent;
