@@ -35,7 +35,9 @@ pub fn busybox_rootfs(dir: &Path) {
         "/bin/busybox is missing: apt-get install busybox-static (scripts/setup.sh does)"
     );
     std::fs::copy(busybox, bin.join("busybox")).expect("copying busybox");
-    for applet in ["sh", "ip", "nc", "sleep", "cat", "echo", "ping", "hostname"] {
+    for applet in [
+        "sh", "ip", "nc", "sleep", "cat", "echo", "ping", "hostname", "nslookup",
+    ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
     }
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").expect("passwd");
@@ -163,12 +165,22 @@ impl Drop for Containerd {
             .args(["task", "ls", "-q"])
             .output();
         if let Ok(out) = list {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
+            // Killed and deleted (`--force`), then their containers: a
+            // test that panicked before its `ctr run --rm` ended would
+            // leave a stopped task in runc's shared root
+            // (/run/containerd/runc/default), and the next run's task of
+            // the same ID would not start.
+            let ctr = |args: &[&str]| {
                 let _ = Command::new("ctr")
                     .arg("--address")
                     .arg(self.socket())
-                    .args(["task", "kill", "-s", "SIGKILL", id])
+                    .args(args)
                     .output();
+            };
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                ctr(&["task", "delete", "--force", id]);
+                ctr(&["container", "delete", id]);
             }
         }
         let _ = self.child.kill();

@@ -168,6 +168,35 @@ fn containerd_ctr_run_cni_attaches_isolates_and_cleans_up() {
     let to_a2 = SocketAddr::from((a2_ip, 7));
     assert!(tcp_reaches(a1, to_a2, PROBE_TIMEOUT), "same network");
     assert!(!tcp_reaches(b1, to_a2, PROBE_TIMEOUT), "another network");
+    // Inside the task (its own rootfs and mount namespace, busybox's
+    // nslookup): the embedded resolver answers a2's name with a2's
+    // address, and b1's (another network) not at all.
+    let name_of = |id: &str| {
+        containers(&w)
+            .iter()
+            .find(|c| c["container"]["cni_id"] == format!("default-{id}"))
+            .and_then(|c| c["container"]["name"].as_str().map(str::to_owned))
+            .unwrap()
+    };
+    let lookup = |name: &str, n: usize| {
+        run_private(
+            conf_a.path(),
+            plugins.path(),
+            &format!(
+                "{}\n",
+                ctrd.ctr(&format!(
+                    "task exec --exec-id dns{n} a1 /bin/nslookup {name} 127.0.0.11"
+                ))
+            ),
+        )
+    };
+    let (ok, out, err) = lookup(&name_of("a2"), 1);
+    assert!(ok && out.contains(&a2_ip.to_string()), "{out}{err}");
+    let (ok, out, _) = lookup(&name_of("b1"), 2);
+    assert!(
+        !ok || !out.contains("10.91.0."),
+        "another network's name: {out}"
+    );
     // The way out, masqueraded.
     let _up = tcp_echo(&w.upstream, 7);
     let mut s = tcp_connect(a1, &format!("{UPSTREAM_IP}:7")).unwrap();
