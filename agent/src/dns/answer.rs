@@ -8,7 +8,7 @@
 //! everything else forwarded. Local answers over UDP are cut to 512 bytes,
 //! or to the size the asker's EDNS allows, with the TC bit set.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
@@ -207,11 +207,6 @@ pub fn servfail(query: &[u8]) -> Option<Vec<u8>> {
 /// (Docker's failover: SERVFAIL and REFUSED).
 pub fn fails_over(answer: &[u8]) -> bool {
     answer.get(3).is_some_and(|b| matches!(b & 0x0f, 2 | 5))
-}
-
-/// `ip` as its reverse name, for tests and the CLI.
-pub fn arpa(ip: IpAddr) -> String {
-    Name::from(ip).to_ascii()
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> HostError {
     move |source| HostError::Netlink { op, source }
 }
 
-fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
+/// Names the operation an I/O error came from.
+pub(super) fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
     let op = op.into();
     move |source| HostError::Io { op, source }
 }

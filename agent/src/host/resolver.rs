@@ -3,12 +3,7 @@
 
 use std::io;
 
-use super::{HostError, ResolverSockets};
-
-fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
-    let op = op.into();
-    move |source| HostError::Io { op, source }
-}
+use super::{HostError, ResolverSockets, netlink::io_err};
 
 /// The resolver's sockets, made on this thread, which is inside the
 /// container's namespace (see [`super::Host::resolver_sockets`]).

@@ -37,6 +37,11 @@ fn v4s(msg: &Message) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// `ip`'s reverse name (`3.0.1.10.in-addr.arpa.`).
+fn arpa(ip: std::net::IpAddr) -> String {
+    Name::from(ip).to_ascii()
+}
+
 fn upstreams() -> Vec<std::net::SocketAddr> {
     vec!["192.0.2.53:53".parse().expect("addr")]
 }
