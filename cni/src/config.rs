@@ -50,6 +50,9 @@ pub struct NetConf {
     pub port_mappings: Vec<PortMapping>,
     /// Static addresses asked for (`ips` capability), with prefix length.
     pub ips: Vec<(IpAddr, u8)>,
+    /// Static addresses asked for in `args.cni.ips` (the CNI conventions'
+    /// way, as host-local reads it): addresses, a prefix length allowed.
+    pub arg_ips: Vec<IpAddr>,
     pub mac: Option<[u8; 6]>,
     pub aliases: Vec<String>,
     /// The previous plugin's result (chained mode, CHECK and DEL).
@@ -188,6 +191,7 @@ impl NetConf {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let arg_ips = arg_ips(raw.args.as_ref())?;
         let mac = rc
             .mac
             .map(|m| {
@@ -213,6 +217,7 @@ impl NetConf {
             args: raw.args,
             port_mappings,
             ips,
+            arg_ips,
             mac,
             aliases: rc.aliases,
             prev_result: raw.prev_result,
@@ -274,6 +279,30 @@ fn network_create(network: &str, raw: &Raw) -> Result<NetworkCreate, CniError> {
         return Err(needs("gateway6", "subnet6"));
     }
     Ok(create)
+}
+
+/// `args.cni.ips`: absent, or a list of addresses (a prefix length is
+/// allowed and ignored, as host-local allows it). The rest of `args` is
+/// metadata a plugin may ignore, and netagent does.
+fn arg_ips(args: Option<&serde_json::Value>) -> Result<Vec<IpAddr>, CniError> {
+    let Some(ips) = args.and_then(|a| a.get("cni")).and_then(|c| c.get("ips")) else {
+        return Ok(Vec::new());
+    };
+    let bad = |what: String| CniError::new(Code::InvalidConfig, format!("args.cni.ips {what}"));
+    let list = ips
+        .as_array()
+        .ok_or_else(|| bad(format!("{ips} is not a list")))?;
+    list.iter()
+        .map(|entry| {
+            let text = entry
+                .as_str()
+                .ok_or_else(|| bad(format!("entry {entry} is not a string")))?;
+            text.parse::<IpAddr>()
+                .ok()
+                .or_else(|| cidr(text).map(|(ip, _)| ip))
+                .ok_or_else(|| bad(format!("entry {text:?} is not an IP address")))
+        })
+        .collect()
 }
 
 fn port_mapping(raw: RawPortMapping) -> Result<PortMapping, CniError> {
@@ -407,6 +436,33 @@ mod tests {
         assert!(c.valid_attachments.is_none());
     }
 
+    /// The conventions' `args.cni.ips`: bare or with a prefix length;
+    /// other `args` (labels, a runtime's own) are ignored.
+    #[test]
+    fn args_cni_ips_are_static_addresses() {
+        let c = parse(serde_json::json!({
+            "cniVersion": "1.0.0", "name": "n1", "type": "netagent-cni",
+            "args": {
+                "cni": {"ips": ["10.9.0.7", "fd00:9::7/64"], "labels": [{"key": "app", "value": "web"}]},
+                "io.podman": {"anything": true}
+            }
+        }))
+        .expect("valid");
+        assert_eq!(
+            c.arg_ips,
+            [
+                IpAddr::from([10, 9, 0, 7]),
+                "fd00:9::7".parse::<IpAddr>().expect("v6")
+            ]
+        );
+        let c = parse(serde_json::json!({
+            "cniVersion": "1.0.0", "name": "n1", "type": "netagent-cni",
+            "args": {"labels": ["not", "ours"]}
+        }))
+        .expect("args without cni.ips");
+        assert!(c.arg_ips.is_empty());
+    }
+
     #[test]
     fn gc_reads_the_valid_attachments() {
         let c = parse(serde_json::json!({
@@ -506,6 +562,21 @@ mod tests {
                 ),
                 Code::InvalidConfig,
                 "mac \"02:00:00:00:00\"",
+            ),
+            (
+                with("args", serde_json::json!({"cni": {"ips": "10.1.0.5"}})),
+                Code::InvalidConfig,
+                "args.cni.ips \"10.1.0.5\" is not a list",
+            ),
+            (
+                with("args", serde_json::json!({"cni": {"ips": ["10.1.0"]}})),
+                Code::InvalidConfig,
+                "args.cni.ips entry \"10.1.0\"",
+            ),
+            (
+                with("args", serde_json::json!({"cni": {"ips": [5]}})),
+                Code::InvalidConfig,
+                "args.cni.ips entry 5 is not a string",
             ),
         ];
         for (json, code, expected) in cases {

@@ -156,7 +156,7 @@ fn add(env: &Env, conf: &NetConf, input: &[u8]) -> Result<serde_json::Value, Cni
         // of it must), in the configuration's version as it was given.
         return Ok(prev.clone());
     }
-    let (ip, ip6) = static_ips(conf)?;
+    let (ip, ip6) = static_ips(env, conf)?;
     let mut main = CniMain {
         network: conf.network.clone(),
         create: Some(conf.create.clone()),
@@ -263,23 +263,51 @@ fn delegated_ips(
     Ok((v4, v6))
 }
 
-/// The `ips` capability's addresses: one of each family at most.
-fn static_ips(conf: &NetConf) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), CniError> {
-    let mut v4 = None;
-    let mut v6 = None;
-    for (ip, _) in &conf.ips {
-        let twice = match ip {
-            IpAddr::V4(a) => v4.replace(*a).is_some(),
-            IpAddr::V6(a) => v6.replace(*a).is_some(),
+/// The static addresses asked for, from every place the CNI conventions
+/// put them (as host-local reads them): the `ips` capability
+/// (`runtimeConfig.ips`), `args.cni.ips`, and `IP` in `CNI_ARGS` (a
+/// comma-separated list). One address per family at most: the same
+/// address asked for twice is one request, two different ones are
+/// refused naming where each came from.
+fn static_ips(env: &Env, conf: &NetConf) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), CniError> {
+    let mut asked: Vec<(&str, IpAddr)> = Vec::new();
+    asked.extend(conf.ips.iter().map(|(ip, _)| ("runtimeConfig.ips", *ip)));
+    asked.extend(conf.arg_ips.iter().map(|ip| ("args.cni.ips", *ip)));
+    if let Some(list) = env.arg("IP") {
+        for text in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let ip = text.parse().map_err(|_| {
+                CniError::new(
+                    Code::InvalidEnvironment,
+                    format!("CNI_ARGS IP {text:?} is not an IP address"),
+                )
+            })?;
+            asked.push(("CNI_ARGS IP", ip));
+        }
+    }
+    let mut v4: Option<(&str, Ipv4Addr)> = None;
+    let mut v6: Option<(&str, Ipv6Addr)> = None;
+    for (source, ip) in asked {
+        let earlier: (&str, IpAddr) = match ip {
+            IpAddr::V4(a) => {
+                let (s, first) = *v4.get_or_insert((source, a));
+                (s, first.into())
+            }
+            IpAddr::V6(a) => {
+                let (s, first) = *v6.get_or_insert((source, a));
+                (s, first.into())
+            }
         };
-        if twice {
+        if earlier.1 != ip {
             return Err(CniError::new(
                 Code::InvalidConfig,
-                format!("runtimeConfig.ips: more than one address of {ip}'s family"),
+                format!(
+                    "{} asks for {} and {source} for {ip}: one address per family",
+                    earlier.0, earlier.1
+                ),
             ));
         }
     }
-    Ok((v4, v6))
+    Ok((v4.map(|(_, a)| a), v6.map(|(_, a)| a)))
 }
 
 /// The addresses of the container's interface `ifname` in a previous
@@ -539,4 +567,67 @@ fn gc(env: &Env, conf: &NetConf, input: &[u8]) -> Result<(), CniError> {
         delegate::run(ipam, Command::Gc, env, input)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(cni_args: &str) -> Env {
+        Env::from_vars(|name| {
+            match name {
+                "CNI_COMMAND" => Some("ADD"),
+                "CNI_CONTAINERID" => Some("c1"),
+                "CNI_NETNS" => Some("/run/netns/x"),
+                "CNI_IFNAME" => Some("eth0"),
+                "CNI_ARGS" => Some(cni_args),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .expect("a valid environment")
+    }
+
+    fn conf(extra: serde_json::Value) -> NetConf {
+        let mut json =
+            serde_json::json!({"cniVersion": "1.1.0", "name": "n1", "type": "netagent-cni"});
+        if let (Some(o), Some(e)) = (json.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        NetConf::parse(json.to_string().as_bytes()).expect("a valid configuration")
+    }
+
+    /// The capability, `args.cni.ips` and `CNI_ARGS IP` are one request:
+    /// the same address from two of them is fine, two different ones of
+    /// a family are refused naming both places.
+    #[test]
+    fn static_addresses_come_from_every_conventional_place() {
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().expect("v4");
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().expect("v6");
+        let none = conf(serde_json::json!({}));
+        assert_eq!(static_ips(&env(""), &none).expect("none"), (None, None));
+        let from_env = static_ips(&env("IgnoreUnknown=1;IP=10.9.0.7,fd00::7"), &none);
+        assert_eq!(
+            from_env.expect("CNI_ARGS"),
+            (Some(v4("10.9.0.7")), Some(v6("fd00::7")))
+        );
+        let both = conf(serde_json::json!({
+            "runtimeConfig": {"ips": ["10.9.0.7/24"]},
+            "args": {"cni": {"ips": ["10.9.0.7", "fd00::8"]}}
+        }));
+        assert_eq!(
+            static_ips(&env("IP=10.9.0.7"), &both).expect("one address per family"),
+            (Some(v4("10.9.0.7")), Some(v6("fd00::8")))
+        );
+        let e = static_ips(&env("IP=10.9.0.9"), &both).expect_err("two IPv4 addresses");
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(
+            e.details
+                .contains("runtimeConfig.ips asks for 10.9.0.7 and CNI_ARGS IP for 10.9.0.9"),
+            "{e}"
+        );
+        let e = static_ips(&env("IP=10.9.0"), &none).expect_err("not an address");
+        assert_eq!(e.code, Code::InvalidEnvironment);
+        assert!(e.details.contains("CNI_ARGS IP \"10.9.0\""), "{e}");
+    }
 }

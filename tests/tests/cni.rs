@@ -631,4 +631,50 @@ fn capabilities_and_dual_stack_reach_the_container() {
     assert_eq!(out.code(), 100, "{}", out.output);
     t.ok("CHECK", "s1", "eth0", &with_prev(&conf, &result));
     t.ok("DEL", "s1", "eth0", &with_prev(&conf, &result));
+
+    // The conventions' other places for static addresses: `CNI_ARGS IP`
+    // (as Kubernetes-era runtimes pass it) and `args.cni.ips`.
+    let plain = t.conf("cnicaps", "10.76.0.0/24");
+    let out = t.call_with(
+        "netagent-cni",
+        "ADD",
+        "s2",
+        "eth0",
+        &plain,
+        "IgnoreUnknown=1;IP=10.76.0.61",
+    );
+    assert!(out.success, "{} {}", out.output, out.stderr);
+    assert_eq!(
+        out.output["ips"][0]["address"], "10.76.0.61/24",
+        "{}",
+        out.output
+    );
+    let addrs = t.w.ns("s2").ip(&["-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains("inet 10.76.0.61/24"), "{addrs}");
+    t.w.netns("s3");
+    let mut by_args = plain.clone();
+    by_args["args"] = json!({"cni": {"ips": ["10.76.0.62"]}});
+    let result = t.add("s3", "eth0", &by_args);
+    assert_eq!(result["ips"][0]["address"], "10.76.0.62/24", "{result}");
+    // Two different addresses of a family: refused, nothing made.
+    t.w.netns("s4");
+    let out = t.call_with(
+        "netagent-cni",
+        "ADD",
+        "s4",
+        "eth0",
+        &by_args,
+        "IP=10.76.0.63",
+    );
+    assert_eq!(out.code(), 7, "{}", out.output);
+    assert!(
+        out.output["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("10.76.0.62"),
+        "{}",
+        out.output
+    );
+    let links = t.w.ns("s4").ip(&["-o", "link", "show"]);
+    assert!(!links.contains("eth0"), "{links}");
 }
