@@ -4,9 +4,9 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -42,15 +42,26 @@ pub fn query(name: &str, kind: RecordType) -> Message {
     msg
 }
 
+/// How long [`udp_raw`] waits for an answer.
+pub const UDP_WAIT: Duration = Duration::from_secs(2);
+
 /// Sends `bytes` to `server` over UDP from namespace `ns`; the answer
-/// (`None` after 2 s or on an ICMP error).
+/// (`None` after [`UDP_WAIT`] or on an ICMP error).
 pub fn udp_raw(ns: &Netns, server: SocketAddr, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    udp_raw_within(ns, server, bytes, UDP_WAIT)
+}
+
+/// [`udp_raw`], waiting up to `wait`.
+pub fn udp_raw_within(
+    ns: &Netns,
+    server: SocketAddr,
+    bytes: Vec<u8>,
+    wait: Duration,
+) -> Option<Vec<u8>> {
     ns.enter(move || {
         let socket = UdpSocket::bind("0.0.0.0:0").expect("bind");
         socket.connect(server).expect("connect");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
+        socket.set_read_timeout(Some(wait)).expect("timeout");
         socket.send(&bytes).ok()?;
         let mut buf = vec![0u8; 65535];
         let n = socket.recv(&mut buf).ok()?;
@@ -103,14 +114,27 @@ pub fn ask_via(
     } else {
         udp_raw(ns, server, bytes)?
     };
-    let msg = Message::from_vec(&answer).expect("the resolver's answer parses");
+    Some(checked_answer(&q, &answer))
+}
+
+/// [`ask`], waiting up to `wait` (an answer that comes only after the
+/// resolver gave up on its upstreams: 4 s each).
+pub fn ask_within(ns: &Netns, name: &str, kind: RecordType, wait: Duration) -> Option<Message> {
+    let q = query(name, kind);
+    let answer = udp_raw_within(ns, RESOLVER, q.to_vec().expect("encodes"), wait)?;
+    Some(checked_answer(&q, &answer))
+}
+
+/// `answer` parsed and checked to answer `q`.
+fn checked_answer(q: &Message, answer: &[u8]) -> Message {
+    let msg = Message::from_vec(answer).expect("the resolver's answer parses");
     assert_eq!(
         msg.metadata.id, q.metadata.id,
         "the answer's ID is the query's"
     );
     assert_eq!(msg.metadata.message_type, MessageType::Response);
     assert_eq!(msg.queries, q.queries, "the answer repeats the question");
-    Some(msg)
+    msg
 }
 
 /// The IPv4 addresses of an answer, in its order.
@@ -143,11 +167,14 @@ pub fn v6s(msg: &Message) -> Vec<std::net::Ipv6Addr> {
 /// - anything else: NXDOMAIN;
 /// - with `refuse`, every query REFUSED (a server to fail over from).
 ///
-/// It counts the queries it got; it stops when dropped.
+/// It counts the queries it got and records who sent them; it stops when
+/// dropped.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub udp_queries: Arc<AtomicU64>,
     pub tcp_queries: Arc<AtomicU64>,
+    /// The source address of every query, in arrival order.
+    pub peers: Arc<Mutex<Vec<IpAddr>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
 }
@@ -164,9 +191,11 @@ impl FakeUpstream {
         tcp.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let (udp_queries, tcp_queries) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         {
             let (stop, count) = (Arc::clone(&stop), Arc::clone(&udp_queries));
+            let seen = Arc::clone(&peers);
             threads.push(thread::spawn(move || {
                 let mut buf = vec![0u8; 65535];
                 while !stop.load(Ordering::Relaxed) {
@@ -174,6 +203,7 @@ impl FakeUpstream {
                         continue;
                     };
                     count.fetch_add(1, Ordering::Relaxed);
+                    seen.lock().expect("peers").push(peer.ip());
                     if let Some(answer) = fake_answer(&buf[..n], false, refuse) {
                         let _ = udp.send_to(&answer, peer);
                     }
@@ -182,9 +212,10 @@ impl FakeUpstream {
         }
         {
             let (stop, count) = (Arc::clone(&stop), Arc::clone(&tcp_queries));
+            let seen = Arc::clone(&peers);
             threads.push(thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((mut stream, _)) = tcp.accept() else {
+                    let Ok((mut stream, peer)) = tcp.accept() else {
                         thread::sleep(Duration::from_millis(20));
                         continue;
                     };
@@ -198,6 +229,7 @@ impl FakeUpstream {
                         continue;
                     }
                     count.fetch_add(1, Ordering::Relaxed);
+                    seen.lock().expect("peers").push(peer.ip());
                     if let Some(answer) = fake_answer(&q, true, refuse) {
                         let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
                         framed.extend_from_slice(&answer);
@@ -210,6 +242,7 @@ impl FakeUpstream {
             addr,
             udp_queries,
             tcp_queries,
+            peers,
             stop,
             threads,
         }

@@ -215,6 +215,28 @@ impl World {
         self.daemon.event(name)
     }
 
+    /// Sets Docker's FORWARD policy DROP in the host namespace, for
+    /// `iptables` and `ip6tables`.
+    pub fn forward_drop(&self) {
+        for tool in ["iptables", "ip6tables"] {
+            self.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
+        }
+    }
+
+    /// The host namespace's FORWARD policy DROP counter of `tool`
+    /// (`iptables` or `ip6tables`): packets that took the stack's
+    /// forwarding path and hit Docker's policy.
+    pub fn forward_drops(&self, tool: &str) -> u64 {
+        let out = self.host.exec(&[tool, "-L", "FORWARD", "-v", "-x", "-n"]);
+        let first = out.lines().next().unwrap_or_default();
+        // "Chain FORWARD (policy DROP 12 packets, 3456 bytes)"
+        first
+            .split_whitespace()
+            .nth(4)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected {tool} output: {first}"))
+    }
+
     /// Interfaces of the host namespace whose names start with `prefix`.
     pub fn host_links(&self, prefix: &str) -> Vec<String> {
         self.host

@@ -34,21 +34,6 @@ fn sock(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
 
-/// The host namespace's FORWARD policy DROP counter: packets that took
-/// the stack's forwarding path and hit Docker's policy.
-fn forward_drops(w: &World) -> u64 {
-    let out = w
-        .host
-        .exec(&["iptables", "-L", "FORWARD", "-v", "-x", "-n"]);
-    let first = out.lines().next().unwrap();
-    // "Chain FORWARD (policy DROP 12 packets, 3456 bytes)"
-    first
-        .split_whitespace()
-        .nth(4)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected iptables output: {first}"))
-}
-
 /// Bulk TCP both ways through a published port and through masquerade,
 /// from senders with the kernel's default offloads (TSO/GSO super-packets,
 /// CHECKSUM_PARTIAL), on a host with Docker's FORWARD DROP policy: every
@@ -84,7 +69,7 @@ fn bulk_transfers_with_default_offloads_under_forward_drop() {
         "container -> outside"
     );
     assert_eq!(
-        forward_drops(&w),
+        w.forward_drops("iptables"),
         0,
         "packets fell back to the stack's FORWARD hook"
     );

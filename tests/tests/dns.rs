@@ -25,6 +25,10 @@ use netagent_tests::{
     world::{UPSTREAM_IP, World},
 };
 
+/// Long enough for the resolver to give up on an upstream (4 s) and say
+/// SERVFAIL.
+const GAVE_UP: std::time::Duration = std::time::Duration::from_secs(7);
+
 /// Networks `front` (dual stack) and `back`; web and two `api`s on front,
 /// db on back.
 fn two_networks() -> World {
@@ -263,9 +267,23 @@ fn forwards_to_upstreams_over_udp_and_tcp_with_truncation_and_failover() {
         ResponseCode::ServFail,
         "internal: not forwarded"
     );
+    // A container's own server is asked from its namespace: from an
+    // internal network the outside is out of reach (Docker's), where the
+    // daemon's namespace would have reached it.
     w.attach("own", &["--network", "sealed", "--dns", UPSTREAM_IP]);
-    let msg = ask(w.ns("own"), "service.test", RecordType::A).expect("answered");
-    assert_eq!(v4s(&msg), [Ipv4Addr::new(192, 0, 2, 1)]);
+    let before = upstream
+        .udp_queries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let msg = dns::ask_within(w.ns("own"), "service.test", RecordType::A, GAVE_UP)
+        .expect("answered once the upstream timed out");
+    assert_eq!(rcode(&msg), ResponseCode::ServFail);
+    assert_eq!(
+        upstream
+            .udp_queries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "nothing left the internal network"
+    );
     // The counters say what happened (`netagent stats`).
     let stats = w.daemon.stats()["dns"].clone();
     assert!(stats["failovers"].as_u64().unwrap() >= 1, "{stats}");
@@ -419,4 +437,60 @@ fn port_53_stays_free_for_the_containers_own_servers() {
     }
     assert!(own.udp_queries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     assert!(own.tcp_queries.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+}
+
+/// Where forwarded queries leave from (Docker's rule): a container's own
+/// servers from its namespace, so the server sees the container and the
+/// isolation between networks holds for what the resolver sends on its
+/// behalf; the host's servers (its resolv.conf) from the host's, a
+/// loopback one included.
+#[test]
+fn a_containers_own_servers_are_asked_from_its_namespace() {
+    let mut w = two_networks();
+    // The host's resolv.conf names a server on the host's loopback.
+    let on_host = FakeUpstream::start(&w.host, SocketAddr::from(([127, 0, 0, 1], 53)), false);
+    let resolv = std::env::temp_dir().join(format!("{}resolv.conf", w.prefix));
+    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
+    w.daemon
+        .restart_with(&["--resolv-conf", resolv.to_str().unwrap()]);
+    let msg = ask(w.ns("web"), "service.test", RecordType::A).expect("answered");
+    assert_eq!(v4s(&msg), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(
+        *on_host.peers.lock().unwrap(),
+        [Ipv4Addr::LOCALHOST],
+        "asked from the host's namespace"
+    );
+    std::fs::remove_file(&resolv).ok();
+
+    // db (on back) serves DNS; client, on back too, uses it.
+    let db_ip = w.ip("db", "back");
+    let server = FakeUpstream::start(w.ns("db"), SocketAddr::from(([0, 0, 0, 0], 53)), false);
+    w.attach(
+        "client",
+        &["--network", "back", "--dns", &db_ip.to_string()],
+    );
+    let client_ip = std::net::IpAddr::V4(w.ip("client", "back"));
+    let msg = ask(w.ns("client"), "service.test", RecordType::A).expect("answered");
+    assert_eq!(v4s(&msg), [Ipv4Addr::new(192, 0, 2, 1)]);
+    let msg = ask_tcp(w.ns("client"), "big.test", RecordType::A).expect("answered over TCP");
+    assert_eq!(v4s(&msg).len(), 100);
+    assert_eq!(
+        *server.peers.lock().unwrap(),
+        [client_ip, client_ip],
+        "the server sees the container (UDP, then TCP), not the gateway"
+    );
+    // A container of another network names db as its server: isolation
+    // holds, the resolver is no way around it.
+    w.attach(
+        "stranger",
+        &["--network", "front", "--dns", &db_ip.to_string()],
+    );
+    let msg = dns::ask_within(w.ns("stranger"), "service.test", RecordType::A, GAVE_UP)
+        .expect("answered once the upstream timed out");
+    assert_eq!(rcode(&msg), ResponseCode::ServFail);
+    assert_eq!(server.peers.lock().unwrap().len(), 2, "db got nothing more");
+    assert!(w.daemon.event("drop_isolation") > 0, "{}", w.daemon.log());
+    // The resolver's own namespace never moved: names still resolve.
+    let msg = ask(w.ns("client"), "db", RecordType::A).expect("answered");
+    assert_eq!(v4s(&msg), [db_ip]);
 }

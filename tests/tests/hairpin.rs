@@ -401,9 +401,7 @@ fn ipv6_hairpin_bulk_transfers_with_default_offloads() {
     w.attach("web", &["--network", "pub", "-p", "8081:81"]);
     w.attach("client", &["--network", "pub"]);
     w.attach("stranger", &["--network", "far"]);
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 81));
     let _bulk = netagent_tests::traffic::tcp_bulk_on(w.ns("web"), any6, BULK);
     let gw_pub = gateway6(&w, "pub");

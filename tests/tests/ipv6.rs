@@ -64,9 +64,7 @@ fn dual_stack_networks_carry_ipv6_and_keep_it_contained() {
     // Under Docker's FORWARD DROP for both families: neighbours resolve
     // and reach each other all the same (with br_netfilter, what the
     // bridge forwards crosses ip6tables' FORWARD hook).
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     w.attach("ca", &["--network", "dual"]);
     w.attach("cb", &["--network", "dual", "--ip6", "fd00:30::b"]);
     w.attach("cc", &["--network", "far"]);
@@ -233,9 +231,7 @@ fn wildcard_publications_are_served_over_ipv6_too() {
     let dn = format!("{}dn", w.prefix);
     w.upstream
         .ip(&["-6", "addr", "add", "fd67::2/64", "dev", &dn, "nodad"]);
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     let _tcp = tcp_echo_on(w.ns("web"), any6(80));
     let _udp = udp_echo_on(w.ns("web"), any6(53));
     let _bulk = tcp_bulk_on(w.ns("web"), any6(81), 8 << 20);
@@ -384,9 +380,7 @@ fn ipv6_host_address_publications_are_scoped() {
     let dn = format!("{}dn", w.prefix);
     w.upstream
         .ip(&["-6", "addr", "add", "fd68::2/64", "dev", &dn, "nodad"]);
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     // A host address the host does not have is refused, as Docker refuses it.
     w.netns("nope");
     let nope = w.netns_path("nope");
@@ -535,9 +529,7 @@ fn containers_ipv6_leaves_masqueraded() {
     let dn = format!("{}dn", w.prefix);
     w.upstream
         .ip(&["-6", "addr", "add", "fd69::2/64", "dev", &dn, "nodad"]);
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     w.attach("ca", &["--network", "dual"]);
     w.attach("ci", &["--network", "inner"]);
     let _echo = tcp_echo_on(&w.upstream, any6(7070));
@@ -688,9 +680,7 @@ fn icmpv6_errors_of_translated_flows_reach_both_ends() {
     let dn = format!("{}dn", w.prefix);
     w.upstream
         .ip(&["-6", "addr", "add", "fd6a::2/64", "dev", &dn, "nodad"]);
-    for tool in ["iptables", "ip6tables"] {
-        w.host.exec(&[tool, "-P", "FORWARD", "DROP"]);
-    }
+    w.forward_drop();
     w.attach(
         "pub",
         &[

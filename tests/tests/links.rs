@@ -33,6 +33,9 @@ fn short_id(w: &World, name: &str) -> String {
 #[test]
 fn links_give_dockers_variables_and_hosts_entries_and_icc_false_holes() {
     let mut w = World::new();
+    // Docker's FORWARD DROP: what the holes let through is redirected
+    // between the veths and never takes the bridge's (filtered) path.
+    w.forward_drop();
     w.daemon.restart_with(&["--icc=false"]);
     w.attach(
         "db",
@@ -106,6 +109,11 @@ fn links_give_dockers_variables_and_hosts_entries_and_icc_false_holes() {
     );
     assert!(!udp_answers(w.ns("other"), to(53)));
     assert!(w.daemon.event("drop_icc") > 0, "the refusals are counted");
+    assert_eq!(
+        w.forward_drops("iptables"),
+        0,
+        "linked traffic crossed the FORWARD hook"
+    );
 
     // db comes back with another address: the hosts entry follows, the
     // variables do not (Docker's), and the holes move with it.

@@ -8,8 +8,6 @@
 //! everything else forwarded. Local answers over UDP are cut to 512 bytes,
 //! or to the size the asker's EDNS allows, with the TC bit set.
 
-use std::net::SocketAddr;
-
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
     rr::{
@@ -42,7 +40,7 @@ pub enum Outcome {
     Answer(Vec<u8>),
     /// Not a container's: ask these servers, in order (`servfail` if none
     /// answers).
-    Forward(Vec<SocketAddr>),
+    Forward(Vec<super::directory::Upstream>),
     /// Not a query: no answer (a response sent to the resolver, a packet
     /// too short for a header).
     Drop,

@@ -27,6 +27,40 @@ pub const DNS_PORT: u16 = 53;
 /// glibc's `MAXNS`).
 pub const MAX_UPSTREAMS: usize = 3;
 
+/// A server names go to when no container has them, and where it is
+/// asked from (Docker's rule): the servers of the host's resolv.conf, and
+/// loopback servers of the daemon's `--dns` (which mean the host's own),
+/// from the daemon's namespace; every other server (a container's
+/// `--dns`, the daemon's non-loopback `--dns`) from the container's, so
+/// the container's isolation, internal networks and masquerade apply to
+/// what the resolver sends for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Asked from the daemon's (the host's) namespace.
+    pub from_host: bool,
+}
+
+impl Upstream {
+    /// A server of the host's configuration (its resolv.conf, or the
+    /// daemon's `--dns`, `from_resolv_conf` saying which).
+    pub fn of_host(addr: SocketAddr, from_resolv_conf: bool) -> Self {
+        Self {
+            addr,
+            from_host: from_resolv_conf || addr.ip().is_loopback(),
+        }
+    }
+
+    /// A server of a container's own `--dns`: asked from its namespace
+    /// (a loopback one is the container's own loopback).
+    pub fn of_container(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            from_host: false,
+        }
+    }
+}
+
 /// One container's entry on one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
@@ -54,7 +88,7 @@ pub struct Asker {
     /// `--dns` servers, else the daemon's upstreams unless every network
     /// it is on is internal (as Docker's: internal networks do not
     /// forward through the host).
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<Upstream>,
     /// Its resolv.conf sets `ndots` to 1 or more (`--dns-option`): an
     /// unknown single-label name is answered empty instead of forwarded,
     /// so the stub goes on with its search domains (Docker's rule).
@@ -93,7 +127,7 @@ pub use crate::model::resolves_names;
 impl Directory {
     /// The directory of `state`; `upstreams` are the daemon's (its
     /// `--dns`, or the host's resolv.conf).
-    pub fn build(state: &DesiredState, upstreams: &[SocketAddr]) -> Self {
+    pub fn build(state: &DesiredState, upstreams: &[Upstream]) -> Self {
         let mut networks: HashMap<String, (String, Vec<Entry>)> = HashMap::new();
         for c in &state.containers {
             for ep in c.endpoints().iter().filter(|e| resolves_names(&e.network)) {
@@ -193,7 +227,7 @@ impl Directory {
 }
 
 /// `c` as an asker, if it has a resolver.
-fn asker(state: &DesiredState, c: &Container, upstreams: &[SocketAddr]) -> Option<Asker> {
+fn asker(state: &DesiredState, c: &Container, upstreams: &[Upstream]) -> Option<Asker> {
     let NetworkMode::Bridge { endpoints } = &c.mode else {
         return None;
     };
@@ -222,7 +256,7 @@ fn asker(state: &DesiredState, c: &Container, upstreams: &[SocketAddr]) -> Optio
             .servers
             .iter()
             .take(MAX_UPSTREAMS)
-            .map(|ip| SocketAddr::new(*ip, DNS_PORT))
+            .map(|ip| Upstream::of_container(SocketAddr::new(*ip, DNS_PORT)))
             .collect()
     } else if networks.iter().any(|n| {
         state

@@ -22,7 +22,7 @@ use crate::{
     state::DesiredState,
 };
 
-use super::directory::resolves_names;
+use super::directory::{Upstream, resolves_names};
 
 pub use crate::host::RESOLVER_IP;
 /// The first line of every file netagent writes: only such files are
@@ -65,12 +65,12 @@ impl HostResolv {
     }
 
     /// Its servers as upstreams for the embedded resolver (port 53, at
-    /// most three).
-    pub fn upstreams(&self) -> Vec<SocketAddr> {
+    /// most three), asked from the host's namespace.
+    pub fn upstreams(&self) -> Vec<Upstream> {
         self.nameservers
             .iter()
             .take(super::directory::MAX_UPSTREAMS)
-            .map(|ip| SocketAddr::new(*ip, super::directory::DNS_PORT))
+            .map(|ip| Upstream::of_host(SocketAddr::new(*ip, super::directory::DNS_PORT), true))
             .collect()
     }
 }
@@ -82,7 +82,7 @@ pub fn has_embedded_dns(c: &Container) -> bool {
 
 /// `c`'s resolv.conf. `upstreams` are the daemon's (its `--dns`, or the
 /// host's servers).
-pub fn resolv_conf(c: &Container, host: &HostResolv, upstreams: &[SocketAddr]) -> String {
+pub fn resolv_conf(c: &Container, host: &HostResolv, upstreams: &[Upstream]) -> String {
     let search = if c.dns.search.is_empty() {
         &host.search
     } else {
@@ -105,9 +105,14 @@ pub fn resolv_conf(c: &Container, host: &HostResolv, upstreams: &[SocketAddr]) -
         options.extend(c.dns.options.iter().cloned());
         let _ = writeln!(out, "options {}", options.join(" "));
         let ext: Vec<String> = if c.dns.servers.is_empty() {
+            // Docker's notation: `host(IP)` for a server asked from the
+            // host's namespace.
             upstreams
                 .iter()
-                .map(|s| format!("host({})", s.ip()))
+                .map(|u| match u.from_host {
+                    true => format!("host({})", u.addr.ip()),
+                    false => u.addr.ip().to_string(),
+                })
                 .collect()
         } else {
             c.dns.servers.iter().map(IpAddr::to_string).collect()

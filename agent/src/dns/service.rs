@@ -16,12 +16,17 @@
 //! after every change ([`Resolver::sync`]); queries read the newest
 //! directory, never the agent's state.
 //!
+//! What no container answers is forwarded (`forward`): to the servers of
+//! the host's configuration from the daemon's namespace, to a container's
+//! own servers from its namespace, through sockets the `nssock` thread
+//! makes there (Docker's rule, see `directory::Upstream`).
+//!
 //! The sockets end with the daemon: a restarted daemon makes them again
 //! when it starts, before it serves its API.
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    os::fd::OwnedFd,
     path::PathBuf,
     sync::{
         Arc,
@@ -41,13 +46,13 @@ use tracing::{debug, info, warn};
 
 use super::{
     answer::{Outcome, Transport, answer, header_error, servfail},
-    directory::Directory,
+    directory::{Directory, Upstream},
     files::{self, HostResolv},
-    forward::{UPSTREAM_TIMEOUT, forward, read_framed},
+    forward::{Origin, UPSTREAM_TIMEOUT, forward, read_framed},
 };
 use crate::{
     datapath::EndpointPrograms,
-    host::{Host, NetnsId, ResolverSockets},
+    host::{Host, NetnsId, ResolverSockets, nssock::NamespaceSockets},
     model::NetworkMode,
     state::DesiredState,
 };
@@ -67,18 +72,21 @@ pub struct ResolverConfig {
     /// unless `upstreams` replaces them).
     pub host: HostResolv,
     /// The daemon's `--dns` servers; empty: the host's.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<std::net::SocketAddr>,
     /// Where `ip netns exec` finds a namespace's files (`/etc/netns`).
     pub etc_netns: PathBuf,
 }
 
 impl ResolverConfig {
     /// The servers names go to when a container has no `--dns` of its own.
-    pub fn upstreams(&self) -> Vec<SocketAddr> {
+    pub fn upstreams(&self) -> Vec<Upstream> {
         if self.upstreams.is_empty() {
             self.host.upstreams()
         } else {
-            self.upstreams.clone()
+            self.upstreams
+                .iter()
+                .map(|addr| Upstream::of_host(*addr, false))
+                .collect()
         }
     }
 }
@@ -88,6 +96,8 @@ enum Command {
         id: String,
         udp: std::net::UdpSocket,
         tcp: std::net::TcpListener,
+        /// Where its forwarded queries leave from.
+        origin: Origin,
     },
     Close {
         id: String,
@@ -136,6 +146,9 @@ pub struct Resolver {
     /// files whose text changed, without reading any.
     texts: HashMap<PathBuf, String>,
     shared: Arc<Shared>,
+    /// Makes the sockets that ask containers' own servers in their
+    /// namespaces.
+    ns_sockets: NamespaceSockets,
 }
 
 impl Resolver {
@@ -146,6 +159,7 @@ impl Resolver {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let ns_sockets = NamespaceSockets::new()?;
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -160,6 +174,7 @@ impl Resolver {
             files: HashMap::new(),
             texts: HashMap::new(),
             shared,
+            ns_sockets,
         })
     }
 
@@ -234,6 +249,7 @@ impl Resolver {
                     port,
                     cookie,
                     link,
+                    netns,
                 }) => {
                     self.failed.remove(&asker.id);
                     self.open.insert(
@@ -246,10 +262,12 @@ impl Resolver {
                             link,
                         },
                     );
+                    let origin = self.origin(netns);
                     let _ = self.commands.send(Command::Open {
                         id: asker.id.clone(),
                         udp,
                         tcp,
+                        origin,
                     });
                 }
                 Err(e) => self.note_failure(asker, e.to_string()),
@@ -260,6 +278,15 @@ impl Resolver {
             warn!(error = %e, "updating the resolver-port map");
         }
         self.sync_files(state);
+    }
+
+    /// Where queries from the container in `netns` are forwarded from:
+    /// no namespace to enter when it is the daemon's own.
+    fn origin(&self, netns: OwnedFd) -> Origin {
+        Origin {
+            sockets: self.ns_sockets.clone(),
+            netns: (!self.ns_sockets.is_home(&netns)).then(|| Arc::new(netns)),
+        }
     }
 
     /// Records why `asker` has no resolver, logging it once.
@@ -363,7 +390,12 @@ async fn serve(
     let mut listeners: HashMap<String, [JoinHandle<()>; 2]> = HashMap::new();
     while let Some(command) = queue.recv().await {
         match command {
-            Command::Open { id, udp, tcp } => match listen(&id, udp, tcp, &dir, &shared) {
+            Command::Open {
+                id,
+                udp,
+                tcp,
+                origin,
+            } => match listen(&id, udp, tcp, origin, &dir, &shared) {
                 Ok(tasks) => {
                     debug!(container = %id, "embedded DNS listening");
                     if let Some(old) = listeners.insert(id, tasks) {
@@ -387,6 +419,7 @@ fn listen(
     id: &str,
     udp: std::net::UdpSocket,
     tcp: std::net::TcpListener,
+    origin: Origin,
     dir: &watch::Receiver<Arc<Directory>>,
     shared: &Arc<Shared>,
 ) -> std::io::Result<[JoinHandle<()>; 2]> {
@@ -399,6 +432,7 @@ fn listen(
         dir: dir.clone(),
         shared: Arc::clone(shared),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+        origin,
     };
     Ok([
         tokio::spawn(serve_udp(udp, ctx.clone())),
@@ -413,6 +447,7 @@ struct Context {
     dir: watch::Receiver<Arc<Directory>>,
     shared: Arc<Shared>,
     forwards: Arc<Semaphore>,
+    origin: Origin,
 }
 
 impl Context {
@@ -446,10 +481,18 @@ impl Context {
         &self,
         query: &[u8],
         transport: Transport,
-        upstreams: &[SocketAddr],
+        upstreams: &[Upstream],
     ) -> Option<Vec<u8>> {
         let c = &self.shared;
-        let answer = forward(query, transport, upstreams, UPSTREAM_TIMEOUT, &c.failovers).await;
+        let answer = forward(
+            query,
+            transport,
+            upstreams,
+            &self.origin,
+            UPSTREAM_TIMEOUT,
+            &c.failovers,
+        )
+        .await;
         if answer.is_some() {
             return answer;
         }

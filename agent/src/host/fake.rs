@@ -344,6 +344,8 @@ impl Host for FakeHost {
             // The "link" is the program descriptor itself: dropped with
             // the sockets' record, as a real link is.
             link: program,
+            // The fakes' containers live in the test's own namespace.
+            netns: super::nssock::own_netns().map_err(io)?,
         })
     }
 }

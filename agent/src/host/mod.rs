@@ -7,6 +7,7 @@
 pub mod ethtool;
 pub mod fake;
 pub mod netlink;
+pub mod nssock;
 pub mod ports;
 pub mod resolver;
 pub mod tcx;
@@ -171,6 +172,9 @@ pub struct ResolverSockets {
     pub cookie: u64,
     /// The loopback program's TCX link (it detaches when dropped).
     pub link: Option<std::os::fd::OwnedFd>,
+    /// The namespace itself: where the resolver makes the sockets that
+    /// ask the container's own upstream servers (`nssock`).
+    pub netns: std::os::fd::OwnedFd,
 }
 
 pub trait Host: Send {

@@ -22,6 +22,7 @@ pub fn sockets(program: Option<std::os::fd::OwnedFd>) -> Result<ResolverSockets,
             port: 53,
             cookie,
             link: None,
+            netns: netns()?,
         });
     };
     // One port for both: UDP picks, TCP takes the same (tried a few times,
@@ -48,6 +49,7 @@ pub fn sockets(program: Option<std::os::fd::OwnedFd>) -> Result<ResolverSockets,
                     port,
                     cookie,
                     link: Some(link),
+                    netns: netns()?,
                 });
             }
             Err(e) => last = Some(e),
@@ -57,6 +59,11 @@ pub fn sockets(program: Option<std::os::fd::OwnedFd>) -> Result<ResolverSockets,
         op: format!("binding {ip} TCP on the resolver's UDP port in the container"),
         source: last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)),
     })
+}
+
+/// This thread's namespace (the container's).
+fn netns() -> Result<std::os::fd::OwnedFd, HostError> {
+    super::nssock::own_netns().map_err(io_err("opening the container's namespace"))
 }
 
 /// The index of interface `name` in this thread's namespace.

@@ -42,8 +42,11 @@ fn arpa(ip: std::net::IpAddr) -> String {
     Name::from(ip).to_ascii()
 }
 
-fn upstreams() -> Vec<std::net::SocketAddr> {
-    vec!["192.0.2.53:53".parse().expect("addr")]
+fn upstreams() -> Vec<super::super::directory::Upstream> {
+    vec![super::super::directory::Upstream::of_host(
+        "192.0.2.53:53".parse().expect("addr"),
+        true,
+    )]
 }
 
 #[test]

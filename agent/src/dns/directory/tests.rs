@@ -89,8 +89,11 @@ pub(crate) fn state() -> DesiredState {
     }
 }
 
-fn upstream() -> Vec<SocketAddr> {
-    vec!["192.0.2.53:53".parse().expect("an address")]
+fn upstream() -> Vec<Upstream> {
+    vec![Upstream::of_host(
+        "192.0.2.53:53".parse().expect("an address"),
+        true,
+    )]
 }
 
 #[test]
@@ -157,14 +160,40 @@ fn upstreams_are_the_containers_own_then_the_daemons_but_never_for_internal_only
             .clone()
     };
     assert_eq!(by_name("web"), upstream());
+    assert!(
+        by_name("web")[0].from_host,
+        "the host's servers, from its namespace"
+    );
+    // A container's own servers are asked from its namespace.
     assert_eq!(
         by_name("api1"),
         vec![
-            "10.9.9.9:53".parse::<SocketAddr>().expect("addr"),
-            "[2001:db8::53]:53".parse().expect("addr"),
+            Upstream {
+                addr: "10.9.9.9:53".parse::<SocketAddr>().expect("addr"),
+                from_host: false
+            },
+            Upstream {
+                addr: "[2001:db8::53]:53".parse().expect("addr"),
+                from_host: false
+            },
         ]
     );
     assert!(by_name("db").is_empty(), "internal networks do not forward");
+}
+
+/// Where each kind of server is asked from (Docker's rule): the host's
+/// resolv.conf from the host; the daemon's `--dns` from the container,
+/// unless it is a loopback address (the host's own); a container's own
+/// `--dns` from the container, its loopback included.
+#[test]
+fn upstreams_say_where_they_are_asked_from() {
+    let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+    assert!(Upstream::of_host(addr("10.0.0.2:53"), true).from_host);
+    assert!(Upstream::of_host(addr("127.0.0.53:53"), true).from_host);
+    assert!(!Upstream::of_host(addr("10.0.0.2:53"), false).from_host);
+    assert!(Upstream::of_host(addr("127.0.0.1:5353"), false).from_host);
+    assert!(Upstream::of_host(addr("[::1]:53"), false).from_host);
+    assert!(!Upstream::of_container(addr("127.0.0.1:53")).from_host);
 }
 
 #[test]
