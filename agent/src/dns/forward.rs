@@ -7,7 +7,9 @@
 //! passed back as it is, and the asker asks again over TCP), TCP over TCP.
 //! Each UDP query leaves from a fresh socket (a random source port) with
 //! an ID of its own, and only an answer from the server asked, with that
-//! ID, is taken: a spoofed answer must guess both.
+//! ID, is taken: a spoofed answer must guess both. Each server is asked
+//! from the namespace its [`Upstream`] names ([`Origin`]): the
+//! container's for its own servers, the daemon's for the host's.
 
 use std::{
     io,
