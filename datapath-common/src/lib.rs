@@ -219,6 +219,9 @@ pub const HAIRPIN_F_SELF: u8 = 2;
 pub const FRAG_REWRITE_SRC: u8 = 0;
 /// [`FragValue::rewrite`]: later fragments get `addr_be` as destination.
 pub const FRAG_REWRITE_DST: u8 = 1;
+/// [`FragValue::rewrite`]: later fragments pass unchanged (the first went
+/// through a legacy link's hole between two containers).
+pub const FRAG_PASS: u8 = 2;
 /// [`FragValue::stats_slot`] of a fragment that belongs to no publication.
 pub const NO_STATS_SLOT: u32 = u32::MAX;
 

@@ -20,17 +20,19 @@ use core::ptr::NonNull;
 
 use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::TcContext};
 use datapath_common::{
-    EndpointIface, Event, IPPROTO_TCP, IPPROTO_UDP, LINK_DPORT, LINK_SPORT, LinkHole,
+    EndpointIface, Event, FRAG_PASS, IPPROTO_TCP, IPPROTO_UDP, LINK_DPORT, LINK_SPORT, LinkHole,
+    NO_STATS_SLOT,
 };
 
 use crate::{
-    endpoint6, fwd, hairpin,
+    endpoint6, frag, fwd, hairpin,
     hdr::{
         ArpEthIpv4, ENDPOINT_HDR_LEN, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_PROTO_OFF,
         EthHdr, read,
     },
     maps::{NA_EPADDR4_V1, NA_EPIF4_V1, NA_LINK4_V1},
-    parse, policy, skb,
+    parse::{self, Frag},
+    policy, skb,
     stats::tc_drop,
     verdict::TC_NEXT,
 };
@@ -115,12 +117,18 @@ fn ipv4(skb: NonNull<__sk_buff>, ifindex: u32, src: &EndpointIface) -> i32 {
     fwd::from_container(ctx, src, &ip, dst)
 }
 
-/// Whether a legacy link opens this packet (TCP or UDP, a first fragment
-/// or whole): to the linked container's exposed port, or its answer from
-/// that port (Docker's two rules per port). A call of its own, so its
-/// flow parse never sits in `ipv4`'s frame.
+/// Whether a legacy link opens this packet (TCP or UDP): to the linked
+/// container's exposed port, or its answer from that port (Docker's two
+/// rules per port). A first fragment that passes records its datagram so
+/// its later fragments (no ports to match) pass too, as Docker's rules
+/// see the datagram whole after conntrack's reassembly; a later fragment
+/// whose first fragment did not pass here stays shut. A call of its own,
+/// so its flow parse never sits in `ipv4`'s frame.
 #[inline(never)]
 fn link_hole(data: usize, data_end: usize, ip: &parse::Ipv4) -> bool {
+    if ip.frag == Frag::Later {
+        return frag::lookup(ip).is_some_and(|f| f.rewrite == FRAG_PASS);
+    }
     let Ok(pkt) = parse::flow(data, data_end, ip) else {
         return false;
     };
@@ -140,7 +148,11 @@ fn link_hole(data: usize, data_end: usize, ip: &parse::Ipv4) -> bool {
         ..to
     };
     // SAFETY: presence is all we read.
-    unsafe { NA_LINK4_V1.get(&to).is_some() || NA_LINK4_V1.get(&back).is_some() }
+    let open = unsafe { NA_LINK4_V1.get(&to).is_some() || NA_LINK4_V1.get(&back).is_some() };
+    if open && ip.frag == Frag::First {
+        frag::record(ip, FRAG_PASS, ip.daddr, NO_STATS_SLOT);
+    }
+    open
 }
 
 /// ARP from a container: well-formed, from its own MAC and address. A

@@ -3,7 +3,8 @@
 //! linked container comes back with another address, and `--icc=false`
 //! on the default bridge opening exactly the linked container's exposed
 //! ports, both ways, with real TCP (bulk, both directions) and UDP
-//! traffic. Needs root; fails loudly without it.
+//! traffic (fragmented datagrams included), under Docker's FORWARD DROP.
+//! Needs root; fails loudly without it.
 #![allow(
     clippy::unwrap_used,
     reason = "tests panic on failure, with context from the asserts"
@@ -95,6 +96,19 @@ fn links_give_dockers_variables_and_hosts_entries_and_icc_false_holes() {
     assert_eq!(bulk_download(w.ns("web"), &db5432).unwrap(), 4 << 20);
     assert_eq!(bulk_upload(w.ns("web"), &db5432, 4 << 20).unwrap(), 4 << 20);
     assert!(udp_answers(w.ns("web"), to(53)));
+    // A datagram bigger than the MTU: the sender's kernel fragments it,
+    // and so does db's answer; every fragment passes, both ways.
+    let socket = udp_socket(w.ns("web"));
+    socket.set_read_timeout(Some(PROBE)).unwrap();
+    let big = vec![0x5a_u8; 4000];
+    let mut buf = vec![0u8; 65536];
+    let echoed = (0..3).any(|_| {
+        socket.send_to(&big, to(53)).is_ok()
+            && socket
+                .recv_from(&mut buf)
+                .is_ok_and(|(n, _)| n > big.len() && buf[n - big.len()..n] == big[..])
+    });
+    assert!(echoed, "a fragmented datagram and its fragmented answer");
     assert!(
         !tcp_reaches(w.ns("web"), to(22), PROBE),
         "not an exposed port"

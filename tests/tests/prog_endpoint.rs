@@ -293,7 +293,8 @@ fn endpoint_table() {
 /// container's exposed ports, both ways as Docker's two rules do: the
 /// linking container (SELF) to the linked one's (PEER) TCP 5432 and UDP 53,
 /// and PEER's answers from them; nothing else between them, nor the
-/// reverse direction's connections, nor a later fragment.
+/// reverse direction's connections, nor a later fragment on its own (see
+/// the fragment test below).
 #[test]
 fn link_holes_open_exactly_the_exposed_ports_across_icc_false() {
     in_private_netns(&[], || {
@@ -389,6 +390,62 @@ fn link_holes_open_exactly_the_exposed_ports_across_icc_false() {
                 assert_eq!(dp.events(), vec![(Event::DropIcc, 1)], "{name}");
             }
         }
+    });
+}
+
+/// Fragmented datagrams through a link's hole: every fragment of one whose
+/// first fragment passed goes through unchanged (both ways), as Docker's
+/// rules see the datagram after conntrack's reassembly; the fragments of a
+/// datagram to a port the link does not open, and a later fragment whose
+/// first one never came, are dropped.
+#[test]
+fn link_holes_pass_the_later_fragments_of_what_they_let_through() {
+    in_private_netns(&[], || {
+        use datapath_common::{IPPROTO_UDP, LINK_DPORT, LINK_SPORT};
+        use netagent_tests::packet::fragment;
+        let no_icc = policy(1, NET_F_NO_ICC, "10.1.0.0", "255.255.255.0");
+        let mut dp = Dp::new();
+        dp.endpoint_iface(TEST_RUN_IFINDEX, &no_icc);
+        dp.endpoint_at(SELF_IP, &no_icc, TEST_RUN_IFINDEX, SELF_MAC);
+        dp.endpoint_at(PEER_IP, &no_icc, TEST_RUN_IFINDEX, PEER_MAC);
+        dp.link_hole(SELF_IP, PEER_IP, 53, IPPROTO_UDP, LINK_DPORT);
+        dp.link_hole(PEER_IP, SELF_IP, 53, IPPROTO_UDP, LINK_SPORT);
+        let datagram = |src, sport, dst, dport, mac, id| {
+            let mut f = FrameSpec::udp(src, sport, dst, dport, &[7u8; 600]);
+            f.eth_src = mac;
+            f.frag_off = 0;
+            f.ip_id = id;
+            fragment(&f.build(), 256)
+        };
+        let query = datagram(SELF_IP, 40000, PEER_IP, 53, SELF_MAC, 0x1111);
+        let answer = datagram(PEER_IP, 53, SELF_IP, 40000, PEER_MAC, 0x2222);
+        assert_eq!(query.len(), 3, "a first and two later fragments");
+        for (what, fragments, to_mac) in
+            [("query", &query, PEER_MAC), ("answer", &answer, SELF_MAC)]
+        {
+            for (i, frame) in fragments.iter().enumerate() {
+                let (ret, after) = dp.run_tc(TC_FROM_CONTAINER, frame);
+                assert_eq!(ret, TC_REDIRECT, "{what} fragment {i}");
+                // Addressed to the other container, the packet unchanged.
+                assert_eq!(after[..6], to_mac, "{what} fragment {i}");
+                assert_eq!(after[6..], frame[6..], "{what} fragment {i} unchanged");
+            }
+        }
+        assert_eq!(dp.events(), vec![(Event::RedirectToEndpoint, 6)]);
+        // Not a hole: the first fragment is dropped, and so are the rest.
+        let closed = datagram(SELF_IP, 40000, PEER_IP, 54, SELF_MAC, 0x3333);
+        for (i, frame) in closed.iter().enumerate() {
+            let (ret, _) = dp.run_tc(TC_FROM_CONTAINER, frame);
+            assert_eq!(ret, TC_DROP, "closed fragment {i}");
+        }
+        // A later fragment whose first fragment never came.
+        let orphan = datagram(SELF_IP, 40000, PEER_IP, 53, SELF_MAC, 0x4444);
+        let (ret, _) = dp.run_tc(TC_FROM_CONTAINER, &orphan[1]);
+        assert_eq!(ret, TC_DROP, "an orphan later fragment");
+        assert_eq!(
+            dp.events(),
+            vec![(Event::DropIcc, 4), (Event::RedirectToEndpoint, 6)]
+        );
     });
 }
 
