@@ -65,6 +65,13 @@ const SCALED: [Kind; 4] = [
     Kind::Iptables,
     Kind::Nftables,
 ];
+/// The figures, grouped by the tool run that yields them.
+const GROUPS: [&[Metric]; 4] = [
+    &[Metric::TcpGbps],
+    &[Metric::Udp64Kpps],
+    &[Metric::RrP50Us, Metric::RrP99Us],
+    &[Metric::ConnPerS],
+];
 /// Prefix of every namespace and interface the benchmark makes.
 const PREFIX: &str = "nab";
 
@@ -124,16 +131,11 @@ fn main() -> anyhow::Result<()> {
                 args.rounds,
                 args.seconds
             );
-            for group in [
-                &[Metric::TcpGbps][..],
-                &[Metric::Udp64Kpps],
-                &[Metric::RrP50Us, Metric::RrP99Us],
-                &[Metric::ConnPerS],
-            ] {
+            for group in GROUPS {
                 for round in 0..args.rounds {
                     for topo in &topos {
                         let (addr, ports) = topo.kind.target();
-                        let values = measure_group(group, &topo.client, addr, ports, d)
+                        let values = measure_group(group, &topo.client, addr, ports, d, false)
                             .with_context(|| {
                                 format!("{} via {}", group[0].label(), topo.kind.name())
                             })?;
@@ -156,9 +158,13 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    // The rest measures with the wire-like sender, at one publication.
+    // The rest measures at one publication.
     for topo in &mut topos {
         topo.install(0)?;
+    }
+    remote_ipv6(&args, &topos, &mut report)?;
+    // The rest measures with the wire-like sender.
+    for topo in &topos {
         Profile::Wire.apply(topo);
     }
 
@@ -181,12 +187,7 @@ fn main() -> anyhow::Result<()> {
         ("docker-proxy", 0, "127.0.0.1", PROXY_PORTS),
         ("netagent", na_topo, "127.0.0.1", published),
     ];
-    for group in [
-        &[Metric::TcpGbps][..],
-        &[Metric::Udp64Kpps],
-        &[Metric::RrP50Us, Metric::RrP99Us],
-        &[Metric::ConnPerS],
-    ] {
+    for group in GROUPS {
         for round in 0..args.rounds {
             for (name, at, addr, ports) in local_variants {
                 if name == "docker-proxy" && group[0] == Metric::Udp64Kpps {
@@ -207,7 +208,7 @@ fn main() -> anyhow::Result<()> {
                 let joined = (name == "netagent")
                     .then(|| topos[at].daemon.as_ref().map(|d| d.cgroup.join()))
                     .flatten();
-                let values = measure_group(group, host, addr, ports, d)
+                let values = measure_group(group, host, addr, ports, d, false)
                     .with_context(|| format!("{} via host-local {name}", group[0].label()))?;
                 drop(joined);
                 if name == "docker-proxy"
@@ -281,6 +282,50 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The remote client over IPv6, at one publication, both sender
+/// profiles: the variants that translate IPv6 (`Kind::speaks_ipv6`),
+/// interleaved as over IPv4; round trips by the benchmark's own
+/// ping-pong (sockperf 3.7 speaks IPv4 only).
+fn remote_ipv6(args: &Args, topos: &[Topo], report: &mut Report) -> anyhow::Result<()> {
+    let d = Duration::from_secs(args.seconds);
+    let v6: Vec<&Topo> = topos.iter().filter(|t| t.kind.speaks_ipv6()).collect();
+    for profile in Profile::ALL {
+        for topo in &v6 {
+            profile.apply(topo);
+        }
+        eprintln!(
+            "== remote client over IPv6, 1 publication, {} sender",
+            profile.name()
+        );
+        for group in GROUPS {
+            for round in 0..args.rounds {
+                for topo in &v6 {
+                    let (addr, ports) = topo.kind.target6();
+                    let values = measure_group(group, &topo.client, addr, ports, d, true)
+                        .with_context(|| {
+                            format!("{} over IPv6 via {}", group[0].label(), topo.kind.name())
+                        })?;
+                    for (metric, value) in group.iter().zip(values) {
+                        eprintln!(
+                            "  round {round} {:<17} {:<24} {value:.3}",
+                            topo.kind.name(),
+                            metric.label()
+                        );
+                        report.remote6.push(Sample {
+                            variant: topo.kind.name().into(),
+                            profile: profile.name().into(),
+                            publications: 1,
+                            metric: *metric,
+                            value,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The CNI section (`cni.rs`): netagent-cni through the daemon of `na`
 /// (the netagent topology) against the reference chain, interleaved.
 fn cni_section(args: &Args, na: &Topo, report: &mut Report) -> anyhow::Result<()> {
@@ -342,19 +387,25 @@ fn cni_section(args: &Args, na: &Topo, report: &mut Report) -> anyhow::Result<()
     Ok(())
 }
 
-/// Measures one group of figures that one tool run yields.
+/// Measures one group of figures that one tool run yields; round trips
+/// with the benchmark's own ping-pong when `ping_pong` (IPv6).
 fn measure_group(
     group: &[Metric],
     ns: &netagent_tests::netns::Netns,
     addr: &str,
     ports: [u16; 3],
     d: Duration,
+    ping_pong: bool,
 ) -> anyhow::Result<Vec<f64>> {
     Ok(match group[0] {
         Metric::TcpGbps => vec![measure::tcp_gbps(ns, addr, ports[0], d)?],
         Metric::Udp64Kpps => vec![measure::udp64_kpps(ns, addr, ports[0], d)?],
         Metric::RrP50Us | Metric::RrP99Us => {
-            let (p50, p99) = measure::rr_us(ns, addr, ports[1], d)?;
+            let (p50, p99) = if ping_pong {
+                measure::rr_us_pingpong(ns, addr, ports[1], d)?
+            } else {
+                measure::rr_us(ns, addr, ports[1], d)?
+            };
             vec![p50, p99]
         }
         Metric::ConnPerS => {

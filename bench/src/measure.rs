@@ -3,7 +3,8 @@
 //! so a variant that carries nothing fails the run instead of scoring 0.
 
 use std::{
-    net::{SocketAddr, TcpStream},
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
     process::Command,
     time::{Duration, Instant},
 };
@@ -133,6 +134,45 @@ pub fn rr_us(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<(
     Ok((percentile("50.000")?, percentile("99.000")?))
 }
 
+/// The size of one ping-pong message, as sockperf's `-m 64`.
+const PING: usize = netagent_tests::traffic::PING_PONG_BYTES;
+
+/// TCP ping-pong with 64-byte messages, by the benchmark itself, for
+/// IPv6 (sockperf 3.7, Debian 12's, speaks IPv4 only): one connection
+/// with `TCP_NODELAY`, one message out and its echo back, for `d`;
+/// (p50, p99) round trip in µs. Not comparable with sockperf's figures,
+/// only among the variants it measured.
+pub fn rr_us_pingpong(
+    ns: &Netns,
+    addr: &str,
+    port: u16,
+    d: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let to = SocketAddr::new(addr.parse::<IpAddr>()?, port);
+    let mut rtts = ns.enter(move || -> anyhow::Result<Vec<f64>> {
+        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2))
+            .with_context(|| format!("connecting to {to}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let (msg, mut back) = ([0x5a_u8; PING], [0u8; PING]);
+        let mut rtts = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < d {
+            let sent = Instant::now();
+            stream.write_all(&msg)?;
+            stream.read_exact(&mut back)?;
+            rtts.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(rtts)
+    })?;
+    if rtts.is_empty() {
+        bail!("ping-pong with {to}: no round trip");
+    }
+    rtts.sort_unstable_by(f64::total_cmp);
+    let at = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.99)))
+}
+
 /// A connection-rate sample.
 pub struct ConnRate {
     /// Successful connections per second.
@@ -147,7 +187,7 @@ pub struct ConnRate {
 /// namespaces reuse TIME_WAIT ports (`tcp_tw_reuse`) over a wide ephemeral
 /// range, so the client's own ports are not what runs out.
 pub fn conn_per_s(ns: &Netns, addr: &str, port: u16, d: Duration) -> anyhow::Result<ConnRate> {
-    let to: SocketAddr = format!("{addr}:{port}").parse()?;
+    let to = SocketAddr::new(addr.parse::<IpAddr>()?, port);
     let (done, elapsed, failures, first_error) = ns.enter(move || {
         let start = Instant::now();
         let (mut done, mut failures, mut first_error) = (0u64, 0u64, None);

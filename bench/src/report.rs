@@ -60,6 +60,8 @@ pub struct Report {
     pub seconds: u64,
     pub machine: Machine,
     pub remote: Vec<Sample>,
+    /// The remote client over IPv6 (one publication).
+    pub remote6: Vec<Sample>,
     pub host_local: Vec<Sample>,
     pub scale: Vec<ScalePoint>,
     /// CNI ADD and DEL latencies (`cni.rs`).
@@ -127,6 +129,7 @@ impl Report {
                 date: sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
             },
             remote: Vec::new(),
+            remote6: Vec::new(),
             host_local: Vec::new(),
             scale: Vec::new(),
             cni: Vec::new(),
@@ -137,20 +140,23 @@ impl Report {
 
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.machine.load_average_end = sh("cut -d' ' -f1-3 /proc/loadavg");
-        let remote: Vec<serde_json::Value> = remote_groups(&self.remote)
-            .into_iter()
-            .map(|((n, profile), samples)| {
-                serde_json::json!({
-                    "publications": n,
-                    "profile": profile,
-                    "medians": medians(samples.iter().copied()),
+        let grouped = |samples: &[Sample]| -> Vec<serde_json::Value> {
+            remote_groups(samples)
+                .into_iter()
+                .map(|((n, profile), samples)| {
+                    serde_json::json!({
+                        "publications": n,
+                        "profile": profile,
+                        "medians": medians(samples.iter().copied()),
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
         let json = serde_json::json!({
             "report": &self,
             "medians": {
-                "remote": remote,
+                "remote": grouped(&self.remote),
+                "remote_ipv6": grouped(&self.remote6),
                 "host_local": medians(self.host_local.iter()),
             },
         });
@@ -204,6 +210,29 @@ impl Report {
                 &medians(samples.iter().copied()),
                 &variants,
                 "direct",
+            );
+        }
+        for ((n, profile), samples) in remote_groups(&self.remote6) {
+            let _ = writeln!(
+                s,
+                "\n## Remote client over IPv6, {profile} sender, {n} publication{}\n",
+                if n == 1 { "" } else { "s" }
+            );
+            table(
+                &mut s,
+                &medians(samples.iter().copied()),
+                &["direct", "netagent-endpoint", "iptables", "nftables"],
+                "direct",
+            );
+        }
+        if !self.remote6.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nOver IPv6: the client at fd90:1::2 reaches [fd90:1::1]:PORT (the \
+                 container fd90:2::2 for direct); netagent's own dual-stack container \
+                 (its `[::]` publication), Docker's ip6tables rules, netavark's `inet` \
+                 table. Round trips by the benchmark's own 64-byte TCP ping-pong \
+                 (sockperf 3.7 speaks IPv4 only): compare them within this table only.\n"
             );
         }
         let local = medians(self.host_local.iter());

@@ -3,7 +3,14 @@
 //!
 //! ```text
 //! client 10.90.1.2 [c0] ── [h0] 10.90.1.1  host  10.90.2.1 [br0]─[hb0] ── [t0] 10.90.2.2 container
+//!        fd90:1::2                fd90:1::1        fd90:2::1                    fd90:2::2
 //! ```
+//!
+//! Every copy is dual-stack; the IPv6 figures are measured for the
+//! variants that translate IPv6 ([`Kind::speaks_ipv6`]). Over IPv6 the
+//! container also runs a ping-pong server for round trips (sockperf 3.7
+//! speaks IPv4 only) and an accept-and-close server, IPv6-only sockets
+//! beside the IPv4 ones on the same ports.
 //!
 //! The container runs `iperf3 -s`, `sockperf sr --tcp` and an accept-and-
 //! close server. The client's veth sends with one of two [`Profile`]s, the
@@ -26,12 +33,15 @@ use std::{
 use anyhow::{Context as _, bail};
 use netagent_tests::{
     netns::{Background, Bpffs, Daemon, Netns, veth_pair},
-    traffic::{Server, tcp_accept_close},
+    traffic::{Server, tcp_accept_close, tcp_accept_close_v6only, tcp_ping_pong_v6only},
 };
 
 pub const HOST_IP: &str = "10.90.1.1";
 pub const BRIDGE_IP: &str = "10.90.2.1";
 pub const CTR_IP: &str = "10.90.2.2";
+pub const HOST_IP6: &str = "fd90:1::1";
+pub const BRIDGE_IP6: &str = "fd90:2::1";
+pub const CTR_IP6: &str = "fd90:2::2";
 
 /// Container-side server ports.
 pub const IPERF_PORT: u16 = 5201;
@@ -153,6 +163,25 @@ impl Kind {
             _ => (HOST_IP, PUBLISHED.map(|(h, _)| h)),
         }
     }
+
+    /// Whether the variant translates IPv6 to the container: netagent
+    /// does for its own (dual-stack) containers, so not by address to
+    /// the hand-made bridge's.
+    pub const fn speaks_ipv6(self) -> bool {
+        matches!(
+            self,
+            Kind::Direct | Kind::NetagentEndpoint | Kind::Iptables | Kind::Nftables
+        )
+    }
+
+    /// [`Kind::target`] over IPv6 (the ping-pong server on the sockperf
+    /// port).
+    pub fn target6(self) -> (&'static str, [u16; 3]) {
+        match self {
+            Kind::Direct => (CTR_IP6, [IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT]),
+            _ => (HOST_IP6, PUBLISHED.map(|(h, _)| h)),
+        }
+    }
 }
 
 /// One copy of the topology, with its variant's translation installed.
@@ -165,7 +194,7 @@ pub struct Topo {
     /// The host's bridge to the container.
     pub br0: String,
     _servers: Vec<Background>,
-    _accept: Server,
+    _accept: Vec<Server>,
     /// Declared before the namespaces: dropped (killed) first.
     pub daemon: Option<Daemon>,
     _bpffs: Option<Bpffs>,
@@ -205,8 +234,8 @@ impl Topo {
         );
         veth_pair(&client, &c0, &host, &h0, None);
         let mut links = vec![
-            (&client, &c0, Some("10.90.1.2/24")),
-            (&host, &h0, Some("10.90.1.1/24")),
+            (&client, &c0, vec!["10.90.1.2/24", "fd90:1::2/64"]),
+            (&host, &h0, vec!["10.90.1.1/24", "fd90:1::1/64"]),
         ];
         // netagent's own container gets its veth, bridge, address and
         // route from `netagent container attach` (in `install`).
@@ -215,22 +244,26 @@ impl Topo {
             host.ip(&["link", "add", &br0, "type", "bridge"]);
             host.ip(&["link", "set", &hb0, "master", &br0]);
             links.extend([
-                (&host, &br0, Some("10.90.2.1/24")),
-                (&host, &hb0, None),
-                (&container, &t0, Some("10.90.2.2/24")),
+                (&host, &br0, vec!["10.90.2.1/24", "fd90:2::1/64"]),
+                (&host, &hb0, vec![]),
+                (&container, &t0, vec!["10.90.2.2/24", "fd90:2::2/64"]),
             ]);
         }
-        for (ns, dev, addr) in links {
-            if let Some(addr) = addr {
-                ns.ip(&["addr", "add", addr, "dev", dev]);
+        for (ns, dev, addrs) in links {
+            for addr in addrs {
+                // No duplicate address detection: usable at once.
+                ns.ip(&["addr", "add", addr, "dev", dev, "nodad"]);
             }
             ns.ip(&["link", "set", dev, "up"]);
         }
         client.ip(&["route", "add", "default", "via", HOST_IP]);
+        client.ip(&["-6", "route", "add", "default", "via", HOST_IP6]);
         if kind != Kind::NetagentEndpoint {
             container.ip(&["route", "add", "default", "via", BRIDGE_IP]);
+            container.ip(&["-6", "route", "add", "default", "via", BRIDGE_IP6]);
         }
         host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        host.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         // Clients here (remote, and host-local in the host) open connections
         // by the tens of thousands: reuse TIME_WAIT ports, use a wide range.
         for ns in [&client, &host] {
@@ -242,7 +275,11 @@ impl Topo {
             container.spawn(&["iperf3", "-s", "-p", &IPERF_PORT.to_string()]),
             container.spawn(&["sockperf", "sr", "--tcp", "-p", &SOCKPERF_PORT.to_string()]),
         ];
-        let accept = tcp_accept_close(&container, ACCEPT_PORT);
+        let accept = vec![
+            tcp_accept_close(&container, ACCEPT_PORT),
+            tcp_accept_close_v6only(&container, ACCEPT_PORT),
+            tcp_ping_pong_v6only(&container, SOCKPERF_PORT),
+        ];
         let work = tempfile::Builder::new()
             .prefix("netagent-bench")
             .tempdir()?;
@@ -269,9 +306,11 @@ impl Topo {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let listening = self.container.exec(&["ss", "-ltnH"]);
+            // sockperf's IPv4 server beside the IPv6 ping-pong one.
             if [IPERF_PORT, SOCKPERF_PORT, ACCEPT_PORT]
                 .iter()
                 .all(|p| listening.contains(&format!(":{p} ")))
+                && listening.contains(&format!("0.0.0.0:{SOCKPERF_PORT} "))
             {
                 return Ok(());
             }
@@ -292,11 +331,20 @@ impl Topo {
             Kind::Netagent | Kind::NetagentXdp | Kind::NetagentEndpoint => {
                 self.install_netagent(fillers)
             }
-            Kind::Iptables => self.install_file(
-                "iptables.rules",
-                &iptables_rules(fillers, &self.br0),
-                &["iptables-restore"],
-            ),
+            Kind::Iptables => {
+                // IPv6 (the measured ports only; not timed): Docker's
+                // ip6tables rules, which it writes since 27.0.
+                self.install_file(
+                    "ip6tables.rules",
+                    &ip6tables_rules(&self.br0),
+                    &["ip6tables-restore"],
+                )?;
+                self.install_file(
+                    "iptables.rules",
+                    &iptables_rules(fillers, &self.br0),
+                    &["iptables-restore"],
+                )
+            }
             Kind::Nftables => self.install_file("nft.rules", &nft_rules(fillers), &["nft", "-f"]),
         }
     }
@@ -349,7 +397,16 @@ impl Topo {
             &extra,
         );
         let specs = if self.kind == Kind::NetagentEndpoint {
-            daemon.ok(&["network", "create", "bench", "--subnet", "10.90.2.0/24"]);
+            daemon.ok(&[
+                "network",
+                "create",
+                "bench",
+                "--subnet",
+                "10.90.2.0/24",
+                "--ipv6",
+                "--subnet",
+                "fd90:2::/64",
+            ]);
             let netns = format!("/run/netns/{}", self.container.name);
             let mut attach = vec![
                 "container",
@@ -361,6 +418,8 @@ impl Topo {
                 "bench",
                 "--ip",
                 CTR_IP,
+                "--ip6",
+                CTR_IP6,
             ];
             let published: Vec<String> = PUBLISHED
                 .iter()
@@ -497,6 +556,7 @@ pub fn nft_rules(fillers: usize) -> String {
          chain POSTROUTING {\n\
          type nat hook postrouting priority srcnat; policy accept;\n\
          ip saddr 10.90.2.0/24 ip daddr != 10.90.2.0/24 masquerade\n\
+         ip6 saddr fd90:2::/64 ip6 daddr != fd90:2::/64 masquerade\n\
          }\n\
          chain NETAVARK-HOSTPORT-DNAT {\n",
     );
@@ -506,7 +566,34 @@ pub fn nft_rules(fillers: usize) -> String {
             "  ip daddr {HOST_IP} {proto} dport {host} dnat ip to {CTR_IP}:{ctr}"
         );
     }
+    // IPv6: the measured ports (the IPv6 figures are taken at one
+    // publication).
+    for (proto, host, ctr) in dnat_entries(0) {
+        let _ = writeln!(
+            s,
+            "  ip6 daddr {HOST_IP6} {proto} dport {host} dnat ip6 to [{CTR_IP6}]:{ctr}"
+        );
+    }
     s.push_str("}\n}\n");
+    s
+}
+
+/// Docker's ip6tables nat table (the measured ports only: the IPv6
+/// figures are taken at one publication).
+pub fn ip6tables_rules(bridge: &str) -> String {
+    let mut s = format!(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+         -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+         -A POSTROUTING -s fd90:2::/64 ! -o {bridge} -j MASQUERADE\n",
+    );
+    for (proto, host, ctr) in dnat_entries(0) {
+        let _ = writeln!(
+            s,
+            "-A DOCKER -d {HOST_IP6}/128 ! -i {bridge} -p {proto} -m {proto} --dport {host} -j DNAT --to-destination [{CTR_IP6}]:{ctr}"
+        );
+    }
+    s.push_str("COMMIT\n");
     s
 }
 

@@ -2,7 +2,7 @@
 //! peer they saw, clients made inside a namespace, and raw frames.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
     sync::{
@@ -114,6 +114,84 @@ pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
         Err(e) => panic!("accept: {e}"),
     })
+}
+
+/// The message size of [`tcp_ping_pong_v6only`].
+pub const PING_PONG_BYTES: usize = 64;
+
+/// A TCP ping-pong server in `ns` on `[::]:port`, IPv6 only (so it can
+/// share the port with an IPv4 server): each connection's messages of
+/// [`PING_PONG_BYTES`] are echoed back, on a thread per connection.
+pub fn tcp_ping_pong_v6only(ns: &Netns, port: u16) -> Server {
+    let listener = ns.enter(move || v6only_listener(port));
+    listener.set_nonblocking(true).expect("nonblocking");
+    Server::spawn(move || match listener.accept() {
+        Ok((mut conn, _)) => {
+            conn.set_nonblocking(false).expect("blocking");
+            let _ = conn.set_nodelay(true);
+            thread::spawn(move || {
+                let mut buf = [0u8; PING_PONG_BYTES];
+                while conn.read_exact(&mut buf).is_ok() && conn.write_all(&buf).is_ok() {}
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
+        Err(e) => panic!("accept: {e}"),
+    })
+}
+
+/// [`tcp_accept_close`] on `[::]:port`, IPv6 only (beside an IPv4 one on
+/// the same port).
+pub fn tcp_accept_close_v6only(ns: &Netns, port: u16) -> Server {
+    let listener = ns.enter(move || v6only_listener(port));
+    listener.set_nonblocking(true).expect("nonblocking");
+    Server::spawn(move || match listener.accept() {
+        Ok((conn, _)) => drop(conn),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
+        Err(e) => panic!("accept: {e}"),
+    })
+}
+
+/// A TCP listener on `[::]:port` with `IPV6_V6ONLY` (which std cannot set
+/// before binding), a backlog of 4096, in the calling thread's namespace.
+fn v6only_listener(port: u16) -> TcpListener {
+    // SAFETY: socket calls on a descriptor owned at once; the option
+    // values and the address are initialised locals of the right sizes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let listener = TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        for (level, opt) in [
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+        ] {
+            let rc = libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+        sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sa.sin6_port = port.to_be();
+        let rc = libc::bind(
+            fd,
+            (&raw const sa).cast(),
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        );
+        assert_eq!(
+            rc,
+            0,
+            "bind [::]:{port}: {}",
+            std::io::Error::last_os_error()
+        );
+        let rc = libc::listen(fd, 4096);
+        assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+        listener
+    }
 }
 
 /// A UDP server in a namespace answering each datagram with
