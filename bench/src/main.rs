@@ -131,31 +131,10 @@ fn main() -> anyhow::Result<()> {
                 args.rounds,
                 args.seconds
             );
-            for group in GROUPS {
-                for round in 0..args.rounds {
-                    for topo in &topos {
-                        let (addr, ports) = topo.kind.target();
-                        let values = measure_group(group, &topo.client, addr, ports, d, false)
-                            .with_context(|| {
-                                format!("{} via {}", group[0].label(), topo.kind.name())
-                            })?;
-                        for (metric, value) in group.iter().zip(values) {
-                            eprintln!(
-                                "  round {round} {:<17} {:<24} {value:.3}",
-                                topo.kind.name(),
-                                metric.label()
-                            );
-                            report.remote.push(Sample {
-                                variant: topo.kind.name().into(),
-                                profile: profile.name().into(),
-                                publications: n,
-                                metric: *metric,
-                                value,
-                            });
-                        }
-                    }
-                }
-            }
+            let all: Vec<&Topo> = topos.iter().collect();
+            report
+                .remote
+                .extend(remote_rounds(args.rounds, d, &all, profile, n, false)?);
         }
     }
     // The rest measures at one publication.
@@ -297,33 +276,55 @@ fn remote_ipv6(args: &Args, topos: &[Topo], report: &mut Report) -> anyhow::Resu
             "== remote client over IPv6, 1 publication, {} sender",
             profile.name()
         );
-        for group in GROUPS {
-            for round in 0..args.rounds {
-                for topo in &v6 {
-                    let (addr, ports) = topo.kind.target6();
-                    let values = measure_group(group, &topo.client, addr, ports, d, true)
-                        .with_context(|| {
-                            format!("{} over IPv6 via {}", group[0].label(), topo.kind.name())
-                        })?;
-                    for (metric, value) in group.iter().zip(values) {
-                        eprintln!(
-                            "  round {round} {:<17} {:<24} {value:.3}",
-                            topo.kind.name(),
-                            metric.label()
-                        );
-                        report.remote6.push(Sample {
-                            variant: topo.kind.name().into(),
-                            profile: profile.name().into(),
-                            publications: 1,
-                            metric: *metric,
-                            value,
-                        });
-                    }
+        report
+            .remote6
+            .extend(remote_rounds(args.rounds, d, &v6, profile, 1, true)?);
+    }
+    Ok(())
+}
+
+/// Every figure from each of `topos`' clients to its target (over IPv6:
+/// [`Kind::target6`]), interleaved across the variants, `rounds` times:
+/// one sample per round, variant and figure, at `n` publications.
+fn remote_rounds(
+    rounds: usize,
+    d: Duration,
+    topos: &[&Topo],
+    profile: Profile,
+    n: usize,
+    ipv6: bool,
+) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = Vec::new();
+    for group in GROUPS {
+        for round in 0..rounds {
+            for topo in topos {
+                let (addr, ports) = if ipv6 {
+                    topo.kind.target6()
+                } else {
+                    topo.kind.target()
+                };
+                let values = measure_group(group, &topo.client, addr, ports, d, ipv6)
+                    .with_context(|| {
+                        format!("{} to {addr} via {}", group[0].label(), topo.kind.name())
+                    })?;
+                for (metric, value) in group.iter().zip(values) {
+                    eprintln!(
+                        "  round {round} {:<17} {:<24} {value:.3}",
+                        topo.kind.name(),
+                        metric.label()
+                    );
+                    samples.push(Sample {
+                        variant: topo.kind.name().into(),
+                        profile: profile.name().into(),
+                        publications: n,
+                        metric: *metric,
+                        value,
+                    });
                 }
             }
         }
     }
-    Ok(())
+    Ok(samples)
 }
 
 /// The CNI section (`cni.rs`): netagent-cni through the daemon of `na`
