@@ -108,6 +108,11 @@ pub fn tcp_accept_close(ns: &Netns, port: u16) -> Server {
     // SAFETY: listen(2) again on a listening socket only resizes its queue.
     let rc = unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+    accept_and_close(listener)
+}
+
+/// Accepts and closes every connection `listener` gets.
+fn accept_and_close(listener: TcpListener) -> Server {
     listener.set_nonblocking(true).expect("nonblocking");
     Server::spawn(move || match listener.accept() {
         Ok((conn, _)) => drop(conn),
@@ -142,13 +147,7 @@ pub fn tcp_ping_pong_v6only(ns: &Netns, port: u16) -> Server {
 /// [`tcp_accept_close`] on `[::]:port`, IPv6 only (beside an IPv4 one on
 /// the same port).
 pub fn tcp_accept_close_v6only(ns: &Netns, port: u16) -> Server {
-    let listener = ns.enter(move || v6only_listener(port));
-    listener.set_nonblocking(true).expect("nonblocking");
-    Server::spawn(move || match listener.accept() {
-        Ok((conn, _)) => drop(conn),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
-        Err(e) => panic!("accept: {e}"),
-    })
+    accept_and_close(ns.enter(move || v6only_listener(port)))
 }
 
 /// A TCP listener on `[::]:port` with `IPV6_V6ONLY` (which std cannot set

@@ -109,9 +109,12 @@ pub fn resolv_conf(c: &Container, host: &HostResolv, upstreams: &[Upstream]) -> 
             // host's namespace.
             upstreams
                 .iter()
-                .map(|u| match u.from_host {
-                    true => format!("host({})", u.addr.ip()),
-                    false => u.addr.ip().to_string(),
+                .map(|u| {
+                    if u.from_host {
+                        format!("host({})", u.addr.ip())
+                    } else {
+                        u.addr.ip().to_string()
+                    }
                 })
                 .collect()
         } else {

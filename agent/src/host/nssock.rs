@@ -160,14 +160,13 @@ mod tests {
         let home = Arc::new(own_netns().expect("own namespace"));
         assert!(sockets.is_home(&home));
         for _ in 0..3 {
-            let fd = match sockets.socket(&home, libc::AF_INET, libc::SOCK_DGRAM).await {
-                Ok(fd) => fd,
-                // Without CAP_SYS_ADMIN setns is refused: said, not skipped.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    panic!("setns needs CAP_SYS_ADMIN (run the tests as root): {e}")
-                }
-                Err(e) => panic!("{e}"),
-            };
+            // Without CAP_SYS_ADMIN setns is refused: a failure, not a skip.
+            let fd = sockets
+                .socket(&home, libc::AF_INET, libc::SOCK_DGRAM)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("a socket in the home namespace (setns needs root): {e}")
+                });
             let udp = std::net::UdpSocket::from(fd);
             // Connecting binds it (a port of its own).
             udp.connect("127.0.0.1:9").expect("connect");
